@@ -1,0 +1,34 @@
+"""Shared set-up for the benchmarks: random heads shaped like the paper's."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+
+from core.models import MTRNHead
+
+FEATURE_DIM, HIDDEN_DIM, N_CLASSES, NMAX = 256, 512, 97, 8
+
+
+def random_heads(nmax: int = NMAX, seed: int = 0, n_classes: int = N_CLASSES) -> list[MTRNHead]:
+    """Single-scale heads ``Linear(256k, 512) -> ReLU -> Linear(512, C)``, k = 1..nmax, PyTorch default init."""
+    torch.manual_seed(seed)
+    return [MTRNHead(k, FEATURE_DIM, HIDDEN_DIM, n_classes).eval() for k in range(1, nmax + 1)]
+
+
+def random_priors(seed: int = 0, n_classes: int = N_CLASSES) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(n_classes, generator=g)
+    return p / p.sum()
+
+
+def random_clip(n: int, seed: int) -> torch.Tensor:
+    """``(n, 256)`` standard-normal frame features."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, FEATURE_DIM, generator=g)
+
+
+def machine() -> str:
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}"

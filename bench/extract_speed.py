@@ -1,0 +1,162 @@
+"""Frame-feature extraction speed of the ResNet-50 + new_fc (TRN) encoder at 224 px.
+
+Weights are RANDOM (same architecture and preprocessing as trn_rgb.ckpt; speed does
+not depend on the values). Three modes per device:
+
+- ``network``: pre-processed (B, 3, 224, 224) tensors already on the device; forward only.
+- ``decoded``: pre-decoded uint8 frames (256x456, EPIC size) in RAM -> ``encode``
+  (host->device copy, resize/centre-crop/normalise on the device, forward).
+- ``jpeg``:    JPEG bytes -> simplejpeg decode (thread pool, next batch decoded while
+  the current one is encoded) -> ``encode``.
+
+On CUDA, ``encode`` uses bf16 autocast and channels_last (target: >= 2000 frames/s).
+
+    python bench/extract_speed.py                    # CPU (+ CUDA when available)
+    python bench/extract_speed.py --device cuda --frames 8192 --batch-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.backbones.base import resolve_device  # noqa: E402
+from core.backbones.trn_checkpoint import random_trn_encoder  # noqa: E402
+
+FRAME_H, FRAME_W = 256, 456  # EPIC-KITCHENS frame size
+
+
+def synthetic_frames(n_unique: int, seed: int = 0) -> np.ndarray:
+    """``(n_unique, 256, 456, 3)`` uint8: smooth gradients + mild noise, so JPEG sizes are realistic."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
+    out = np.empty((n_unique, FRAME_H, FRAME_W, 3), np.uint8)
+    for i in range(n_unique):
+        fx, fy, ph = rng.uniform(0.005, 0.03), rng.uniform(0.005, 0.03), rng.uniform(0, 6.28)
+        base = np.stack([np.sin(xx * fx + ph), np.cos(yy * fy - ph), np.sin((xx + yy) * fx * 0.5)], -1)
+        img = 127.5 + 100 * base + rng.normal(0, 6, base.shape)
+        out[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_network(encoder, device: torch.device, n: int, bs: int) -> float:
+    net = encoder._network_on(device)
+    x = torch.randn(bs, 3, 224, 224, device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step() -> None:
+        with torch.inference_mode():
+            if device.type == "cuda":
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    net(x)
+            else:
+                net(x)
+
+    step()  # warm-up (cuDNN autotuning, allocator)
+    _sync(device)
+    steps = max(1, n // bs)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return steps * bs / (time.perf_counter() - t0)
+
+
+def bench_decoded(encoder, device: torch.device, n: int, bs: int, frames: np.ndarray) -> float:
+    batch = frames[np.arange(bs) % len(frames)]
+    encoder.encode(batch, device=device, batch_size=bs)  # warm-up
+    steps = max(1, n // bs)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        encoder.encode(batch, device=device, batch_size=bs)  # returns CPU tensors: synchronised
+    return steps * bs / (time.perf_counter() - t0)
+
+
+def bench_jpeg(encoder, device: torch.device, n: int, bs: int, jpegs: list[bytes], workers: int) -> float:
+    steps = max(1, n // bs)
+    batches = [[jpegs[(s * bs + i) % len(jpegs)] for i in range(bs)] for s in range(steps + 1)]
+    # Two pools: decoding threads, and one prefetcher that assembles the next batch.
+    with ThreadPoolExecutor(max_workers=workers) as dec_pool, ThreadPoolExecutor(max_workers=1) as prefetch:
+
+        def decode(blobs: list[bytes]) -> np.ndarray:
+            return np.stack(list(dec_pool.map(simplejpeg.decode_jpeg, blobs)))
+
+        encoder.encode(decode(batches[-1]), device=device, batch_size=bs)  # warm-up
+        t0 = time.perf_counter()
+        pending = prefetch.submit(decode, batches[0])
+        for s in range(steps):
+            frames = pending.result()
+            if s + 1 < steps:
+                pending = prefetch.submit(decode, batches[s + 1])
+            encoder.encode(frames, device=device, batch_size=bs)
+        elapsed = time.perf_counter() - t0
+    return steps * bs / elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", default="auto", help="'auto' (CPU, plus CUDA when available), 'cpu' or 'cuda[:N]'")
+    p.add_argument("--frames", type=int, default=None, help="frames per mode (default 64 on CPU, 4096 on CUDA)")
+    p.add_argument("--batch-size", type=int, default=None, help="frames per forward pass (default 32 on CPU, 256 on CUDA)")
+    p.add_argument("--workers", type=int, default=max(2, (os.cpu_count() or 2)), help="JPEG decoding threads")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality of the synthetic frames")
+    p.add_argument("--modes", default="network,decoded,jpeg", help="comma-separated subset of network,decoded,jpeg")
+    args = p.parse_args(argv)
+
+    if args.device == "auto":
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        devices = [resolve_device(args.device)]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = set(modes) - {"network", "decoded", "jpeg"}
+    if bad:
+        p.error(f"unknown mode(s) {sorted(bad)}")
+
+    frames = synthetic_frames(16)
+    jpegs = [simplejpeg.encode_jpeg(f, quality=args.quality) for f in frames]
+    encoder = random_trn_encoder(seed=0)
+    print(f"ResNet-50 + new_fc (2048->256), RANDOM weights; frames {FRAME_H}x{FRAME_W} -> 224x224 crop; "
+          f"JPEG ~{np.mean([len(j) for j in jpegs]) / 1024:.0f} KiB; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads, {args.workers} decode workers")
+    rows = []
+    for dev in devices:
+        cuda = dev.type == "cuda"
+        n = args.frames or (4096 if cuda else 64)
+        bs = args.batch_size or (256 if cuda else 32)
+        name = torch.cuda.get_device_name(dev) if cuda else "cpu"
+        for mode in modes:
+            if mode == "network":
+                fps = bench_network(encoder, dev, n, bs)
+            elif mode == "decoded":
+                fps = bench_decoded(encoder, dev, n, bs, frames)
+            else:
+                fps = bench_jpeg(encoder, dev, n, bs, jpegs, args.workers)
+            rows.append((name + (" bf16" if cuda else " fp32"), mode, "yes" if mode == "jpeg" else "no", n, bs, fps))
+            print(f"  {rows[-1][0]:<28} {mode:<8} {fps:9.1f} frames/s", flush=True)
+
+    print()
+    header = f"{'device':<28} {'mode':<8} {'jpeg decode':<11} {'frames':>7} {'batch':>6} {'frames/s':>10}"
+    print(header)
+    print("-" * len(header))
+    for dev_name, mode, jpeg, n, bs, fps in rows:
+        print(f"{dev_name:<28} {mode:<8} {jpeg:<11} {n:>7} {bs:>6} {fps:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

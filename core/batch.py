@@ -1,0 +1,250 @@
+"""Batch ESVs: every clip of a split, n = 1..8 frames, verb and noun -> one Parquet file.
+
+Results file (Parquet, long format: ONE ROW PER SAMPLED FRAME of each
+(clip, task, model, n_frames) explanation). Frames are sampled at the segment
+centres (:func:`core.data.sampling.segment_centre_indices`); the explained class is
+the ground truth.
+
+=================  ========  =================================================================
+column             type      meaning
+=================  ========  =================================================================
+narration_id       string    clip id
+video_id           string    video of the clip
+split              string    ``train`` / ``val``
+task               string    ``verb`` / ``noun``
+model              string    ``mtrn`` (multiscale TRN) / ``tsn``
+n_frames           int16     n, frames sampled for this explanation
+frame_position     int16     0..n-1, position of the frame among the n (-1: skipped row)
+frame_index        int32     index of the frame in the clip's stored frames (-1: skipped)
+clip_n_frames      int32     frames stored for the clip
+label              int32     ground-truth class (the explained class)
+label_name         string    its name
+esv                float64   ESV of this frame for the ground-truth class
+esv_predicted      float64   ESV of this frame for the predicted class
+predicted          int32     argmax class of the model on all n frames
+predicted_name     string    its name
+prob               float64   p(label | all n frames)
+prob_predicted     float64   p(predicted | all n frames)
+prior              float64   prior of the label (so sum over frames of esv = prob - prior)
+correct            bool      predicted == label
+in_key             bool      frame lies in [key_start, key_stop) (demo only; null otherwise)
+exact              bool      exact ESVs (else approximate)
+samples_per_scale  int32     subsets per size of the approximation (0 when exact)
+iterations         int32     approximate runs pooled (1 when exact)
+seed               int32     sampling seed (-1 when exact or unseeded)
+status             string    ``ok``, or ``too_short`` (clip has fewer than n feature frames:
+                             one row with frame_position = -1 and null ESVs/probs records
+                             the skip, following the sampling module's refuse-short policy)
+=================  ========  =================================================================
+
+The file's Parquet key-value metadata ``playfair`` holds the JSON run settings
+(dataset, heads key, split, tasks, models, n_frames, approximation settings).
+
+Resumable: clips are processed in chunks, each written atomically to
+``<out>.parts/<settings hash>/part-<k>.parquet``; a rerun with the same settings skips
+finished chunks, then the parts are merged into ``<out>`` (atomically) and removed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.errors import UserError
+from core.io_utils import atomic_path
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+Progress = Callable[[float, str], None]
+
+SCHEMA = pa.schema(
+    [
+        ("narration_id", pa.string()),
+        ("video_id", pa.string()),
+        ("split", pa.string()),
+        ("task", pa.string()),
+        ("model", pa.string()),
+        ("n_frames", pa.int16()),
+        ("frame_position", pa.int16()),
+        ("frame_index", pa.int32()),
+        ("clip_n_frames", pa.int32()),
+        ("label", pa.int32()),
+        ("label_name", pa.string()),
+        ("esv", pa.float64()),
+        ("esv_predicted", pa.float64()),
+        ("predicted", pa.int32()),
+        ("predicted_name", pa.string()),
+        ("prob", pa.float64()),
+        ("prob_predicted", pa.float64()),
+        ("prior", pa.float64()),
+        ("correct", pa.bool_()),
+        ("in_key", pa.bool_()),
+        ("exact", pa.bool_()),
+        ("samples_per_scale", pa.int32()),
+        ("iterations", pa.int32()),
+        ("seed", pa.int32()),
+        ("status", pa.string()),
+    ]
+)
+COLUMNS = [f.name for f in SCHEMA]
+
+
+def _settings_hash(settings: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _clip_rows(ws: "Workspace", clip: pd.Series, tasks: Sequence[str], models: Sequence[str], n_frames: Sequence[int], approx: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    exact = approx["samples_per_scale"] is None
+    common = {
+        "narration_id": str(clip.name),
+        "video_id": str(clip.get("video_id", "")),
+        "split": str(clip["split"]),
+        "clip_n_frames": int(clip["n_frames"]),
+        "exact": exact,
+        "samples_per_scale": 0 if exact else int(approx["samples_per_scale"]),
+        "iterations": 1 if exact else int(approx["iterations"]),
+        "seed": -1 if exact or approx["seed"] is None else int(approx["seed"]),
+    }
+    has_key = "key_start" in clip.index and pd.notna(clip.get("key_start"))
+    for task in tasks:
+        names = ws.class_names(task)
+        label = int(clip[f"{task}_class"])
+        for model in models:
+            for n in n_frames:
+                base = {**common, "task": task, "model": model, "n_frames": n, "label": label, "label_name": names[label] if label < len(names) else str(label)}
+                if int(clip["n_features"]) < n:
+                    rows.append({**base, "frame_position": -1, "frame_index": -1, "status": "too_short"})
+                    continue
+                ex = ws.explain(
+                    str(clip.name), task=task, n_frames=n, model=model, target="ground_truth",
+                    samples_per_scale=approx["samples_per_scale"], iterations=approx["iterations"], seed=approx["seed"], cache=False,
+                )
+                esvs = ex.esv_result.esvs.detach().double().cpu().numpy()
+                pred = ex.predicted_class
+                probs = ex.esv_result.probs.detach().double().cpu().numpy()
+                for pos, fi in enumerate(ex.frame_indices.tolist()):
+                    rows.append(
+                        {
+                            **base,
+                            "frame_position": pos,
+                            "frame_index": int(fi),
+                            "esv": float(esvs[pos, label]),
+                            "esv_predicted": float(esvs[pos, pred]),
+                            "predicted": int(pred),
+                            "predicted_name": ex.top5[0][1],
+                            "prob": float(probs[label]),
+                            "prob_predicted": float(probs[pred]),
+                            "prior": ex.prior,
+                            "correct": pred == label,
+                            "in_key": bool(int(clip["key_start"]) <= fi < int(clip["key_stop"])) if has_key else None,
+                            "status": "ok",
+                        }
+                    )
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    cols = {name: [r.get(name) for r in rows] for name in COLUMNS}
+    return pa.Table.from_pydict(cols, schema=SCHEMA)
+
+
+def compute_batch_esvs(
+    ws: "Workspace",
+    *,
+    split: str = "val",
+    n_frames: Sequence[int] = tuple(range(1, 9)),
+    tasks: Sequence[str] = ("verb", "noun"),
+    models: Sequence[str] = ("mtrn",),
+    samples_per_scale: int | None = None,
+    iterations: int = 1,
+    seed: int | None = 0,
+    out_path: Path | str | None = None,
+    chunk_size: int = 32,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Compute ESVs for every clip of ``split`` and write the results file (module docstring).
+
+    Args:
+        ws: a built :class:`core.workspace.Workspace`.
+        split: ``"train"``/``"val"``.
+        n_frames: frame counts n to explain.
+        tasks, models: subsets of ``("verb", "noun")`` / ``("mtrn", "tsn")``.
+        samples_per_scale: None = exact ESVs; else approximate (``iterations``, ``seed``).
+        out_path: default :meth:`Workspace.default_results_path`.
+        chunk_size: clips per resumable part file.
+        limit: only the first ``limit`` clips (quick looks).
+        progress: ``progress(fraction, message)``.
+
+    Returns:
+        The results file path.
+    """
+    n_frames = sorted({int(n) for n in n_frames})
+    if not n_frames or n_frames[0] < 1:
+        raise UserError(f"Frame counts must be >= 1, got {n_frames}.", "Use e.g. --frames 1-8.")
+    bad = [t for t in tasks if t not in ("verb", "noun")] + [m for m in models if m not in ("mtrn", "tsn")]
+    if bad:
+        raise UserError(f"Unknown task/model {bad}.", "Tasks: verb, noun. Models: mtrn, tsn.")
+    clips = ws.clips(split)
+    if limit is not None:
+        clips = clips.iloc[: int(limit)]
+    if clips.empty:
+        raise UserError(f"Split {split!r} of {ws.name} has no clips.", "Pick another split.")
+    for t in tasks:  # fail early (clear message) rather than inside the loop
+        ws.heads(t), ws.priors(t)
+    out = Path(out_path) if out_path is not None else ws.default_results_path(split)
+    approx = {"samples_per_scale": samples_per_scale, "iterations": int(iterations), "seed": seed}
+    settings = {
+        "dataset": ws.name, "heads": ws.heads_key(), "split": split, "tasks": list(tasks), "models": list(models),
+        "n_frames": n_frames, "clips": len(clips), **approx, "schema": COLUMNS,
+    }
+    parts_dir = out.with_name(out.name + ".parts") / _settings_hash(settings)
+    chunks = [clips.iloc[i : i + chunk_size] for i in range(0, len(clips), chunk_size)]
+    for k, chunk in enumerate(chunks):
+        part = parts_dir / f"part-{k:05d}.parquet"
+        if not part.exists():
+            rows: list[dict[str, Any]] = []
+            for j, (_, clip) in enumerate(chunk.iterrows()):
+                rows += _clip_rows(ws, clip, tasks, models, n_frames, approx)
+                if progress is not None:
+                    done = k * chunk_size + j + 1
+                    progress(done / len(clips), f"{done}/{len(clips)} clips")
+            with atomic_path(part) as tmp:
+                pq.write_table(_table(rows), tmp)
+        elif progress is not None:
+            progress(min(1.0, (k + 1) * chunk_size / len(clips)), f"chunk {k + 1} already done")
+    table = pa.concat_tables([pq.read_table(parts_dir / f"part-{k:05d}.parquet") for k in range(len(chunks))])
+    table = table.replace_schema_metadata({"playfair": json.dumps(settings)})
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
+    return out
+
+
+def read_results(path: Path | str) -> pd.DataFrame:
+    """Read a results file (UserError if missing or not ours)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"Results file {path} does not exist.", "Run `python -m core esvs`.")
+    table = pq.read_table(path)
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise UserError(f"{path} is not a Play Fair explorer results file (missing {missing}).", "Recompute it with `python -m core esvs`.")
+    return table.to_pandas()
+
+
+def results_settings(path: Path | str) -> dict[str, Any]:
+    """The run settings stored in a results file's metadata."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(b"playfair", b"{}"))

@@ -1,0 +1,288 @@
+"""``python -m core <command>``: the pipeline from the command line.
+
+Commands (each has ``--help``; all share ``--dataset`` and ``--config``):
+
+  status   what is built and how to build the rest
+  demo     build the demo end to end (dataset, CNN, features, priors, heads), with timings
+  ingest   EPIC frames + annotations -> gulp dataset (settings are saved to the config)
+  extract  per-frame features of every clip
+  priors   class priors of the training split
+  train    per-scale MTRN heads + TSN head, validation accuracy per scale
+  esvs     batch ESVs of a split -> one Parquet results file
+
+A :class:`~core.errors.UserError` prints ``error: <message>`` to stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from core.errors import UserError
+
+DATASETS = ["demo", "demo-small", "epic"]
+
+
+class _Bar:
+    """A tqdm bar driven by ``progress(fraction, message)`` callbacks."""
+
+    def __init__(self, desc: str, enabled: bool = True) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, desc=desc, disable=not enabled, bar_format="{desc} {percentage:3.0f}%|{bar:30}| {elapsed}<{remaining}")
+        self._desc = desc
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self._bar.n = int(max(0.0, min(1.0, fraction)) * 1000)
+        self._bar.set_description_str(f"{self._desc}: {message}"[:70], refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _parse_frames(text: str) -> list[int]:
+    """``"1-8"`` or ``"1,2,8"`` -> list of ints."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out += list(range(int(a), int(b) + 1))
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"frame counts must look like '1-8' or '1,2,8', got {text!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"frame counts must be >= 1, got {text!r}")
+    return out
+
+
+def _workspace(args: argparse.Namespace, **kwargs):
+    from core.workspace import Workspace
+
+    return Workspace(args.dataset, args.config, **kwargs)
+
+
+def _print_reports(reports) -> None:
+    for r in reports:
+        state = "already built" if r.skipped else f"{r.seconds:6.1f} s"
+        print(f"  {r.name:9} {state:>13}  {r.detail}")
+
+
+def _build(ws, steps: Sequence[str] | None, desc: str, force: bool = False, quiet: bool = False):
+    bar = _Bar(desc, enabled=not quiet)
+    try:
+        return ws.build(steps, progress=bar, force=force)
+    finally:
+        bar.close()
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    print(f"dataset {ws.name} (config {ws.config_path}{'' if ws.config_path.exists() else ', not present'})")
+    for s in ws.status():
+        print(f"  [{'x' if s.done else ' '}] {s.name:9} {s.detail}")
+        if not s.done:
+            print(f"      build: {s.how}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from core.training import format_accuracy
+
+    dataset = "demo-small" if args.small else "demo"
+    args.dataset = dataset
+    ws = _workspace(args)
+    t0 = time.perf_counter()
+    reports = _build(ws, None, f"building {dataset}", force=False, quiet=args.quiet)
+    total = time.perf_counter() - t0
+    print(f"built {dataset} in {total:.1f} s:")
+    _print_reports(reports)
+    acc = ws.accuracy()
+    print("\nvalidation top-1 % (top-5 %) per number of frames:")
+    print(format_accuracy(acc))
+    clip = ws.clips("val").index[0]
+    n = min(8, ws.heads("verb").max_frames)
+    ex = ws.explain(clip, task="verb", n_frames=n)
+    print(
+        f"\nexample: clip {clip}, verb '{ex.explained_name}', p={ex.prob:.3f}, prior={ex.prior:.3f}; "
+        f"ESVs of its {n} frames: " + " ".join(f"{v:+.3f}" for v in ex.esvs) + f" (efficiency gap {ex.efficiency_gap:.1e})"
+    )
+    if not args.small:
+        _demo_targets(acc)
+    return 0
+
+
+def _demo_targets(acc) -> None:
+    def top1(task: str, model: str, n: int) -> float:
+        row = acc[(acc.task == task) & (acc.model == model) & (acc.n_frames == n)]
+        return float(row.top1.iloc[0]) if len(row) else float("nan")
+
+    checks = [
+        ("verb MTRN 8 frames top-1 >= 80%", top1("verb", "mtrn", 8) >= 0.80),
+        ("noun MTRN 8 frames top-1 >= 90%", top1("noun", "mtrn", 8) >= 0.90),
+        ("verb 1-frame head clearly worse than 8 frames", top1("verb", "mtrn_head", 1) <= top1("verb", "mtrn", 8) - 0.15),
+    ]
+    print("\ndemo targets:")
+    for name, ok in checks:
+        print(f"  [{'ok' if ok else 'MISSED'}] {name}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    if ws.kind == "epic":
+        epic = ws.config.setdefault("epic", {})
+        for key in ("frames_dir", "annotations", "verb_classes", "noun_classes", "checkpoint", "heads_dir", "participant"):
+            value = getattr(args, key)
+            if value is not None:
+                epic[key] = str(Path(value).expanduser().resolve()) if key != "participant" else value
+        if args.frame_stride is not None:
+            epic["frame_stride"] = args.frame_stride
+        ws.save_config()
+        print(f"saved EPIC settings to {ws.config_path}")
+    _print_reports(_build(ws, ["dataset"], "ingest", force=args.force, quiet=args.quiet))
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    ws = _workspace(args, device=args.device)
+    _print_reports(_build(ws, ["dataset", "backbone", "features"], "features", quiet=args.quiet))
+    return 0
+
+
+def cmd_priors(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    _print_reports(_build(ws, ["dataset", "priors"], "priors", force=args.force, quiet=args.quiet))
+    for task in ("verb", "noun"):
+        p = ws.priors(task)
+        names = ws.class_names(task)
+        top = p.argsort(descending=True)[:5].tolist()
+        print(f"  {task}: {len(p)} classes; most frequent " + ", ".join(f"{names[c]} {float(p[c]):.3f}" for c in top))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.training import TrainConfig, format_accuracy
+
+    overrides = {}
+    for key in ("epochs", "hidden_dim", "seed", "lr", "dropout", "batch_size"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.max_frames is not None:
+        overrides["scales"] = list(range(1, args.max_frames + 1))
+    if args.fixed_epochs:
+        overrides["patience"] = None
+    base = _workspace(args)
+    cfg = TrainConfig.from_dict({**base.train_config.to_dict(), **overrides}) if overrides else None
+    ws = _workspace(args, train_config=cfg, device=args.device)
+    _print_reports(_build(ws, ["dataset", "backbone", "features", "priors", "heads"], "train", force=args.force, quiet=args.quiet))
+    print("\nvalidation top-1 % (top-5 %) per number of frames:")
+    print(format_accuracy(ws.accuracy()))
+    return 0
+
+
+def cmd_esvs(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    missing = [s for s in ws.status() if not s.done]
+    if missing:
+        s = missing[0]
+        raise UserError(f"The {s.name} step of dataset {ws.name} is not built ({s.detail}).", f"Run `{s.how}` first.")
+    bar = _Bar("esvs", enabled=not args.quiet)
+    t0 = time.perf_counter()
+    try:
+        out = ws.batch_esvs(
+            split=args.split, out_path=args.out, progress=bar, n_frames=args.frames, tasks=args.tasks, models=args.models,
+            samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=args.seed, limit=args.limit,
+        )
+    finally:
+        bar.close()
+    from core.batch import read_results
+
+    df = read_results(out)
+    ok = df[df.status == "ok"]
+    print(f"wrote {out}: {len(df)} rows, {ok.narration_id.nunique()} clips, {(df.status != 'ok').sum()} skipped (clip too short), {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Play Fair explorer: build the pipeline and compute Element Shapley Values.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, dataset: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if dataset:
+            p.add_argument("--dataset", choices=DATASETS, default="demo", help="which dataset (default: demo)")
+        p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=func)
+        return p
+
+    add("status", cmd_status, "show what is built and how to build the rest")
+
+    p = add("demo", cmd_demo, "build the demo from nothing: dataset, CNN, features, priors, heads; print timings and accuracies", dataset=False)
+    p.add_argument("--small", action="store_true", help="tiny demo (48 clips, 4 scales) for tests: seconds instead of minutes")
+
+    p = add("ingest", cmd_ingest, "gulp EPIC frames + annotations into datasets/epic (settings are saved to the config)")
+    p.add_argument("--frames-dir", dest="frames_dir", help="folder holding <participant>/<video_id>/frame_0000000001.jpg")
+    p.add_argument("--annotations", help="EPIC annotation file (.pkl or .csv)")
+    p.add_argument("--verb-classes", dest="verb_classes", help="EPIC_100_verb_classes.csv")
+    p.add_argument("--noun-classes", dest="noun_classes", help="EPIC_100_noun_classes.csv")
+    p.add_argument("--checkpoint", help="EPIC TRN RGB checkpoint (backbone for features)")
+    p.add_argument("--heads-dir", dest="heads_dir", help="optional folder of Play Fair fork heads mtrn-frames={k}-type={verb|noun}.pt")
+    p.add_argument("--participant", default=None, help="participant id (default P01)")
+    p.add_argument("--frame-stride", dest="frame_stride", type=int, default=None, help="keep every n-th frame when ingesting")
+    p.add_argument("--force", action="store_true", help="re-run even if the dataset exists (resumes)")
+
+    p = add("extract", cmd_extract, "extract per-frame features of every clip (resumable)")
+    p.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+
+    p = add("priors", cmd_priors, "compute class priors from the training split")
+    p.add_argument("--force", action="store_true", help="recompute even if present")
+
+    p = add("train", cmd_train, "train per-scale MTRN heads and a TSN head; print validation accuracy per scale")
+    p.add_argument("--epochs", type=int, default=None, help="max epochs per head")
+    p.add_argument("--hidden-dim", dest="hidden_dim", type=int, default=None, help="MTRN hidden size")
+    p.add_argument("--max-frames", dest="max_frames", type=int, default=None, help="train scales 1..N (default 8)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    p.add_argument("--dropout", type=float, default=None, help="input dropout")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="clips per step")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--fixed-epochs", dest="fixed_epochs", action="store_true", help="no early stopping")
+    p.add_argument("--device", default=None, help="device for feature extraction if features are missing")
+    p.add_argument("--force", action="store_true", help="retrain even if heads with these settings exist")
+
+    p = add("esvs", cmd_esvs, "batch ESVs of every clip of a split into one Parquet file")
+    p.add_argument("--split", default="val", help="train / val (default val)")
+    p.add_argument("--frames", type=_parse_frames, default=list(range(1, 9)), help="frame counts, e.g. 1-8 or 4,8 (default 1-8)")
+    p.add_argument("--tasks", nargs="+", choices=["verb", "noun"], default=["verb", "noun"])
+    p.add_argument("--models", nargs="+", choices=["mtrn", "tsn"], default=["mtrn"])
+    p.add_argument("--samples-per-scale", dest="samples_per_scale", type=int, default=None, help="approximate ESVs with this many subsets per size (default: exact)")
+    p.add_argument("--iterations", type=int, default=1, help="approximate runs pooled")
+    p.add_argument("--seed", type=int, default=0, help="approximation seed")
+    p.add_argument("--limit", type=int, default=None, help="only the first N clips")
+    p.add_argument("--out", type=Path, default=None, help="results file (default cache/results/<dataset>/<heads>/esvs-<split>.parquet)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for a UserError)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (rerun to resume)", file=sys.stderr)
+        return 130

@@ -1,0 +1,235 @@
+"""Exact vs approximate ESVs of one clip: agreement metrics, seed spread, and a
+sweep over samples per scale.
+
+The metric functions are plain numpy; :func:`compare_clip` and :func:`sweep_samples`
+drive a :class:`core.workspace.Workspace` (anything with its ``explain``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "normalised_error",
+    "spearman",
+    "topk_agreement",
+    "metrics",
+    "Comparison",
+    "compare_clip",
+    "sweep_samples",
+]
+
+
+def _vec(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64).reshape(-1)
+
+
+def normalised_error(approx: Any, exact: Any) -> float:
+    """``‖φ̂ − φ‖² / ‖φ‖²`` (0 when equal; ``inf`` if φ = 0 and φ̂ ≠ 0, 0 if both are 0)."""
+    a, e = _vec(approx), _vec(exact)
+    if a.shape != e.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {e.shape}")
+    num = float(np.sum((a - e) ** 2))
+    den = float(np.sum(e**2))
+    if den == 0.0:
+        return 0.0 if num == 0.0 else float("inf")
+    return num / den
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank."""
+    return pd.Series(x).rank(method="average").to_numpy(dtype=np.float64)
+
+
+def spearman(a: Any, b: Any) -> float:
+    """Spearman rank correlation (ties averaged); NaN when either side is constant or n < 2."""
+    x, y = _vec(a), _vec(b)
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {x.shape} vs {y.shape}")
+    if x.size < 2:
+        return float("nan")
+    rx, ry = _ranks(x), _ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    den = float(np.sqrt(np.sum(rx**2) * np.sum(ry**2)))
+    return float(np.sum(rx * ry) / den) if den > 0 else float("nan")
+
+
+def topk_agreement(approx: Any, exact: Any, k: int) -> float:
+    """Fraction of the exact top-k frames (by ESV, largest first) that are also in the
+    approximate top-k; ``k`` is capped at the number of frames. For k = 1 this is 1.0
+    when both pick the same most important frame, else 0.0. Ties are broken by
+    earlier position (stable sort)."""
+    a, e = _vec(approx), _vec(exact)
+    k = max(1, min(int(k), e.size))
+    top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
+    top_e = set(np.argsort(-e, kind="stable")[:k].tolist())
+    return len(top_a & top_e) / k
+
+
+def metrics(approx: Any, exact: Any) -> dict[str, float]:
+    """All agreement metrics of approximate ESVs against exact ones."""
+    return {
+        "error": normalised_error(approx, exact),
+        "spearman": spearman(approx, exact),
+        "top1": topk_agreement(approx, exact, 1),
+        "top3": topk_agreement(approx, exact, 3),
+    }
+
+
+@dataclass
+class Comparison:
+    """Exact and approximate explanations of one clip and how they agree.
+
+    Attributes:
+        exact: the exact ``ClipExplanation``.
+        approx: one approximate ``ClipExplanation`` per seed (same order as ``seeds``).
+        seeds: the seeds used.
+        per_seed: one row per seed: ``seed, error, spearman, top1, top3,
+            efficiency_gap, seconds, head_evaluations``.
+        summary: one row per method (``exact``, ``approximate``) with the metrics'
+            mean and std over seeds and the cost (``seconds``, ``head_evaluations``).
+        per_frame: long table for drawing: ``position, frame, label, method, esv, lo, hi``
+            (``esv`` is the mean over seeds, ``lo``/``hi`` mean ± std; for exact all equal).
+    """
+
+    exact: Any
+    approx: list[Any]
+    seeds: list[int]
+    per_seed: pd.DataFrame
+    summary: pd.DataFrame
+    per_frame: pd.DataFrame
+
+
+def _cost(expl: Any) -> tuple[float, int]:
+    res = expl.esv_result
+    return float(res.seconds), int(res.n_head_evaluations)
+
+
+def compare_clip(
+    workspace: Any,
+    clip_id: str,
+    *,
+    task: str,
+    n_frames: int,
+    model: str = "mtrn",
+    target: Any = "ground_truth",
+    samples_per_scale: int,
+    iterations: int = 1,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+) -> Comparison:
+    """Explain ``clip_id`` exactly and approximately with each seed, and compare."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("need at least one seed")
+    common = dict(task=task, n_frames=n_frames, model=model, target=target)
+    exact = workspace.explain(clip_id, **common)
+    approx = [
+        workspace.explain(clip_id, **common, samples_per_scale=samples_per_scale, iterations=iterations, seed=s)
+        for s in seeds
+    ]
+    phi = exact.esvs
+    rows = []
+    for seed, ex in zip(seeds, approx):
+        seconds, evals = _cost(ex)
+        rows.append({"seed": seed, **metrics(ex.esvs, phi), "efficiency_gap": float(ex.efficiency_gap), "seconds": seconds, "head_evaluations": evals})
+    per_seed = pd.DataFrame(rows)
+
+    ex_seconds, ex_evals = _cost(exact)
+    summary = pd.DataFrame(
+        [
+            {
+                "method": "exact",
+                "error": 0.0,
+                "error_std": 0.0,
+                "spearman": 1.0,
+                "spearman_std": 0.0,
+                "top1": 1.0,
+                "top3": 1.0,
+                "efficiency_gap": float(exact.efficiency_gap),
+                "seconds": ex_seconds,
+                "head_evaluations": ex_evals,
+            },
+            {
+                "method": "approximate",
+                "error": float(per_seed["error"].mean()),
+                "error_std": float(per_seed["error"].std(ddof=0)),
+                "spearman": float(per_seed["spearman"].mean()),
+                "spearman_std": float(per_seed["spearman"].std(ddof=0)),
+                "top1": float(per_seed["top1"].mean()),
+                "top3": float(per_seed["top3"].mean()),
+                "efficiency_gap": float(per_seed["efficiency_gap"].abs().mean()),
+                "seconds": float(per_seed["seconds"].mean()),
+                "head_evaluations": int(round(per_seed["head_evaluations"].mean())),
+            },
+        ]
+    )
+
+    stack = np.stack([a.esvs for a in approx])  # (seeds, n)
+    mean, std = stack.mean(axis=0), stack.std(axis=0)
+    frames = np.asarray(exact.frame_indices, dtype=np.int64)
+    positions = np.arange(1, len(phi) + 1)
+    labels = [f"{p} · #{f}" for p, f in zip(positions, frames)]
+    per_frame = pd.concat(
+        [
+            pd.DataFrame({"position": positions, "frame": frames, "label": labels, "method": "exact", "esv": phi, "lo": phi, "hi": phi}),
+            pd.DataFrame({"position": positions, "frame": frames, "label": labels, "method": "approximate", "esv": mean, "lo": mean - std, "hi": mean + std}),
+        ],
+        ignore_index=True,
+    )
+    return Comparison(exact=exact, approx=approx, seeds=seeds, per_seed=per_seed, summary=summary, per_frame=per_frame)
+
+
+def sweep_samples(
+    workspace: Any,
+    clip_id: str,
+    *,
+    task: str,
+    n_frames: int,
+    model: str = "mtrn",
+    target: Any = "ground_truth",
+    samples: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+    iterations: int = 1,
+    seeds: Sequence[int] = (0, 1, 2),
+) -> pd.DataFrame:
+    """Error against cost as samples per scale grows.
+
+    Returns one row per ``samples_per_scale``: ``head_evaluations`` (mean over seeds),
+    ``error`` (mean), ``error_std``, ``error_lo``/``error_hi`` (min/max over seeds),
+    ``spearman``, ``seconds`` and ``exact_evaluations`` (the exact method's cost).
+    """
+    common = dict(task=task, n_frames=n_frames, model=model, target=target)
+    exact = workspace.explain(clip_id, **common)
+    phi = exact.esvs
+    _, exact_evals = _cost(exact)
+    rows = []
+    for m in sorted({int(s) for s in samples}):
+        errs, sps, evals, secs = [], [], [], []
+        for seed in seeds:
+            ex = workspace.explain(clip_id, **common, samples_per_scale=m, iterations=iterations, seed=int(seed))
+            errs.append(normalised_error(ex.esvs, phi))
+            sps.append(spearman(ex.esvs, phi))
+            s, e = _cost(ex)
+            secs.append(s)
+            evals.append(e)
+        errs_a = np.asarray(errs)
+        rows.append(
+            {
+                "samples_per_scale": m,
+                "head_evaluations": float(np.mean(evals)),
+                "error": float(errs_a.mean()),
+                "error_std": float(errs_a.std()),
+                "error_lo": float(errs_a.min()),
+                "error_hi": float(errs_a.max()),
+                "spearman": float(np.nanmean(sps)) if not np.all(np.isnan(sps)) else float("nan"),
+                "seconds": float(np.mean(secs)),
+                "exact_evaluations": exact_evals,
+            }
+        )
+    return pd.DataFrame(rows)

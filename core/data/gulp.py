@@ -1,0 +1,541 @@
+"""The gulp layer: write segments as gulpio2 chunks (resumably) and read datasets back.
+
+On-disk format (identical to gulpio2 0.0.4, so any gulpio2 reader can read our output):
+
+* ``data_<k>.gulp``: JPEG records back to back, each padded with NUL bytes to a
+  multiple of 4 bytes.
+* ``meta_<k>.gmeta``: JSON ``{id: {"frame_info": [[loc, pad, length], ...],
+  "meta_data": [meta_dict]}}`` where ``length`` includes the padding.
+
+Resumability: a chunk is written to hidden temporary names and ``os.replace``d into
+place, data first and meta last, so a ``meta_<k>.gmeta`` file is the commit marker of
+chunk ``k``. On start, :func:`write_gulp` deletes leftover temporary files and any data
+chunk without its meta, then skips every segment already present in a committed chunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import simplejpeg
+
+from core.errors import UserError
+from core.io_utils import atomic_write_text
+
+#: Bumped whenever the dataset layout changes incompatibly; readers refuse other versions.
+FORMAT_VERSION = 1
+
+DATASET_INFO_FILE = "dataset.json"
+VERB_CSV = "verb_classes.csv"
+NOUN_CSV = "noun_classes.csv"
+GULP_SUBDIR = "gulp"
+
+_DATA_RE = re.compile(r"^data_(\d+)\.gulp$")
+_META_RE = re.compile(r"^meta_(\d+)\.gmeta$")
+# Hidden and with a non-gulp suffix, so gulpio2's globs (data*.gulp, meta*.gmeta) never see them.
+_TMP_PREFIX = ".partial_"
+_TMP_SUFFIX = ".tmp"
+
+_REBUILD_FIX = (
+    "Delete that file (and its partner data_<k>.gulp / meta_<k>.gmeta) and rerun the "
+    "ingest or demo generation: it resumes and rewrites only the missing segments."
+)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass
+class SegmentToWrite:
+    """One segment to gulp.
+
+    ``meta`` must be JSON-serialisable (numpy scalars are converted) and include
+    ``narration_id``. ``load_frames`` returns a list of (H, W, 3) uint8 RGB arrays and is
+    only called when the segment is not already in the gulp directory. It may raise
+    ``FileNotFoundError`` or ``UserError``: the segment is then reported as failed.
+    """
+
+    meta: dict
+    load_frames: Callable[[], list[np.ndarray]]
+
+
+@dataclass
+class GulpWriteReport:
+    """What :func:`write_gulp` did. ``failed`` holds ``(narration_id, reason)`` pairs."""
+
+    out_dir: Path
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks_written: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.written)} segments written, {len(self.skipped)} already present, "
+            f"{len(self.failed)} failed ({len(self.chunks_written)} new chunks in {self.out_dir})"
+        )
+
+
+def _json_default(obj: Any) -> Any:
+    # pandas rows hand us numpy scalars; store them as plain JSON numbers.
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (pd.Timestamp, pd.Timedelta)):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _clean_meta(meta: dict) -> dict:
+    """A JSON round-tripped copy of ``meta`` (numpy scalars -> Python numbers)."""
+    try:
+        return json.loads(json.dumps(meta, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"segment meta is not JSON-serialisable: {exc}") from exc
+
+
+def _encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(
+            f"frames must be (H, W, 3) uint8 RGB arrays, got shape {frame.shape} dtype {frame.dtype}"
+        )
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB")
+
+
+def _chunk_paths(gulp_dir: Path, k: int) -> tuple[Path, Path]:
+    return gulp_dir / f"data_{k}.gulp", gulp_dir / f"meta_{k}.gmeta"
+
+
+def _scan_chunks(gulp_dir: Path) -> tuple[dict[int, Path], dict[int, Path]]:
+    data: dict[int, Path] = {}
+    meta: dict[int, Path] = {}
+    if gulp_dir.is_dir():
+        for p in gulp_dir.iterdir():
+            if m := _DATA_RE.match(p.name):
+                data[int(m.group(1))] = p
+            elif m := _META_RE.match(p.name):
+                meta[int(m.group(1))] = p
+    return data, meta
+
+
+def _validate_chunk_meta(meta: Any, meta_path: Path) -> None:
+    """Structure check of a parsed ``meta_<k>.gmeta``; UserError naming it if malformed."""
+    try:
+        if not isinstance(meta, dict):
+            raise ValueError("top level is not an object")
+        for id_, entry in meta.items():
+            infos = entry["frame_info"]
+            if not entry["meta_data"] or not infos:
+                raise ValueError(f"segment {id_!r} has no meta_data or no frames")
+            for info in infos:
+                if len(info) != 3 or not all(isinstance(v, int) and v >= 0 for v in info):
+                    raise ValueError(f"segment {id_!r} has a malformed frame_info entry")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"Gulp chunk meta file {meta_path} is corrupt ({exc}).", _REBUILD_FIX) from exc
+
+
+def _load_chunk_meta(meta_path: Path) -> "OrderedDict[str, Any]":
+    """Parse and check one ``meta_<k>.gmeta``; UserError naming it if unreadable."""
+    try:
+        with open(meta_path, "r", encoding="utf-8") as fh:
+            meta = json.load(fh, object_pairs_hook=OrderedDict)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"Gulp chunk meta file {meta_path} is corrupt or unreadable ({exc}).", _REBUILD_FIX) from exc
+    _validate_chunk_meta(meta, meta_path)
+    return meta
+
+
+def _required_data_size(meta: dict) -> int:
+    # frame_info entries are [loc, pad, length]; length already includes padding.
+    return max((loc + length for entry in meta.values() for loc, _pad, length in entry["frame_info"]), default=0)
+
+
+def _check_data_size(data_path: Path, meta: dict) -> None:
+    need = _required_data_size(meta)
+    try:
+        have = data_path.stat().st_size
+    except OSError as exc:
+        raise UserError(f"Gulp chunk data file {data_path} is unreadable ({exc}).", _REBUILD_FIX) from exc
+    if have < need:
+        raise UserError(
+            f"Gulp chunk data file {data_path} is truncated ({have} bytes, its meta needs {need}).",
+            _REBUILD_FIX,
+        )
+
+
+def _prepare_gulp_dir(gulp_dir: Path) -> tuple[set[str], int]:
+    """Remove leftovers of an interrupted run; return (ids already present, next chunk id)."""
+    gulp_dir.mkdir(parents=True, exist_ok=True)
+    for p in gulp_dir.iterdir():
+        if p.name.startswith(_TMP_PREFIX) or (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)):
+            p.unlink(missing_ok=True)
+    data, meta = _scan_chunks(gulp_dir)
+    # Data without meta = never committed; meta without data = its data was deleted
+    # (e.g. by a user following our corrupt-chunk advice). Either way the chunk is void.
+    for k in set(data) - set(meta):
+        data[k].unlink(missing_ok=True)
+    for k in set(meta) - set(data):
+        meta[k].unlink(missing_ok=True)
+    present: set[str] = set()
+    committed = sorted(set(data) & set(meta))
+    for k in committed:
+        chunk_meta = _load_chunk_meta(meta[k])
+        _check_data_size(data[k], chunk_meta)
+        present.update(chunk_meta.keys())
+    return present, (max(committed) + 1 if committed else 0)
+
+
+class _ChunkBuilder:
+    """Streams one chunk's JPEG records to a temp file; ``commit`` renames it into place."""
+
+    def __init__(self, gulp_dir: Path, k: int, quality: int) -> None:
+        self.data_path, self.meta_path = _chunk_paths(gulp_dir, k)
+        self.tmp_data = gulp_dir / f"{_TMP_PREFIX}{self.data_path.name}{_TMP_SUFFIX}"
+        self.tmp_meta = gulp_dir / f"{_TMP_PREFIX}{self.meta_path.name}{_TMP_SUFFIX}"
+        self.quality = quality
+        self.meta: "OrderedDict[str, Any]" = OrderedDict()
+        self.fh = open(self.tmp_data, "wb")
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def add(self, id_: str, meta: dict, frames: Sequence[np.ndarray]) -> None:
+        # Encode everything first so a bad frame never leaves half a segment in the file.
+        records = [_encode_jpeg(f, self.quality) for f in frames]
+        infos = []
+        for jpeg in records:
+            pad = (4 - len(jpeg) % 4) % 4
+            loc = self.fh.tell()
+            self.fh.write(jpeg + b"\0" * pad)
+            infos.append([loc, pad, len(jpeg) + pad])
+        self.meta[id_] = OrderedDict([("frame_info", infos), ("meta_data", [meta])])
+
+    def commit(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        with open(self.tmp_meta, "w", encoding="utf-8") as fh:
+            json.dump(self.meta, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(self.tmp_data, self.data_path)
+        os.replace(self.tmp_meta, self.meta_path)  # commit marker, last
+
+    def discard(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+        self.tmp_data.unlink(missing_ok=True)
+        self.tmp_meta.unlink(missing_ok=True)
+
+
+def write_gulp(
+    out_dir: Path,
+    segments: Iterable[SegmentToWrite],
+    *,
+    segments_per_chunk: int = 64,
+    jpeg_quality: int = 90,
+    progress: bool = True,
+    desc: str = "gulping",
+    total: int | None = None,
+) -> GulpWriteReport:
+    """Write ``segments`` into the gulpio2 directory ``out_dir``, resuming a previous run.
+
+    Segments whose ``narration_id`` is already in a committed chunk are skipped (their
+    ``load_frames`` is never called). A segment whose ``load_frames`` raises
+    ``FileNotFoundError`` or ``UserError``, or returns no frames, lands in
+    ``report.failed`` and the run continues. On ``KeyboardInterrupt`` the segments
+    completed so far in the open chunk are committed before re-raising, so a rerun loses
+    at most the segment in flight. Frames of one segment should share one size.
+    """
+    if segments_per_chunk < 1:
+        raise UserError(f"segments_per_chunk must be at least 1, got {segments_per_chunk}.", "Pass a positive number.")
+    if not 1 <= jpeg_quality <= 100:
+        raise UserError(f"jpeg_quality must be in 1..100, got {jpeg_quality}.", "Pass e.g. 90.")
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    present, next_k = _prepare_gulp_dir(out_dir)
+    report = GulpWriteReport(out_dir=out_dir)
+    seen: set[str] = set()
+    builder: _ChunkBuilder | None = None
+
+    def commit() -> None:
+        nonlocal builder, next_k
+        assert builder is not None
+        builder.commit()
+        report.chunks_written.append(builder.meta_path.name)
+        builder = None
+        next_k += 1
+
+    bar = tqdm(segments, desc=desc, total=total, disable=not progress, unit="seg", dynamic_ncols=True)
+    try:
+        for seg in bar:
+            if "narration_id" not in seg.meta:
+                raise ValueError(f"segment meta lacks 'narration_id': {seg.meta!r}")
+            id_ = str(seg.meta["narration_id"])
+            if id_ in present:
+                report.skipped.append(id_)
+                continue
+            if id_ in seen:
+                report.failed.append((id_, "duplicate narration_id in the input; kept the first"))
+                continue
+            seen.add(id_)
+            meta = _clean_meta(seg.meta)
+            try:
+                frames = seg.load_frames()
+            except FileNotFoundError as exc:
+                report.failed.append((id_, f"missing file {exc.filename}" if exc.filename else str(exc)))
+                continue
+            except UserError as exc:
+                report.failed.append((id_, str(exc)))
+                continue
+            if frames is None or len(frames) == 0:
+                report.failed.append((id_, "no frames"))
+                continue
+            if builder is None:
+                builder = _ChunkBuilder(out_dir, next_k, jpeg_quality)
+            builder.add(id_, meta, frames)
+            report.written.append(id_)
+            if len(builder) >= segments_per_chunk:
+                commit()
+        if builder is not None and len(builder):
+            commit()
+    except KeyboardInterrupt:
+        # Keep the finished segments of the open chunk: the rerun then resumes after them.
+        if builder is not None and len(builder):
+            try:
+                commit()
+            except BaseException:
+                pass
+        raise
+    finally:
+        bar.close()
+        if builder is not None:
+            builder.discard()
+    return report
+
+
+# ----------------------------------------------------------------------------- dataset files
+
+
+def write_dataset_info(root: Path, info: dict) -> dict:
+    """Atomically write ``root/dataset.json``; returns the dict written.
+
+    Fills ``format_version`` (always the current :data:`FORMAT_VERSION`), ``name``
+    (default: the folder name) and ``n_clips`` (default: segments in ``root/gulp``).
+    """
+    root = Path(root)
+    out = dict(info)
+    out["format_version"] = FORMAT_VERSION
+    out.setdefault("name", root.name)
+    if "n_clips" not in out:
+        gulp_dir = root / GULP_SUBDIR
+        data, meta = _scan_chunks(gulp_dir)
+        out["n_clips"] = sum(len(_load_chunk_meta(meta[k])) for k in set(data) & set(meta))
+    atomic_write_text(root / DATASET_INFO_FILE, json.dumps(out, indent=2, default=_json_default) + "\n")
+    return out
+
+
+def _class_csv_text(names: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "key"])
+    for i, name in enumerate(names):
+        writer.writerow([i, name])
+    return buf.getvalue()
+
+
+def write_class_csvs(root: Path, verb_names: Sequence[str], noun_names: Sequence[str]) -> None:
+    """Atomically write ``root/verb_classes.csv`` and ``root/noun_classes.csv`` (columns id,key)."""
+    root = Path(root)
+    atomic_write_text(root / VERB_CSV, _class_csv_text(list(verb_names)))
+    atomic_write_text(root / NOUN_CSV, _class_csv_text(list(noun_names)))
+
+
+def read_class_names_csv(path: Path, kind: str = "class") -> list[str]:
+    """Class names from an EPIC-style CSV (columns ``id,key``; extra columns ignored).
+
+    Returns a list indexed by class id; ids never listed get the placeholder ``f"{kind}_{id}"``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Class file {path} does not exist.", f"Provide an EPIC-style {kind} classes CSV with columns id,key.")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:  # pandas raises several parser error types
+        raise UserError(f"Class file {path} could not be parsed as CSV ({exc}).", "Provide a CSV with columns id,key.") from exc
+    missing = [c for c in ("id", "key") if c not in df.columns]
+    if missing:
+        raise UserError(
+            f"Class file {path} lacks column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))}).",
+            "Provide a CSV with columns id,key like EPIC_100_verb_classes.csv.",
+        )
+    ids = pd.to_numeric(df["id"], errors="coerce")
+    if ids.isna().any() or (ids < 0).any() or (ids % 1 != 0).any() or ids.duplicated().any():
+        raise UserError(f"Class file {path} has ids that are not unique non-negative integers.", "Fix the id column.")
+    names = [f"{kind}_{i}" for i in range(int(ids.max()) + 1)] if len(ids) else []
+    for i, key in zip(ids.astype(int), df["key"].astype(str)):
+        names[i] = key
+    return names
+
+
+def _read_info(root: Path) -> dict:
+    path = root / DATASET_INFO_FILE
+    if not root.is_dir() or not path.is_file():
+        raise UserError(
+            f"No dataset at {root} (expected {path}).",
+            "Build it first (generate the demo dataset or run the EPIC ingest), or pick an existing dataset folder.",
+        )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is unreadable ({exc}).", "Delete the dataset folder and build it again.") from exc
+    version = info.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserError(
+            f"Dataset {root} has format_version {version!r}; this version of the tool reads {FORMAT_VERSION}.",
+            "Rebuild the dataset: delete the folder and rerun the demo generation or EPIC ingest.",
+        )
+    return info
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+class GulpClipDataset:
+    """Read side of ``datasets/<name>/`` (``gulp/``, class CSVs, ``dataset.json``).
+
+    ``meta``: DataFrame indexed by narration_id, one row per segment (the segment's meta
+    dict plus ``n_frames``), in writing order. Frames come back as (T, H, W, 3) uint8 RGB.
+    """
+
+    def __init__(self, root: Path) -> None:
+        from gulpio2 import GulpDirectory  # imported lazily: it pulls in `sh`
+
+        self.root = Path(root)
+        self.info: dict = _read_info(self.root)
+        self.name: str = str(self.info.get("name") or self.root.name)
+        gulp_dir = self.root / GULP_SUBDIR
+        data, meta = _scan_chunks(gulp_dir)
+        if not meta:
+            raise UserError(f"Dataset {self.root} has no gulp chunks in {gulp_dir}.", "Rebuild the dataset (rerun ingest).")
+        orphans = sorted(set(data) ^ set(meta))
+        if orphans:
+            names = [str(data.get(k) or meta.get(k)) for k in orphans]
+            raise UserError(
+                f"Gulp directory {gulp_dir} has incomplete chunk(s): {', '.join(names)} (an interrupted write).",
+                "Rerun the ingest or demo generation: it removes them and resumes.",
+            )
+        try:
+            # gulpio2 parses every meta file; we validate what it parsed (no second parse).
+            self._gulp = GulpDirectory(str(gulp_dir))
+            chunk_metas = [
+                (Path(c.data_file_path), Path(c.meta_file_path), c.meta_dict)
+                for _k, c in sorted(self._gulp.chunk_objs_lookup.items())
+            ]
+        except Exception as exc:  # json errors / gulpio2 assertions: find the culprit file
+            chunk_metas = [(data[k], meta[k], _load_chunk_meta(meta[k])) for k in sorted(meta)]
+            self._index(chunk_metas)  # raises on duplicate ids
+            raise UserError(f"gulpio2 could not open {gulp_dir} ({exc!r}).", _REBUILD_FIX) from exc
+        self._index(chunk_metas)
+        self.verb_names: list[str] = read_class_names_csv(self.root / VERB_CSV, "verb")
+        self.noun_names: list[str] = read_class_names_csv(self.root / NOUN_CSV, "noun")
+
+    def _index(self, chunk_metas: list[tuple[Path, Path, dict]]) -> None:
+        """Validate every chunk and build ``meta`` and the id -> data file lookup."""
+        rows: list[dict] = []
+        self._chunk_of: dict[str, Path] = {}
+        for data_path, meta_path, chunk_meta in chunk_metas:
+            _validate_chunk_meta(chunk_meta, meta_path)
+            _check_data_size(data_path, chunk_meta)
+            for id_, entry in chunk_meta.items():
+                if id_ in self._chunk_of:
+                    raise UserError(
+                        f"Segment {id_!r} appears in both {self._chunk_of[id_]} and {data_path}.",
+                        f"Delete {meta_path} and {data_path} and rerun the ingest (it resumes).",
+                    )
+                self._chunk_of[id_] = data_path
+                row = dict(entry["meta_data"][0])
+                row["narration_id"] = id_
+                row["n_frames"] = len(entry["frame_info"])
+                rows.append(row)
+        self.meta: pd.DataFrame = pd.DataFrame(rows).set_index("narration_id")
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def __contains__(self, narration_id: object) -> bool:
+        return str(narration_id) in self._chunk_of
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.meta.index)
+
+    def _check_id(self, narration_id: str) -> str:
+        id_ = str(narration_id)
+        if id_ not in self._chunk_of:
+            examples = ", ".join(self.meta.index[:3])
+            raise UserError(
+                f"Unknown narration_id {id_!r} in dataset {self.name!r}.",
+                f"Pick one of its {len(self.meta)} segments (e.g. {examples}).",
+            )
+        return id_
+
+    def n_frames(self, narration_id: str) -> int:
+        """Number of frames stored for the segment."""
+        return int(self.meta.at[self._check_id(narration_id), "n_frames"])
+
+    def frames(self, narration_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
+        """Decoded frames, (T, H, W, 3) uint8 RGB; ``indices`` are 0-based, repeats allowed."""
+        id_ = self._check_id(narration_id)
+        n = self.n_frames(id_)
+        if indices is None:
+            idx = list(range(n))
+        else:
+            idx = [int(i) for i in np.asarray(indices).reshape(-1)]
+            bad = [i for i in idx if not 0 <= i < n]
+            if bad:
+                raise IndexError(f"frame indices {bad[:5]} out of range for {id_!r} with {n} frames")
+            if not idx:
+                h, w = self._decode(id_, [0])[0].shape[:2]
+                return np.empty((0, h, w, 3), dtype=np.uint8)
+        return np.stack(self._decode(id_, idx))
+
+    def _decode(self, id_: str, idx: list[int]) -> list[np.ndarray]:
+        try:
+            frames, _meta = self._gulp[id_, idx]
+        except Exception as exc:  # simplejpeg raises ValueError/RuntimeError on garbled data
+            raise UserError(f"Gulp chunk {self._chunk_of[id_]} is corrupt: segment {id_!r} could not be decoded ({exc}).", _REBUILD_FIX) from exc
+        for f in frames:
+            if f.ndim != 3 or f.shape[2] != 3:
+                raise UserError(f"Gulp chunk {self._chunk_of[id_]} holds non-RGB frames for {id_!r}.", _REBUILD_FIX)
+        return frames
+
+    def split_ids(self, split: str) -> list[str]:
+        """narration_ids whose ``split`` is ``split`` (``"train"`` or ``"val"``), in order."""
+        present = set(self.meta["split"].dropna().unique()) if "split" in self.meta.columns else set()
+        if split not in present | {"train", "val"}:
+            raise UserError(f"Unknown split {split!r} for dataset {self.name!r}.", f"Use one of {sorted(present | {'train', 'val'})}.")
+        if "split" not in self.meta.columns:
+            return []
+        return list(self.meta.index[self.meta["split"] == split])
+
+    def __repr__(self) -> str:
+        return f"GulpClipDataset({str(self.root)!r}, n_clips={len(self)})"

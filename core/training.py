@@ -1,0 +1,456 @@
+"""Train and evaluate the classifiers the ESVs explain, on cached per-frame features.
+
+For each task (verb, noun) we train one :class:`~core.models.MTRNHead` per scale
+k in ``TrainConfig.scales`` (default 1..8) and one variable-length
+:class:`~core.models.TSNHead`. Training draws, every epoch, one ordered random frame
+per segment of each clip (:func:`core.data.sampling.random_ordered_indices`);
+evaluation uses the segment centres (:func:`core.data.sampling.segment_centre_indices`),
+the same sampling the ESVs use. Verb and noun heads of one scale see the same sampled
+frames (halves the sampling cost; they are still separate models).
+
+All clips' features are loaded into memory once (:class:`FeatureBank`: one
+concatenated ``(sum T_i, D)`` tensor plus offsets), so an epoch is a gather and a few
+large matmuls. Early stopping keeps the epoch with the best validation top-1 (ties:
+lower validation loss) and stops after ``patience`` epochs without improvement;
+``patience=None`` or no validation clips means a fixed number of epochs.
+
+Accuracy table (``TrainResult.accuracy``, saved as CSV/JSON by the workspace), one row
+per (task, model, n_frames) on the validation split with segment-centre sampling:
+
+========== ======================================================================
+task       ``verb`` / ``noun``
+model      ``mtrn_head``: the single-scale head k = n_frames on n frames;
+           ``mtrn``: the multiscale TRN (mean of heads 1..min(n, nmax) over all
+           ordered subsets) on n frames -- the model the ESVs explain;
+           ``tsn``: the TSN head on n frames
+n_frames   n
+top1, top5 accuracy in [0, 1]
+n_clips    validation clips with at least n feature frames (others are skipped)
+best_epoch epoch (1-based) whose weights were kept (-1 for ``mtrn``)
+========== ======================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.data.sampling import random_ordered_indices, segment_centre_indices
+from core.errors import UserError
+from core.heads_io import HeadSet
+from core.models import MTRNHead, TSNHead
+
+Progress = Callable[[float, str], None]
+TASKS = ("verb", "noun")
+ACCURACY_COLUMNS = ["task", "model", "n_frames", "top1", "top5", "n_clips", "best_epoch"]
+
+
+@dataclass
+class TrainConfig:
+    """Head-training hyper-parameters (all part of the heads' cache key).
+
+    Attributes:
+        scales: MTRN frame counts k to train; must be 1..nmax without gaps.
+        hidden_dim: H of every MTRN head.
+        dropout: dropout on the concatenated input features while training.
+        lr, weight_decay: Adam settings.
+        epochs: maximum epochs per head.
+        patience: early-stopping patience in epochs; None = always run ``epochs``.
+        batch_size: clips per optimisation step.
+        tsn: also train the variable-length TSN head.
+        tsn_hidden_dim: 0 = linear per-frame classifier.
+        tsn_max_frames: TSN training draws k uniformly from 1..tsn_max_frames per step.
+        seed: seeds torch and numpy (sampling, init, shuffling).
+    """
+
+    scales: tuple[int, ...] = tuple(range(1, 9))
+    hidden_dim: int = 512
+    dropout: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 60
+    patience: int | None = 8
+    batch_size: int = 128
+    tsn: bool = True
+    tsn_hidden_dim: int = 0
+    tsn_max_frames: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.scales = tuple(int(s) for s in self.scales)
+        if not self.scales or self.scales != tuple(range(1, len(self.scales) + 1)):
+            raise UserError(f"Scales must be 1..nmax without gaps, got {list(self.scales)}.", "Use e.g. scales = [1, 2, 3, 4, 5, 6, 7, 8].")
+        for name in ("hidden_dim", "epochs", "batch_size", "tsn_max_frames"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"Training setting {name} must be >= 1, got {getattr(self, name)}.", f"Set {name} to a positive integer.")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout}.", "Use e.g. dropout = 0.5.")
+        if self.patience is not None and int(self.patience) < 1:
+            self.patience = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["scales"] = list(self.scales)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"Unknown training setting(s) {unknown}.", f"Known settings: {sorted(known)}.")
+        return cls(**{k: (tuple(v) if k == "scales" else v) for k, v in d.items()})
+
+
+@dataclass
+class FeatureBank:
+    """Per-frame features of many clips, concatenated.
+
+    Attributes:
+        ids: clip ids, length N.
+        data: ``(sum_i T_i, D)`` float32, clip i's frames at rows ``offsets[i] : offsets[i] + lengths[i]``.
+        offsets, lengths: ``(N,)`` int64.
+    """
+
+    ids: list[str]
+    data: torch.Tensor
+    offsets: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, ids: Sequence[str], arrays: Sequence[np.ndarray]) -> "FeatureBank":
+        """Build from per-clip ``(T_i, D)`` arrays (in ``ids`` order)."""
+        if len(ids) != len(arrays):
+            raise ValueError("ids and arrays differ in length")
+        lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(arrays) else np.zeros(0, np.int64)
+        dims = {a.shape[1] for a in arrays}
+        if len(dims) > 1:
+            raise UserError(f"Clips have features of different sizes {sorted(dims)}.", "Re-extract features with one backbone.")
+        data = torch.from_numpy(np.concatenate(arrays, axis=0).astype(np.float32, copy=False)) if arrays else torch.zeros(0, 0)
+        return cls(list(ids), data, offsets, lengths)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.data.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def gather(self, clip_rows: np.ndarray, frame_rows: np.ndarray) -> torch.Tensor:
+        """``(B,)`` clip positions + ``(B, k)`` per-clip frame indices -> ``(B, k, D)``."""
+        flat = self.offsets[clip_rows][:, None] + frame_rows
+        return self.data[torch.from_numpy(flat.reshape(-1))].view(len(clip_rows), frame_rows.shape[1], -1)
+
+    def centre_batch(self, n_frames: int) -> tuple[np.ndarray, torch.Tensor]:
+        """Segment-centre sampling of every clip long enough: (positions (B,), features (B, n, D))."""
+        keep = np.flatnonzero(self.lengths >= n_frames)
+        rows = np.stack([segment_centre_indices(int(self.lengths[i]), n_frames) for i in keep]) if len(keep) else np.zeros((0, n_frames), np.int64)
+        return keep, self.gather(keep, rows) if len(keep) else torch.zeros(0, n_frames, self.feature_dim)
+
+
+def load_feature_bank(get: Callable[[str], np.ndarray], ids: Sequence[str], progress: Progress | None = None) -> FeatureBank:
+    """Read every clip's features once (``get`` is e.g. ``FeatureStore.get``)."""
+    arrays = []
+    for i, cid in enumerate(ids):
+        arrays.append(np.asarray(get(cid), dtype=np.float32))
+        if progress is not None and (i % 50 == 0 or i == len(ids) - 1):
+            progress((i + 1) / max(len(ids), 1), f"loading features {i + 1}/{len(ids)}")
+    return FeatureBank.from_arrays(ids, arrays)
+
+
+@dataclass
+class TrainResult:
+    """Trained heads per task, the validation accuracy table, and timings."""
+
+    heads: dict[str, HeadSet]
+    accuracy: pd.DataFrame
+    seconds: float
+    config: TrainConfig
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _topk(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    if len(labels) == 0:
+        return float("nan"), float("nan")
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    hit = top == labels[:, None]
+    return float(hit[:, 0].float().mean()), float(hit.any(dim=1).float().mean())
+
+
+@torch.no_grad()
+def multiscale_logits(heads: Sequence[MTRNHead], x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """The multiscale TRN's logits, same maths as :class:`core.models.MultiscaleModel`.
+
+    ``fc1`` is linear, so a head's first layer on an ordered subset is a sum of per-frame,
+    per-position projections computed once: (B, k, n, H) instead of one matmul per subset.
+
+    Args:
+        heads: ``heads[k-1]`` sees k frames.
+        x: ``(B, n, D)`` frame features in temporal order.
+
+    Returns:
+        ``(B, C)`` mean over scales s = 1..min(n, nmax) of the mean over s-subsets.
+    """
+    out = []
+    n = x.shape[1]
+    for start in range(0, x.shape[0], chunk):
+        xb = x[start : start + chunk]
+        per_scale = []
+        for s in range(1, min(n, len(heads)) + 1):
+            head = heads[s - 1]
+            w1 = head.fc1.weight.view(head.hidden_dim, s, head.feature_dim)
+            proj = torch.einsum("btd,hjd->bjth", xb, w1)  # (B, s, n, H)
+            combos = torch.tensor(list(itertools.combinations(range(n), s)), dtype=torch.long)  # (S, s)
+            h = head.fc1.bias.expand(xb.shape[0], combos.shape[0], -1).clone()
+            for j in range(s):
+                h += proj[:, j, combos[:, j], :]
+            per_scale.append(head.fc2(torch.relu(h)).mean(dim=1))
+        out.append(torch.stack(per_scale).mean(dim=0))
+    return torch.cat(out) if out else torch.zeros(0, heads[0].n_classes)
+
+
+@torch.no_grad()
+def evaluate(
+    heads: HeadSet,
+    bank: FeatureBank,
+    labels: np.ndarray,
+    n_frames: Sequence[int] | None = None,
+    models: Sequence[str] = ("mtrn_head", "mtrn", "tsn"),
+    best_epochs: Mapping[str, Sequence[int]] | None = None,
+) -> pd.DataFrame:
+    """Validation accuracy table (module docstring) of one task's heads.
+
+    Args:
+        heads: the task's heads (put in eval mode here).
+        bank: validation features.
+        labels: ``(N,)`` class ids aligned with ``bank.ids``.
+        n_frames: frame counts to evaluate (default 1..nmax).
+        models: which rows to produce.
+        best_epochs: optional ``{"mtrn_head": [per scale], "tsn": [epoch]}`` to record.
+    """
+    heads.eval()
+    n_frames = list(n_frames or range(1, heads.max_frames + 1))
+    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    rows = []
+    for n in n_frames:
+        keep, x = bank.centre_batch(n)
+        y = y_all[torch.from_numpy(keep)]
+        for model in models:
+            if model == "mtrn_head":
+                if n > heads.max_frames:
+                    continue
+                logits = heads.mtrn[n - 1](x) if len(x) else torch.zeros(0, heads.n_classes)
+                epoch = (best_epochs or {}).get("mtrn_head", [-1] * heads.max_frames)[n - 1]
+            elif model == "mtrn":
+                logits = multiscale_logits(heads.mtrn, x) if len(x) else torch.zeros(0, heads.n_classes)
+                epoch = -1
+            elif model == "tsn":
+                if heads.tsn is None:
+                    continue
+                logits = heads.tsn(x) if len(x) else torch.zeros(0, heads.n_classes)
+                epoch = (best_epochs or {}).get("tsn", [-1])[0]
+            else:
+                raise ValueError(f"unknown model {model!r}")
+            top1, top5 = _topk(logits, y)
+            rows.append({"task": heads.task, "model": model, "n_frames": n, "top1": top1, "top5": top5, "n_clips": int(len(y)), "best_epoch": int(epoch)})
+    return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class _EarlyStopper:
+    """Keeps the best weights by (val top-1, -val loss); counts epochs without improvement."""
+
+    def __init__(self, module: nn.Module, patience: int | None) -> None:
+        self.module = module
+        self.patience = patience
+        self.best: tuple[float, float] | None = None
+        self.best_state = copy.deepcopy(module.state_dict())
+        self.best_epoch = 0
+        self.bad = 0
+
+    def update(self, epoch: int, top1: float, loss: float) -> bool:
+        """Record an epoch; returns True when training should stop."""
+        score = (top1, -loss)
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch, self.bad = score, epoch, 0
+            self.best_state = copy.deepcopy(self.module.state_dict())
+        else:
+            self.bad += 1
+        return self.patience is not None and self.bad >= self.patience
+
+    def restore(self) -> None:
+        self.module.load_state_dict(self.best_state)
+
+
+def _check_labels(labels: Mapping[str, np.ndarray], n: int, n_classes: Mapping[str, int], split: str) -> dict[str, torch.Tensor]:
+    out = {}
+    for task, y in labels.items():
+        y = np.asarray(y, dtype=np.int64)
+        if y.shape != (n,):
+            raise ValueError(f"{split} {task} labels have shape {y.shape}, expected ({n},)")
+        if n and (y.min() < 0 or y.max() >= n_classes[task]):
+            raise UserError(
+                f"{split} {task} labels range over {y.min()}..{y.max()} but there are {n_classes[task]} {task} classes.",
+                "Use the class CSV that matches the annotations.",
+            )
+        out[task] = torch.from_numpy(y)
+    return out
+
+
+def train_heads(
+    train: FeatureBank,
+    train_labels: Mapping[str, np.ndarray],
+    val: FeatureBank | None,
+    val_labels: Mapping[str, np.ndarray] | None,
+    n_classes: Mapping[str, int],
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train MTRN heads (every scale) and a TSN head per task; evaluate them on ``val``.
+
+    Args:
+        train: training features; ``train_labels[task]`` ``(N,)`` class ids aligned with it.
+        val: validation features (or None / empty: fixed epochs, empty accuracy table).
+        val_labels: like ``train_labels`` for ``val``.
+        n_classes: ``{task: C}``.
+        config: hyper-parameters (default :class:`TrainConfig`).
+        progress: ``progress(fraction, message)`` callback.
+
+    Returns:
+        :class:`TrainResult` with one :class:`HeadSet` per task in ``train_labels``.
+    """
+    cfg = config or TrainConfig()
+    t0 = time.perf_counter()
+    tasks = [t for t in TASKS if t in train_labels]
+    if len(train) == 0:
+        raise UserError("There are no training clips with features.", "Check the dataset's 'train' split and extract features.")
+    ytr = _check_labels({t: train_labels[t] for t in tasks}, len(train), n_classes, "train")
+    has_val = val is not None and len(val) > 0 and val_labels is not None
+    yva = _check_labels({t: val_labels[t] for t in tasks}, len(val), n_classes, "val") if has_val else {}
+    patience = cfg.patience if has_val else None
+    D = train.feature_dim
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    n_jobs = len(cfg.scales) + (1 if cfg.tsn else 0)
+    report = (lambda f, m: progress(min(f, 1.0), m)) if progress else (lambda f, m: None)
+    mtrn: dict[str, list[MTRNHead]] = {t: [] for t in tasks}
+    best_epochs: dict[str, dict[str, list[int]]] = {t: {"mtrn_head": [], "tsn": [-1]} for t in tasks}
+    epochs_run: dict[str, int] = {}
+
+    def run(make: Callable[[int], nn.Module], sample_batch: Callable[[np.ndarray], torch.Tensor], val_x: torch.Tensor | None, val_keep: np.ndarray | None, job: int, name: str) -> tuple[dict[str, nn.Module], dict[str, int]]:
+        models = {t: make(n_classes[t]) for t in tasks}
+        opts = {t: torch.optim.Adam(models[t].parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for t in tasks}
+        stoppers = {t: _EarlyStopper(models[t], patience) for t in tasks}
+        active = set(tasks)
+        epoch = 0
+        for epoch in range(1, cfg.epochs + 1):
+            for m in models.values():
+                m.train()
+            perm = torch.randperm(len(train), generator=gen).numpy()
+            for start in range(0, len(perm), cfg.batch_size):
+                pos = perm[start : start + cfg.batch_size]
+                x = sample_batch(pos)
+                for t in active:
+                    loss = F.cross_entropy(models[t](x), ytr[t][torch.from_numpy(pos)])
+                    opts[t].zero_grad(set_to_none=True)
+                    loss.backward()
+                    opts[t].step()
+            if val_x is not None and len(val_x):
+                with torch.no_grad():
+                    for t in list(active):
+                        models[t].eval()
+                        logits = models[t](val_x)
+                        yv = yva[t][torch.from_numpy(val_keep)]
+                        top1 = float((logits.argmax(1) == yv).float().mean())
+                        if stoppers[t].update(epoch, top1, float(F.cross_entropy(logits, yv))):
+                            active.discard(t)
+            else:
+                for t in tasks:
+                    stoppers[t].best_epoch = epoch
+                    stoppers[t].best_state = models[t].state_dict()
+            report((job + epoch / cfg.epochs) / n_jobs, f"{name}: epoch {epoch}/{cfg.epochs}")
+            if not active:
+                break
+        epochs_run[name] = epoch
+        for t in tasks:
+            stoppers[t].restore()
+            models[t].eval()
+        return models, {t: stoppers[t].best_epoch for t in tasks}
+
+    for job, k in enumerate(cfg.scales):
+        def sample(pos: np.ndarray, k: int = k) -> torch.Tensor:
+            rows = np.stack([random_ordered_indices(int(train.lengths[p]), k, rng) for p in pos])
+            return train.gather(pos, rows)
+
+        keep, vx = val.centre_batch(k) if has_val else (None, None)
+        models, best = run(lambda c, k=k: MTRNHead(k, D, cfg.hidden_dim, c, cfg.dropout), sample, vx, keep, job, f"mtrn k={k}")
+        for t in tasks:
+            mtrn[t].append(models[t])
+            best_epochs[t]["mtrn_head"].append(best[t])
+
+    tsn: dict[str, TSNHead | None] = {t: None for t in tasks}
+    if cfg.tsn:
+        def sample_tsn(pos: np.ndarray) -> torch.Tensor:
+            k = int(rng.integers(1, cfg.tsn_max_frames + 1))  # one frame count per step keeps the batch rectangular
+            rows = np.stack([random_ordered_indices(int(train.lengths[p]), k, rng) for p in pos])
+            return train.gather(pos, rows)
+
+        # Validate TSN at the largest MTRN scale (the usual explanation setting).
+        n_val = min(cfg.tsn_max_frames, len(cfg.scales))
+        keep, vx = val.centre_batch(n_val) if has_val else (None, None)
+        models, best = run(lambda c: TSNHead(D, c, cfg.tsn_hidden_dim, cfg.dropout), sample_tsn, vx, keep, len(cfg.scales), "tsn")
+        for t in tasks:
+            tsn[t] = models[t]
+            best_epochs[t]["tsn"] = [best[t]]
+
+    heads = {
+        t: HeadSet(t, mtrn[t], tsn[t], None, {"source": "trained", "train_config": cfg.to_dict(), "n_train": len(train), "n_val": len(val) if has_val else 0})
+        for t in tasks
+    }
+    tables = []
+    if has_val:
+        report(1.0, "evaluating on the validation split")
+        for t in tasks:
+            tables.append(evaluate(heads[t], val, val_labels[t], best_epochs=best_epochs[t]))
+            heads[t].accuracy = tables[-1]
+    acc = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ACCURACY_COLUMNS)
+    report(1.0, "done")
+    return TrainResult(heads, acc, time.perf_counter() - t0, cfg, {"epochs_run": epochs_run})
+
+
+def format_accuracy(acc: pd.DataFrame) -> str:
+    """Human table: one line per (task, model), top-1 % per n_frames (top-5 in brackets)."""
+    if acc.empty:
+        return "(no validation clips: accuracy not measured)"
+    lines = []
+    ns = sorted(acc["n_frames"].unique())
+    lines.append(f"{'task':5} {'model':10} " + " ".join(f"{'n=' + str(n):>11}" for n in ns))
+    for (task, model), g in acc.groupby(["task", "model"], sort=False):
+        by_n = g.set_index("n_frames")
+        cells = []
+        for n in ns:
+            if n in by_n.index and not math.isnan(by_n.loc[n, "top1"]):
+                cells.append(f"{100 * by_n.loc[n, 'top1']:5.1f} ({100 * by_n.loc[n, 'top5']:3.0f})")
+            else:
+                cells.append(f"{'-':>11}")
+        lines.append(f"{task:5} {model:10} " + " ".join(f"{c:>11}" for c in cells))
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Explore a clip: per-frame ESVs beside the clip's video, tinted thumbnails, the
+clicked frame large, top-5 predictions, prior and the efficiency check."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import ui
+from core.errors import UserError
+
+ui.keep_shared_state()
+st.title("Explore a clip")
+
+ws = ui.pick_dataset()
+clip_id = ui.pick_clip(ws)
+clips = ws.clips()
+row = clips.loc[clip_id]
+settings = ui.explain_controls(ws, clip_id)
+other_task = "noun" if settings["task"] == "verb" else "verb"
+
+try:
+    expl = ws.explain(clip_id, **settings)
+    other = ws.explain(clip_id, **{**settings, "task": other_task, "target": "ground_truth"})
+except UserError as exc:
+    ui.show_error(exc)
+    st.stop()
+
+target_word = {"ground_truth": "ground truth", "predicted": "predicted"}.get(settings["target"], "chosen")
+method = "exact" if expl.esv_result.exact else (
+    f"approximate: {settings.get('samples_per_scale')} samples/scale × {settings.get('iterations')}, seed {settings.get('seed')}"
+)
+narration = row.get("narration") if "narration" in row.index else f"{row['verb']} {row['noun']}"
+st.markdown(
+    f"**{clip_id}** — “{narration}” · video {row['video_id']} · {int(row['n_frames'])} frames · {row['split']} split  \n"
+    f"Explaining the **{settings['task']} “{expl.explained_name}”** ({target_word}) over **{expl.n_frames} frames**, {method}."
+)
+
+table = ui.esv_frame_table(expl.esvs, expl.frame_indices)
+col_video, col_chart = st.columns([2, 3], gap="medium")
+with col_chart:  # drawn first: the chart is what the user waits for
+    event = st.altair_chart(
+        ui.esv_bar_chart(table, height=300),
+        width="stretch",
+        key="esv_chart",
+        on_select="rerun",
+        selection_mode=ui.FRAME_SELECTION,
+    )
+    esv_sum = float(table["esv"].sum())
+    gap = expl.efficiency_gap
+    ok = abs(gap) < 1e-6
+    st.markdown(
+        f"**Efficiency:** Σ ESV = `{esv_sum:+.6f}` · p({expl.explained_name}) − prior = "
+        f"`{expl.prob:.6f}` − `{expl.prior:.6f}` = `{expl.prob - expl.prior:+.6f}` · "
+        f"gap `{gap:+.1e}` {'✅' if ok else '≈ (approximate)' if not expl.esv_result.exact else '⚠️'}"
+    )
+    st.caption(
+        f"{expl.esv_result.n_head_evaluations:,} head evaluations · {1000 * expl.esv_result.seconds:.0f} ms to compute"
+        + (" (cached)" if expl.cached else "")
+    )
+
+with col_video:
+    st.video(ui.clip_mp4(ws.name, clip_id, int(row["n_frames"]), ui.video_fps(ws)), format="video/mp4", loop=True, muted=True)
+
+frames = ws.dataset.frames(clip_id, expl.frame_indices)
+st.markdown("**Sampled frames**, tinted by their ESV (green supports, red opposes; stronger = larger |ESV|). Click a bar to enlarge its frame.")
+thumbs = ui.tinted_thumbnails(frames, table["esv"].to_numpy(), min_size=128)
+per_row = 8
+for start in range(0, len(thumbs), per_row):
+    cols = st.columns(per_row)
+    for col, i in zip(cols, range(start, min(start + per_row, len(thumbs)))):
+        col.image(thumbs[i], caption=f"{i + 1} · #{int(table['frame'][i])} · {table['esv'][i]:+.4f}", width="stretch")
+
+position = ui.selected_position(event)
+if position is not None and 1 <= position <= len(frames):
+    i = position - 1
+    big, info = st.columns([3, 2])
+    big.image(ui.upscale(frames[i], 384), caption=f"Sampled frame {position} of {len(frames)} (clip frame #{int(table['frame'][i])})", width="stretch")
+    info.metric(f"ESV for “{expl.explained_name}”", f"{table['esv'][i]:+.5f}")
+    info.caption("Double-click the chart to clear the selection.")
+
+st.divider()
+preds = {settings["task"]: expl, other_task: other}
+cols = st.columns(3)
+for col, task in zip(cols, ("verb", "noun")):
+    ex = preds[task]
+    col.markdown(f"**Top-5 {task}s** (ground truth: *{row[task]}*)")
+    col.dataframe(
+        ui.topk_table(ex.top5),
+        hide_index=True,
+        width="stretch",
+        column_config={"probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f")},
+    )
+with cols[2]:
+    st.markdown("**Explained class**")
+    st.metric("prediction p (all frames)", f"{expl.prob:.4f}")
+    st.metric("prior (training frequency)", f"{expl.prior:.4f}")
+    st.metric("p − prior = Σ ESV", f"{expl.prob - expl.prior:+.4f}")

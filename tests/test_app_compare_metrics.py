@@ -1,0 +1,48 @@
+"""core/compare.py metrics (pure numpy; the page test drives them through the app)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from core.compare import metrics, normalised_error, spearman, topk_agreement
+
+
+def test_normalised_error() -> None:
+    phi = np.array([1.0, -2.0, 2.0])
+    assert normalised_error(phi, phi) == 0.0
+    assert normalised_error(phi + np.array([0.0, 0.0, 3.0]), phi) == pytest.approx(1.0)
+    assert normalised_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert math.isinf(normalised_error(np.ones(3), np.zeros(3)))
+    with pytest.raises(ValueError):
+        normalised_error(np.ones(2), np.ones(3))
+
+
+def test_spearman_matches_pearson_of_ranks() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=8), rng.normal(size=8)
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    assert spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
+    assert spearman(a, 3 * a + 1) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1.0], [2.0]))
+    assert math.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+    # ties get average ranks
+    assert spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(np.corrcoef([1.5, 1.5, 3], [1, 2, 3])[0, 1])
+
+
+def test_topk_agreement() -> None:
+    exact = np.array([0.5, 0.1, 0.3, -0.2, 0.4])
+    assert topk_agreement(exact, exact, 1) == 1.0
+    assert topk_agreement(exact, exact, 3) == 1.0
+    swapped = np.array([0.1, 0.5, 0.3, -0.2, 0.4])
+    assert topk_agreement(swapped, exact, 1) == 0.0
+    assert topk_agreement(swapped, exact, 3) == pytest.approx(2 / 3)
+    assert topk_agreement([1.0, 2.0], [2.0, 1.0], 3) == 1.0  # k capped at n
+
+
+def test_metrics_keys() -> None:
+    m = metrics([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert m == {"error": 0.0, "spearman": pytest.approx(1.0), "top1": 1.0, "top3": 1.0}

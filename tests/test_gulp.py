@@ -1,0 +1,187 @@
+"""write_gulp (resumable, atomic chunks) and GulpClipDataset (read side)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.data.gulp import (
+    FORMAT_VERSION,
+    GulpClipDataset,
+    SegmentToWrite,
+    read_class_names_csv,
+    write_class_csvs,
+    write_dataset_info,
+    write_gulp,
+)
+from core.errors import UserError
+
+
+def _frames(i: int, n: int) -> list[np.ndarray]:
+    # Flat-ish colours per frame: JPEG round trips them within a few grey levels.
+    return [np.full((16, 20, 3), (10 * i + 7 * t) % 250, dtype=np.uint8) for t in range(n)]
+
+
+def _segments(n: int, calls: list[str] | None = None, fail: dict[int, BaseException] | None = None) -> list[SegmentToWrite]:
+    out = []
+    for i in range(n):
+        def load(i: int = i) -> list[np.ndarray]:
+            if calls is not None:
+                calls.append(f"s{i}")
+            if fail and i in fail:
+                raise fail[i]
+            return _frames(i, 2 + i % 3)
+
+        meta = {"narration_id": f"s{i}", "split": "val" if i % 4 == 3 else "train", "verb_class": np.int64(i % 2)}
+        out.append(SegmentToWrite(meta=meta, load_frames=load))
+    return out
+
+
+def _make_dataset(root: Path, n: int = 6, per_chunk: int = 2) -> Path:
+    write_gulp(root / "gulp", _segments(n), segments_per_chunk=per_chunk, progress=False)
+    write_class_csvs(root, ["take", "put, down"], ["cup"])
+    write_dataset_info(root, {"kind": "demo"})
+    return root
+
+
+def _gulp_files(gulp_dir: Path) -> list[str]:
+    return sorted(p.name for p in gulp_dir.iterdir())
+
+
+def test_roundtrip_and_gulpio2_compat(tmp_path: Path) -> None:
+    root = _make_dataset(tmp_path / "ds")
+    ds = GulpClipDataset(root)
+    assert ds.name == "ds" and ds.info["format_version"] == FORMAT_VERSION and ds.info["n_clips"] == 6
+    assert list(ds.meta.index) == [f"s{i}" for i in range(6)]
+    assert ds.meta.loc["s4", "n_frames"] == 3 and ds.n_frames("s4") == 3
+    assert ds.meta.loc["s1", "verb_class"] == 1  # numpy int64 was stored as a JSON number
+    assert ds.verb_names == ["take", "put, down"] and ds.noun_names == ["cup"]
+    assert ds.split_ids("val") == ["s3"] and len(ds.split_ids("train")) == 5
+    for i in range(6):
+        got = ds.frames(f"s{i}")
+        want = np.stack(_frames(i, 2 + i % 3))
+        assert got.shape == want.shape and got.dtype == np.uint8
+        assert np.abs(got.astype(int) - want).max() <= 3
+    sel = ds.frames("s2", [3, 0, 0])
+    assert sel.shape == (3, 16, 20, 3) and np.array_equal(sel[1], sel[2])
+    with pytest.raises(IndexError):
+        ds.frames("s0", [5])
+    # Any gulpio2 reader can read our output.
+    from gulpio2 import GulpDirectory
+
+    gd = GulpDirectory(str(root / "gulp"))
+    frames, meta = gd["s5"]
+    assert len(frames) == 4 and meta["narration_id"] == "s5"
+    assert gd.num_chunks == 3
+
+
+def test_unknown_id_split_and_missing_dataset(tmp_path: Path) -> None:
+    ds = GulpClipDataset(_make_dataset(tmp_path / "ds"))
+    with pytest.raises(UserError, match="Unknown narration_id 'nope'"):
+        ds.frames("nope")
+    with pytest.raises(UserError, match="Unknown split"):
+        ds.split_ids("test2")
+    with pytest.raises(UserError, match="No dataset at"):
+        GulpClipDataset(tmp_path / "absent")
+
+
+def test_failures_are_reported_not_raised(tmp_path: Path) -> None:
+    segs = _segments(5, fail={1: FileNotFoundError(2, "gone", "/x/frame_1.jpg"), 3: UserError("bad frame", "fix it")})
+    segs.append(SegmentToWrite({"narration_id": "empty"}, lambda: []))
+    segs.append(SegmentToWrite({"narration_id": "s0"}, lambda: _frames(0, 1)))  # duplicate id
+    report = write_gulp(tmp_path / "g", segs, segments_per_chunk=2, progress=False)
+    assert report.written == ["s0", "s2", "s4"]
+    failed = dict(report.failed)
+    assert failed["s1"] == "missing file /x/frame_1.jpg"
+    assert "bad frame" in failed["s3"] and failed["empty"] == "no frames" and "duplicate" in failed["s0"]
+    assert "3 segments written" in report.summary()
+
+
+def test_interrupted_write_resumes_without_duplicates(tmp_path: Path) -> None:
+    gulp_dir = tmp_path / "g"
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        write_gulp(gulp_dir, _segments(7, calls, fail={4: KeyboardInterrupt()}), segments_per_chunk=3, progress=False)
+    # s0-s2 committed as a full chunk; s3 committed on the interrupt; no temp files left.
+    assert _gulp_files(gulp_dir) == ["data_0.gulp", "data_1.gulp", "meta_0.gmeta", "meta_1.gmeta"]
+    calls.clear()
+    report = write_gulp(gulp_dir, _segments(7, calls), segments_per_chunk=3, progress=False)
+    assert report.skipped == ["s0", "s1", "s2", "s3"] and report.written == ["s4", "s5", "s6"]
+    assert calls == ["s4", "s5", "s6"]  # skipped segments are never loaded
+    from gulpio2 import GulpDirectory
+
+    gd = GulpDirectory(str(gulp_dir))  # asserts there are no duplicate ids
+    assert sorted(gd.merged_meta_dict) == [f"s{i}" for i in range(7)]
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
+    gulp_dir = tmp_path / "gulp"
+    write_gulp(gulp_dir, _segments(2), segments_per_chunk=2, progress=False)
+    write_class_csvs(tmp_path, ["a"], ["b"])
+    write_dataset_info(tmp_path, {"kind": "demo"})
+    # A run killed mid-commit: a data chunk without meta and temp files.
+    (gulp_dir / "data_1.gulp").write_bytes(b"\xff\xd8 half a jpeg")
+    (gulp_dir / ".partial_data_2.gulp.tmp").write_bytes(b"junk")
+    (gulp_dir / ".partial_meta_2.gmeta.tmp").write_text("{")
+    with pytest.raises(UserError, match="incomplete chunk"):
+        GulpClipDataset(tmp_path)
+    report = write_gulp(gulp_dir, _segments(4), segments_per_chunk=2, progress=False)
+    assert report.written == ["s2", "s3"]
+    assert _gulp_files(gulp_dir) == ["data_0.gulp", "data_1.gulp", "meta_0.gmeta", "meta_1.gmeta"]
+    assert len(GulpClipDataset(tmp_path)) == 4
+
+
+def test_corrupt_chunks_name_the_file(tmp_path: Path) -> None:
+    root = _make_dataset(tmp_path / "ds")
+    data1 = root / "gulp" / "data_1.gulp"
+    # Garbled bytes, same size: detected when decoding.
+    good = data1.read_bytes()
+    data1.write_bytes(b"\x00" * len(good))
+    ds = GulpClipDataset(root)
+    with pytest.raises(UserError, match=r"data_1\.gulp.*corrupt") as exc:
+        ds.frames("s2")
+    assert "Delete" in str(exc.value) and "rerun" in str(exc.value)
+    ds.frames("s0")  # other chunks still readable
+    # Truncated: detected on open and by write_gulp.
+    data1.write_bytes(good[:10])
+    with pytest.raises(UserError, match=r"data_1\.gulp is truncated"):
+        GulpClipDataset(root)
+    with pytest.raises(UserError, match=r"data_1\.gulp is truncated"):
+        write_gulp(root / "gulp", _segments(6), progress=False)
+    data1.write_bytes(good)
+    # Unreadable meta.
+    (root / "gulp" / "meta_2.gmeta").write_text('{"s4": {"frame_info": [[0, 1')
+    with pytest.raises(UserError, match=r"meta_2\.gmeta is corrupt") as exc:
+        GulpClipDataset(root)
+    assert "Delete that file" in str(exc.value)
+
+
+def test_format_version_mismatch(tmp_path: Path) -> None:
+    root = _make_dataset(tmp_path / "ds")
+    info = json.loads((root / "dataset.json").read_text())
+    info["format_version"] = FORMAT_VERSION + 1
+    (root / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match="format_version") as exc:
+        GulpClipDataset(root)
+    assert "Rebuild" in str(exc.value)
+
+
+def test_class_csv_placeholders(tmp_path: Path) -> None:
+    p = tmp_path / "v.csv"
+    p.write_text("id,key,instances\n0,take,x\n2,open,y\n")
+    assert read_class_names_csv(p, "verb") == ["take", "verb_1", "open"]
+    p.write_text("idx,name\n0,take\n")
+    with pytest.raises(UserError, match="lacks column"):
+        read_class_names_csv(p, "verb")
+
+
+def test_duplicate_segment_across_chunks(tmp_path: Path) -> None:
+    root = _make_dataset(tmp_path / "ds")
+    g = root / "gulp"
+    (g / "data_7.gulp").write_bytes((g / "data_0.gulp").read_bytes())
+    (g / "meta_7.gmeta").write_text((g / "meta_0.gmeta").read_text())
+    with pytest.raises(UserError, match=r"'s0' appears in both .*data_0\.gulp and .*data_7\.gulp"):
+        GulpClipDataset(root)
