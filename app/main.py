@@ -15,13 +15,13 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="Play Fair explorer", page_icon="🎞️", layout="wide")
+st.set_page_config(page_title="Play Fair explorer", page_icon=":material/movie:", layout="wide")
 
 PAGES = [
-    st.Page("../pages/explore.py", title="Explore a clip", icon="🔎", default=True),
-    st.Page("../pages/compare.py", title="Exact vs approximate", icon="⚖️"),
-    st.Page("../pages/overview.py", title="Dataset overview", icon="📊"),
-    st.Page("../pages/setup.py", title="Setup", icon="🛠️"),
+    st.Page("../pages/explore.py", title="Explore a clip", icon=":material/search:", default=True),
+    st.Page("../pages/compare.py", title="Exact vs approximate", icon=":material/compare_arrows:"),
+    st.Page("../pages/overview.py", title="Dataset overview", icon=":material/bar_chart:"),
+    st.Page("../pages/setup.py", title="Setup", icon=":material/build:"),
 ]
 
 st.navigation(PAGES).run()

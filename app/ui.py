@@ -59,12 +59,15 @@ def _sign_color() -> alt.Color:
     )
 
 
-def esv_bar_chart(table: pd.DataFrame, *, title: str | None = None, height: int = 300, selectable: bool = True) -> alt.Chart:
+def esv_bar_chart(
+    table: pd.DataFrame, *, title: str | None = None, description: str | None = None, height: int = 300, selectable: bool = True
+) -> alt.Chart:
     """Bar chart of the ESV of each sampled frame (``esv_frame_table`` rows).
 
     With ``selectable``, clicking a bar selects its ``position`` through the point
     selection named :data:`FRAME_SELECTION` (``st.altair_chart(..., on_select="rerun")``
-    reports it; :func:`selected_position` reads it back).
+    reports it; :func:`selected_position` reads it back). ``description`` becomes the
+    chart's accessible label (the ``aria-label`` of its SVG).
     """
     base = alt.Chart(table, title=title or alt.Undefined)
     x = alt.X("label:N", sort=list(table["label"]), title="sampled frame (position · clip frame)", axis=alt.Axis(labelAngle=0))
@@ -79,7 +82,11 @@ def esv_bar_chart(table: pd.DataFrame, *, title: str | None = None, height: int 
         pick = alt.selection_point(name=FRAME_SELECTION, fields=["position"], on="click", clear="dblclick")
         bars = bars.add_params(pick).encode(opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)))
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color=NEUTRAL).encode(y="y:Q")
-    return (bars + zero).properties(height=height)
+    # SVG renderer: crisp bars, and each bar is a DOM node the browser test can click.
+    props: dict[str, Any] = {"height": height, "usermeta": {"embedOptions": {"renderer": "svg"}}}
+    if description:
+        props["description"] = description
+    return (bars + zero).properties(**props)
 
 
 def selected_position(event: Any) -> int | None:
@@ -419,7 +426,7 @@ def ensure_ready(ws: Workspace) -> None:
         f"{dataset_label(ws.name)} is not fully built yet: missing "
         + ", ".join(f"**{s.name}** ({s.detail})" for s in missing)
     )
-    st.page_link(SETUP_PAGE, label="Open Setup to configure and build it", icon="🛠️")
+    st.page_link(SETUP_PAGE, label="Open Setup to configure and build it", icon=":material/build:")
     st.stop()
 
 

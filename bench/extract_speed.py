@@ -116,8 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="frames per forward pass (default 32 on CPU, 256 on CUDA)")
     p.add_argument("--workers", type=int, default=max(2, (os.cpu_count() or 2)), help="JPEG decoding threads")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of the synthetic frames")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--modes", default="network,decoded,jpeg", help="comma-separated subset of network,decoded,jpeg")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     if args.device == "auto":
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

@@ -39,7 +39,7 @@ table = ui.esv_frame_table(expl.esvs, expl.frame_indices)
 col_video, col_chart = st.columns([2, 3], gap="medium")
 with col_chart:  # drawn first: the chart is what the user waits for
     event = st.altair_chart(
-        ui.esv_bar_chart(table, height=300),
+        ui.esv_bar_chart(table, height=300, description=f"ESVs of clip {clip_id}, {settings['task']} {expl.explained_name}, {expl.n_frames} frames"),
         width="stretch",
         key="esv_chart",
         on_select="rerun",
@@ -51,7 +51,7 @@ with col_chart:  # drawn first: the chart is what the user waits for
     st.markdown(
         f"**Efficiency:** Σ ESV = `{esv_sum:+.6f}` · p({expl.explained_name}) − prior = "
         f"`{expl.prob:.6f}` − `{expl.prior:.6f}` = `{expl.prob - expl.prior:+.6f}` · "
-        f"gap `{gap:+.1e}` {'✅' if ok else '≈ (approximate)' if not expl.esv_result.exact else '⚠️'}"
+        f"gap `{gap:+.1e}` " + (":green[holds]" if ok else ":orange[approximate: sums need not match]" if not expl.esv_result.exact else ":red[does not hold]")
     )
     st.caption(
         f"{expl.esv_result.n_head_evaluations:,} head evaluations · {1000 * expl.esv_result.seconds:.0f} ms to compute"

@@ -108,7 +108,7 @@ class ExactESV(ESVEstimator):
         values = priors[None]
         for level in levels[1:]:
             logits = game.level_logits(level, previous)
-            values = torch.softmax(logits, dim=-1)
+            values = torch.softmax(logits, dim=-1, dtype=torch.float64)
             w = weights[level.size - 1] if weights is not None else level.shapley_weights(n)
             esvs.addmm_(w, values)
             previous = logits
@@ -155,8 +155,9 @@ class ConstructiveSamplingESV(ESVEstimator):
             combos = [torch.from_numpy(masks_to_combos(m, k, n)).to(device) for k, m in enumerate(masks, start=1)]
             mask_t = [torch.from_numpy(m).to(device) for m in masks]
 
-            def containment(t: int, s: int) -> torch.Tensor:
-                return ((mask_t[s - 1][None, :] & ~mask_t[t - 1][:, None]) == 0).to(torch.float64)
+            def containment(t: int, s_max: int) -> torch.Tensor:
+                lower = torch.cat(mask_t[:s_max])
+                return ((lower[None, :] & ~mask_t[t - 1][:, None]) == 0).to(torch.float64)
 
             logits = game.sampled_logits(combos, containment)
             for k, (c, lg) in enumerate(zip(combos, logits), start=1):

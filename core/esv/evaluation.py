@@ -1,7 +1,7 @@
 """Evaluating heads on many subsets of one clip's frames.
 
 ``SubsetEvaluator``s map ``combos`` ``(N, t)`` (sorted frame indices of N subsets)
-to float64 logits ``(N, C)`` and count every subset they evaluate. ``MTRNHead``s
+to logits ``(N, C)`` in the model's dtype and count every subset they evaluate. ``MTRNHead``s
 get a fast path: their first layer is linear in the concatenated frames, so each
 frame's contribution at each position is projected once and a subset's hidden
 pre-activation is a sum of t projected rows (``embedding_bag``). Any other module
@@ -11,6 +11,7 @@ goes through the generic path, with identical results up to float rounding.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Iterator, Sequence
 
 import torch
@@ -46,10 +47,11 @@ class SubsetEvaluator:
         self.n_evaluations = 0
 
     def __call__(self, combos: torch.Tensor) -> torch.Tensor:
-        """``combos`` ``(N, t)`` int64 -> ``(N, C)`` float64 logits."""
+        """``combos`` ``(N, t)`` int64 -> ``(N, C)`` logits in the model's dtype."""
         self.n_evaluations += int(combos.shape[0])
-        outs = [self._logits(combos[i : i + CHUNK]) for i in range(0, combos.shape[0], CHUNK)]
-        return torch.cat(outs).to(torch.float64)
+        if combos.shape[0] <= CHUNK:
+            return self._logits(combos)
+        return torch.cat([self._logits(combos[i : i + CHUNK]) for i in range(0, combos.shape[0], CHUNK)])
 
     def _logits(self, combos: torch.Tensor) -> torch.Tensor:
         return self.model(self.features[combos])
@@ -69,14 +71,15 @@ class MTRNFastEvaluator(SubsetEvaluator):
         span = n - k + 1
         hidden = head.fc1.weight.shape[0]
         windows = features.unfold(0, span, 1).transpose(1, 2)  # (k, span, D): frames j..j+n-k
-        w1 = head.fc1.weight.view(hidden, k, -1).permute(1, 2, 0)  # (k, D, H)
-        self.table = torch.bmm(windows, w1).reshape(k * span, hidden)
+        w1 = _position_major_fc1(head)  # (k, D, H)
+        # Each of the k rows of a subset also carries 1/k of fc1's bias, saving a pass over (N, H).
+        self.table = torch.bmm(windows, w1).reshape(k * span, hidden).add_(head.fc1.bias, alpha=1.0 / k)
         self.offsets = (torch.arange(k, device=features.device) * (n - k)).view(1, k)
 
     def _logits(self, combos: torch.Tensor) -> torch.Tensor:
         head: MTRNHead = self.model  # type: ignore[assignment]
-        pre = F.embedding_bag(combos + self.offsets, self.table, mode="sum")
-        return F.linear(torch.relu_(pre + head.fc1.bias), head.fc2.weight, head.fc2.bias)
+        hidden = F.embedding_bag(combos + self.offsets, self.table, mode="sum").relu_()
+        return F.linear(hidden, head.fc2.weight, head.fc2.bias)
 
 
 class TSNFastEvaluator(SubsetEvaluator):
@@ -84,13 +87,29 @@ class TSNFastEvaluator(SubsetEvaluator):
 
     def __init__(self, head: TSNHead, features: torch.Tensor) -> None:
         super().__init__(head, features)
-        self.frame_logits = head.frame_logits(features).to(torch.float64)  # (n, C)
+        self.frame_logits = head.frame_logits(features)  # (n, C)
 
     def __call__(self, combos: torch.Tensor) -> torch.Tensor:
         self.n_evaluations += int(combos.shape[0])
         if combos.shape[1] == 0:
             raise ValueError("TSN logits are undefined for the empty set")
         return F.embedding_bag(combos, self.frame_logits, mode="mean")
+
+
+# Per-head copies of fc1.weight laid out (k, D, H), so bmm reads it without a
+# strided copy on every call; dropped with the head, rebuilt when the weight changes.
+_POSITION_MAJOR: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def _position_major_fc1(head: MTRNHead) -> torch.Tensor:
+    w = head.fc1.weight
+    key = (w._version, w.data_ptr(), w.dtype, w.device)
+    hit = _POSITION_MAJOR.get(head)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    prepared = w.detach().view(w.shape[0], head.frame_count, -1).permute(1, 2, 0).contiguous()
+    _POSITION_MAJOR[head] = (key, prepared)
+    return prepared
 
 
 def _is_plain(module: nn.Module, cls: type) -> bool:

@@ -47,7 +47,8 @@ class Game(ABC):
 
     @abstractmethod
     def level_logits(self, level: SubsetLevel, previous: torch.Tensor | None) -> torch.Tensor:
-        """Exact logits ``(N_t, C)`` float64 of every subset of ``level``.
+        """Exact logits ``(N_t, C)`` of every subset of ``level``, in the heads' dtype
+        (float32 heads keep the recursion in float32: the ESV sums stay float64).
 
         ``previous`` holds the logits of level t-1 (rows as in the previous level).
         """
@@ -58,8 +59,9 @@ class Game(ABC):
 
         Args:
             combos: ``combos[t-1]`` ``(N_t, t)`` drawn t-subsets, t = 1..n.
-            containment: ``containment(t, s)`` -> ``(N_t, N_s)`` float64 0/1 matrix,
-                1 where drawn s-subset is contained in drawn t-subset.
+            containment: ``containment(t, s_max)`` -> ``(N_t, N_1 + ... + N_{s_max})`` float64
+                0/1 matrix, 1 where a drawn s-subset (s = 1..s_max, blocks in that order)
+                is contained in a drawn t-subset.
         Returns:
             ``logits[t-1]`` ``(N_t, C)`` float64.
         """
@@ -93,20 +95,27 @@ class MultiscaleGame(Game):
             return own
         assert previous is not None and level.children is not None
         children = mean_of_children(previous, level.children)
-        return children.mul_(t - 1).add_(own).div_(t)
+        return own.add_(children, alpha=t - 1).div_(t)
 
     def sampled_logits(self, combos: Sequence[torch.Tensor], containment: ContainmentFn) -> list[torch.Tensor]:
-        head_logits = [self.evaluators[s - 1](combos[s - 1]) for s in range(1, min(self.nmax, len(combos)) + 1)]
+        n_scales = min(self.nmax, len(combos))
+        head_logits = [self.evaluators[s - 1](combos[s - 1]).double() for s in range(1, n_scales + 1)]
         out = []
         for t in range(1, len(combos) + 1):
             m = min(t, self.nmax)
-            total = head_logits[0].new_zeros(combos[t - 1].shape[0], head_logits[0].shape[1])
-            for s in range(1, m + 1):
-                if s == t:
-                    total += head_logits[s - 1]
-                else:
-                    rel = containment(t, s)
-                    total += (rel @ head_logits[s - 1]) / rel.sum(dim=1, keepdim=True)
+            lower = min(t - 1, m)  # scales whose drawn subsets are proper sub-subsets
+            total = head_logits[t - 1].clone() if t <= self.nmax else None
+            if lower:
+                rel = containment(t, lower)  # (N_t, sum of N_s for s <= lower), blocks by scale
+                sizes = [head_logits[s - 1].shape[0] for s in range(1, lower + 1)]
+                block = torch.repeat_interleave(
+                    torch.arange(lower, device=rel.device), torch.tensor(sizes, device=rel.device)
+                )
+                counts = torch.zeros(rel.shape[0], lower, dtype=rel.dtype, device=rel.device)
+                counts.index_add_(1, block, rel)  # drawn s-subsets inside each S
+                weights = rel / counts[:, block]
+                means = weights @ torch.cat(head_logits[:lower])  # sum over s of the per-scale means
+                total = means if total is None else total.add_(means)
             out.append(total / m)
         return out
 
@@ -121,4 +130,4 @@ class VariableLengthGame(Game):
         return self.evaluators[0](level.combos)
 
     def sampled_logits(self, combos: Sequence[torch.Tensor], containment: ContainmentFn) -> list[torch.Tensor]:
-        return [self.evaluators[0](c) for c in combos]
+        return [self.evaluators[0](c).double() for c in combos]

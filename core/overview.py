@@ -1,0 +1,139 @@
+"""Dataset-level summaries of ESVs for the overview page (and anyone else).
+
+Everything works on the batch results file of :mod:`core.batch` (long format, one
+row per sampled frame). When no full results file exists, :func:`results_or_sample`
+computes a bounded sample through the same code path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError
+
+Progress = Callable[[float, str], None]
+
+MODEL_NAMES = {"mtrn_head": "single-scale head", "mtrn": "multiscale TRN", "tsn": "TSN"}
+
+
+def accuracy_long(acc: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """The workspace accuracy table -> ``n_frames, accuracy, series, task, model`` rows."""
+    if metric not in acc.columns:
+        raise UserError(f"The accuracy table has no {metric!r} column.", "Retrain the heads with `python -m core train`.")
+    out = acc[["task", "model", "n_frames", metric]].rename(columns={metric: "accuracy"}).copy()
+    out["series"] = out["task"] + " · " + out["model"].map(lambda m: MODEL_NAMES.get(m, m))
+    return out.reset_index(drop=True)
+
+
+def sample_results_path(ws: Any, split: str, n_clips: int) -> Path:
+    """Where the bounded sample for ``split`` lives (beside the full results file)."""
+    full = Path(ws.default_results_path(split))
+    return full.with_name(f"{full.stem}-sample{int(n_clips)}{full.suffix}")
+
+
+def results_or_sample(
+    ws: Any,
+    split: str = "val",
+    *,
+    sample_clips: int = 12,
+    n_frames: Sequence[int] = tuple(range(1, 9)),
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """The full batch results of ``split`` when present, else the first ``sample_clips``
+    clips of it (computed once, cached on disk). Returns ``(results, description)``."""
+    from core.batch import compute_batch_esvs, read_results
+
+    full = Path(ws.default_results_path(split))
+    if full.exists():
+        df = read_results(full)
+        return df, f"full results file {full} ({df['narration_id'].nunique()} clips)"
+    n_available = len(ws.clips(split))
+    n_clips = max(1, min(int(sample_clips), n_available))
+    path = sample_results_path(ws, split, n_clips)
+    if not path.exists():
+        compute_batch_esvs(ws, split=split, n_frames=n_frames, limit=n_clips, out_path=path, progress=progress)
+    df = read_results(path)
+    return df, f"a sample of {n_clips} of {n_available} {split} clips (no full results file yet: `python -m core esvs`)"
+
+
+def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows of computed frames (drops ``too_short`` skip markers)."""
+    return results[results["status"] == "ok"]
+
+
+def position_table(results: pd.DataFrame, n_frames: int, model: str = "mtrn") -> pd.DataFrame:
+    """ESV against frame position for explanations over ``n_frames`` frames:
+    ``task, position`` (1-based), ``esv``, ``in_key`` rows, one per clip and position."""
+    r = ok_rows(results)
+    r = r[(r["n_frames"] == int(n_frames)) & (r["model"] == model)]
+    out = r[["task", "frame_position", "esv", "in_key", "narration_id"]].rename(columns={"frame_position": "position"}).copy()
+    out["position"] = out["position"].astype(int) + 1
+    return out.reset_index(drop=True)
+
+
+def key_frame_summary(results: pd.DataFrame, n_frames: int, model: str = "mtrn") -> pd.DataFrame:
+    """Demo only: mean ESV of frames inside vs outside the evidence window per task."""
+    t = position_table(results, n_frames, model)
+    t = t[t["in_key"].notna()]
+    if t.empty:
+        return pd.DataFrame(columns=["task", "in_key", "mean_esv", "frames"])
+    g = t.groupby(["task", "in_key"])["esv"].agg(["mean", "size"]).reset_index()
+    return g.rename(columns={"mean": "mean_esv", "size": "frames"})
+
+
+def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str = "mtrn") -> pd.DataFrame:
+    """One row per ground-truth class of ``task`` at ``n_frames``: ``class, clips,
+    accuracy, mean_prob, mean_prior, mean_esv_sum`` (= prob − prior), ``peak_position``
+    (mean 1-based position of the largest-ESV frame) and ``positive_frames`` (share of
+    frames with ESV > 0)."""
+    r = ok_rows(results)
+    r = r[(r["task"] == task) & (r["n_frames"] == int(n_frames)) & (r["model"] == model)]
+    if r.empty:
+        return pd.DataFrame(columns=["class", "clips", "accuracy", "mean_prob", "mean_prior", "mean_esv_sum", "peak_position", "positive_frames"])
+    per_clip = r.groupby("narration_id").agg(
+        label_name=("label_name", "first"),
+        correct=("correct", "first"),
+        prob=("prob", "first"),
+        prior=("prior", "first"),
+        esv_sum=("esv", "sum"),
+        positive=("esv", lambda s: float((s > 0).mean())),
+    )
+    peak = r.loc[r.groupby("narration_id")["esv"].idxmax(), ["narration_id", "frame_position"]].set_index("narration_id")
+    per_clip["peak_position"] = peak["frame_position"].astype(float) + 1
+    out = per_clip.groupby("label_name").agg(
+        clips=("prob", "size"),
+        accuracy=("correct", "mean"),
+        mean_prob=("prob", "mean"),
+        mean_prior=("prior", "mean"),
+        mean_esv_sum=("esv_sum", "mean"),
+        peak_position=("peak_position", "mean"),
+        positive_frames=("positive", "mean"),
+    )
+    out = out.reset_index().rename(columns={"label_name": "class"})
+    out["accuracy"] = out["accuracy"].astype(float)
+    return out.sort_values(["clips", "class"], ascending=[False, True]).reset_index(drop=True)
+
+
+def frames_sweep(
+    ws: Any,
+    clip_id: str,
+    *,
+    task: str,
+    max_frames: int = 8,
+    model: str = "mtrn",
+    target: Any = "ground_truth",
+) -> pd.DataFrame:
+    """Exact ESVs of one clip for n = 1..max_frames (capped by the clip's length):
+    ``n_frames, position, frame, esv, sign, explained`` rows (one per sampled frame)."""
+    n_max = int(min(max_frames, ws.clips().loc[clip_id, "n_features"]))
+    rows = []
+    for n in range(1, n_max + 1):
+        ex = ws.explain(clip_id, task=task, n_frames=n, model=model, target=target)
+        for pos, (fi, e) in enumerate(zip(np.asarray(ex.frame_indices).tolist(), ex.esvs.tolist()), start=1):
+            rows.append({"n_frames": n, "position": pos, "frame": int(fi), "esv": float(e),
+                         "sign": "supports" if e >= 0 else "opposes", "explained": ex.explained_name})
+    return pd.DataFrame(rows)
