@@ -8,6 +8,8 @@ reshape core's results for drawing.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any, Callable, Iterable, Sequence
 
 import altair as alt
@@ -23,9 +25,10 @@ FRAME_SELECTION = "frame_pick"
 # --------------------------------------------------------------------------- tables
 
 
-def esv_frame_table(esvs: Sequence[float] | np.ndarray, frame_indices: Sequence[int] | np.ndarray) -> pd.DataFrame:
+def esv_frame_table(esvs: Sequence[float] | np.ndarray, frame_indices: Sequence[int] | np.ndarray, clip: str = "") -> pd.DataFrame:
     """One row per sampled frame: ``position`` (1-based, temporal order), ``frame``
-    (index into the clip), ``esv``, ``sign`` and a ``label`` for the x axis."""
+    (index into the clip), ``esv``, ``sign``, a ``label`` for the x axis and the
+    ``clip`` id (shown in tooltips; it also tells apart charts of different clips)."""
     esvs = np.asarray(esvs, dtype=np.float64).reshape(-1)
     frame_indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
     if esvs.shape != frame_indices.shape:
@@ -38,6 +41,7 @@ def esv_frame_table(esvs: Sequence[float] | np.ndarray, frame_indices: Sequence[
             "esv": esvs,
             "sign": np.where(esvs >= 0, "supports", "opposes"),
             "label": [f"{p} · #{f}" for p, f in zip(positions, frame_indices)],
+            "clip": str(clip),
         }
     )
 
@@ -46,6 +50,24 @@ def topk_table(top5: Iterable[tuple[int, str, float]]) -> pd.DataFrame:
     """``[(class_id, name, prob)]`` -> a display table."""
     rows = [{"class": str(name), "id": int(cid), "probability": float(p)} for cid, name, p in top5]
     return pd.DataFrame(rows, columns=["class", "id", "probability"])
+
+
+def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``core.compare.Comparison.summary`` as display strings, one column per method."""
+    rows = [
+        ("normalised error ‖φ̂−φ‖²/‖φ‖²", "error", "{:.2e}"),
+        ("  std over seeds", "error_std", "{:.1e}"),
+        ("Spearman ρ", "spearman", "{:.3f}"),
+        ("top-1 frame agreement", "top1", "{:.0%}"),
+        ("top-3 frame agreement", "top3", "{:.0%}"),
+        ("|efficiency gap|", "efficiency_gap", "{:.1e}"),
+        ("seconds", "seconds", "{:.4f}"),
+        ("head evaluations", "head_evaluations", "{:,.0f}"),
+    ]
+    out = {}
+    for _, r in summary.iterrows():
+        out[str(r["method"])] = [fmt.format(abs(r[col]) if col == "efficiency_gap" else r[col]) for _, col, fmt in rows]
+    return pd.DataFrame(out, index=[label for label, _, _ in rows])
 
 
 # --------------------------------------------------------------------------- charts
@@ -59,34 +81,88 @@ def _sign_color() -> alt.Color:
     )
 
 
-def esv_bar_chart(
-    table: pd.DataFrame, *, title: str | None = None, description: str | None = None, height: int = 300, selectable: bool = True
-) -> alt.Chart:
-    """Bar chart of the ESV of each sampled frame (``esv_frame_table`` rows).
+ESV_DATA = "esv_frames"  # name of the ESV bar chart's dataset inside its spec
 
-    With ``selectable``, clicking a bar selects its ``position`` through the point
+
+def esv_bar_altair(
+    data: pd.DataFrame | alt.NamedData, *, title: str | None = None, height: int = 300, selectable: bool = True
+) -> alt.LayerChart:
+    """The ESV bar chart as an Altair chart (rows as :func:`esv_frame_table`).
+
+    Bars are coloured by sign, ordered by ``position``, with a zero rule. With
+    ``selectable``, clicking a bar selects its ``position`` through the point
     selection named :data:`FRAME_SELECTION` (``st.altair_chart(..., on_select="rerun")``
-    reports it; :func:`selected_position` reads it back). ``description`` becomes the
-    chart's accessible label (the ``aria-label`` of its SVG).
+    reports it; :func:`selected_position` reads it back); double-click clears it.
+    Rendered as SVG: crisp bars, and each bar is a DOM node (the browser test clicks it).
     """
-    base = alt.Chart(table, title=title or alt.Undefined)
-    x = alt.X("label:N", sort=list(table["label"]), title="sampled frame (position · clip frame)", axis=alt.Axis(labelAngle=0))
+    base = alt.Chart(data, title=title or alt.Undefined)
+    x = alt.X(
+        "label:N",
+        sort=alt.EncodingSortField(field="position", op="min"),
+        title="sampled frame (position · clip frame)",
+        axis=alt.Axis(labelAngle=0),
+    )
     y = alt.Y("esv:Q", title="ESV (Δ probability)")
     tooltip = [
         alt.Tooltip("position:Q", title="position"),
         alt.Tooltip("frame:Q", title="clip frame"),
         alt.Tooltip("esv:Q", title="ESV", format="+.4f"),
+        alt.Tooltip("clip:N", title="clip"),
     ]
     bars = base.mark_bar(cursor="pointer" if selectable else "default").encode(x=x, y=y, color=_sign_color(), tooltip=tooltip)
     if selectable:
         pick = alt.selection_point(name=FRAME_SELECTION, fields=["position"], on="click", clear="dblclick")
         bars = bars.add_params(pick).encode(opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)))
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color=NEUTRAL).encode(y="y:Q")
-    # SVG renderer: crisp bars, and each bar is a DOM node the browser test can click.
-    props: dict[str, Any] = {"height": height, "usermeta": {"embedOptions": {"renderer": "svg"}}}
+    zero = alt.Chart(alt.Data(values=[{"y": 0.0}])).mark_rule(color=NEUTRAL).encode(y="y:Q")
+    return (bars + zero).properties(height=height, usermeta={"embedOptions": {"renderer": "svg"}})
+
+
+class SpecChart(alt.LayerChart):
+    """An Altair layer chart whose Vega-Lite spec was built (and schema-validated) by
+    Altair ahead of time; :meth:`to_dict` returns a copy of it.
+
+    Building and validating an Altair chart costs ~50-150 ms of CPU on this class of
+    machine, a large share of the explorer's 0.5 s budget from picking a clip to the
+    drawn chart. The ESV chart's structure never changes between clips, so it is built
+    once per (height, selectable) as a template with a named dataset and each clip
+    only swaps in its rows.
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(layer=[])
+        object.__setattr__(self, "_frozen_spec", spec)
+
+    def to_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: D102
+        return copy.deepcopy(self._frozen_spec)
+
+
+@functools.lru_cache(maxsize=8)
+def _esv_template(height: int, selectable: bool, title: str | None) -> dict[str, Any]:
+    chart = esv_bar_altair(alt.NamedData(ESV_DATA), title=title, height=height, selectable=selectable)
+    spec = chart.to_dict(validate=True)
+    spec.pop("config", None)  # Streamlit applies its own theme
+    return spec
+
+
+def esv_bar_chart(
+    table: pd.DataFrame, *, title: str | None = None, description: str | None = None, height: int = 300, selectable: bool = True
+) -> SpecChart:
+    """The ESV bar chart (:func:`esv_bar_altair`) of ``table`` (``esv_frame_table``
+    rows), from the cached template. ``description`` becomes the chart's accessible
+    label (``aria-label`` of its container). Keep it the same from clip to clip: an
+    unchanged spec lets the browser swap the data into the drawn chart instead of
+    re-embedding it (each bar's ``aria-label`` names its clip)."""
+    spec = copy.deepcopy(_esv_template(int(height), bool(selectable), title))
+    rows = table.assign(clip=table["clip"] if "clip" in table.columns else "")[["position", "frame", "esv", "sign", "label", "clip"]]
+    spec["datasets"] = {
+        ESV_DATA: [
+            {"position": int(p), "frame": int(f), "esv": float(e), "sign": str(g), "label": str(lb), "clip": str(c)}
+            for p, f, e, g, lb, c in rows.itertuples(index=False, name=None)
+        ]
+    }
     if description:
-        props["description"] = description
-    return (bars + zero).properties(**props)
+        spec["description"] = description
+    return SpecChart(spec)
 
 
 def selected_position(event: Any) -> int | None:
@@ -131,15 +207,17 @@ def sweep_chart(table: pd.DataFrame, *, height: int = 300) -> alt.Chart:
     with a band over seeds. Columns: ``head_evaluations``, ``error`` (mean),
     ``error_lo``, ``error_hi``, ``samples_per_scale``; optional ``exact_evaluations``
     (a vertical rule at the exact method's cost)."""
-    x = alt.X("head_evaluations:Q", scale=alt.Scale(type="log"), title="head evaluations")
-    floor = 1e-12
+    x = alt.X("head_evaluations:Q", scale=alt.Scale(type="log", nice=False, padding=12), title="head evaluations")
+    # log axis: zero errors (saturated sampling = exact) are drawn at a floor well below the smallest positive error
+    positive = table["error"][table["error"] > 0]
+    floor = max(1e-14, float(positive.min()) / 1e3) if len(positive) else 1e-12
     t = table.assign(
         error_plot=table["error"].clip(lower=floor),
         error_lo_plot=table["error_lo"].clip(lower=floor),
         error_hi_plot=table["error_hi"].clip(lower=floor),
     )
     base = alt.Chart(t).encode(x=x)
-    y = alt.Y("error_plot:Q", scale=alt.Scale(type="log"), title="‖φ̂−φ‖² / ‖φ‖²")
+    y = alt.Y("error_plot:Q", scale=alt.Scale(type="log"), title="‖φ̂−φ‖² / ‖φ‖²", axis=alt.Axis(format=".0e"))
     line = base.mark_line(point=True, color="#f58518").encode(
         y=y,
         tooltip=[
@@ -159,17 +237,24 @@ def sweep_chart(table: pd.DataFrame, *, height: int = 300) -> alt.Chart:
 
 
 def accuracy_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
-    """Accuracy against the number of frames, one line per task/model.
+    """Accuracy against the number of frames: colour = model, dash = task.
 
-    ``table`` columns: ``n_frames``, ``accuracy``, and ``series`` (e.g. ``verb · mtrn``).
+    ``table`` columns: ``n_frames``, ``accuracy``, ``task``, ``model`` and ``series``
+    (e.g. ``verb · multiscale TRN``, shown in tooltips).
     """
     return (
         alt.Chart(table)
         .mark_line(point=True)
         .encode(
-            x=alt.X("n_frames:O", title="frames (scale)"),
-            y=alt.Y("accuracy:Q", title="top-1 accuracy", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("series:N", legend=alt.Legend(title=None, orient="bottom")),
+            x=alt.X("n_frames:O", title="frames (scale)", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("accuracy:Q", title="top-1 accuracy (val)", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "model_name:N",
+                title="model",
+                scale=alt.Scale(domain=["multiscale TRN", "single-scale head", "TSN"], range=["#4c78a8", "#f58518", "#54a24b"]),
+                legend=alt.Legend(orient="right"),
+            ),
+            strokeDash=alt.StrokeDash("task:N", title="task", legend=alt.Legend(orient="right")),
             tooltip=["series", "n_frames", alt.Tooltip("accuracy:Q", format=".3f")],
         )
         .properties(height=height)
@@ -182,7 +267,11 @@ def position_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
     ``table`` long format with columns ``position`` and ``esv`` (one row per clip and
     position); optional ``task`` splits the series.
     """
-    color = alt.Color("task:N", legend=alt.Legend(title=None, orient="bottom")) if "task" in table.columns else alt.value("#4c78a8")
+    color = (
+        alt.Color("task:N", scale=alt.Scale(domain=["verb", "noun"], range=["#4c78a8", "#f58518"]), legend=alt.Legend(title=None, orient="bottom"))
+        if "task" in table.columns
+        else alt.value("#4c78a8")
+    )
     base = alt.Chart(table).encode(x=alt.X("position:O", title="frame position"), color=color)
     mean = base.mark_line(point=True).encode(y=alt.Y("mean(esv):Q", title="mean ESV"))
     ci = base.mark_errorband(extent="ci").encode(y=alt.Y("esv:Q", title="mean ESV"))
@@ -208,17 +297,20 @@ def frames_sweep_chart(table: pd.DataFrame, *, height: int = 170) -> alt.Chart:
     )
 
 
-def class_summary_chart(table: pd.DataFrame, *, value: str, title: str, height: int = 320) -> alt.Chart:
-    """Horizontal bars of one per-class statistic (``table`` has ``class`` and ``value``)."""
+def class_summary_chart(table: pd.DataFrame, *, value: str, title: str) -> alt.Chart:
+    """Horizontal bars of one per-class statistic (``table`` has ``class`` and ``value``),
+    green when positive, red when negative."""
+    t = table.assign(sign=np.where(table[value] >= 0, "supports", "opposes"))
     return (
-        alt.Chart(table)
+        alt.Chart(t)
         .mark_bar()
         .encode(
-            y=alt.Y("class:N", sort="-x", title=None),
+            y=alt.Y("class:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
             x=alt.X(f"{value}:Q", title=title),
+            color=_sign_color(),
             tooltip=list(table.columns),
         )
-        .properties(height=height)
+        .properties(height=alt.Step(24))
     )
 
 
@@ -290,15 +382,21 @@ SHARED_KEYS = (
 
 
 @st.cache_resource(show_spinner=False)
-def get_workspace(name: str) -> Workspace:
-    """One Workspace per dataset for the server's lifetime: heads, priors, features and
-    ESVs stay in its memory caches across reruns and sessions."""
+def _cached_workspace(name: str) -> Workspace:
     return Workspace(name)
 
 
+def get_workspace(name: str) -> Workspace:
+    """One Workspace per dataset for the server's lifetime (``st.cache_resource``):
+    heads, priors, features and ESVs stay in its memory caches across reruns and
+    sessions."""
+    return _cached_workspace(name)
+
+
 def reset_workspaces() -> None:
-    """Forget the cached workspaces (after the config changes or a rebuild)."""
-    get_workspace.clear()
+    """Forget the cached workspaces and clip videos (after the config changes or a rebuild)."""
+    _cached_workspace.clear()
+    clip_mp4.clear()
     for key in [k for k in st.session_state if str(k).startswith("pf_ready_")]:
         del st.session_state[key]
 
@@ -430,9 +528,12 @@ def ensure_ready(ws: Workspace) -> None:
     st.stop()
 
 
-def clip_label(clips: pd.DataFrame, clip_id: str) -> str:
-    row = clips.loc[clip_id]
-    return f"{clip_id} · {row['verb']} {row['noun']} ({row['split']})"
+def clip_labels(clips: pd.DataFrame) -> dict[str, str]:
+    """``{clip id: "id · verb noun (split)"}`` for the clip selectbox (vectorised: EPIC
+    has thousands of clips and the labels are rebuilt on every rerun)."""
+    ids = clips.index.astype(str)
+    labels = ids + " · " + clips["verb"].astype(str) + " " + clips["noun"].astype(str) + " (" + clips["split"].astype(str) + ")"
+    return dict(zip(ids, labels))
 
 
 def _filter_select(label: str, key: str, values: Iterable[str]) -> str:
@@ -458,7 +559,8 @@ def pick_clip(ws: Workspace) -> str:
     if st.session_state.get("pf_clip") not in options:
         st.session_state["pf_clip"] = options[0]
     st.sidebar.caption(f"{len(options)} of {len(clips)} clips")
-    return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: clip_label(clips, i))
+    labels = clip_labels(view)
+    return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: labels.get(i, i))
 
 
 def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> None:

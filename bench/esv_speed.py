@@ -6,7 +6,11 @@ ratio of the exact n = 16 time to the time of simply evaluating every head on ev
 subset it needs (the naive baseline, no ESV arithmetic at all).
 Each n runs in a fresh subprocess so peak memory is its own.
 
-    python bench/esv_speed.py [--device cuda] [--sizes 8 12 16]
+    python bench/esv_speed.py [--device cuda] [--sizes 8 12 16] [--threads 1]
+
+On a shared machine, two OpenMP threads spin-wait for each other when another
+process holds a core, which inflates medians of millisecond-sized runs; compare
+``--threads 1`` (and quiet-machine figures) before drawing conclusions.
 """
 
 from __future__ import annotations
@@ -95,8 +99,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 12, 14, 16, 20])
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.device)))
         return
@@ -106,7 +113,8 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         proc = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--device", args.device],
+            [sys.executable, __file__, "--one", str(n), "--device", args.device]
+            + (["--threads", str(args.threads)] if args.threads else []),
             capture_output=True, text=True, check=True,
         )
         row = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -52,7 +52,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -202,7 +201,8 @@ def compute_batch_esvs(
     if clips.empty:
         raise UserError(f"Split {split!r} of {ws.name} has no clips.", "Pick another split.")
     for t in tasks:  # fail early (clear message) rather than inside the loop
-        ws.heads(t), ws.priors(t)
+        ws.heads(t)
+        ws.priors(t)
     out = Path(out_path) if out_path is not None else ws.default_results_path(split)
     approx = {"samples_per_scale": samples_per_scale, "iterations": int(iterations), "seed": seed}
     settings = {

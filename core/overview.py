@@ -21,26 +21,29 @@ MODEL_NAMES = {"mtrn_head": "single-scale head", "mtrn": "multiscale TRN", "tsn"
 
 
 def accuracy_long(acc: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """The workspace accuracy table -> ``n_frames, accuracy, series, task, model`` rows."""
+    """The workspace accuracy table -> ``task, model, n_frames, accuracy, model_name,
+    series`` rows (``model_name`` readable, ``series`` = task · model_name)."""
     if metric not in acc.columns:
         raise UserError(f"The accuracy table has no {metric!r} column.", "Retrain the heads with `python -m core train`.")
     out = acc[["task", "model", "n_frames", metric]].rename(columns={metric: "accuracy"}).copy()
-    out["series"] = out["task"] + " · " + out["model"].map(lambda m: MODEL_NAMES.get(m, m))
+    out["model_name"] = out["model"].map(lambda m: MODEL_NAMES.get(m, m))
+    out["series"] = out["task"] + " · " + out["model_name"]
     return out.reset_index(drop=True)
 
 
-def sample_results_path(ws: Any, split: str, n_clips: int) -> Path:
+def sample_results_path(ws: Any, split: str, n_clips: int, n_frames: Sequence[int] = (1, 2, 4, 8)) -> Path:
     """Where the bounded sample for ``split`` lives (beside the full results file)."""
     full = Path(ws.default_results_path(split))
-    return full.with_name(f"{full.stem}-sample{int(n_clips)}{full.suffix}")
+    frames = "_".join(str(int(n)) for n in sorted(set(n_frames)))
+    return full.with_name(f"{full.stem}-sample{int(n_clips)}-n{frames}{full.suffix}")
 
 
 def results_or_sample(
     ws: Any,
     split: str = "val",
     *,
-    sample_clips: int = 12,
-    n_frames: Sequence[int] = tuple(range(1, 9)),
+    sample_clips: int = 8,
+    n_frames: Sequence[int] = (1, 2, 4, 8),
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """The full batch results of ``split`` when present, else the first ``sample_clips``
@@ -53,7 +56,7 @@ def results_or_sample(
         return df, f"full results file {full} ({df['narration_id'].nunique()} clips)"
     n_available = len(ws.clips(split))
     n_clips = max(1, min(int(sample_clips), n_available))
-    path = sample_results_path(ws, split, n_clips)
+    path = sample_results_path(ws, split, n_clips, n_frames)
     if not path.exists():
         compute_batch_esvs(ws, split=split, n_frames=n_frames, limit=n_clips, out_path=path, progress=progress)
     df = read_results(path)

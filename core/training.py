@@ -32,6 +32,7 @@ best_epoch epoch (1-based) whose weights were kept (-1 for ``mtrn``)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -71,6 +72,9 @@ class TrainConfig:
         tsn_hidden_dim: 0 = linear per-frame classifier.
         tsn_max_frames: TSN training draws k uniformly from 1..tsn_max_frames per step.
         seed: seeds torch and numpy (sampling, init, shuffling).
+        threads: torch intra-op threads while training (restored afterwards); None keeps
+            torch's setting. 1 is the default because these matmuls are small: on a shared
+            2-core CPU two threads were 3-15x SLOWER than one (threads wait on each other).
     """
 
     scales: tuple[int, ...] = tuple(range(1, 9))
@@ -85,6 +89,7 @@ class TrainConfig:
     tsn_hidden_dim: int = 0
     tsn_max_frames: int = 8
     seed: int = 0
+    threads: int | None = 1
 
     def __post_init__(self) -> None:
         self.scales = tuple(int(s) for s in self.scales)
@@ -314,6 +319,20 @@ def _check_labels(labels: Mapping[str, np.ndarray], n: int, n_classes: Mapping[s
     return out
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Temporarily set torch's intra-op thread count (process-wide; restored on exit)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def train_heads(
     train: FeatureBank,
     train_labels: Mapping[str, np.ndarray],
@@ -337,6 +356,19 @@ def train_heads(
         :class:`TrainResult` with one :class:`HeadSet` per task in ``train_labels``.
     """
     cfg = config or TrainConfig()
+    with torch_threads(cfg.threads):
+        return _train_heads(train, train_labels, val, val_labels, n_classes, cfg, progress)
+
+
+def _train_heads(
+    train: FeatureBank,
+    train_labels: Mapping[str, np.ndarray],
+    val: FeatureBank | None,
+    val_labels: Mapping[str, np.ndarray] | None,
+    n_classes: Mapping[str, int],
+    cfg: TrainConfig,
+    progress: Progress | None,
+) -> TrainResult:
     t0 = time.perf_counter()
     tasks = [t for t in TASKS if t in train_labels]
     if len(train) == 0:
@@ -369,6 +401,8 @@ def train_heads(
             for start in range(0, len(perm), cfg.batch_size):
                 pos = perm[start : start + cfg.batch_size]
                 x = sample_batch(pos)
+                if cfg.dropout > 0:  # one mask shared by the verb and noun models (RNG is a big share of CPU time)
+                    x = F.dropout(x, cfg.dropout, training=True)
                 for t in active:
                     loss = F.cross_entropy(models[t](x), ytr[t][torch.from_numpy(pos)])
                     opts[t].zero_grad(set_to_none=True)
@@ -402,7 +436,7 @@ def train_heads(
             return train.gather(pos, rows)
 
         keep, vx = val.centre_batch(k) if has_val else (None, None)
-        models, best = run(lambda c, k=k: MTRNHead(k, D, cfg.hidden_dim, c, cfg.dropout), sample, vx, keep, job, f"mtrn k={k}")
+        models, best = run(lambda c, k=k: MTRNHead(k, D, cfg.hidden_dim, c), sample, vx, keep, job, f"mtrn k={k}")
         for t in tasks:
             mtrn[t].append(models[t])
             best_epochs[t]["mtrn_head"].append(best[t])
@@ -417,7 +451,7 @@ def train_heads(
         # Validate TSN at the largest MTRN scale (the usual explanation setting).
         n_val = min(cfg.tsn_max_frames, len(cfg.scales))
         keep, vx = val.centre_batch(n_val) if has_val else (None, None)
-        models, best = run(lambda c: TSNHead(D, c, cfg.tsn_hidden_dim, cfg.dropout), sample_tsn, vx, keep, len(cfg.scales), "tsn")
+        models, best = run(lambda c: TSNHead(D, c, cfg.tsn_hidden_dim), sample_tsn, vx, keep, len(cfg.scales), "tsn")
         for t in tasks:
             tsn[t] = models[t]
             best_epochs[t]["tsn"] = [best[t]]

@@ -26,18 +26,29 @@ Configuration: a TOML file (default ``$PLAYFAIR_CONFIG`` or ``<repo>/config.loca
 git-ignored). Only the ``epic`` dataset needs one::
 
     [epic]
-    frames_dir = "/data/EPIC-KITCHENS"      # folder holding P01/rgb_frames/P01_01/frame_*.jpg
+    frames_dir = "/data/EPIC-KITCHENS"        # holds <participant>/<video_id>/frame_0000000001.jpg
     annotations = "/data/EPIC_100_train.pkl"  # EPIC annotations (.pkl or .csv)
-    val_annotations = ""                     # optional second annotation file -> split "val"
-    verb_classes = "/data/EPIC_100_verb_classes.csv"
-    noun_classes = "/data/EPIC_100_noun_classes.csv"
-    checkpoint = "/checkpoints/trn_rgb.ckpt"  # EPIC TRN Lightning checkpoint (backbone)
-    heads_dir = ""                           # optional: Play Fair fork heads mtrn-frames={k}-type={task}.pt
+    verb_classes = "/data/EPIC_100_verb_classes.csv"   # optional (else names from annotations)
+    noun_classes = "/data/EPIC_100_noun_classes.csv"   # optional
+    checkpoint = "/checkpoints/trn_rgb.ckpt"  # EPIC TRN Lightning checkpoint (the backbone)
+    heads_dir = ""                            # optional: Play Fair fork heads mtrn-frames={k}-type={task}.pt
     participant = "P01"
-    stride = 1
+    val_videos = []                           # optional; default core.data.epic.default_val_videos
+    frame_stride = 1                          # ingest: keep every n-th frame of each segment
+    max_frames_per_segment = 0                # ingest: 0 = no cap
+    stride = 1                                # features: every n-th stored frame
 
-    [training]                               # optional overrides of core.training.TrainConfig
+    [training]                                # epic only: overrides of core.training.TrainConfig
     epochs = 60
+
+Cache layout (all under ``cache_dir()``, every folder keyed by a hash of its inputs)::
+
+    backbones/<dataset>/<dataset key>/demo_cnn.pt
+    features/...                              (core.features.FeatureStore)
+    priors/<dataset>/<dataset key>/{verb,noun}.csv
+    heads/<dataset>/<heads key>/{verb,noun}.pt, accuracy.{csv,json}, train_info.json
+    esv/<dataset>/<heads key>/<xx>/<explain key>.pt
+    results/<dataset>/<heads key>/esvs-<split>.parquet
 """
 
 from __future__ import annotations
@@ -49,9 +60,9 @@ import threading
 import time
 import tomllib
 from collections import OrderedDict
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,7 +73,10 @@ from core.heads_io import HeadSet, load_fork_heads, load_head_set, save_head_set
 from core.io_utils import atomic_path, atomic_write_text
 from core.paths import PROJECT_ROOT, cache_dir, datasets_dir
 from core.priors import compute_priors, load_priors, save_priors_csv
-from core.training import FeatureBank, TrainConfig, TrainResult, train_heads as train_task_heads
+from core.training import TrainConfig, torch_threads, train_heads
+
+if TYPE_CHECKING:
+    from core.training import FeatureBank
 
 Progress = Callable[[float, str], None]
 TASKS: tuple[str, str] = ("verb", "noun")
@@ -167,11 +181,15 @@ def dumps_toml(config: dict[str, Any]) -> str:
 # Demo dataset presets: name -> (build_demo_dataset kwargs, TrainConfig overrides).
 # "demo-small" is the tiny end-to-end run used by tests (seconds, not minutes).
 DEMO_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "demo": {"dataset": {"n_clips": 480, "size": 128, "seed": 0}, "training": {}, "cnn": {}},
+    "demo": {
+        "dataset": {"n_clips": 480, "size": 128, "seed": 0},
+        "training": {"hidden_dim": 256, "lr": 3e-3, "batch_size": 64, "epochs": 40, "patience": 6},
+        "cnn": {},
+    },
     "demo-small": {
         "dataset": {"n_clips": 48, "size": 64, "seed": 0},
         "training": {"scales": [1, 2, 3, 4], "hidden_dim": 64, "epochs": 6, "patience": None, "tsn_max_frames": 4},
-        "cnn": {"small": True},
+        "cnn": {"small": True, "epochs": 2.0, "time_budget_s": 6.0},
     },
 }
 
@@ -197,6 +215,10 @@ class Workspace:
         device: device for feature extraction (None = CUDA if available).
         encoder: a ready :class:`~core.backbones.base.FrameEncoder` to use instead of the
             dataset's backbone (tests, benchmarks); the backbone step then counts as built.
+        threads: torch intra-op threads while this workspace extracts features or computes
+            ESVs (restored afterwards; None = leave torch's setting). 1 by default: on the
+            shared 2-core CPU two threads measured 12x slower for demo feature extraction
+            (92 vs 1121 frames/s under load) and ~1.6x slower per explanation.
 
     Thread-safe: one instance may serve several Streamlit sessions; lazy loads take a lock.
     Raises UserError for an unknown dataset name.
@@ -210,6 +232,7 @@ class Workspace:
         train_config: TrainConfig | None = None,
         device: str | None = None,
         encoder: Any = None,
+        threads: int | None = 1,
     ) -> None:
         if dataset not in DEMO_PRESETS and dataset != "epic":
             raise UserError(f"Unknown dataset {dataset!r}.", f"Use one of {sorted(DEMO_PRESETS) + ['epic']}.")
@@ -219,6 +242,7 @@ class Workspace:
         self.config: dict[str, Any] = self._read_config()
         self._train_config_override = train_config
         self.device = device
+        self.threads = threads
         self._lock = threading.RLock()
         self._dataset = None
         self._encoder = encoder
@@ -227,8 +251,10 @@ class Workspace:
         self._heads: dict[str, HeadSet] = {}
         self._priors: dict[str, torch.Tensor] = {}
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._esv_mem: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._esv_mem: OrderedDict[str, Any] = OrderedDict()  # key -> ESVResult
         self._clips_df: pd.DataFrame | None = None
+        self._heads_key: str | None = None
+        self._priors_hash: dict[str, str] = {}
 
     # ------------------------------------------------------------------ config
 
@@ -241,8 +267,9 @@ class Workspace:
             raise UserError(f"Config file {self.config_path} is not valid TOML: {exc}", "Fix or delete the file.") from exc
 
     def save_config(self) -> Path:
-        """Write :attr:`config` to :attr:`config_path` atomically (TOML)."""
+        """Write :attr:`config` to :attr:`config_path` atomically (TOML); loaded artefacts are forgotten."""
         atomic_write_text(self.config_path, dumps_toml(self.config))
+        self._reset()  # paths, stride or heads source may have changed
         return self.config_path
 
     def epic_setting(self, key: str, default: Any = None) -> Any:
@@ -264,12 +291,15 @@ class Workspace:
 
     @property
     def train_config(self) -> TrainConfig:
-        """Head-training settings: override, else demo preset + config ``[training]``."""
+        """Head-training settings: the override, else the demo preset (demo) or config ``[training]`` (epic).
+
+        The demo ignores ``[training]`` so an EPIC setting can never break the demo's targets.
+        """
         if self._train_config_override is not None:
             return self._train_config_override
-        settings = dict(DEMO_PRESETS.get(self.name, {}).get("training", {}))
-        settings.update(self.config.get("training", {}))
-        return TrainConfig.from_dict(settings)
+        if self.kind == "demo":
+            return TrainConfig.from_dict(DEMO_PRESETS[self.name]["training"])
+        return TrainConfig.from_dict(dict(self.config.get("training", {})))
 
     @property
     def feature_stride(self) -> int:
@@ -302,13 +332,25 @@ class Workspace:
         return cache_dir() / "priors" / self.name / self._dataset_key()
 
     def heads_key(self) -> str:
-        """Hash of everything the heads depend on (features fingerprint, dataset, training config)."""
+        """Hash of everything the heads depend on (features fingerprint, dataset, training config).
+
+        Memoised per instance (the explain path needs it on every call); rebuilding resets it.
+        """
+        with self._lock:
+            if self._heads_key is None:
+                self._heads_key = self._compute_heads_key()
+            return self._heads_key
+
+    def _compute_heads_key(self) -> str:
+        inputs: dict[str, Any] = {"dataset": self._dataset_key(), "features": self.feature_store.directory.name}
         fork = self._fork_heads_dir()
         if fork is not None:
-            files = sorted(p for p in fork.glob("mtrn-frames=*-type=*.pt")) if fork.is_dir() else []
-            return "fork-" + _hash([str(fork)] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])
-        store = self.feature_store
-        return _hash({"dataset": self._dataset_key(), "features": store.directory.name, "train": self.train_config.to_dict()})
+            files = sorted(fork.glob("mtrn-frames=*-type=*.pt")) if fork.is_dir() else []
+            inputs["fork"] = [str(fork)] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+            return "fork-" + _hash(inputs)
+        inputs["train"] = self.train_config.to_dict()
+        inputs["train"].pop("threads", None)  # speed only, not results
+        return _hash(inputs)
 
     def _heads_dir(self) -> Path:
         return cache_dir() / "heads" / self.name / self.heads_key()
@@ -403,7 +445,8 @@ class Workspace:
                 self._features.move_to_end(clip_id)
                 return self._features[clip_id]
         self._clip_row(clip_id)
-        arr = self.feature_store.get(clip_id, device=self.device)
+        with torch_threads(self.threads):
+            arr = self.feature_store.get(clip_id, device=self.device)
         with self._lock:
             self._features[clip_id] = arr
             while len(self._features) > 4096:  # bounds memory on big EPIC datasets
@@ -517,7 +560,7 @@ class Workspace:
         key_fields = {
             "v": _ESV_CACHE_VERSION, "clip": str(clip_id), "task": task, "model": model, "rows": rows.tolist(),
             "sps": samples_per_scale, "it": int(iterations) if not exact else 1, "seed": seed if not exact else None,
-            "priors": _hash(priors.tolist()),
+            "priors": self._priors_hash.setdefault(task, _hash(priors.tolist())),
         }
         cacheable = exact or seed is not None
         key = _hash(key_fields)
@@ -529,7 +572,7 @@ class Workspace:
             from core import esv
 
             x = torch.from_numpy(np.ascontiguousarray(self.features(clip_id)[rows]))
-            with torch.inference_mode():
+            with torch.inference_mode(), torch_threads(self.threads):
                 if model == "mtrn":
                     result = esv.explain_multiscale(heads.mtrn, priors, x, samples_per_scale=samples_per_scale, iterations=iterations, seed=seed)
                 else:
@@ -767,6 +810,8 @@ class Workspace:
             self._features.clear()
             self._esv_mem.clear()
             self._clips_df = None
+            self._heads_key = None
+            self._priors_hash.clear()
 
     def _build_dataset(self, progress: Progress, show_tqdm: bool) -> None:
         if self.kind == "demo":
@@ -806,7 +851,8 @@ class Workspace:
 
     def _build_features(self, progress: Progress, show_tqdm: bool) -> None:
         store = self.feature_store
-        store.extract_all(progress=show_tqdm, device=self.device, on_progress=lambda d, t, _id: progress(d / max(t, 1), f"{d}/{t} clips"))
+        with torch_threads(self.threads):
+            store.extract_all(progress=show_tqdm, device=self.device, on_progress=lambda d, t, _id: progress(d / max(t, 1), f"{d}/{t} clips"))
 
     def _build_priors(self, progress: Progress, show_tqdm: bool) -> None:
         train = self.clips("train")
@@ -814,6 +860,7 @@ class Workspace:
         for task in TASKS:
             save_priors_csv(compute_priors(train[f"{task}_class"].to_numpy(), self.class_names(task)), d / f"{task}.csv")
         self._priors.clear()
+        self._priors_hash.clear()
 
     def load_split(self, split: str, progress: Progress | None = None) -> tuple["FeatureBank", dict[str, np.ndarray]]:
         """All features of a split in memory (a :class:`core.training.FeatureBank`) + labels per task."""
@@ -835,7 +882,7 @@ class Workspace:
         else:
             train, ytr = self.load_split("train", lambda f, m: progress(0.1 + 0.1 * f, m))
             n_classes = {t: len(self.class_names(t)) for t in TASKS}
-            result = train_task_heads(train, ytr, val, yva, n_classes, self.train_config, lambda f, m: progress(0.2 + 0.8 * f, m))
+            result = train_heads(train, ytr, val, yva, n_classes, self.train_config, lambda f, m: progress(0.2 + 0.8 * f, m))
             meta = {"dataset": self.name, "dataset_key": self._dataset_key(), "features": self.feature_store.directory.name}
             for t in TASKS:
                 hs = result.heads[t]
@@ -846,6 +893,7 @@ class Workspace:
         atomic_write_text(out / "accuracy.json", acc.to_json(orient="records", indent=2))
         atomic_write_text(out / "accuracy.csv", acc.to_csv(index=False))  # written last: marks the step done
         self._heads.clear()
+        self._esv_mem.clear()
 
 
 def _check_task(task: str) -> None:

@@ -23,13 +23,16 @@ largest_level = math.comb(n, n // 2)
 st.session_state.setdefault("cmp_sps", 16)
 st.session_state.setdefault("cmp_iter", 1)
 st.session_state.setdefault("cmp_seeds", 5)
+sweep_options = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, largest_level})
 st.session_state.setdefault("cmp_sweep", [1, 2, 4, 8, 16, 32, 64, 128])
+st.session_state["cmp_sweep"] = [v for v in st.session_state["cmp_sweep"] if v in sweep_options]
 a1, a2, a3, a4 = st.columns([2, 2, 2, 4])
 sps = int(a1.number_input("Samples per scale", 1, 100000, key="cmp_sps", step=1,
                           help=f"At {largest_level} or more, every subset of {n} frames is drawn and the result is exact."))
 iterations = int(a2.number_input("Iterations", 1, 100, key="cmp_iter", step=1))
 n_seeds = int(a3.number_input("Seeds (spread)", 1, 20, key="cmp_seeds", step=1))
-sweep = a4.multiselect("Sweep: samples per scale", [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], key="cmp_sweep")
+sweep = a4.multiselect("Sweep: samples per scale", sweep_options, key="cmp_sweep",
+                       help=f"{largest_level} samples per scale draw every subset of {n} frames (exact).")
 
 try:
     cmp = compare_clip(ws, clip_id, **settings, samples_per_scale=sps, iterations=iterations, seeds=range(n_seeds))
@@ -43,7 +46,7 @@ st.markdown(
     f"approximate: {sps} samples per scale × {iterations} iteration(s), seeds 0–{n_seeds - 1}"
 )
 m = st.columns(6)
-m[0].metric("normalised error ‖φ̂−φ‖²/‖φ‖²", f"{approx['error']:.2e}", help=f"mean over seeds; std {approx['error_std']:.1e}")
+m[0].metric("normalised error", f"{approx['error']:.2e}", help=f"‖φ̂−φ‖² / ‖φ‖², mean over seeds (std {approx['error_std']:.1e})")
 m[1].metric("Spearman ρ", "n/a" if math.isnan(approx["spearman"]) else f"{approx['spearman']:.3f}")
 m[2].metric("top-1 frame agreement", f"{approx['top1']:.0%}")
 m[3].metric("top-3 frame agreement", f"{approx['top3']:.0%}")
@@ -56,17 +59,7 @@ with left:
     st.altair_chart(ui.comparison_chart(cmp.per_frame), width="stretch", key="cmp_chart")
 with right:
     st.markdown("**Cost and agreement**")
-    st.dataframe(
-        cmp.summary.rename(columns={"head_evaluations": "head evals", "efficiency_gap": "eff. gap"}),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "seconds": st.column_config.NumberColumn("seconds", format="%.4f"),
-            "error": st.column_config.NumberColumn("error", format="%.2e"),
-            "error_std": st.column_config.NumberColumn("error std", format="%.1e"),
-            "eff. gap": st.column_config.NumberColumn("eff. gap", format="%.1e"),
-        },
-    )
+    st.table(ui.comparison_table(cmp.summary))
     with st.expander("Per seed"):
         st.dataframe(cmp.per_seed, hide_index=True, width="stretch")
 

@@ -35,11 +35,11 @@ st.markdown(
     f"Explaining the **{settings['task']} “{expl.explained_name}”** ({target_word}) over **{expl.n_frames} frames**, {method}."
 )
 
-table = ui.esv_frame_table(expl.esvs, expl.frame_indices)
+table = ui.esv_frame_table(expl.esvs, expl.frame_indices, clip=clip_id)
 col_video, col_chart = st.columns([2, 3], gap="medium")
 with col_chart:  # drawn first: the chart is what the user waits for
     event = st.altair_chart(
-        ui.esv_bar_chart(table, height=300, description=f"ESVs of clip {clip_id}, {settings['task']} {expl.explained_name}, {expl.n_frames} frames"),
+        ui.esv_bar_chart(table, height=300, description="ESV of each sampled frame"),
         width="stretch",
         key="esv_chart",
         on_select="rerun",
@@ -64,11 +64,11 @@ with col_video:
 frames = ws.dataset.frames(clip_id, expl.frame_indices)
 st.markdown("**Sampled frames**, tinted by their ESV (green supports, red opposes; stronger = larger |ESV|). Click a bar to enlarge its frame.")
 thumbs = ui.tinted_thumbnails(frames, table["esv"].to_numpy(), min_size=128)
-per_row = 8
-for start in range(0, len(thumbs), per_row):
-    cols = st.columns(per_row)
-    for col, i in zip(cols, range(start, min(start + per_row, len(thumbs)))):
-        col.image(thumbs[i], caption=f"{i + 1} · #{int(table['frame'][i])} · {table['esv'][i]:+.4f}", width="stretch")
+st.image(
+    thumbs,
+    caption=[f"{i + 1} · #{int(f)} · {e:+.4f}" for i, (f, e) in enumerate(zip(table["frame"], table["esv"]))],
+    width=104,
+)
 
 position = ui.selected_position(event)
 if position is not None and 1 <= position <= len(frames):
@@ -84,12 +84,7 @@ cols = st.columns(3)
 for col, task in zip(cols, ("verb", "noun")):
     ex = preds[task]
     col.markdown(f"**Top-5 {task}s** (ground truth: *{row[task]}*)")
-    col.dataframe(
-        ui.topk_table(ex.top5),
-        hide_index=True,
-        width="stretch",
-        column_config={"probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f")},
-    )
+    col.table(ui.topk_table(ex.top5).set_index("class").style.format({"probability": "{:.3f}"}).bar(subset=["probability"], vmin=0, vmax=1, color="#f4a3a3"))
 with cols[2]:
     st.markdown("**Explained class**")
     st.metric("prediction p (all frames)", f"{expl.prob:.4f}")

@@ -21,19 +21,22 @@ try:
 except UserError as exc:
     ui.show_error(exc)
     st.stop()
-c1, c2 = st.columns([3, 2])
-c1.altair_chart(ui.accuracy_chart(acc), width="stretch", key="acc_chart")
-c2.dataframe(
-    acc.pivot_table(index="n_frames", columns="series", values="accuracy"),
-    width="stretch",
-    column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in acc["series"].unique()},
+st.altair_chart(ui.accuracy_chart(acc), width="stretch", key="acc_chart")
+st.caption(
+    "single-scale head: the head of scale n alone on n frames; multiscale TRN: mean over scales 1..n of every "
+    "ordered frame subset (the model the ESVs explain); TSN: mean of per-frame logits."
 )
-c2.caption("single-scale head: the head of scale n alone; multiscale TRN: mean over scales 1..n of all frame subsets; TSN: mean of per-frame logits.")
+with st.expander("Accuracy table"):
+    st.dataframe(
+        acc.pivot_table(index="n_frames", columns="series", values="accuracy"),
+        width="stretch",
+        column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in acc["series"].unique()},
+    )
 
 # ---------------------------------------------------------------- results (file or bounded sample)
 st.subheader("ESVs across the dataset")
 st.session_state.setdefault("ov_split", "val")
-st.session_state.setdefault("ov_sample", 12)
+st.session_state.setdefault("ov_sample", 8)
 s1, s2, s3 = st.columns([1, 1, 2])
 split = s1.selectbox("Split", ["val", "train"], key="ov_split")
 sample = int(s2.number_input("Sample size (clips) when no results file", 1, 10000, key="ov_sample", step=1))
@@ -58,7 +61,7 @@ if not ns:
 st.session_state.setdefault("ov_n", max(ns))
 if st.session_state["ov_n"] not in ns:
     st.session_state["ov_n"] = max(ns)
-n_sel = st.select_slider("Frames per explanation", ns, key="ov_n")
+n_sel = st.radio("Frames per explanation", ns, key="ov_n", horizontal=True)
 
 p1, p2 = st.columns([3, 2])
 with p1:
@@ -68,7 +71,15 @@ with p2:
     keys = overview.key_frame_summary(results, n_sel)
     if len(keys):
         st.markdown("**Evidence frames** (demo): mean ESV of frames inside vs outside the clip's evidence window")
-        st.dataframe(keys, hide_index=True, width="stretch", column_config={"mean_esv": st.column_config.NumberColumn("mean ESV", format="%+.5f")})
+        st.dataframe(
+            keys,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "in_key": st.column_config.CheckboxColumn("in evidence window"),
+                "mean_esv": st.column_config.NumberColumn("mean ESV", format="%+.5f"),
+            },
+        )
 
 # ---------------------------------------------------------------- one clip, 1..8 frames
 st.subheader("One clip as the number of frames grows")
@@ -87,13 +98,13 @@ st.altair_chart(ui.frames_sweep_chart(sweep), key="sweep_frames_chart")
 st.subheader("Per-class summaries")
 q1, q2 = st.columns([1, 3])
 st.session_state.setdefault("ov_class_task", "verb")
-class_task = q1.radio("Task ", ["verb", "noun"], key="ov_class_task")
+class_task = q1.radio("Task", ["verb", "noun"], key="ov_class_task")
 summary = overview.class_summary(results, class_task, n_sel)
 if summary.empty:
     q2.info("No explanations for this task and frame count.")
 else:
     q2.altair_chart(
-        ui.class_summary_chart(summary, value="mean_esv_sum", title="mean Σ ESV (= p − prior) of the ground-truth class", height=max(120, 22 * len(summary))),
+        ui.class_summary_chart(summary, value="mean_esv_sum", title="mean Σ ESV (= p − prior) of the ground-truth class"),
         width="stretch",
         key="class_chart",
     )

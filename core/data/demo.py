@@ -1,18 +1,22 @@
 """Procedural demo dataset: synthetic egocentric-kitchen clips, no downloads needed.
 
-Every clip shows one action (verb + noun) seen from the wearer's eyes: a kitchen
-background with clutter, the object, the acting right hand and sometimes an unrelated
-left hand, camera shake and per-clip lighting. The action's evidence lives in a
-contiguous key-frame range ``[key_start, key_stop)``; outside it the object is static
-(before/after states) and only distractors move.
+Every clip shows one action (verb + noun) seen from the wearer's eyes. The evidence
+lives in a contiguous key-frame range ``[key_start, key_stop)``: the camera pans to the
+object, the acting right hand manipulates it, the camera pans away. Outside the key
+range the camera looks at another part of the kitchen (clutter, an unrelated left hand,
+camera shake): those frames carry no information about the action, so a faithful
+explanation gives them (close to) no credit. (A first design kept the object in view,
+static, outside the key range; the before/after states then told the order-only verbs
+apart as well as the key frames did, and exact ESVs did not favour key frames.)
 
 Verbs come in three kinds:
 
 * order-only pairs: ``open``/``close`` (cupboard, fridge, drawer), ``take``/``put``
   (plate, cup, knife, pan: counter/sink <-> hand) and ``turn-on``/``turn-off`` (tap water,
-  hob flame). Each pair shares its nouns, scenes and key-range placement, and the latent
-  state runs 0 -> 1 for the first verb and 1 -> 0 for the second, so any single frame
-  has the same distribution under both verbs: only the frame ORDER tells them apart.
+  hob flame). A verb and its partner share nouns, scenes and key-range placement; the
+  latent state runs 0 -> 1 for the first and 1 -> 0 for the second, and the whole
+  schedule is symmetric under time reversal, so any single frame has the same
+  distribution under both verbs: only the frame ORDER tells them apart.
 * single-frame verbs: ``wash`` (object in the sink, running water and foam in the key
   frames) and ``cut`` (onion/carrot on a chopping board, knife chopping).
 
@@ -20,8 +24,8 @@ Nouns are told apart by appearance (shape, colour, texture), randomised per clip
 
 Latent per-frame labels the generator knows (legit auxiliary targets for the demo CNN):
 ``frame_states`` (state bin 0..4 of the 0..1 state: closed/off/on-surface ->
-open/on/held) and ``frame_actions`` (0 idle, else the key-frame action family of
-:data:`ACTION_FAMILIES`).
+open/on/held), ``frame_visible`` (object in view) and ``frame_actions`` (0 idle, else
+the key-frame action family of :data:`ACTION_FAMILIES`).
 
 Everything is deterministic given the seed: the plan uses ``default_rng([seed, ...])``
 and each clip its own ``default_rng([seed, index])``, so clips can be rendered lazily in
@@ -30,8 +34,8 @@ any order (the resumable gulp writer relies on that).
 
 from __future__ import annotations
 
+import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,9 +43,10 @@ from typing import Callable
 import numpy as np
 
 from core.errors import UserError
+from core.io_utils import atomic_write_text
 
 #: Bump when rendering or the plan changes: it is recorded in dataset.json.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 VERBS: list[str] = ["open", "close", "take", "put", "turn-on", "turn-off", "wash", "cut"]
 NOUNS: list[str] = ["cupboard", "fridge", "drawer", "tap", "hob", "plate", "cup", "knife", "pan", "onion", "carrot"]
@@ -73,7 +78,9 @@ COMBOS: list[tuple[str, str]] = (
     + [("cut", n) for n in ("onion", "carrot")]
 )
 
-MIN_FRAMES, MAX_FRAMES = 24, 96
+MIN_FRAMES, MAX_FRAMES = 24, 96  # what generate_clip accepts
+_PLAN_MAX_FRAMES = 72  # the plan draws 24..72 frames: keeps the build within its time budget
+_PARAMS_FILE = ".demo_params.json"
 _CLIPS_PER_VIDEO = 80
 _VAL_EVERY = 4  # every 4th clip of each verb-noun class goes to val (~25 %)
 
@@ -110,12 +117,12 @@ class ClipSpec:
 
 
 def _key_range(rng: np.random.Generator, n_frames: int) -> tuple[int, int]:
-    """Contiguous key range covering 30-55 % of the clip, placed symmetrically in time.
+    """Contiguous key range covering 35-60 % of the clip, placed symmetrically in time.
 
     Symmetric placement matters: it makes the before/after states equally frequent for
     both verbs of a pair, so single frames carry no direction information.
     """
-    length = max(6, int(round(n_frames * rng.uniform(0.30, 0.55))))
+    length = max(6, int(round(n_frames * rng.uniform(0.35, 0.6))))
     margin = int(round(0.12 * n_frames))
     start = int(rng.integers(margin, n_frames - margin - length + 1))
     return start, start + length
@@ -154,7 +161,7 @@ def plan_demo_clips(n_clips: int = 480, *, size: int = 128, seed: int = 0) -> li
     within = {v: 0 for v in range(n_videos)}
     for i in range(n_clips):
         verb, noun = COMBOS[combo_of[i]]
-        n_frames = int(rng.integers(MIN_FRAMES, 73))
+        n_frames = int(rng.integers(MIN_FRAMES, _PLAN_MAX_FRAMES + 1))
         key_start, key_stop = _key_range(rng, n_frames)
         if noun in _CARRIED and verb in ("take", "put"):
             location = "sink" if rng.random() < 0.5 else "counter"
@@ -289,9 +296,9 @@ class _Geo:
     The canvas has a margin of ``pad`` pixels on every side so camera shake can crop it.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, pad: int | None = None) -> None:
         self.size = size
-        self.pad = max(2, int(round(size * 0.07)))
+        self.pad = max(2, int(round(size * 0.07))) if pad is None else pad
         self.canvas = size + 2 * self.pad
 
     def p(self, y: float, x: float) -> Point:
@@ -314,8 +321,11 @@ _CLUTTER = [(120, 130, 90), (90, 110, 130), (150, 140, 120), (130, 100, 110), (1
 _STEEL, _CHROME, _WATER = (170, 175, 182), (205, 210, 216), (165, 208, 240)
 
 
-def _background(rng: np.random.Generator, geo: _Geo, top_frac: float) -> np.ndarray:
-    """Tiled wall above ``top_frac`` (normalised y), textured worktop below, plus clutter."""
+def _background(rng: np.random.Generator, geo: _Geo, top_frac: float, clutter: tuple[int, int] = (2, 6), anywhere: bool = False) -> np.ndarray:
+    """Tiled wall above ``top_frac`` (normalised y), textured worktop below, plus clutter.
+
+    Clutter (``clutter`` = [lo, hi) items) keeps to the edges unless ``anywhere``.
+    """
     n = geo.canvas
     img = np.empty((n, n, 3), dtype=np.uint8)
     wall = _pick(rng, _WALLS, 12).astype(np.float32)
@@ -335,11 +345,13 @@ def _background(rng: np.random.Generator, geo: _Geo, top_frac: float) -> np.ndar
         img[horizon:] = np.clip(top[None, None, :] * grad[horizon:] + speckle, 0, 255).astype(np.uint8)
         _box(img, horizon - geo.l(0.012), horizon + geo.l(0.006), 0, n, _shade(top.astype(np.uint8), 0.7))
     # Clutter keeps to the edges so it never hides the action in the middle.
-    for _ in range(int(rng.integers(2, 6))):
+    for _ in range(int(rng.integers(*clutter))):
         color = _pick(rng, _CLUTTER, 30)
         side = rng.random()
         y = rng.uniform(0.05, 0.9) if side < 0.7 else rng.uniform(0.0, 0.2)
         x = (rng.uniform(-0.05, 0.2) if rng.random() < 0.5 else rng.uniform(0.8, 1.05)) if side < 0.7 else rng.uniform(0.1, 0.9)
+        if anywhere:
+            y, x = rng.uniform(0.05, 0.95), rng.uniform(0.0, 1.0)
         cy, cx = geo.p(y, x)
         kind = rng.integers(3)
         if kind == 0:  # bottle
@@ -405,7 +417,6 @@ class _Thing:
     """
 
     top_frac = 0.3  # scene layout: wall above, worktop below
-    attached = False  # the acting hand holds the object whenever s > 0 (carry)
 
     def __init__(self, rng: np.random.Generator, geo: _Geo) -> None:
         self.geo = geo
@@ -616,75 +627,89 @@ class _Hob(_Thing):
 
 
 class _Utensil:
-    """Drawing of a movable object (plate, cup, knife, pan, onion, carrot) at a given place."""
+    """Drawing of a movable object (plate, cup, knife, pan, onion, carrot) at a given place.
+
+    Sizes are generous on purpose: the demo CNN sees frames at 64 px, where a thin
+    knife would otherwise be two pixels wide.
+    """
 
     def __init__(self, rng: np.random.Generator, geo: _Geo, noun: str) -> None:
         self.geo, self.noun = geo, noun
         self.angle = rng.uniform(-0.6, 0.6) + (math.pi / 2 if rng.random() < 0.5 else 0.0)
+        # Palettes keep nouns apart: saturated cups, pale plates, dark pans, black/brown
+        # knife handles with a bright blade, purple/golden onions, orange carrots.
         if noun == "plate":
-            self.color = _pick(rng, [(240, 240, 236), (236, 226, 200), (200, 220, 236)], 8)
+            self.color = _pick(rng, [(242, 242, 238), (238, 228, 204), (206, 224, 240)], 8)
         elif noun == "cup":
-            self.color = _pick(rng, [(210, 40, 40), (40, 90, 200), (40, 160, 70), (230, 190, 30)], 20)
+            self.color = _pick(rng, [(214, 40, 40), (40, 90, 210), (40, 170, 70), (236, 196, 30)], 20)
         elif noun == "knife":
-            self.color = _pick(rng, [(30, 30, 30), (110, 70, 40), (20, 20, 110)], 10)
+            self.color = _pick(rng, [(28, 28, 28), (104, 64, 36)], 10)
         elif noun == "pan":
-            self.color = _pick(rng, [(45, 45, 50), (80, 80, 86), (120, 60, 40)], 8)
+            self.color = _pick(rng, [(48, 48, 54), (84, 84, 90), (44, 62, 92)], 8)
         elif noun == "onion":
-            self.color = _pick(rng, [(170, 100, 150), (200, 160, 90), (230, 225, 200)], 12)
+            self.color = _pick(rng, [(150, 70, 130), (196, 150, 70)], 12)
         else:  # carrot
-            self.color = _vary(rng, (240, 128, 30), 15)
+            self.color = _vary(rng, (242, 126, 28), 12)
 
     def draw(self, img: np.ndarray, y: float, x: float, z: float, cuts: int = 0) -> None:
         """Object centred at canvas (y, x), scaled by ``z``; ``cuts`` slice marks (vegetables)."""
         g, c = self.geo, self.color
         L = g.l(z)
+        dy, dx = math.sin(self.angle), math.cos(self.angle)
+
+        def along(f: float) -> Point:  # a point f*L along the object's axis
+            return (y + f * L * dy, x + f * L * dx)
+
         if self.noun == "plate":
-            _ellipse(img, y, x, 0.1 * L, 0.16 * L, _shade(c, 0.8))
-            _ellipse(img, y, x, 0.085 * L, 0.14 * L, c)
-            _ellipse(img, y, x, 0.055 * L, 0.09 * L, _shade(c, 0.92))
+            _ellipse(img, y, x, 0.13 * L, 0.21 * L, _shade(c, 0.78))
+            _ellipse(img, y, x, 0.11 * L, 0.185 * L, c)
+            _ellipse(img, y, x, 0.07 * L, 0.12 * L, _shade(c, 0.9))
         elif self.noun == "cup":
-            _box(img, y - 0.06 * L, y + 0.07 * L, x - 0.055 * L, x + 0.055 * L, c)
-            _ellipse(img, y - 0.06 * L, x, 0.025 * L, 0.055 * L, _shade(c, 0.5))
-            _ellipse(img, y, x + 0.075 * L, 0.035 * L, 0.028 * L, _shade(c, 0.85), ring=0.45)
-        elif self.noun in ("knife", "pan", "carrot"):
-            dy, dx = math.sin(self.angle), math.cos(self.angle)
-            if self.noun == "knife":
-                _segment(img, (y - 0.16 * L * dy, x - 0.16 * L * dx), (y + 0.02 * L * dy, x + 0.02 * L * dx), 0.05 * L, c)
-                _segment(img, (y + 0.02 * L * dy, x + 0.02 * L * dx), (y + 0.2 * L * dy, x + 0.2 * L * dx), 0.04 * L, _c(*_CHROME))
-            elif self.noun == "pan":
-                _segment(img, (y, x), (y - 0.28 * L * dy, x - 0.28 * L * dx), 0.035 * L, _c(25, 25, 25))
-                _ellipse(img, y, x, 0.11 * L, 0.14 * L, c)
-                _ellipse(img, y, x, 0.085 * L, 0.11 * L, _shade(c, 1.35))
-            else:
-                _segment(img, (y - 0.13 * L * dy, x - 0.13 * L * dx), (y + 0.13 * L * dy, x + 0.13 * L * dx), 0.035 * L, c)
-                _segment(img, (y - 0.13 * L * dy, x - 0.13 * L * dx), (y, x), 0.05 * L, c)
-                _segment(img, (y - 0.13 * L * dy, x - 0.13 * L * dx), (y - 0.2 * L * dy, x - 0.2 * L * dx), 0.02 * L, _c(60, 150, 40))
-                for k in range(cuts):
-                    f = -0.08 + 0.045 * k
-                    py, px = y + f * L * dy, x + f * L * dx
-                    _segment(img, (py - 0.03 * L * dx, px + 0.03 * L * dy), (py + 0.03 * L * dx, px - 0.03 * L * dy), max(1.0, 0.008 * L), _shade(c, 0.6))
-        else:  # onion
-            _ellipse(img, y, x, 0.07 * L, 0.075 * L, c)
-            _ellipse(img, y, x, 0.05 * L, 0.03 * L, _shade(c, 0.8), ring=0.25)
-            _segment(img, (y - 0.07 * L, x), (y - 0.1 * L, x + 0.01 * L), 0.015 * L, _shade(c, 0.6))
+            _box(img, y - 0.08 * L, y + 0.09 * L, x - 0.07 * L, x + 0.07 * L, c)
+            _ellipse(img, y + 0.09 * L, x, 0.025 * L, 0.07 * L, c)
+            _ellipse(img, y - 0.08 * L, x, 0.03 * L, 0.07 * L, _shade(c, 0.45))
+            _ellipse(img, y, x + 0.095 * L, 0.045 * L, 0.035 * L, _shade(c, 0.8), ring=0.45)
+        elif self.noun == "knife":
+            _segment(img, along(-0.22), along(0.0), 0.07 * L, c)  # handle
+            _segment(img, along(0.0), along(0.3), 0.06 * L, _c(232, 234, 238))  # blade
+            _segment(img, along(0.02), along(0.28), 0.015 * L, _c(150, 152, 158))  # spine
+        elif self.noun == "pan":
+            _segment(img, (y, x), along(-0.36), 0.05 * L, _c(22, 22, 22))
+            _ellipse(img, y, x, 0.15 * L, 0.19 * L, c)
+            _ellipse(img, y, x, 0.115 * L, 0.15 * L, _shade(c, 1.4))
+        elif self.noun == "carrot":
+            _segment(img, along(-0.17), along(0.17), 0.05 * L, c)
+            _segment(img, along(-0.17), along(0.0), 0.075 * L, c)
+            for k in (-0.25, 0.0, 0.25):
+                tip = along(-0.27)
+                _segment(img, along(-0.17), (tip[0] + k * 0.1 * L * dx, tip[1] - k * 0.1 * L * dy), 0.025 * L, _c(60, 150, 40))
             for k in range(cuts):
-                xx = x - 0.05 * L + 0.025 * k * L
-                _segment(img, (y - 0.06 * L, xx), (y + 0.06 * L, xx), max(1.0, 0.008 * L), _c(250, 245, 240))
+                py, px = along(-0.1 + 0.055 * k)
+                _segment(img, (py - 0.045 * L * dx, px + 0.045 * L * dy), (py + 0.045 * L * dx, px - 0.045 * L * dy), max(1.0, 0.012 * L), _shade(c, 0.55))
+        else:  # onion
+            _ellipse(img, y, x, 0.1 * L, 0.105 * L, c)
+            for f in (0.35, 0.7):
+                _ellipse(img, y, x, 0.1 * L, 0.105 * L * f, _shade(c, 0.75), ring=0.12)
+            _segment(img, (y - 0.1 * L, x), (y - 0.145 * L, x + 0.015 * L), 0.022 * L, _shade(c, 0.55))
+            for k in range(cuts):
+                xx = x - 0.07 * L + 0.035 * k * L
+                _segment(img, (y - 0.085 * L, xx), (y + 0.085 * L, xx), max(1.0, 0.012 * L), _c(250, 245, 240))
 
     def grip_offset(self, z: float) -> Point:
-        """Where a hand holds the object, relative to its centre."""
+        """Where a hand holds the object, relative to its centre (its edge or handle)."""
         L = self.geo.l(z)
-        if self.noun in ("knife", "pan"):
-            k = 0.1 if self.noun == "knife" else 0.26
-            sgn = 1.0 if self.noun == "knife" else -1.0
-            return (sgn * k * L * math.sin(self.angle), sgn * k * L * math.cos(self.angle))
-        return (0.02 * L, 0.04 * L)
+        dy, dx = math.sin(self.angle), math.cos(self.angle)
+        if self.noun == "knife":
+            return (-0.14 * L * dy, -0.14 * L * dx)
+        if self.noun == "pan":
+            return (-0.3 * L * dy, -0.3 * L * dx)
+        if self.noun == "carrot":
+            return (0.12 * L * dy, 0.12 * L * dx)
+        return (0.03 * L, {"plate": 0.19, "cup": 0.11}.get(self.noun, 0.1) * L)
 
 
 class _Carry(_Thing):
     """take/put: the object travels between its rest place (counter or sink) and the hand."""
-
-    attached = True
 
     def __init__(self, rng: np.random.Generator, geo: _Geo, noun: str, location: str, wash: bool = False) -> None:
         super().__init__(rng, geo)
@@ -693,8 +718,8 @@ class _Carry(_Thing):
         self.top_frac = 0.25 if location == "sink" else rng.uniform(0.2, 0.4)
         self.rest = (0.68, self.cx) if self.sink else (0.6 + rng.uniform(-0.06, 0.06), self.cx + rng.uniform(-0.05, 0.05))
         self.rest_z = 0.85 if self.sink else 1.0
-        self.held = (0.9 + rng.uniform(-0.03, 0.03), 0.64 + rng.uniform(-0.04, 0.04))
-        self.held_z = 1.35
+        self.held = (0.8 + rng.uniform(-0.03, 0.03), 0.6 + rng.uniform(-0.04, 0.04))
+        self.held_z = 1.3
         self.wash = wash
         n = 200
         self.sway_y = _smooth_path(rng, n, -0.02, 0.02, every=6)
@@ -818,17 +843,27 @@ class _Hand:
 # ----------------------------------------------------------------------------- clips
 
 
-def _latent_state(spec: ClipSpec) -> np.ndarray:
-    """(T,) state in [0, 1]: before the key range s0, smooth ramp inside, s1 after."""
+def _schedule(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame latent ``state`` (T,) in [0, 1] and camera ``gaze`` (T,) in [0, 1].
+
+    ``gaze`` 1 = looking away from the object (every frame outside the key range),
+    0 = looking at it. The key range opens and closes with a short pan (~20 % of it
+    each); between the pans the state ramps smoothly from s0 to s1 (s0 = 0, s1 = 1 for
+    open/take/turn-on, reversed for close/put/turn-off, 0 throughout for wash/cut).
+    The schedule is symmetric under time reversal, so a verb and its reverse differ in
+    nothing but frame order.
+    """
     _family, direction = _VERB_DYNAMICS[spec.verb]
     t = np.arange(spec.n_frames, dtype=np.float64)
-    ramp = np.clip((t - spec.key_start + 0.5) / (spec.key_stop - spec.key_start), 0.0, 1.0)
+    ks, ke = spec.key_start, spec.key_stop
+    n_pan = max(1, int(round(0.2 * (ke - ks))))
+    pan_in = np.clip(1.0 - (t - ks + 1) / (n_pan + 1), 0.0, 1.0)
+    pan_out = np.clip(1.0 - (ke - t) / (n_pan + 1), 0.0, 1.0)
+    gaze = np.where((t >= ks) & (t < ke), np.maximum(pan_in, pan_out), 1.0)
+    ramp = np.clip((t - ks - n_pan + 0.5) / max(ke - ks - 2 * n_pan, 1), 0.0, 1.0)
     ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep
-    if direction > 0:
-        return ramp
-    if direction < 0:
-        return 1.0 - ramp
-    return np.zeros_like(t)
+    state = ramp if direction > 0 else (1.0 - ramp if direction < 0 else np.zeros_like(t))
+    return state, gaze
 
 
 def _check_spec(spec: ClipSpec) -> None:
@@ -840,10 +875,14 @@ def _check_spec(spec: ClipSpec) -> None:
         raise UserError(f"Key range [{spec.key_start}, {spec.key_stop}) is not inside the clip of {spec.n_frames} frames.", "Fix key_start/key_stop.")
 
 
-def clip_meta(spec: ClipSpec, state: np.ndarray | None = None) -> dict:
-    """The EPIC-style meta dict of a clip, with the latent per-frame labels."""
-    if state is None:
-        state = _latent_state(spec)
+def clip_meta(spec: ClipSpec) -> dict:
+    """The EPIC-style meta dict of a clip, with the latent per-frame labels.
+
+    ``frame_states``: state bin 0..4 of the object (physical, visible or not);
+    ``frame_visible``: 1 where the object is in view (the camera looks at it);
+    ``frame_actions``: action family index in the key frames, 0 elsewhere.
+    """
+    state, gaze = _schedule(spec)
     family, _ = _VERB_DYNAMICS[spec.verb]
     active = np.zeros(spec.n_frames, dtype=np.int64)
     active[spec.key_start : spec.key_stop] = ACTION_FAMILIES.index(family)
@@ -863,6 +902,7 @@ def clip_meta(spec: ClipSpec, state: np.ndarray | None = None) -> dict:
         "key_stop": spec.key_stop,
         "location": spec.location,
         "frame_states": np.minimum((state * N_STATE_BINS).astype(np.int64), N_STATE_BINS - 1).tolist(),
+        "frame_visible": (gaze < 0.5).astype(np.int64).tolist(),
         "frame_actions": active.tolist(),
     }
 
@@ -872,64 +912,69 @@ def generate_clip(spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray,
 
     Returns ``frames`` (T, size, size, 3) uint8 RGB and its meta dict (:func:`clip_meta`).
     Deterministic given ``spec`` and the state of ``rng``.
+
+    Outside the key range the camera looks at another part of the kitchen (clutter,
+    an unrelated hand, camera shake): those frames say nothing about the action, so an
+    explanation should give them no credit. It pans to the object at the start of the
+    key range and away at its end; the acting hand is in view only in between.
     """
     _check_spec(spec)
     T, S = spec.n_frames, spec.size
     geo = _Geo(S)
-    state = _latent_state(spec)
+    C, pad = geo.canvas, geo.pad
+    state, gaze = _schedule(spec)
     thing = _make_thing(spec, rng, geo)
-    canvas = _background(rng, geo, thing.top_frac)
-    thing.draw_static(canvas)
-    # Per-clip lighting (gain and colour tint) on the static scene; moving parts keep
+    scene = _background(rng, geo, thing.top_frac)
+    thing.draw_static(scene)
+    away = _background(rng, geo, rng.uniform(0.2, 0.6), clutter=(4, 9), anywhere=True)
+    # Per-clip lighting (gain and colour tint) on the static views; moving parts keep
     # their own randomised colours. Done once per clip: per-frame passes cost too much.
-    light = rng.uniform(0.82, 1.12) * (1.0 + rng.uniform(-0.06, 0.06, 3))
-    canvas = np.clip(canvas.astype(np.float32) * light.astype(np.float32), 0, 255).astype(np.uint8)
+    light = (rng.uniform(0.82, 1.12) * (1.0 + rng.uniform(-0.06, 0.06, 3))).astype(np.float32)
+    scene = np.clip(scene.astype(np.float32) * light, 0, 255).astype(np.uint8)
+    away = np.clip(away.astype(np.float32) * light, 0, 255).astype(np.uint8)
+    # The two views side by side, [scene | away] or [away | scene]; gaze pans across.
+    scene_left = bool(rng.random() < 0.5)
+    scene_x0 = 0 if scene_left else C
 
+    # Hands are drawn in frame coordinates (they move with the body, not the world).
+    fgeo = _Geo(S, pad=0)
     skin, sleeve = _pick(rng, _SKINS, 10), _pick(rng, _SLEEVES, 20)
-    right = _Hand(rng, geo, True, skin, sleeve)
-    left = _Hand(rng, geo, False, skin, sleeve)
-    # Acting hand: wanders (sometimes out of view) outside the action, holds the grip inside.
-    wander_r = np.stack([_smooth_path(rng, T, 0.6, 1.25), _smooth_path(rng, T, 0.5, 1.0)], 1)
-    left_on = rng.random() < 0.6  # an unrelated left hand in 60 % of clips
-    wander_l = np.stack([_smooth_path(rng, T, 0.55, 1.3), _smooth_path(rng, T, 0.0, 0.55)], 1)
-    approach = max(2, (spec.key_stop - spec.key_start) // 3)
+    right = _Hand(rng, fgeo, True, skin, sleeve)
+    left = _Hand(rng, fgeo, False, skin, sleeve)
+    left_on = rng.random() < 0.75  # an unrelated, wandering left hand in 75 % of clips
+    wander_l = np.stack([_smooth_path(rng, T, 0.5, 1.3), _smooth_path(rng, T, 0.0, 0.6)], 1)
 
     # Camera shake: a small smooth drift plus a few bursts of strong jitter.
-    pad = geo.pad
     drift = np.stack([_smooth_path(rng, T, -pad * 0.3, pad * 0.3, every=5) for _ in range(2)], 1)
     for _ in range(int(rng.integers(0, 3))):
         b0 = int(rng.integers(T))
         n = int(rng.integers(3, 7))
         drift[b0 : b0 + n] += rng.uniform(-pad * 0.7, pad * 0.7, (len(drift[b0 : b0 + n]), 2))
     offs = np.clip(np.round(drift + pad), 0, 2 * pad).astype(np.int64)
+    pan = np.round((gaze if scene_left else 1.0 - gaze) * C).astype(np.int64)
 
     frames = np.empty((T, S, S, 3), dtype=np.uint8)
     for t in range(T):
-        s = float(state[t])
+        s, g = float(state[t]), float(gaze[t])
         active = spec.key_start <= t < spec.key_stop
-        img = canvas.copy()
-        thing.draw(img, s, t, active)
-        if left_on:
-            left.draw(img, *geo.p(*wander_l[t]))
-        # Where the acting hand is: gripping in the key frames (and while it holds a carried
-        # object), easing in/out over `approach` frames around the key range, else wandering.
-        holding = active or (thing.attached and s > 0.5)
-        if holding:
-            w = 1.0
-            grip = thing.grip(s, t, True)
-        else:
-            if t < spec.key_start:
-                d, tk = spec.key_start - t, spec.key_start
+        oy, ox = int(offs[t, 0]), int(offs[t, 1] + pan[t])  # crop corner in [scene|away] layout
+        if g < 1.0:
+            img = scene.copy()
+            thing.draw(img, s, t, active)
+            if g <= 0.0:
+                frames[t] = img[oy : oy + S, ox - scene_x0 : ox - scene_x0 + S]
             else:
-                d, tk = t - spec.key_stop + 1, spec.key_stop - 1
-            w = max(0.0, 1.0 - d / (approach + 1))
-            grip = thing.grip(float(state[tk]), tk, True)
-        wy, wx = geo.p(*wander_r[t])
-        right.draw(img, grip[0] * w + wy * (1 - w), grip[1] * w + wx * (1 - w))
-        oy, ox = offs[t]
-        frames[t] = img[oy : oy + S, ox : ox + S]
-
-    return frames, clip_meta(spec, state)
+                wide = np.concatenate([img, away] if scene_left else [away, img], axis=1)
+                frames[t] = wide[oy : oy + S, ox : ox + S]
+        else:
+            away_x0 = C - scene_x0
+            frames[t] = away[oy : oy + S, ox - away_x0 : ox - away_x0 + S]
+        if left_on:
+            left.draw(frames[t], *fgeo.p(*wander_l[t]))
+        if active:  # the acting hand at the object's grip, in frame coordinates
+            gy, gx = thing.grip(s, t, True)
+            right.draw(frames[t], gy - oy, gx + scene_x0 - ox)
+    return frames, clip_meta(spec)
 
 
 # ----------------------------------------------------------------------------- on disk
@@ -939,34 +984,39 @@ def build_demo_dataset(out_root: Path, *, n_clips: int = 480, size: int = 128, s
     """Generate the demo dataset into ``out_root`` (resumable) and return ``out_root``.
 
     Writes ``out_root/gulp`` (through :func:`core.data.gulp.write_gulp`),
-    ``verb_classes.csv``, ``noun_classes.csv`` and, last, ``dataset.json`` (kind "demo"),
-    so a dataset.json present means the dataset is complete.
+    ``verb_classes.csv``, ``noun_classes.csv`` and, last, ``dataset.json`` (kind "demo",
+    with seed, n_clips, size, generator_version), so a dataset.json present means the
+    dataset is complete. A rerun with the same settings only renders missing clips;
+    other settings in the same folder raise UserError. About 20 s for 480 clips at
+    128 px on one core.
     """
     from core.data.gulp import SegmentToWrite, write_class_csvs, write_dataset_info, write_gulp
 
     out_root = Path(out_root)
     specs = plan_demo_clips(n_clips, size=size, seed=seed)
-    info_path = out_root / "dataset.json"
-    if info_path.exists():
-        import json
-
-        try:
-            old = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = {}
-        same = {k: old.get(k) for k in ("seed", "n_clips", "size", "generator_version")} == {
-            "seed": seed, "n_clips": len(specs), "size": size, "generator_version": GENERATOR_VERSION}
-        if not same:
-            raise UserError(
-                f"{out_root} already holds a different dataset ({old.get('kind')}, seed {old.get('seed')}, "
-                f"{old.get('n_clips')} clips, size {old.get('size')}).",
-                "Delete that folder or choose another output folder.",
-            )
+    params = {"seed": int(seed), "n_clips": len(specs), "size": int(size), "generator_version": GENERATOR_VERSION}
+    # The marker is written before the first chunk so that resuming an interrupted build
+    # with other settings is refused instead of mixing two datasets in one gulp folder.
+    marker = out_root / _PARAMS_FILE
+    for path in (out_root / "dataset.json", marker):
+        if path.exists():
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                old = {}
+            if not isinstance(old, dict) or {k: old.get(k) for k in params} != params:
+                raise UserError(
+                    f"{out_root} already holds a different dataset ({path.name} says "
+                    f"{ {k: old.get(k) for k in params} if isinstance(old, dict) else old}; wanted {params}).",
+                    "Delete that folder or choose another output folder.",
+                )
+    if (out_root / "gulp").exists() and not marker.exists():
+        raise UserError(f"{out_root / 'gulp'} exists but was not written by the demo generator.", "Delete that folder or choose another output folder.")
+    atomic_write_text(marker, json.dumps(params) + "\n")
 
     def loader(spec: ClipSpec) -> Callable[[], list[np.ndarray]]:
         return lambda: list(generate_clip(spec, clip_rng(seed, spec.index))[0])
 
-    t0 = time.perf_counter()
     segments = (SegmentToWrite(meta=clip_meta(s), load_frames=loader(s)) for s in specs)
     report = write_gulp(out_root / "gulp", segments, progress=progress, desc="demo clips", total=len(specs))
     if report.failed:
@@ -983,7 +1033,6 @@ def build_demo_dataset(out_root: Path, *, n_clips: int = 480, size: int = 128, s
             "generator_version": GENERATOR_VERSION,
             "action_families": ACTION_FAMILIES,
             "n_state_bins": N_STATE_BINS,
-            "seconds": round(time.perf_counter() - t0, 2),
         },
     )
     return out_root

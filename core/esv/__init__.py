@@ -2,12 +2,14 @@
 
 Public API (used by the app, the CLI and the benchmarks alike)::
 
-    explain_multiscale(heads, priors, features, *, samples_per_scale=None, iterations=1, seed=None)
-    explain_variable_length(model, priors, features, *, samples_per_scale=None, iterations=1, seed=None)
+    explain_multiscale(heads, priors, features, *, samples_per_scale=None, iterations=1, seed=None, method=None)
+    explain_variable_length(model, priors, features, *, samples_per_scale=None, iterations=1, seed=None, method=None)
 
 ``samples_per_scale=None`` computes exact ESVs; an integer uses the Play Fair
-constructive sampler with that many subsets per size. Work runs on the device of
-``features``.
+constructive sampler with that many subsets per size. ``method`` picks the estimator
+explicitly (see :data:`METHODS`): ``"surrogate"`` is :class:`AdditiveSurrogateESV`
+(multiscale only), with the constructive sampler's head budget. Work runs on the
+device of ``features``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from core.esv.estimators import ConstructiveSamplingESV, ESVEstimator, ExactESV,
 from core.esv.evaluation import eval_mode
 from core.esv.games import Game, MultiscaleGame, VariableLengthGame
 from core.esv.result import ESVResult
+from core.esv.surrogate import AdditiveSurrogateESV
 from core.models import MTRNHead, TSNHead
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "ESVEstimator",
     "ExactESV",
     "ConstructiveSamplingESV",
+    "AdditiveSurrogateESV",
     "ShapleyAccumulator",
     "Game",
     "MultiscaleGame",
@@ -35,7 +39,12 @@ __all__ = [
     "explain_multiscale",
     "explain_variable_length",
     "MAX_EXACT_FRAMES",
+    "METHODS",
 ]
+
+# Estimators ``method=`` accepts; None keeps the historical rule (exact unless
+# samples_per_scale is given, then constructive sampling).
+METHODS: tuple[str, ...] = ("exact", "constructive", "surrogate")
 
 # 2^n subsets x C classes in float64: n = 22 is ~3 GB of logits per level pair.
 MAX_EXACT_FRAMES = 22
@@ -49,6 +58,7 @@ def explain_multiscale(
     samples_per_scale: int | None = None,
     iterations: int = 1,
     seed: int | None = None,
+    method: str | None = None,
 ) -> ESVResult:
     """ESVs of a multiscale model built from single-scale heads.
 
@@ -59,6 +69,9 @@ def explain_multiscale(
         samples_per_scale: None for exact; else subsets drawn per size.
         iterations: independent sampling runs pooled (approximate only).
         seed: sampling seed; the same seed gives identical results.
+        method: None (exact, or constructive when ``samples_per_scale`` is given),
+            ``"exact"``, ``"constructive"`` or ``"surrogate"`` (additive-surrogate game,
+            ``samples_per_scale`` head evaluations per scale, default 128; one iteration).
 
     Returns:
         ``ESVResult`` with ``esvs`` ``(n, C)``.
@@ -71,7 +84,7 @@ def explain_multiscale(
         for k, head in enumerate(heads[: features.shape[0]], start=1):
             _check_model_output(head, features[:k], priors64.shape[0], f"heads[{k - 1}]")
         game = MultiscaleGame(heads, features)
-        return _estimator(features.shape[0], samples_per_scale, iterations, seed).explain(game, priors64)
+        return _estimator(features.shape[0], samples_per_scale, iterations, seed, method).explain(game, priors64)
 
 
 def explain_variable_length(
@@ -82,19 +95,37 @@ def explain_variable_length(
     samples_per_scale: int | None = None,
     iterations: int = 1,
     seed: int | None = None,
+    method: str | None = None,
 ) -> ESVResult:
     """ESVs of a model accepting any number of frames, v(S) = softmax(model(S)).
 
-    Args as :func:`explain_multiscale`, with ``model`` mapping ``(B, k, D)`` -> ``(B, C)`` for any k.
+    Args as :func:`explain_multiscale`, with ``model`` mapping ``(B, k, D)`` -> ``(B, C)`` for any k
+    (``method="surrogate"`` is for single-scale heads only and raises here).
     """
+    if method == "surrogate":
+        raise ValueError(
+            "method='surrogate' models single-scale heads: use explain_multiscale, or method='constructive' / exact here"
+        )
     features, priors64 = _check_inputs(priors, features, samples_per_scale, iterations)
     with eval_mode([model]):
         _check_model_output(model, features[:1], priors64.shape[0], "model")
         game = VariableLengthGame(model, features)
-        return _estimator(features.shape[0], samples_per_scale, iterations, seed).explain(game, priors64)
+        return _estimator(features.shape[0], samples_per_scale, iterations, seed, method).explain(game, priors64)
 
 
-def _estimator(n: int, samples_per_scale: int | None, iterations: int, seed: int | None) -> ESVEstimator:
+def _estimator(
+    n: int, samples_per_scale: int | None, iterations: int, seed: int | None, method: str | None = None
+) -> ESVEstimator:
+    if method is not None and method not in METHODS:
+        raise ValueError(f"unknown ESV method {method!r}: use one of {list(METHODS)} (or None)")
+    if method == "surrogate":
+        if iterations != 1:
+            raise ValueError("method='surrogate' runs once: pass iterations=1 and raise samples_per_scale instead")
+        return AdditiveSurrogateESV(128 if samples_per_scale is None else samples_per_scale, seed)
+    if method == "exact" and samples_per_scale is not None:
+        raise ValueError("method='exact' enumerates every subset: leave samples_per_scale=None")
+    if method == "constructive" and samples_per_scale is None:
+        raise ValueError("method='constructive' needs samples_per_scale (e.g. 128)")
     if samples_per_scale is None:
         if n > MAX_EXACT_FRAMES:
             raise ValueError(

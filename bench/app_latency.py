@@ -1,0 +1,161 @@
+"""Explorer latency: from picking a clip to the drawn ESV chart (warm, exact, 8 frames).
+
+Two measurements on the built dataset (default: the demo):
+
+1. core + chart: the work the explore page does when a clip is picked, timed call by
+   call: ``Workspace.explain`` for the chosen task (8 frames, exact) and the other task
+   (top-5), the chart table, the Altair chart and its Vega-Lite spec, the sampled
+   frames and their tinted thumbnails. "cold" = first request for the clip in this
+   process (ESVs from the disk cache or computed), "warm" = the clip was seen before.
+2. AppTest: the whole explore page script rerun after changing the clip selectbox
+   (``streamlit.testing.v1.AppTest``), warm.
+
+The browser adds its own rendering on top; tests/test_browser.py measures that end
+to end (click -> chart drawn) in Chromium.
+
+Usage::
+
+    python bench/app_latency.py                 # demo (built with `python -m core demo`)
+    python bench/app_latency.py --dataset demo-small --clips 6 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BUDGET_S = 0.5
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+    return {
+        "median_ms": 1000 * statistics.median(xs),
+        "p90_ms": 1000 * xs[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))],
+        "max_ms": 1000 * xs[-1],
+        "n": len(xs),
+    }
+
+
+def core_and_chart(dataset: str, clips: list[str], n_frames: int, repeats: int) -> dict[str, object]:
+    import numpy as np
+
+    from app import ui
+    from core.workspace import Workspace
+
+    ws = Workspace(dataset)
+
+    def pick(clip: str) -> dict[str, float]:
+        t = {}
+        t0 = time.perf_counter()
+        ex = ws.explain(clip, task="verb", n_frames=n_frames)
+        t["explain"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        ws.explain(clip, task="noun", n_frames=n_frames)
+        t["explain_other_task"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        table = ui.esv_frame_table(ex.esvs, ex.frame_indices, clip=clip)
+        spec = ui.esv_bar_chart(table).to_dict()
+        t["chart"] = time.perf_counter() - t2
+        assert len(spec["datasets"][ui.ESV_DATA]) == ex.n_frames
+        t["to_chart"] = time.perf_counter() - t0
+        t3 = time.perf_counter()
+        frames = ws.dataset.frames(clip, ex.frame_indices)
+        ui.tinted_thumbnails(frames, np.asarray(ex.esvs), min_size=128)
+        t["thumbnails"] = time.perf_counter() - t3
+        t["total"] = time.perf_counter() - t0
+        return t
+
+    ws.heads("verb"), ws.heads("noun"), ws.priors("verb"), ws.priors("noun")  # models loaded, as in the app
+    cold = [pick(c) for c in clips]
+    warm = [pick(c) for _ in range(repeats) for c in clips]
+    keys = cold[0].keys()
+    return {
+        "cold": {k: _stats([r[k] for r in cold]) for k in keys},
+        "warm": {k: _stats([r[k] for r in warm]) for k in keys},
+    }
+
+
+def apptest_rerun(dataset: str, clips: list[str], repeats: int) -> dict[str, object]:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=300)
+    at.session_state["pf_dataset"] = dataset
+    at.run()
+    if at.exception:
+        raise RuntimeError(at.exception[0].value)
+    for c in clips:  # warm every clip once
+        at.sidebar.selectbox(key="pf_clip").set_value(c).run()
+    times = []
+    for _ in range(repeats):
+        for c in clips:
+            t0 = time.perf_counter()
+            at.sidebar.selectbox(key="pf_clip").set_value(c).run()
+            times.append(time.perf_counter() - t0)
+            if at.exception:
+                raise RuntimeError(at.exception[0].value)
+    return {"warm_rerun": _stats(times)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="demo")
+    ap.add_argument("--clips", type=int, default=8, help="distinct clips to cycle through")
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    from core.errors import UserError
+    from core.workspace import Workspace
+
+    try:
+        ws = Workspace(args.dataset)
+        missing = [s.name for s in ws.status() if not s.done]
+        if missing:
+            print(f"{args.dataset} is not built (missing: {', '.join(missing)}). Run `python -m core demo` first.", file=sys.stderr)
+            return 2
+        df = ws.clips()
+        clips = list(df.index[df["n_features"] >= args.frames][: args.clips])
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import os
+
+    result = {
+        "dataset": args.dataset,
+        "n_frames": args.frames,
+        "clips": len(clips),
+        "cpus": os.cpu_count(),
+        "loadavg_before": os.getloadavg(),
+        "core_and_chart": core_and_chart(args.dataset, clips, args.frames, args.repeats),
+        "apptest": apptest_rerun(args.dataset, clips, args.repeats),
+        "loadavg_after": os.getloadavg(),
+    }
+    warm_chart = result["core_and_chart"]["warm"]["to_chart"]["median_ms"]
+    warm_rerun = result["apptest"]["warm_rerun"]["median_ms"]
+    print(f"dataset {args.dataset}, {len(clips)} clips, {args.frames} frames, exact; load average {result['loadavg_before'][0]:.1f}")
+    for phase in ("cold", "warm"):
+        r = result["core_and_chart"][phase]
+        print(
+            f"  {phase:4s} explain {r['explain']['median_ms']:7.1f} ms | other task {r['explain_other_task']['median_ms']:6.1f} ms | "
+            f"chart {r['chart']['median_ms']:5.1f} ms | to chart {r['to_chart']['median_ms']:7.1f} ms (p90 {r['to_chart']['p90_ms']:.1f}) | "
+            f"+thumbnails {r['total']['median_ms']:7.1f} ms"
+        )
+    print(f"  AppTest warm full page rerun after picking a clip: median {warm_rerun:.1f} ms, p90 {result['apptest']['warm_rerun']['p90_ms']:.1f} ms")
+    ok = warm_rerun / 1000 <= BUDGET_S
+    print(f"  budget {BUDGET_S * 1000:.0f} ms (pick -> chart, browser rendering not included here): {'OK' if ok else 'OVER'}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if ok and warm_chart / 1000 <= BUDGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""Every page of the Streamlit app through ``streamlit.testing.v1.AppTest``, on the
+small demo built once per test session (tests/conftest.py isolates the folders).
+
+The assertions compare what the pages draw with what core computes for the same
+clip and settings: the bar chart's data are core's ESVs, the efficiency line holds,
+and the approximate page's error is 0 when the sampler enumerates every subset.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `app` is not an installed package (pyproject installs core only)
+    sys.path.insert(0, str(ROOT))
+
+pytest.importorskip("streamlit")
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from core.workspace import Workspace  # noqa: E402
+
+MAIN = str(ROOT / "app" / "main.py")
+DEMO = "demo-small"
+TIMEOUT = 120
+
+
+def build_small_demo(config_path: Path) -> Workspace:
+    """Build the small demo in the session's PLAYFAIR_* folders (a no-op when another
+    test module already built it) with its own config file so that no user EPIC
+    configuration leaks into the app under test."""
+    os.environ["PLAYFAIR_CONFIG"] = str(config_path)
+    ws = Workspace(DEMO)
+    ws.build()
+    assert ws.is_ready()
+    return ws
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    saved = os.environ.get("PLAYFAIR_CONFIG")
+    ws = build_small_demo(tmp_path_factory.getbasetemp() / "app-config.toml")
+    from app import ui
+
+    ui.reset_workspaces()
+    yield ws
+    ui.reset_workspaces()
+    if saved is None:
+        os.environ.pop("PLAYFAIR_CONFIG", None)
+    else:
+        os.environ["PLAYFAIR_CONFIG"] = saved
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(f"../pages/{page}.py").run()
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def chart_frames(at: AppTest, index: int = 0, column: str = "esv") -> list[pd.DataFrame]:
+    """The datasets of the ``index``-th Vega-Lite chart that have ``column``."""
+    charts = at.get("vega_lite_chart")
+    assert len(charts) > index, f"only {len(charts)} charts drawn"
+    proto = charts[index].proto
+    frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in proto.datasets]
+    if proto.HasField("data") and proto.data.data:
+        frames.append(convert_arrow_bytes_to_pandas_df(proto.data.data))
+    return [f for f in frames if column in f.columns]
+
+
+def esv_chart_data(at: AppTest) -> pd.DataFrame:
+    frames = chart_frames(at, 0, "esv")
+    assert len(frames) == 1
+    return frames[0].sort_values("position").reset_index(drop=True)
+
+
+def markdown_text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+# --------------------------------------------------------------------------- explore
+
+
+def test_explore_default_chart_is_core_esvs(demo: Workspace) -> None:
+    at = new_app().run()
+    no_errors(at)
+    assert at.sidebar.selectbox(key="pf_dataset").value == DEMO
+    clip = at.sidebar.selectbox(key="pf_clip").value
+    n = at.slider(key="pf_n").value
+    assert n == min(8, int(demo.clips().loc[clip, "n_features"]))
+    assert at.radio(key="pf_method").value == "exact"
+    assert at.radio(key="pf_target").value == "ground_truth"
+
+    ex = demo.explain(clip, task="verb", n_frames=n)
+    data = esv_chart_data(at)
+    np.testing.assert_allclose(data["esv"].to_numpy(), ex.esvs, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(data["frame"].to_numpy(), ex.frame_indices)
+    assert (data["clip"] == clip).all()
+    assert ex.explained_class == int(demo.clips().loc[clip, "verb_class"])
+    # efficiency: the ESVs sum to prediction minus prior, and the page says so
+    assert math.isclose(data["esv"].sum(), ex.prob - ex.prior, abs_tol=1e-9)
+    text = markdown_text(at)
+    assert "Efficiency" in text and ":green[holds]" in text
+    assert f"{ex.prob - ex.prior:+.6f}" in text
+    # video, thumbnails (one per sampled frame), top-5 of both tasks
+    assert len(at.get("video")) == 1
+    assert len(at.image) == 1 and len(at.image[0].proto.imgs) == n
+    assert len(at.table) == 2
+    top5 = at.table[0].value
+    assert list(top5.index) == [name for _, name, _ in ex.top5]
+    np.testing.assert_allclose(top5["probability"].to_numpy(), [p for _, _, p in ex.top5])
+
+
+def test_explore_settings_follow_widgets(demo: Workspace) -> None:
+    at = new_app().run()
+    clips = demo.clips()
+    clip = clips.index[3]
+    at.sidebar.selectbox(key="pf_clip").set_value(clip).run()
+    at.radio(key="pf_task").set_value("noun").run()
+    at.slider(key="pf_n").set_value(5).run()
+    at.radio(key="pf_target").set_value("predicted").run()
+    no_errors(at)
+    ex = demo.explain(clip, task="noun", n_frames=5, target="predicted")
+    data = esv_chart_data(at)
+    assert len(data) == 5
+    np.testing.assert_allclose(data["esv"].to_numpy(), ex.esvs, atol=1e-12)
+    assert ex.explained_class == ex.predicted_class
+    assert f"noun “{ex.explained_name}”** (predicted)" in markdown_text(at)
+
+    # any chosen class
+    at.radio(key="pf_target").set_value("class").run()
+    at.selectbox(key="pf_class").set_value(2).run()
+    no_errors(at)
+    ex2 = demo.explain(clip, task="noun", n_frames=5, target=2)
+    np.testing.assert_allclose(esv_chart_data(at)["esv"].to_numpy(), ex2.esvs, atol=1e-12)
+    assert math.isclose(esv_chart_data(at)["esv"].sum(), ex2.prob - ex2.prior, abs_tol=1e-9)
+
+    # approximate ESVs with explicit sampler settings
+    at.radio(key="pf_method").set_value("approximate").run()
+    at.number_input(key="pf_sps").set_value(3).run()
+    at.number_input(key="pf_seed").set_value(7).run()
+    no_errors(at)
+    ex3 = demo.explain(clip, task="noun", n_frames=5, target=2, samples_per_scale=3, iterations=1, seed=7)
+    assert not ex3.esv_result.exact
+    np.testing.assert_allclose(esv_chart_data(at)["esv"].to_numpy(), ex3.esvs, atol=1e-12)
+
+
+def test_explore_filters_narrow_the_clip_list(demo: Workspace) -> None:
+    at = new_app().run()
+    clips = demo.clips()
+    verb = clips["verb"].iloc[5]
+    at.sidebar.selectbox(key="pf_verb").set_value(verb).run()
+    no_errors(at)
+    options = at.sidebar.selectbox(key="pf_clip").options
+    expected = clips.index[clips["verb"] == verb]
+    assert len(options) == len(expected)
+    assert all(f" · {verb} " in o for o in options)
+    video = clips.loc[expected[0], "video_id"]
+    at.sidebar.selectbox(key="pf_video").set_value(video).run()
+    no_errors(at)
+    expected = clips.index[(clips["verb"] == verb) & (clips["video_id"] == video)]
+    assert len(at.sidebar.selectbox(key="pf_clip").options) == len(expected)
+    assert at.sidebar.selectbox(key="pf_clip").value in expected
+
+
+def test_selected_position_parsing() -> None:
+    from app import ui
+
+    assert ui.selected_position(None) is None
+    assert ui.selected_position({"selection": {}}) is None
+    assert ui.selected_position({"selection": {ui.FRAME_SELECTION: [{"position": 3}]}}) == 3
+    assert ui.selected_position({"selection": {ui.FRAME_SELECTION: {"position": [5]}}}) == 5
+
+
+def test_esv_chart_spec_is_valid_vega_lite() -> None:
+    import altair as alt
+
+    from app import ui
+
+    table = ui.esv_frame_table([0.1, -0.2, 0.05], [1, 5, 9], clip="c")
+    spec = ui.esv_bar_chart(table).to_dict()
+    alt.LayerChart.from_dict(spec, validate=True)  # raises on an invalid spec
+    rows = spec["datasets"][ui.ESV_DATA]
+    assert [r["esv"] for r in rows] == [0.1, -0.2, 0.05]
+    assert [r["sign"] for r in rows] == ["supports", "opposes", "supports"]
+    assert spec["params"][0]["name"] == ui.FRAME_SELECTION
+    tinted = ui.tinted_thumbnails(np.full((3, 8, 8, 3), 128, np.uint8), [0.1, -0.2, 0.0], min_size=16)
+    assert tinted[0].shape == (16, 16, 3)
+    assert tinted[0][8, 8, 1] > tinted[0][8, 8, 0]  # green tint
+    assert tinted[1][8, 8, 0] > tinted[1][8, 8, 1]  # red tint
+    assert (tinted[2] == 128).all()  # zero ESV: untouched
+
+
+# --------------------------------------------------------------------------- exact vs approximate
+
+
+def test_compare_error_zero_when_sampler_enumerates_everything(demo: Workspace) -> None:
+    at = new_app().run()
+    clip = demo.clips().index[5]
+    at.sidebar.selectbox(key="pf_clip").set_value(clip).run()
+    goto(at, "setup")  # a page without the clip picker...
+    goto(at, "compare")  # ...and the choice is still there
+    no_errors(at)
+    assert at.sidebar.selectbox(key="pf_clip").value == clip
+    at.slider(key="pf_n").set_value(4).run()
+    at.multiselect(key="cmp_sweep").set_value([1, 2, 6]).run()
+    at.number_input(key="cmp_seeds").set_value(3).run()
+    at.number_input(key="cmp_sps").set_value(math.comb(4, 2)).run()  # >= every level's size
+    no_errors(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["normalised error"]) < 1e-12  # 0 up to float rounding
+    assert metrics["top-1 frame agreement"] == "100%"
+    per_frame = chart_frames(at, 0, "method")[0]
+    exact = per_frame[per_frame["method"] == "exact"].sort_values("position")["esv"].to_numpy()
+    approx = per_frame[per_frame["method"] == "approximate"].sort_values("position")["esv"].to_numpy()
+    np.testing.assert_allclose(approx, exact, atol=1e-12)
+    np.testing.assert_allclose(exact, demo.explain(clip, task="verb", n_frames=4).esvs, atol=1e-12)
+    # the sweep: one point per samples-per-scale, error 0 at the saturating setting
+    sweep = chart_frames(at, 1, "head_evaluations")[0].sort_values("samples_per_scale")
+    assert list(sweep["samples_per_scale"]) == [1, 2, 6]
+    assert sweep["error"].iloc[-1] < 1e-12
+    assert sweep["error"].iloc[0] > 0
+    assert (np.diff(sweep["head_evaluations"].to_numpy()) > 0).all()
+
+    # fewer samples: a real approximation with a spread over seeds
+    at.number_input(key="cmp_sps").set_value(2).run()
+    no_errors(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["normalised error"]) > 0
+    per_seed = [d for d in at.dataframe if "seed" in d.value.columns][0].value
+    assert list(per_seed["seed"]) == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- overview
+
+
+def test_overview_draws_accuracy_positions_sweep_and_classes(demo: Workspace) -> None:
+    at = new_app().run()
+    goto(at, "overview")
+    no_errors(at)
+    acc = chart_frames(at, 0, "accuracy")[0]
+    table = demo.accuracy()
+    assert set(acc["n_frames"]) == set(table["n_frames"])
+    mtrn_verb = table[(table["task"] == "verb") & (table["model"] == "mtrn")].sort_values("n_frames")["top1"].to_numpy()
+    drawn = acc[acc["series"] == "verb · multiscale TRN"].sort_values("n_frames")["accuracy"].to_numpy()
+    np.testing.assert_allclose(drawn, mtrn_verb)
+    captions = " ".join(c.value for c in at.caption)
+    assert "a sample of 8 of" in captions
+    positions = chart_frames(at, 1, "position")[0]
+    assert set(positions["position"]) == set(range(1, 9))
+    # frames 1..8 of the selected clip, side by side: equal to core's exact ESVs
+    clip = at.sidebar.selectbox(key="pf_clip").value
+    sweep = chart_frames(at, 2, "n_frames")[0]
+    for n in (1, 3, 8):
+        got = sweep[sweep["n_frames"] == n].sort_values("position")["esv"].to_numpy()
+        np.testing.assert_allclose(got, demo.explain(clip, task="verb", n_frames=n).esvs, atol=1e-12)
+    summary = [d.value for d in at.dataframe if "class" in d.value.columns][-1]
+    assert summary["clips"].sum() == 8
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def test_setup_shows_status_and_saves_epic_paths(demo: Workspace, tmp_path: Path) -> None:
+    at = new_app().run()
+    goto(at, "setup")
+    no_errors(at)
+    status = at.dataframe[0].value
+    assert list(status["step"]) == ["dataset", "backbone", "features", "priors", "heads"]
+    assert status["built"].all()
+    assert not [b for b in at.button if b.key == "build_missing"]
+
+    ckpt = tmp_path / "trn.ckpt"
+    ckpt.write_bytes(b"x")
+    at.text_input(key="epic_checkpoint").input(str(ckpt))
+    at.text_input(key="epic_annotations").input(str(tmp_path / "missing.pkl"))
+    [save] = [b for b in at.button if b.label == "Save paths"]
+    save.click().run()
+    no_errors(at)
+    config = Path(os.environ["PLAYFAIR_CONFIG"]).read_text()
+    assert f'checkpoint = "{ckpt}"' in config
+    assert any("does not exist" in w.value for w in at.warning)
+    assert any("Still needed" in i.value for i in at.info)
+
+    # EPIC selected, not ingested: the checkpoint counts as its backbone, the rest is
+    # missing, with a build button
+    at.radio(key="setup_dataset").set_value("epic").run()
+    no_errors(at)
+    built = dict(zip(at.dataframe[0].value["step"], at.dataframe[0].value["built"]))
+    assert built == {"dataset": False, "backbone": True, "features": False, "priors": False, "heads": False}
+    assert [b for b in at.button if b.key == "build_missing"]
+
+
+def test_first_launch_builds_then_lands_on_explorer(demo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fresh machine the explorer builds the demo with progress, then shows it."""
+    from app import ui
+
+    calls: list[tuple[float, str]] = []
+
+    class FreshDemo:
+        """The built small demo, pretending to be unbuilt until build() runs."""
+
+        def __init__(self, ws: Workspace) -> None:
+            self._ws = ws
+            self.built = False
+            self.name, self.kind = "demo", "demo"
+
+        def status(self):
+            return [s if self.built else type(s)(s.name, False, "missing", s.how) for s in self._ws.status()]
+
+        def build(self, steps=None, progress=None):
+            assert progress is not None
+            for i, step in enumerate(["dataset", "backbone", "features", "priors", "heads"]):
+                progress(i / 5, f"{step}: working")
+                calls.append((i / 5, step))
+            progress(1.0, "heads: done")
+            self.built = True
+            return []
+
+        def __getattr__(self, item):
+            return getattr(self._ws, item)
+
+    fresh = FreshDemo(demo)
+    monkeypatch.setattr(ui, "get_workspace", lambda name: fresh)
+    monkeypatch.setattr(ui, "dataset_options", lambda: ["demo"])
+    at = new_app()
+    at.session_state["pf_dataset"] = "demo"
+    at.run()
+    no_errors(at)
+    assert [c[1] for c in calls] == ["dataset", "backbone", "features", "priors", "heads"]
+    assert fresh.built
+    # after the build it reran and landed on the explorer with the chart
+    assert at.title[0].value == "Explore a clip"
+    assert len(esv_chart_data(at)) > 0
