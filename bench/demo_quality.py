@@ -1,16 +1,20 @@
 """Validate the demo data design end to end, with timings.
 
-generate the demo dataset -> train the demo CNN -> extract per-frame features ->
-train quick MTRN heads (k = 1, 2, 4, 8) for verb and noun -> val top-1.
+generate the demo dataset -> train the demo CNN -> extract per-frame features (through
+core.features.FeatureStore) -> train quick MTRN heads (k = 1, 2, 4, 8) for verb and
+noun -> val top-1 -> exact verb ESVs of 8 frames per val clip (heads k = 1..8): do the
+key frames get the credit?
 
-Targets (see docs): 8-frame verb >= 80 %, noun >= 90 %, 1-frame verb clearly lower
-(<= 65 %: the order-only verb pairs are coin flips from one frame); generation <= 40 s,
-CNN training <= 60 s, feature extraction <= 30 s on a 2-core CPU.
+Targets: 8-frame verb >= 80 %, noun >= 90 %, 1-frame verb clearly lower (<= 65 %: the
+order-only verb pairs are coin flips from one frame); generation <= 40 s, CNN training
+<= 60 s, feature extraction <= 30 s on a 2-core CPU. Note k = 2 is weak by design: its
+two frames (at 25 % and 75 % of the clip) often both fall outside the key range.
 
     .venv/bin/python bench/demo_quality.py [--out DIR] [--reuse] [--n-clips 480]
 
 This is a check of the data design only; the real head training lives in core/training.py.
-Exit status 1 when a target is missed.
+Exit status 1 when a target is missed. Wall times depend on other load on the machine;
+the CPU times printed beside them help tell a busy machine from a slow stage.
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-clips", type=int, default=480)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cnn-budget", type=float, default=60.0, help="CNN training time cap, seconds (0 = none)")
+    ap.add_argument("--cnn-budget", type=float, default=0.0, help="CNN training time cap, seconds (0 = none, as the app)")
     ap.add_argument("--cnn-epochs", type=float, default=None, help="CNN epochs (default: train_demo_cnn's)")
     ap.add_argument("--head-seeds", type=int, default=1, help="head trainings per setting (accuracies averaged)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")

@@ -9,6 +9,7 @@ Commands (each has ``--help``; all share ``--dataset`` and ``--config``):
   priors   class priors of the training split
   train    per-scale MTRN heads + TSN head, validation accuracy per scale
   esvs     batch ESVs of a split -> one Parquet results file
+  faithfulness  deletion/insertion AUCs and key-frame hits of every attribution method
 
 A :class:`~core.errors.UserError` prints ``error: <message>`` to stderr and exits 2.
 """
@@ -271,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="approximation seed")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--out", type=Path, default=None, help="results file (default cache/results/<dataset>/<heads>/esvs-<split>.parquet)")
+
+    from core import faithfulness  # registers its own arguments; imported here to keep start-up light
+
+    faithfulness.add_parser(sub)
     return parser
 
 

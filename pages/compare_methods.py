@@ -66,18 +66,19 @@ with left:
         grid[i % 2].altair_chart(chart, width="stretch", key=f"cm_scores_{i}")
 with right:
     st.markdown("**Deletion ↓ and insertion ↑ curves** of the explained class's probability")
-    for curve, axis in (("deletion", "fraction of frames removed"), ("insertion", "fraction of frames added")):
+    order = list(dict.fromkeys(cmp.curves["method"]))
+    for curve, axis, legend in (("deletion", "fraction of frames removed", True), ("insertion", "fraction of frames added", False)):
         chart = (
             alt.Chart(cmp.curves[cmp.curves["curve"] == curve], title=alt.Title(curve, fontSize=12))
             .mark_line(point=True)
             .encode(
                 x=alt.X("fraction:Q", title=axis),
                 y=alt.Y("prob:Q", title="probability"),
-                color=alt.Color("method:N", title=None, sort=list(dict.fromkeys(cmp.curves["method"])),
-                                legend=alt.Legend(orient="bottom", columns=4)),
+                color=alt.Color("method:N", title=None, sort=order, scale=alt.Scale(domain=order),
+                                legend=alt.Legend(orient="top", columns=2, symbolLimit=0) if legend else None),
                 tooltip=["label", "k", alt.Tooltip("prob:Q", format=".4f")],
             )
-            .properties(height=300)
+            .properties(height=400 if legend else 260)
         )
         st.altair_chart(chart, width="stretch", key=f"cm_{curve}")
     st.dataframe(

@@ -19,6 +19,15 @@ from core.models import MTRNHead, TSNHead
 D, H, C = 12, 16, 7
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spinning slows small ops down."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 def make_heads(nmax: int, dtype=torch.float64, seed: int = 0) -> list[MTRNHead]:
     torch.manual_seed(seed)
     return [MTRNHead(k, D, H, C).to(dtype).eval() for k in range(1, nmax + 1)]
@@ -209,3 +218,13 @@ def test_cuda_matches_cpu(n):
     gpu = explain_multiscale([h.cuda() for h in heads], priors, feats.cuda(), samples_per_scale=64, seed=0, method="surrogate")
     assert gpu.esvs.is_cuda and gpu.n_head_evaluations == cpu.n_head_evaluations
     torch.testing.assert_close(gpu.esvs.cpu(), cpu.esvs, atol=1e-5, rtol=0)
+
+
+def test_thread_count_is_restored():
+    heads, priors, feats = make_heads(4), make_priors(), make_features(6)
+    torch.set_num_threads(2)
+    try:
+        explain_multiscale(heads, priors, feats, samples_per_scale=4, seed=0, method="surrogate")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

@@ -43,6 +43,9 @@ FEATURE_DIM = 256
 
 Progress = Callable[[float, str], None]
 
+# Target value the losses skip (cross_entropy's ignore_index).
+_IGNORE = -100
+
 # Normalisation of [0, 1] pixels; fixed, part of the fingerprinted config.
 _MEAN, _STD = 0.5, 0.25
 
@@ -151,12 +154,13 @@ def _label_list(value: Any, n: int, column: str, narration_id: str) -> np.ndarra
 def _load_training_frames(
     dataset: Any, ids: Sequence[str], size: int, stride: int, rng: np.random.Generator, report: Callable[[int], None]
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Every ``stride``-th frame (random phase) of the clips, downsampled, with labels.
+    """The clips' frames showing the object plus every ``stride``-th other frame, downsampled.
 
-    Returns ``x`` (N, 3, size, size) uint8 and labels ``{"noun","state","action"}`` (N,) int64.
+    Returns ``x`` (N, 3, size, size) uint8 and labels ``{"noun","state","action"}`` (N,)
+    int64, with ``_IGNORE`` where a target is not visible in the frame.
     """
     meta = dataset.meta
-    for col in ("noun_class", "frame_states", "frame_actions"):
+    for col in ("noun_class", "frame_states", "frame_visible", "frame_actions"):
         if col not in meta.columns:
             raise UserError(
                 f"Dataset {getattr(dataset, 'name', '?')!r} lacks the per-frame column {col!r} the demo CNN trains on.",
@@ -167,10 +171,21 @@ def _load_training_frames(
     for id_ in ids:
         row = meta.loc[id_]
         n = int(row["n_frames"]) if "n_frames" in meta.columns else len(row["frame_states"])
-        idx = np.arange(int(rng.integers(stride)) % n, n, stride)
+        visible = _label_list(row["frame_visible"], n, "frame_visible", id_) > 0
+        # Every frame showing the object; every `stride`-th look-away frame (they are
+        # all alike and only teach "idle").
+        away = np.flatnonzero(~visible)
+        idx = np.sort(np.concatenate([np.flatnonzero(visible), away[int(rng.integers(stride)) :: stride]]))
         picks.append(idx)
-        labels["noun"].append(np.full(len(idx), int(row["noun_class"]), dtype=np.int64))
-        labels["state"].append(_label_list(row["frame_states"], n, "frame_states", id_)[idx])
+        # Noun and state are only learnable where the object is in view; elsewhere they
+        # are ignored by the loss (the action target, "idle", still applies).
+        hidden = ~visible[idx]
+        noun = np.full(len(idx), int(row["noun_class"]), dtype=np.int64)
+        state = _label_list(row["frame_states"], n, "frame_states", id_)[idx]
+        noun[hidden] = _IGNORE
+        state[hidden] = _IGNORE
+        labels["noun"].append(noun)
+        labels["state"].append(state)
         labels["action"].append(_label_list(row["frame_actions"], n, "frame_actions", id_)[idx])
     # One preallocated buffer: no concatenation copy of the whole set at the end.
     x = torch.empty((sum(len(i) for i in picks), 3, size, size), dtype=torch.uint8)
@@ -182,18 +197,32 @@ def _load_training_frames(
     return x, {key: torch.from_numpy(np.concatenate(v)) for key, v in labels.items()}
 
 
+def _masked_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the non-ignored targets; 0 when a batch has none."""
+    if bool((target == _IGNORE).all()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, ignore_index=_IGNORE)
+
+
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """uint8 batch -> float input with random flips, a shift and brightness/colour jitter."""
+    """uint8 ``(B, 3, s, s)`` -> float channels_last input: random flips, a shift, brightness/colour jitter.
+
+    Flip and shift run on the uint8 bytes; normalisation and jitter are then one fused
+    multiply-add: ``((x / 255 - mean) / std) * gain + bias``.
+    """
     b = x.shape[0]
-    xf = _normalise(x)
     flip = torch.rand(b, generator=gen) < 0.5
-    xf = torch.where(flip[:, None, None, None], xf.flip(-1), xf)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     pad = max(1, x.shape[-1] // 16)
     dy, dx = (int(v) for v in torch.randint(-pad, pad + 1, (2,), generator=gen))
-    xf = torch.roll(xf, shifts=(dy, dx), dims=(-2, -1))
+    x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
     gain = 1.0 + 0.2 * (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) + 0.1 * (torch.rand(b, 3, 1, 1, generator=gen) - 0.5)
     bias = 0.3 * (torch.rand(b, 1, 1, 1, generator=gen) - 0.5)
-    return xf * gain + bias
+    scale = gain / (255.0 * _STD)
+    shift = bias - gain * (_MEAN / _STD)
+    # channels_last: ~25 % faster convolutions on CPU (mkldnn's preferred layout).
+    out = torch.empty(x.shape, dtype=torch.float32, memory_format=torch.channels_last)
+    return out.copy_(x).mul_(scale).add_(shift)
 
 
 # torch's thread count is process-global: encoders changing it take turns.
@@ -250,7 +279,7 @@ def train_demo_cnn(
     epochs: float = 5.0,
     batch_size: int = 128,
     lr: float = 3e-3,
-    frame_stride: int = 2,
+    away_stride: int = 4,
     seed: int = 0,
     small: bool = False,
     progress: bool | Progress = True,
@@ -263,9 +292,10 @@ def train_demo_cnn(
 
     Args:
         dataset: a :class:`core.data.gulp.GulpClipDataset` of the demo (needs the meta
-            columns ``noun_class``, ``frame_states``, ``frame_actions``).
+            columns ``noun_class``, ``frame_states``, ``frame_visible``, ``frame_actions``).
         out_path: checkpoint file to write (parent folders are created).
-        epochs: passes over the loaded training frames (every ``frame_stride``-th frame).
+        epochs: passes over the loaded training frames (all frames showing the object,
+            every ``away_stride``-th look-away frame).
         batch_size, lr: AdamW settings; the learning rate follows a cosine decay.
         seed: seeds torch and numpy; the result is deterministic for a given seed (up to
             float rounding between CPU thread counts) unless ``time_budget_s`` cuts
@@ -282,7 +312,7 @@ def train_demo_cnn(
     report, close = _progress_fn(progress)
     try:
         with cpu_threads_for_load():
-            return _train(dataset, Path(out_path), epochs, batch_size, lr, frame_stride, seed, small, report, time_budget_s)
+            return _train(dataset, Path(out_path), epochs, batch_size, lr, away_stride, seed, small, report, time_budget_s)
     finally:
         close()
 
@@ -293,7 +323,7 @@ def _train(
     epochs: float,
     batch_size: int,
     lr: float,
-    frame_stride: int,
+    away_stride: int,
     seed: int,
     small: bool,
     report: Progress,
@@ -301,9 +331,9 @@ def _train(
 ) -> Path:
     from core.data.demo import ACTION_FAMILIES, N_STATE_BINS
 
-    if epochs <= 0 or batch_size < 1 or lr <= 0 or frame_stride < 1:
+    if epochs <= 0 or batch_size < 1 or lr <= 0 or away_stride < 1:
         raise UserError(
-            f"Invalid demo CNN settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, frame_stride={frame_stride}).",
+            f"Invalid demo CNN settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, away_stride={away_stride}).",
             "Use positive values.",
         )
     ids = list(dataset.split_ids("train"))
@@ -318,14 +348,14 @@ def _train(
     size = int(config["input_size"])
 
     # Loading is ~10 % of the work; weight it so the bar moves evenly.
-    x, y = _load_training_frames(dataset, ids, size, frame_stride, rng, lambda k: report(0.1 * k / len(ids), f"loading {k}/{len(ids)} clips"))
-    if int(y["noun"].max()) >= n_nouns or int(y["state"].max()) >= N_STATE_BINS or int(y["action"].max()) >= len(ACTION_FAMILIES):
+    x, y = _load_training_frames(dataset, ids, size, away_stride, rng, lambda k: report(0.1 * k / len(ids), f"loading {k}/{len(ids)} clips"))
+    if int(y["noun"].max()) >= n_nouns or int(y["state"].max()) >= N_STATE_BINS or int(y["action"].max()) >= len(ACTION_FAMILIES) or int(y["action"].min()) < 0:
         raise UserError("Demo CNN labels are out of range for this dataset.", "Regenerate the demo dataset.")
     n = x.shape[0]
     steps_per_epoch = max(1, n // batch_size)
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
 
-    model = DemoCNN(config)
+    model = DemoCNN(config).to(memory_format=torch.channels_last)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     weights = {"noun": 1.0, "state": 1.0, "action": 0.5}
@@ -333,7 +363,7 @@ def _train(
     step, done = 0, 0.0
     running: dict[str, float] = {}
     correct = {k: 0 for k in weights}
-    seen = 0
+    seen = {k: 0 for k in weights}
     while done < 1.0:
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
@@ -347,7 +377,7 @@ def _train(
                 group["lr"] = lr * warm * 0.5 * (1.0 + math.cos(math.pi * done))
             idx = perm[start : start + batch_size]
             out = model(_augment(x[idx], gen))
-            losses = {k: F.cross_entropy(out[k], y[k][idx]) for k in weights}
+            losses = {k: _masked_ce(out[k], y[k][idx]) for k in weights}
             loss = sum(weights[k] * losses[k] for k in weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -358,8 +388,9 @@ def _train(
                 running[k] = 0.9 * running.get(k, value) + 0.1 * value
             if done > 0.8:  # training accuracy over the last fifth, for the record
                 for k in weights:
-                    correct[k] += int((out[k].argmax(1) == y[k][idx]).sum())
-                seen += len(idx)
+                    target = y[k][idx]
+                    correct[k] += int((out[k].argmax(1) == target).sum())
+                    seen[k] += int((target != _IGNORE).sum())
             if step % 10 == 0:
                 report(0.1 + 0.9 * done, f"step {step} loss " + " ".join(f"{k} {v:.3f}" for k, v in running.items()))
 
@@ -368,14 +399,14 @@ def _train(
         "train_frames": int(n),
         "seconds": round(time.perf_counter() - t_start, 2),
         "final_losses": {k: round(v, 4) for k, v in running.items()},
-        "train_top1_late": {k: round(correct[k] / seen, 4) for k in weights} if seen else {},
+        "train_top1_late": {k: round(correct[k] / seen[k], 4) for k in weights if seen[k]},
     }
     model.eval()
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": config,
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()},
         "metrics": metrics,
         "seed": int(seed),
     }

@@ -117,13 +117,13 @@ class ClipSpec:
 
 
 def _key_range(rng: np.random.Generator, n_frames: int) -> tuple[int, int]:
-    """Contiguous key range covering 35-60 % of the clip, placed symmetrically in time.
+    """Contiguous key range covering 50-75 % of the clip, placed symmetrically in time.
 
     Symmetric placement matters: it makes the before/after states equally frequent for
     both verbs of a pair, so single frames carry no direction information.
     """
-    length = max(6, int(round(n_frames * rng.uniform(0.35, 0.6))))
-    margin = int(round(0.12 * n_frames))
+    length = max(6, int(round(n_frames * rng.uniform(0.5, 0.75))))
+    margin = int(round(0.08 * n_frames))
     start = int(rng.integers(margin, n_frames - margin - length + 1))
     return start, start + length
 
@@ -402,9 +402,12 @@ class _Sink:
         g = self.geo
         _segment(img, self.base, self.lever_end(lever), g.l(0.03), _c(*_CHROME))
         if water > 0.02:
-            width = g.l(0.012 + 0.03 * water) * (1.0 + 0.1 * math.sin(t * 1.7))
-            _segment(img, self.spout, (self.floor_y, self.spout[1]), width, _c(*_WATER), alpha=0.35 + 0.5 * water)
-            _ellipse(img, self.floor_y, self.spout[1], g.l(0.02 + 0.02 * water), g.l(0.03 + 0.06 * water), _c(225, 240, 250), alpha=0.6 * water)
+            # A pool spreading in the basin, a widening stream and a splash: the water
+            # state must stay readable at the demo CNN's 64 px input.
+            _ellipse(img, self.floor_y, self.spout[1], g.l(0.04 + 0.1 * water), g.l(0.07 + 0.17 * water), _c(120, 175, 225), alpha=0.6 * water)
+            width = g.l(0.02 + 0.05 * water) * (1.0 + 0.1 * math.sin(t * 1.7))
+            _segment(img, self.spout, (self.floor_y, self.spout[1]), width, _c(*_WATER), alpha=0.5 + 0.4 * water)
+            _ellipse(img, self.floor_y, self.spout[1], g.l(0.02 + 0.03 * water), g.l(0.03 + 0.07 * water), _c(235, 245, 252), alpha=0.8 * water)
 
 
 # ----------------------------------------------------------------------------- nouns
@@ -637,7 +640,7 @@ class _Utensil:
         self.geo, self.noun = geo, noun
         self.angle = rng.uniform(-0.6, 0.6) + (math.pi / 2 if rng.random() < 0.5 else 0.0)
         # Palettes keep nouns apart: saturated cups, pale plates, dark pans, black/brown
-        # knife handles with a bright blade, purple/golden onions, orange carrots.
+        # knife handles with a bright blade, purple onions, orange carrots.
         if noun == "plate":
             self.color = _pick(rng, [(242, 242, 238), (238, 228, 204), (206, 224, 240)], 8)
         elif noun == "cup":
@@ -645,9 +648,9 @@ class _Utensil:
         elif noun == "knife":
             self.color = _pick(rng, [(28, 28, 28), (104, 64, 36)], 10)
         elif noun == "pan":
-            self.color = _pick(rng, [(48, 48, 54), (84, 84, 90), (44, 62, 92)], 8)
+            self.color = _pick(rng, [(40, 40, 44), (70, 70, 76)], 8)
         elif noun == "onion":
-            self.color = _pick(rng, [(150, 70, 130), (196, 150, 70)], 12)
+            self.color = _pick(rng, [(150, 70, 130), (196, 116, 168)], 12)
         else:  # carrot
             self.color = _vary(rng, (242, 126, 28), 12)
 
@@ -833,11 +836,12 @@ class _Hand:
         root = (g.canvas + g.l(0.15), g.p(0, self.shoulder_x)[1])
         wrist = (y + g.l(0.05), x + g.l(0.02 if self.right else -0.02))
         mid = (root[0] + (wrist[0] - root[0]) * 0.55, root[1] + (wrist[1] - root[1]) * 0.55)
-        _segment(img, root, mid, g.l(0.13), self.sleeve)
-        _segment(img, mid, wrist, g.l(0.1), self.skin)
-        _ellipse(img, y, x, g.l(0.055), g.l(0.05), self.skin)
-        thumb_dx = g.l(-0.05 if self.right else 0.05)
-        _ellipse(img, y + g.l(0.01), x + thumb_dx, g.l(0.02), g.l(0.03), _shade(self.skin, 0.92))
+        # Slim on purpose: a thick arm would hide the object the frame is about.
+        _segment(img, root, mid, g.l(0.085), self.sleeve)
+        _segment(img, mid, wrist, g.l(0.06), self.skin)
+        _ellipse(img, y, x, g.l(0.04), g.l(0.035), self.skin)
+        thumb_dx = g.l(-0.035 if self.right else 0.035)
+        _ellipse(img, y + g.l(0.01), x + thumb_dx, g.l(0.015), g.l(0.022), _shade(self.skin, 0.92))
 
 
 # ----------------------------------------------------------------------------- clips
@@ -847,7 +851,7 @@ def _schedule(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame latent ``state`` (T,) in [0, 1] and camera ``gaze`` (T,) in [0, 1].
 
     ``gaze`` 1 = looking away from the object (every frame outside the key range),
-    0 = looking at it. The key range opens and closes with a short pan (~20 % of it
+    0 = looking at it. The key range opens and closes with a short pan (~15 % of it
     each); between the pans the state ramps smoothly from s0 to s1 (s0 = 0, s1 = 1 for
     open/take/turn-on, reversed for close/put/turn-off, 0 throughout for wash/cut).
     The schedule is symmetric under time reversal, so a verb and its reverse differ in
@@ -856,7 +860,7 @@ def _schedule(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
     _family, direction = _VERB_DYNAMICS[spec.verb]
     t = np.arange(spec.n_frames, dtype=np.float64)
     ks, ke = spec.key_start, spec.key_stop
-    n_pan = max(1, int(round(0.2 * (ke - ks))))
+    n_pan = max(1, int(round(0.15 * (ke - ks))))
     pan_in = np.clip(1.0 - (t - ks + 1) / (n_pan + 1), 0.0, 1.0)
     pan_out = np.clip(1.0 - (ke - t) / (n_pan + 1), 0.0, 1.0)
     gaze = np.where((t >= ks) & (t < ke), np.maximum(pan_in, pan_out), 1.0)

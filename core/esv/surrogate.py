@@ -38,9 +38,12 @@ and n <= ``enumerate_up_to`` the result is the exact ESVs.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -57,6 +60,35 @@ RIDGE_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100
 
 # Rows of (sampled subsets x evaluated subsets) containment handled at once.
 _CONTAIN_CHUNK = 4096
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"depth": 0, "saved": 1}
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """One intra-op thread while the estimator runs on CPU.
+
+    Its work is hundreds of small ops (tensors of at most a few million elements):
+    a second thread gains little on an idle CPU, and on a busy 2-core machine each
+    parallel op can stall waiting for it (measured here: 0.2 s with one thread,
+    3-12 s with two, at n = 32). Nested and concurrent uses restore the count once.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])
 
 
 # ----------------------------------------------------------------------------- design
@@ -153,21 +185,20 @@ def _fit_additive(combos: torch.Tensor, logits: torch.Tensor, n: int, grid: tupl
     x.scatter_(1, slots * span + combos - slots, 1.0)
     x_mean, y_mean = x.mean(dim=0), logits.mean(dim=0)
     a, b = x - x_mean, logits - y_mean
-    # ridge through the eigenbasis of the centred Gram: one decomposition serves every strength
-    evals, evecs = torch.linalg.eigh(a.T @ a)
-    keep = evals > evals.max().clamp(min=1e-300) * 1e-10
-    evals, evecs = evals[keep], evecs[:, keep]
-    proj = a @ evecs  # (N, r) = U * sv
-    ptb = proj.T @ b  # (r, C)
-    best_lam, best_err = grid[0], math.inf
+    gram, rhs = a.T @ a, torch.cat([a.T @ b, a.T], dim=1)  # (p, p), (p, C + N)
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    c = b.shape[1]
+    best_lam, best_err, coef = grid[0], math.inf, None
     for lam in grid:
-        inv = 1.0 / (evals + lam)
-        fitted = proj @ (inv[:, None] * ptb)
-        leverage = (proj**2 * inv).sum(dim=1) + 1.0 / num
+        # Cholesky per strength: robust to the design's repeated eigenvalues (LAPACK's
+        # threaded eigensolvers can stall on them), and lam > 0 keeps it positive definite.
+        sol = torch.cholesky_solve(rhs, torch.linalg.cholesky(gram + lam * eye))
+        fitted = a @ sol[:, :c]
+        leverage = (a * sol[:, c:].T).sum(dim=1) + 1.0 / num  # diag of the hat matrix (+ intercept)
         loo = ((b - fitted) / (1.0 - leverage).clamp(min=1e-9)[:, None]).pow(2).sum().item()
-        if loo < best_err:
-            best_lam, best_err = lam, loo
-    coef = evecs @ (ptb / (evals + best_lam)[:, None])  # (s*span, C)
+        if coef is None or loo < best_err:
+            best_lam, best_err, coef = lam, loo, sol[:, :c]
+    assert coef is not None
     bias = y_mean - x_mean @ coef
     effects = torch.zeros(s, n, logits.shape[1], dtype=torch.float64, device=logits.device)
     for j in range(s):
@@ -267,7 +298,7 @@ def _rank_tables(models: list[_ScaleModel], n: int, nmax: int) -> list[tuple[tor
             s = model.s
             r, j = np.arange(t)[:, None], np.arange(s)[None, :]
             p = _binom(pas, r, j) * _binom(pas, t - 1 - r, s - 1 - j) / pas[t, s]
-            table += torch.einsum("rj,jic->ric", torch.as_tensor(p, device=table.device), model.effects)
+            table += (torch.as_tensor(p, device=table.device) @ model.effects.reshape(s, -1)).view_as(table)
             bias += model.bias
         out.append(((table / m).reshape(t * n, -1), bias / m))
     return out
@@ -479,6 +510,10 @@ class AdditiveSurrogateESV(ESVEstimator):
         self.ridge_grid = tuple(float(x) for x in ridge_grid)
 
     def _run(self, game: Game, priors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool, dict]:
+        with _one_cpu_thread(priors.device):
+            return self._estimate(game, priors)
+
+    def _estimate(self, game: Game, priors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool, dict]:
         if not isinstance(game, MultiscaleGame):
             raise ValueError(
                 "the additive-surrogate estimator models single-scale heads: use it through explain_multiscale "

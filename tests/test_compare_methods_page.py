@@ -1,0 +1,51 @@
+"""The "Compare methods" page through ``streamlit.testing.v1.AppTest`` on the small
+demo (built once per test session; a no-op when another module built it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from core.faithfulness import compare_clip_methods  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare_methods.py")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    saved = os.environ.get("PLAYFAIR_CONFIG")
+    os.environ["PLAYFAIR_CONFIG"] = str(tmp_path_factory.getbasetemp() / "compare-methods-config.toml")
+    ws = Workspace("demo-small")
+    ws.build()
+    from app import ui
+
+    ui.reset_workspaces()
+    yield ws
+    ui.reset_workspaces()
+    if saved is None:
+        os.environ.pop("PLAYFAIR_CONFIG", None)
+    else:
+        os.environ["PLAYFAIR_CONFIG"] = saved
+
+
+def test_page_draws_every_method_and_both_curves(demo):
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["pf_dataset"] = "demo-small"
+    at.session_state["cm_methods"] = ["esv", "loo", "random"]
+    at.session_state["pf_n"] = 4
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("vega_lite_chart")) == 3 + 2  # one score chart per method, deletion, insertion
+    clip = demo.clips().index[0]
+    cmp = compare_clip_methods(demo, clip, task="verb", n_frames=4, target="ground_truth", methods=["esv", "loo", "random"])
+    shown = at.dataframe[0].value
+    assert list(shown["method"]) == list(cmp.summary["label"])
+    assert shown["deletion_auc"].tolist() == pytest.approx(cmp.summary["deletion_auc"].tolist())
+    assert any("Not computed yet" in i.value for i in at.info)  # no split table until computed
