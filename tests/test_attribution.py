@@ -25,13 +25,7 @@ from core.models import MTRNHead, MultiscaleModel, TSNHead
 D, H, C = 10, 16, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning slows small ops down."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def heads(nmax: int = 4) -> list[MTRNHead]:

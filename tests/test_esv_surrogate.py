@@ -19,13 +19,7 @@ from core.models import MTRNHead, TSNHead
 D, H, C = 12, 16, 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning slows small ops down."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_heads(nmax: int, dtype=torch.float64, seed: int = 0) -> list[MTRNHead]:

@@ -8,13 +8,7 @@ import torch
 from core.backbones.resnet import ResNet50, resnet50_state_shapes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _expected_torchvision_keys() -> dict[str, tuple[int, ...]]:

@@ -26,13 +26,7 @@ from core.backbones.trn_checkpoint import (
 from core.errors import UserError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 N_CLASSES = 97 + 300
