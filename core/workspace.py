@@ -818,7 +818,9 @@ class Workspace:
             from core.data.demo import build_demo_dataset
 
             progress(0.0, "rendering demo clips")
-            build_demo_dataset(self.dataset_root, **DEMO_PRESETS[self.name]["dataset"], progress=show_tqdm)
+            build_demo_dataset(
+                self.dataset_root, **DEMO_PRESETS[self.name]["dataset"], progress=show_tqdm, on_progress=progress
+            )
         else:
             from core.data.epic import ingest_epic
 

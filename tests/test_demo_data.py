@@ -136,9 +136,14 @@ def test_frames_outside_the_key_range_carry_no_evidence(plan: list) -> None:
 
 
 def test_tiny_dataset_round_trip(tmp_path: Path) -> None:
-    root = build_demo_dataset(tmp_path / "demo", n_clips=24, size=64, seed=3, progress=False)
+    reported: list[float] = []
+    root = build_demo_dataset(
+        tmp_path / "demo", n_clips=24, size=64, seed=3, progress=False, on_progress=lambda f, _msg: reported.append(f)
+    )
     ds = GulpClipDataset(root)
     assert len(ds) == 24
+    # the app's progress bar moves clip by clip
+    assert len(reported) == 24 and reported == sorted(reported) and reported[0] == 0.0 and reported[-1] < 1.0
     assert ds.verb_names == VERBS and ds.noun_names == NOUNS
     info = json.loads((root / "dataset.json").read_text())
     assert info["kind"] == "demo" and info["seed"] == 3 and info["n_clips"] == 24 and info["size"] == 64

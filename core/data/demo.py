@@ -38,7 +38,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -984,7 +984,15 @@ def generate_clip(spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray,
 # ----------------------------------------------------------------------------- on disk
 
 
-def build_demo_dataset(out_root: Path, *, n_clips: int = 480, size: int = 128, seed: int = 0, progress: bool = True) -> Path:
+def build_demo_dataset(
+    out_root: Path,
+    *,
+    n_clips: int = 480,
+    size: int = 128,
+    seed: int = 0,
+    progress: bool = True,
+    on_progress: Callable[[float, str], None] | None = None,
+) -> Path:
     """Generate the demo dataset into ``out_root`` (resumable) and return ``out_root``.
 
     Writes ``out_root/gulp`` (through :func:`core.data.gulp.write_gulp`),
@@ -1021,8 +1029,14 @@ def build_demo_dataset(out_root: Path, *, n_clips: int = 480, size: int = 128, s
     def loader(spec: ClipSpec) -> Callable[[], list[np.ndarray]]:
         return lambda: list(generate_clip(spec, clip_rng(seed, spec.index))[0])
 
-    segments = (SegmentToWrite(meta=clip_meta(s), load_frames=loader(s)) for s in specs)
-    report = write_gulp(out_root / "gulp", segments, progress=progress, desc="demo clips", total=len(specs))
+    def segments() -> Iterator[SegmentToWrite]:
+        # write_gulp pulls segments one at a time, so yielding marks the clip being written.
+        for i, spec in enumerate(specs):
+            if on_progress is not None:
+                on_progress(i / len(specs), f"rendering demo clip {i + 1}/{len(specs)}")
+            yield SegmentToWrite(meta=clip_meta(spec), load_frames=loader(spec))
+
+    report = write_gulp(out_root / "gulp", segments(), progress=progress, desc="demo clips", total=len(specs))
     if report.failed:
         raise UserError(f"Demo generation failed for {len(report.failed)} clips: {report.failed[:3]}", "Rerun; report a bug if it persists.")
     write_class_csvs(out_root, VERBS, NOUNS)
