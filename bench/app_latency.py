@@ -10,20 +10,26 @@ Two measurements on the built dataset (default: the demo):
 2. AppTest: the whole explore page script rerun after changing the clip selectbox
    (``streamlit.testing.v1.AppTest``), warm.
 
-The browser adds its own rendering on top; tests/test_browser.py measures that end
-to end (click -> chart drawn) in Chromium.
+The browser adds its own rendering on top: ``--browser`` runs tests/test_browser.py
+(Chromium + Playwright on the small demo), which measures click -> chart drawn and
+writes test-artifacts/browser_latency.json, and checks its warm median against
+``PLAYFAIR_LATENCY_LIMIT_S`` (default 1.5 s: the target is 0.5 s on an otherwise idle
+2-core machine; CI boxes shared with other jobs are slower).
 
 Usage::
 
     python bench/app_latency.py                 # demo (built with `python -m core demo`)
     python bench/app_latency.py --dataset demo-small --clips 6 --json out.json
+    python bench/app_latency.py --browser       # end to end in Chromium
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BUDGET_S = 0.5
+BROWSER_REPORT = ROOT / "test-artifacts" / "browser_latency.json"  # written by tests/test_browser.py
 
 
 def _stats(xs: list[float]) -> dict[str, float]:
@@ -47,7 +54,7 @@ def _stats(xs: list[float]) -> dict[str, float]:
 def core_and_chart(dataset: str, clips: list[str], n_frames: int, repeats: int) -> dict[str, object]:
     import numpy as np
 
-    from app import ui
+    from app import charts
     from core.workspace import Workspace
 
     ws = Workspace(dataset)
@@ -61,14 +68,14 @@ def core_and_chart(dataset: str, clips: list[str], n_frames: int, repeats: int) 
         ws.explain(clip, task="noun", n_frames=n_frames)
         t["explain_other_task"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        table = ui.esv_frame_table(ex.esvs, ex.frame_indices, clip=clip)
-        spec = ui.esv_bar_chart(table).to_dict()
+        table = charts.esv_frame_table(ex.esvs, ex.frame_indices, clip=clip)
+        spec = charts.esv_bar_chart(table).to_dict()
         t["chart"] = time.perf_counter() - t2
-        assert len(spec["datasets"][ui.ESV_DATA]) == ex.n_frames
+        assert len(spec["datasets"][charts.ESV_DATA]) == ex.n_frames
         t["to_chart"] = time.perf_counter() - t0
         t3 = time.perf_counter()
         frames = ws.dataset.frames(clip, ex.frame_indices)
-        ui.tinted_thumbnails(frames, np.asarray(ex.esvs), min_size=128)
+        charts.tinted_thumbnails(frames, np.asarray(ex.esvs), min_size=128)
         t["thumbnails"] = time.perf_counter() - t3
         t["total"] = time.perf_counter() - t0
         return t
@@ -104,6 +111,21 @@ def apptest_rerun(dataset: str, clips: list[str], repeats: int) -> dict[str, obj
     return {"warm_rerun": _stats(times)}
 
 
+def browser_check(limit_s: float) -> int:
+    """Run the browser test, then check its warm click -> chart latency; 0 when within ``limit_s``."""
+    BROWSER_REPORT.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_browser.py"]
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0 or not BROWSER_REPORT.exists():
+        print("the browser test failed or was skipped: no latency measured", file=sys.stderr)
+        return 2
+    report = json.loads(BROWSER_REPORT.read_text())
+    warm = float(report["warm_median_s"])
+    ok = warm <= limit_s
+    print(f"browser, pick clip -> chart drawn: warm median {warm:.3f} s (cold {report['cold_s']}), "
+          f"bound {limit_s:.2f} s, target {BUDGET_S:.2f} s: {'OK' if ok else 'OVER'}")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="demo")
@@ -111,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--browser", action="store_true", help="run tests/test_browser.py and check its click -> chart latency")
     args = ap.parse_args(argv)
+    if args.browser:
+        return browser_check(float(os.environ.get("PLAYFAIR_LATENCY_LIMIT_S", "1.5")))
 
     from core.errors import UserError
     from core.workspace import Workspace
@@ -127,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    import os
 
     result = {
         "dataset": args.dataset,

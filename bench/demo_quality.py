@@ -33,11 +33,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.backbones.demo_cnn import DemoCNNEncoder, cpu_threads_for_load, train_demo_cnn  # noqa: E402
+from core.backbones.demo_cnn import DemoCNNEncoder, train_demo_cnn  # noqa: E402
 from core.data.demo import build_demo_dataset  # noqa: E402
 from core.data.gulp import GulpClipDataset  # noqa: E402
 from core.data.sampling import random_ordered_indices, segment_centre_indices  # noqa: E402
 from core.models import MTRNHead  # noqa: E402
+from core.runtime import torch_threads  # noqa: E402
 
 
 def extract_all(ds: GulpClipDataset, enc: DemoCNNEncoder, root: Path) -> dict[str, np.ndarray]:
@@ -45,7 +46,7 @@ def extract_all(ds: GulpClipDataset, enc: DemoCNNEncoder, root: Path) -> dict[st
     from core.features import FeatureStore
 
     store = FeatureStore(root, enc, ds, stride=1)
-    store.extract_all(progress=False, device="cpu")
+    store.extract_all(device="cpu")
     return {id_: store.get(id_) for id_ in ds.ids}
 
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             if data_root.exists():
                 shutil.rmtree(data_root)
             c = time.process_time()
-            build_demo_dataset(data_root, n_clips=args.n_clips, size=args.size, seed=args.seed, progress=False)
+            build_demo_dataset(data_root, n_clips=args.n_clips, size=args.size, seed=args.seed)
             times["generate"] = time.perf_counter() - t
             cpu["generate"] = time.process_time() - c
         ds = GulpClipDataset(data_root)
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.reuse and ckpt.exists()):
             kw = {} if args.cnn_epochs is None else {"epochs": args.cnn_epochs}
             c = time.process_time()
-            train_demo_cnn(ds, ckpt, seed=args.seed, progress=False, time_budget_s=args.cnn_budget or None, **kw)
+            train_demo_cnn(ds, ckpt, seed=args.seed, time_budget_s=args.cnn_budget or None, **kw)
             times["cnn_train"] = time.perf_counter() - t
             cpu["cnn_train"] = time.process_time() - c
         enc = DemoCNNEncoder(ckpt)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         res: dict[tuple[str, int], float] = {}
         per_verb: dict[int, np.ndarray] = {}
         t = time.perf_counter()
-        threads = cpu_threads_for_load()
+        threads = torch_threads("load")
         threads.__enter__()
         for task, n_classes in (("verb", len(ds.verb_names)), ("noun", len(ds.noun_names))):
             labels = {i: int(meta.at[i, f"{task}_class"]) for i in ds.ids}

@@ -2,9 +2,9 @@
 
 Estimators (all for the explained = predicted class):
 
-* ``constructive``: the Play Fair paper's sampler (``ConstructiveSamplingESV``),
+* ``constructive``: the Play Fair paper's sampler (``core.shapley.ConstructiveSampler``),
   ``samples_per_scale`` in ``--budgets``.
-* ``surrogate``: ``AdditiveSurrogateESV`` (balanced design + additive head surrogate +
+* ``surrogate``: ``core.shapley.AdditiveSurrogate`` (balanced design + additive head surrogate +
   Shapley values of the surrogate game), same ``samples_per_scale`` = same head budget.
 * ``surrogate-sampled``: the same with the surrogate game's Shapley values sampled
   (the path used above 16 frames), to show what that path adds.
@@ -41,10 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import machine, random_clip, random_heads, random_priors  # noqa: E402
 
-from core.esv import AdditiveSurrogateESV, explain_multiscale  # noqa: E402
-from core.esv.evaluation import eval_mode  # noqa: E402
-from core.esv.games import MultiscaleGame  # noqa: E402
-from core.esv.subsets import subset_levels  # noqa: E402
+from core.esv import explain_multiscale  # noqa: E402
+from core.models.evaluation import eval_mode  # noqa: E402
+from core.shapley import AdditiveSurrogate, MultiscaleGame  # noqa: E402
+from core.shapley.approximators import per_size_cost  # noqa: E402
+from core.shapley.subsets import subset_levels  # noqa: E402
 
 REFERENCE = {(12, 128): 0.0264, (16, 128): 0.161}  # the paper's implementation, measured here
 TARGETS = {12: 0.003, 16: 0.016}  # issue #5: surrogate at the paper's 128-per-scale budget
@@ -113,7 +114,7 @@ def probs_table(heads, features: torch.Tensor, cls: int, priors: torch.Tensor) -
     out = np.empty(1 << n, dtype=np.float64)
     out[0] = float(priors[cls])
     with eval_mode(heads):
-        game = MultiscaleGame(heads, features)
+        game = MultiscaleGame(heads, features, priors.double().to(features.device))
         previous = None
         for level in subset_levels(n, features.device)[1:]:
             logits = game.level_logits(level, previous)
@@ -169,9 +170,8 @@ def run_surrogate_sampled(row: Row, heads, priors, clips: list[Clip], seeds: int
         for seed in range(seeds):
             with eval_mode(heads):
                 start = time.perf_counter()
-                res = AdditiveSurrogateESV(sps, seed, enumerate_up_to=0).explain(
-                    MultiscaleGame(heads, clip.features), priors.double().to(clip.features.device)
-                )
+                game = MultiscaleGame(heads, clip.features, priors.double().to(clip.features.device))
+                res = AdditiveSurrogate(enumerate_up_to=0).approximate(game, per_size_cost(game, sps), seed)
                 row.seconds.append(time.perf_counter() - start)
             row.errors.append(normalised_error(res.esvs[:, clip.cls], clip.exact))
             row.evals.append(res.n_head_evaluations)

@@ -22,27 +22,16 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from core.analysis import faithfulness_cli
+from core.analysis.batch import compute_batch_esvs, read_results
+from core.data.sources import dataset_names
 from core.errors import UserError
+from core.models.training import TrainConfig, format_accuracy
+from core.pipeline.steps import StepReport
+from core.runtime import TASKS, TqdmProgress
+from core.workspace import Workspace
 
-DATASETS = ["demo", "demo-small", "epic"]
-
-
-class _Bar:
-    """A tqdm bar driven by ``progress(fraction, message)`` callbacks."""
-
-    def __init__(self, desc: str, enabled: bool = True) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=1000, desc=desc, disable=not enabled, bar_format="{desc} {percentage:3.0f}%|{bar:30}| {elapsed}<{remaining}")
-        self._desc = desc
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self._bar.n = int(max(0.0, min(1.0, fraction)) * 1000)
-        self._bar.set_description_str(f"{self._desc}: {message}"[:70], refresh=False)
-        self._bar.refresh()
-
-    def close(self) -> None:
-        self._bar.close()
+DATASETS = dataset_names()
 
 
 def _parse_frames(text: str) -> list[int]:
@@ -62,24 +51,19 @@ def _parse_frames(text: str) -> list[int]:
     return out
 
 
-def _workspace(args: argparse.Namespace, **kwargs):
-    from core.workspace import Workspace
-
-    return Workspace(args.dataset, args.config, **kwargs)
+def _workspace(args: argparse.Namespace, **kwargs: object) -> Workspace:
+    return Workspace(args.dataset, args.config, **kwargs)  # type: ignore[arg-type]
 
 
-def _print_reports(reports) -> None:
+def _print_reports(reports: Sequence[StepReport]) -> None:
     for r in reports:
         state = "already built" if r.skipped else f"{r.seconds:6.1f} s"
         print(f"  {r.name:9} {state:>13}  {r.detail}")
 
 
-def _build(ws, steps: Sequence[str] | None, desc: str, force: bool = False, quiet: bool = False):
-    bar = _Bar(desc, enabled=not quiet)
-    try:
+def _build(ws: Workspace, steps: Sequence[str] | None, desc: str, force: bool = False, quiet: bool = False) -> list[StepReport]:
+    with TqdmProgress(desc, enabled=not quiet) as bar:
         return ws.build(steps, progress=bar, force=force)
-    finally:
-        bar.close()
 
 
 # ----------------------------------------------------------------------------- commands
@@ -96,8 +80,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from core.training import format_accuracy
-
     dataset = "demo-small" if args.small else "demo"
     args.dataset = dataset
     ws = _workspace(args)
@@ -138,16 +120,10 @@ def _demo_targets(acc) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    if ws.kind == "epic":
-        epic = ws.config.setdefault("epic", {})
-        for key in ("frames_dir", "annotations", "verb_classes", "noun_classes", "checkpoint", "heads_dir", "participant"):
-            value = getattr(args, key)
-            if value is not None:
-                epic[key] = str(Path(value).expanduser().resolve()) if key != "participant" else value
-        if args.frame_stride is not None:
-            epic["frame_stride"] = args.frame_stride
+    taken = ws.source.take_cli_settings(vars(args))
+    if taken:
         ws.save_config()
-        print(f"saved EPIC settings to {ws.config_path}")
+        print(f"saved {taken} to {ws.config_path}")
     _print_reports(_build(ws, ["dataset"], "ingest", force=args.force, quiet=args.quiet))
     return 0
 
@@ -161,7 +137,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_priors(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     _print_reports(_build(ws, ["dataset", "priors"], "priors", force=args.force, quiet=args.quiet))
-    for task in ("verb", "noun"):
+    for task in TASKS:
         p = ws.priors(task)
         names = ws.class_names(task)
         top = p.argsort(descending=True)[:5].tolist()
@@ -170,8 +146,6 @@ def cmd_priors(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.training import TrainConfig, format_accuracy
-
     overrides = {}
     for key in ("epochs", "hidden_dim", "seed", "lr", "dropout", "batch_size"):
         if getattr(args, key) is not None:
@@ -195,17 +169,12 @@ def cmd_esvs(args: argparse.Namespace) -> int:
     if missing:
         s = missing[0]
         raise UserError(f"The {s.name} step of dataset {ws.name} is not built ({s.detail}).", f"Run `{s.how}` first.")
-    bar = _Bar("esvs", enabled=not args.quiet)
     t0 = time.perf_counter()
-    try:
-        out = ws.batch_esvs(
-            split=args.split, out_path=args.out, progress=bar, n_frames=args.frames, tasks=args.tasks, models=args.models,
+    with TqdmProgress("esvs", enabled=not args.quiet) as bar:
+        out = compute_batch_esvs(
+            ws, split=args.split, out_path=args.out, progress=bar, n_frames=args.frames, tasks=args.tasks, models=args.models,
             samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=args.seed, limit=args.limit,
         )
-    finally:
-        bar.close()
-    from core.batch import read_results
-
     df = read_results(out)
     ok = df[df.status == "ok"]
     print(f"wrote {out}: {len(df)} rows, {ok.narration_id.nunique()} clips, {(df.status != 'ok').sum()} skipped (clip too short), {time.perf_counter() - t0:.1f} s")
@@ -236,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ingest", cmd_ingest, "gulp EPIC frames + annotations into datasets/epic (settings are saved to the config)")
     p.add_argument("--frames-dir", dest="frames_dir", help="folder holding <participant>/<video_id>/frame_0000000001.jpg")
     p.add_argument("--annotations", help="EPIC annotation file (.pkl or .csv)")
+    p.add_argument("--val-annotations", dest="val_annotations", help="optional second annotation file whose clips form the val split (EPIC_100_validation.pkl)")
     p.add_argument("--verb-classes", dest="verb_classes", help="EPIC_100_verb_classes.csv")
     p.add_argument("--noun-classes", dest="noun_classes", help="EPIC_100_noun_classes.csv")
     p.add_argument("--checkpoint", help="EPIC TRN RGB checkpoint (backbone for features)")
@@ -273,9 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--out", type=Path, default=None, help="results file (default cache/results/<dataset>/<heads>/esvs-<split>.parquet)")
 
-    from core import faithfulness  # registers its own arguments; imported here to keep start-up light
-
-    faithfulness.add_parser(sub)
+    faithfulness_cli.add_parser(sub)
     return parser
 
 

@@ -27,15 +27,15 @@ import tempfile
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
+from typing import Iterable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from core.backbones.base import DeviceLike, FrameEncoder
 from core.errors import UserError
 from core.io_utils import atomic_write_bytes, atomic_write_text
+from core.runtime import Progress, or_silent
 
 LOG = logging.getLogger(__name__)
 
@@ -255,10 +255,9 @@ class FeatureStore:
     def extract_all(
         self,
         ids: Iterable[str] | None = None,
-        progress: bool = True,
+        progress: Progress | None = None,
         device: DeviceLike = None,
         batch_size: int = 64,
-        on_progress: Callable[[int, int, str], None] | None = None,
     ) -> ExtractReport:
         """Extract every clip not yet on disk (all of the dataset by default).
 
@@ -268,10 +267,9 @@ class FeatureStore:
 
         Args:
             ids: narration_ids to extract (default: ``dataset.meta.index``).
-            progress: show a tqdm bar.
+            progress: gets the fraction of clips done after each clip ("12/48 clips").
             device: encoder device (default: CUDA if available).
             batch_size: frames per forward pass.
-            on_progress: called as ``(done, total, narration_id)`` after each clip (for UIs).
         """
         self.check()
         all_ids = [str(i) for i in (self.dataset.meta.index if ids is None else ids)]
@@ -280,26 +278,21 @@ class FeatureStore:
         todo = [i for i in all_ids if not self.has(i)]
         skipped = len(all_ids) - len(todo)
         total = len(all_ids)
-        bar = tqdm(total=total, initial=skipped, disable=not progress, unit="clip", desc=f"features {self.dataset.name}")
-        if on_progress is not None and skipped:
-            on_progress(skipped, total, "")
+        report = or_silent(progress)
+        if skipped:
+            report(skipped / max(total, 1), f"{skipped}/{total} clips")
         done = 0
-        try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-reader") as pool:
-                pending: Future | None = pool.submit(self._read_frames, todo[0]) if todo else None
-                for k, id_ in enumerate(todo):
-                    chunks = pending.result()  # type: ignore[union-attr]
-                    pending = pool.submit(self._read_frames, todo[k + 1]) if k + 1 < len(todo) else None
-                    try:
-                        self._encode_and_write(id_, chunks, device, batch_size)
-                    except BaseException:
-                        if pending is not None:
-                            pending.cancel()
-                        raise
-                    done += 1
-                    bar.update(1)
-                    if on_progress is not None:
-                        on_progress(skipped + done, total, id_)
-        finally:
-            bar.close()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-reader") as pool:
+            pending: Future | None = pool.submit(self._read_frames, todo[0]) if todo else None
+            for k, id_ in enumerate(todo):
+                chunks = pending.result()  # type: ignore[union-attr]
+                pending = pool.submit(self._read_frames, todo[k + 1]) if k + 1 < len(todo) else None
+                try:
+                    self._encode_and_write(id_, chunks, device, batch_size)
+                except BaseException:
+                    if pending is not None:
+                        pending.cancel()
+                    raise
+                done += 1
+                report((skipped + done) / total, f"{skipped + done}/{total} clips")
         return ExtractReport(extracted=done, skipped=skipped)

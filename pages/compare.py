@@ -7,18 +7,18 @@ import math
 
 import streamlit as st
 
-from app import ui
-from core.compare import compare_clip, sweep_samples
+from app import charts, state
+from core.analysis.compare import compare_clip, exhaustive_samples_per_scale, sweep_samples
 from core.errors import UserError
 
-ui.keep_shared_state()
+state.keep_shared_state()
 st.title("Exact vs approximate")
 
-ws = ui.pick_dataset()
-clip_id = ui.pick_clip(ws)
-settings = ui.explain_controls(ws, clip_id, method=False)
+ws = state.pick_dataset()
+clip_id = state.pick_clip(ws)
+settings = state.explain_controls(ws, clip_id, method=False)
 n = settings["n_frames"]
-largest_level = math.comb(n, n // 2)
+largest_level = exhaustive_samples_per_scale(n)  # from here on the sampler draws every subset
 
 st.session_state.setdefault("cmp_sps", 16)
 st.session_state.setdefault("cmp_iter", 1)
@@ -37,7 +37,7 @@ sweep = a4.multiselect("Sweep: samples per scale", sweep_options, key="cmp_sweep
 try:
     cmp = compare_clip(ws, clip_id, **settings, samples_per_scale=sps, iterations=iterations, seeds=range(n_seeds))
 except UserError as exc:
-    ui.show_error(exc)
+    state.show_error(exc)
     st.stop()
 
 exact, approx = cmp.summary.iloc[0], cmp.summary.iloc[1]
@@ -56,10 +56,10 @@ m[5].metric("head evaluations", f"{int(approx['head_evaluations']):,}", delta=f"
 left, right = st.columns([3, 2], gap="medium")
 with left:
     st.markdown("**ESV per frame** — approximate bars show the mean over seeds, whiskers ± 1 std")
-    st.altair_chart(ui.comparison_chart(cmp.per_frame), width="stretch", key="cmp_chart")
+    st.altair_chart(charts.comparison_chart(cmp.per_frame), width="stretch", key="cmp_chart")
 with right:
     st.markdown("**Cost and agreement**")
-    st.table(ui.comparison_table(cmp.summary))
+    st.table(charts.comparison_table(cmp.summary))
     with st.expander("Per seed"):
         st.dataframe(cmp.per_seed, hide_index=True, width="stretch")
 
@@ -67,12 +67,12 @@ if sweep:
     try:
         curve = sweep_samples(ws, clip_id, **settings, samples=sweep, iterations=iterations, seeds=range(min(n_seeds, 3)))
     except UserError as exc:
-        ui.show_error(exc)
+        state.show_error(exc)
         st.stop()
     st.markdown(
         f"**Error against cost** — samples per scale {', '.join(map(str, sorted(sweep)))}; "
         f"band: min–max over {min(n_seeds, 3)} seeds; dashed line: exact ({int(exact['head_evaluations']):,} head evaluations)"
     )
-    st.altair_chart(ui.sweep_chart(curve), width="stretch", key="sweep_chart")
+    st.altair_chart(charts.sweep_chart(curve), width="stretch", key="sweep_chart")
     with st.expander("Sweep table"):
         st.dataframe(curve, hide_index=True, width="stretch")

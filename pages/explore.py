@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import ui
+from app import charts, state
 from core.errors import UserError
 
-ui.keep_shared_state()
+state.keep_shared_state()
 st.title("Explore a clip")
 
-ws = ui.pick_dataset()
-clip_id = ui.pick_clip(ws)
+ws = state.pick_dataset()
+clip_id = state.pick_clip(ws)
 clips = ws.clips()
 row = clips.loc[clip_id]
-settings = ui.explain_controls(ws, clip_id)
+settings = state.explain_controls(ws, clip_id)
 other_task = "noun" if settings["task"] == "verb" else "verb"
 
 try:
     expl = ws.explain(clip_id, **settings)
     other = ws.explain(clip_id, **{**settings, "task": other_task, "target": "ground_truth"})
 except UserError as exc:
-    ui.show_error(exc)
+    state.show_error(exc)
     st.stop()
 
 target_word = {"ground_truth": "ground truth", "predicted": "predicted"}.get(settings["target"], "chosen")
@@ -35,15 +35,15 @@ st.markdown(
     f"Explaining the **{settings['task']} “{expl.explained_name}”** ({target_word}) over **{expl.n_frames} frames**, {method}."
 )
 
-table = ui.esv_frame_table(expl.esvs, expl.frame_indices, clip=clip_id)
+table = charts.esv_frame_table(expl.esvs, expl.frame_indices, clip=clip_id)
 col_video, col_chart = st.columns([2, 3], gap="medium")
 with col_chart:  # drawn first: the chart is what the user waits for
     event = st.altair_chart(
-        ui.esv_bar_chart(table, height=300, description="ESV of each sampled frame"),
+        charts.esv_bar_chart(table, height=300, description="ESV of each sampled frame"),
         width="stretch",
         key="esv_chart",
         on_select="rerun",
-        selection_mode=ui.FRAME_SELECTION,
+        selection_mode=charts.FRAME_SELECTION,
     )
     esv_sum = float(table["esv"].sum())
     gap = expl.efficiency_gap
@@ -59,22 +59,22 @@ with col_chart:  # drawn first: the chart is what the user waits for
     )
 
 with col_video:
-    st.video(ui.clip_mp4(ws.name, clip_id, int(row["n_frames"]), ui.video_fps(ws)), format="video/mp4", loop=True, muted=True)
+    st.video(state.clip_mp4(ws.name, clip_id, int(row["n_frames"]), state.video_fps(ws)), format="video/mp4", loop=True, muted=True)
 
 frames = ws.dataset.frames(clip_id, expl.frame_indices)
 st.markdown("**Sampled frames**, tinted by their ESV (green supports, red opposes; stronger = larger |ESV|). Click a bar to enlarge its frame.")
-thumbs = ui.tinted_thumbnails(frames, table["esv"].to_numpy(), min_size=128)
+thumbs = charts.tinted_thumbnails(frames, table["esv"].to_numpy(), min_size=128)
 st.image(
     thumbs,
     caption=[f"{i + 1} · #{int(f)} · {e:+.4f}" for i, (f, e) in enumerate(zip(table["frame"], table["esv"]))],
     width=104,
 )
 
-position = ui.selected_position(event)
+position = charts.selected_position(event)
 if position is not None and 1 <= position <= len(frames):
     i = position - 1
     big, info = st.columns([3, 2])
-    big.image(ui.upscale(frames[i], 384), caption=f"Sampled frame {position} of {len(frames)} (clip frame #{int(table['frame'][i])})", width="stretch")
+    big.image(charts.upscale(frames[i], 384), caption=f"Sampled frame {position} of {len(frames)} (clip frame #{int(table['frame'][i])})", width="stretch")
     info.metric(f"ESV for “{expl.explained_name}”", f"{table['esv'][i]:+.5f}")
     info.caption("Double-click the chart to clear the selection.")
 
@@ -84,7 +84,7 @@ cols = st.columns(3)
 for col, task in zip(cols, ("verb", "noun")):
     ex = preds[task]
     col.markdown(f"**Top-5 {task}s** (ground truth: *{row[task]}*)")
-    col.table(ui.topk_table(ex.top5).set_index("class").style.format({"probability": "{:.3f}"}).bar(subset=["probability"], vmin=0, vmax=1, color="#f4a3a3"))
+    col.table(charts.topk_table(ex.top5).set_index("class").style.format({"probability": "{:.3f}"}).bar(subset=["probability"], vmin=0, vmax=1, color="#f4a3a3"))
 with cols[2]:
     st.markdown("**Explained class**")
     st.metric("prediction p (all frames)", f"{expl.prob:.4f}")

@@ -5,33 +5,30 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import ui
-from core import overview
+from app import charts, state
+from core.analysis import overview
 from core.errors import UserError
 
-ui.keep_shared_state()
+state.keep_shared_state()
 st.title("Dataset overview")
 
-ws = ui.pick_dataset()
+ws = state.pick_dataset()
 
 # ---------------------------------------------------------------- accuracy per scale
 st.subheader("Accuracy of the heads per number of frames")
 try:
     acc = overview.accuracy_long(ws.accuracy())
 except UserError as exc:
-    ui.show_error(exc)
+    state.show_error(exc)
     st.stop()
-st.altair_chart(ui.accuracy_chart(acc), width="stretch", key="acc_chart")
+st.altair_chart(charts.accuracy_chart(acc), width="stretch", key="acc_chart")
 st.caption(
     "single-scale head: the head of scale n alone on n frames; multiscale TRN: mean over scales 1..n of every "
     "ordered frame subset (the model the ESVs explain); TSN: mean of per-frame logits."
 )
 with st.expander("Accuracy table"):
-    st.dataframe(
-        acc.pivot_table(index="n_frames", columns="series", values="accuracy"),
-        width="stretch",
-        column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in acc["series"].unique()},
-    )
+    pivot = acc.pivot_table(index="n_frames", columns="series", values="accuracy")
+    state.show_table(pivot, charts.same_format(acc["series"].unique(), "%.3f"), hide_index=False)
 
 # ---------------------------------------------------------------- results (file or bounded sample)
 st.subheader("ESVs across the dataset")
@@ -41,16 +38,11 @@ s1, s2, s3 = st.columns([1, 1, 2])
 split = s1.selectbox("Split", ["val", "train"], key="ov_split")
 sample = int(s2.number_input("Sample size (clips) when no results file", 1, 10000, key="ov_sample", step=1))
 bar_slot = s3.empty()
-
-
-def _progress(fraction: float, message: str) -> None:
-    bar_slot.progress(min(max(fraction, 0.0), 1.0), text=f"computing ESVs of the sample: {message}")
-
-
+progress = state.StreamlitProgress(bar_slot, prefix="computing ESVs of the sample: ", text=None)
 try:
-    results, source = overview.results_or_sample(ws, split, sample_clips=sample, progress=_progress)
+    results, source = overview.results_or_sample(ws, split, sample_clips=sample, progress=progress)
 except UserError as exc:
-    ui.show_error(exc)
+    state.show_error(exc)
     st.stop()
 bar_slot.caption(f"Source: {source}.")
 
@@ -66,33 +58,25 @@ n_sel = st.radio("Frames per explanation", ns, key="ov_n", horizontal=True)
 p1, p2 = st.columns([3, 2])
 with p1:
     st.markdown(f"**ESV against frame position** (ground-truth class, {n_sel} frames; mean with 95% CI)")
-    st.altair_chart(ui.position_chart(overview.position_table(results, n_sel)), width="stretch", key="pos_chart")
+    st.altair_chart(charts.position_chart(overview.position_table(results, n_sel)), width="stretch", key="pos_chart")
 with p2:
     keys = overview.key_frame_summary(results, n_sel)
     if len(keys):
         st.markdown("**Evidence frames** (demo): mean ESV of frames inside vs outside the clip's evidence window")
-        st.dataframe(
-            keys,
-            hide_index=True,
-            width="stretch",
-            column_config={
-                "in_key": st.column_config.CheckboxColumn("in evidence window"),
-                "mean_esv": st.column_config.NumberColumn("mean ESV", format="%+.5f"),
-            },
-        )
+        state.show_table(keys, charts.KEY_FRAME_FORMATS, checkboxes={"in_key": "in evidence window"})
 
 # ---------------------------------------------------------------- one clip, 1..8 frames
 st.subheader("One clip as the number of frames grows")
-clip_id = ui.pick_clip(ws)
+clip_id = state.pick_clip(ws)
 st.session_state.setdefault("ov_task", "verb")
 task = st.radio("Task", ["verb", "noun"], key="ov_task", horizontal=True)
 try:
     sweep = overview.frames_sweep(ws, clip_id, task=task, max_frames=8)
 except UserError as exc:
-    ui.show_error(exc)
+    state.show_error(exc)
     st.stop()
 st.caption(f"{clip_id}: exact ESVs of the ground-truth {task} “{sweep['explained'].iloc[0]}” for 1 to {sweep['n_frames'].max()} sampled frames.")
-st.altair_chart(ui.frames_sweep_chart(sweep), key="sweep_frames_chart")
+st.altair_chart(charts.frames_sweep_chart(sweep), key="sweep_frames_chart")
 
 # ---------------------------------------------------------------- per class
 st.subheader("Per-class summaries")
@@ -104,20 +88,8 @@ if summary.empty:
     q2.info("No explanations for this task and frame count.")
 else:
     q2.altair_chart(
-        ui.class_summary_chart(summary, value="mean_esv_sum", title="mean Σ ESV (= p − prior) of the ground-truth class"),
+        charts.class_summary_chart(summary, value="mean_esv_sum", title="mean Σ ESV (= p − prior) of the ground-truth class"),
         width="stretch",
         key="class_chart",
     )
-    st.dataframe(
-        summary,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "accuracy": st.column_config.NumberColumn("accuracy", format="%.2f"),
-            "mean_prob": st.column_config.NumberColumn("mean p", format="%.3f"),
-            "mean_prior": st.column_config.NumberColumn("mean prior", format="%.3f"),
-            "mean_esv_sum": st.column_config.NumberColumn("mean Σ ESV", format="%+.4f"),
-            "peak_position": st.column_config.NumberColumn("mean peak position", format="%.2f"),
-            "positive_frames": st.column_config.NumberColumn("share ESV > 0", format="%.2f"),
-        },
-    )
+    state.show_table(summary, charts.CLASS_SUMMARY_FORMATS)

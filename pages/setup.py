@@ -8,34 +8,34 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import state
 from core.errors import UserError
 
-ui.keep_shared_state()
+state.keep_shared_state()
 st.title("Setup")
 
 EPIC_FIELDS = [
     ("frames_dir", "EPIC frames folder", "Folder holding P01/rgb_frames/P01_01/frame_0000000001.jpg …", True),
     ("annotations", "Annotations (.pkl or .csv)", "EPIC_100_train.pkl (or a CSV with the same columns)", True),
-    ("val_annotations", "Validation annotations (optional)", "A second annotation file whose clips form the val split", False),
+    ("val_annotations", "Validation annotations (optional)",
+     "EPIC_100_validation.pkl (or a CSV with the same columns): this participant's clips in it form the val split "
+     "instead of the held-out videos (read when the dataset step ingests EPIC)", False),
     ("verb_classes", "Verb classes CSV", "EPIC_100_verb_classes.csv", False),
     ("noun_classes", "Noun classes CSV", "EPIC_100_noun_classes.csv", False),
     ("checkpoint", "TRN checkpoint (backbone)", "EPIC TRN Lightning checkpoint (.ckpt)", True),
     ("heads_dir", "Play Fair heads folder (optional)", "Folder of mtrn-frames={k}-type={verb|noun}.pt; empty = train heads here", False),
 ]
 
-names = [n for n in ui.dataset_options()]
-if "epic" not in names:
-    names.append("epic")
-st.session_state.setdefault("setup_dataset", ui.default_dataset(ui.dataset_options()))
+names = state.setup_options()
+st.session_state.setdefault("setup_dataset", state.default_dataset(state.dataset_options()))
 if st.session_state["setup_dataset"] not in names:
     st.session_state["setup_dataset"] = names[0]
-name = st.radio("Dataset", names, key="setup_dataset", horizontal=True, format_func=ui.dataset_label)
+name = st.radio("Dataset", names, key="setup_dataset", horizontal=True, format_func=state.dataset_label)
 
 try:
-    ws = ui.get_workspace(name)
+    ws = state.get_workspace(name)
 except UserError as exc:
-    ui.show_error(exc)
+    state.show_error(exc)
     st.stop()
 
 # ---------------------------------------------------------------- status
@@ -53,20 +53,20 @@ missing = [s.name for s in status if not s.done]
 b1, b2 = st.columns([1, 3])
 if missing:
     if b1.button(f"Build missing ({', '.join(missing)})", type="primary", key="build_missing"):
-        if ui.run_build(ws, missing):
+        if state.run_build(ws, missing):
             st.rerun()
 else:
     b1.success("Everything is built.")
 with b2.popover("Rebuild one step"):
     step = st.selectbox("Step", [s.name for s in status], key="setup_step")
     if st.button(f"Build {step}", key="build_one"):
-        if ui.run_build(ws, [step]):
+        if state.run_build(ws, [step]):
             st.rerun()
 
 # ---------------------------------------------------------------- EPIC paths
 st.subheader("EPIC-KITCHENS paths")
 st.caption(f"Saved to `{ws.config_path}` (TOML, `[epic]` table).")
-epic_ws = ui.get_workspace("epic")
+epic_ws = state.get_workspace("epic")
 current = dict(epic_ws.config.get("epic", {}))
 with st.form("epic_paths"):
     values = {}
@@ -89,9 +89,9 @@ if submitted:
         epic_ws.config.setdefault("epic", {}).update(cleaned)
         path = epic_ws.save_config()
     except (OSError, UserError) as exc:
-        ui.show_error(exc if isinstance(exc, UserError) else UserError(f"Could not write {epic_ws.config_path}: {exc}", "Check the folder is writable."))
+        state.show_error(exc if isinstance(exc, UserError) else UserError(f"Could not write {epic_ws.config_path}: {exc}", "Check the folder is writable."))
     else:
-        ui.reset_workspaces()
+        state.reset_workspaces()
         st.success(f"Saved to {path}.")
         for p in problems:
             st.warning(p)

@@ -1,4 +1,4 @@
-"""core/compare.py metrics (pure numpy; the page test drives them through the app)."""
+"""core/analysis/compare.py metrics (pure numpy; the page test drives them through the app)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.compare import metrics, normalised_error, spearman, topk_agreement
+from core.analysis.compare import metrics, normalised_error, spearman, topk_agreement
 
 
 def test_normalised_error() -> None:

@@ -12,7 +12,6 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -33,30 +32,10 @@ DEMO = "demo-small"
 TIMEOUT = 120
 
 
-def build_small_demo(config_path: Path) -> Workspace:
-    """Build the small demo in the session's PLAYFAIR_* folders (a no-op when another
-    test module already built it) with its own config file so that no user EPIC
-    configuration leaks into the app under test."""
-    os.environ["PLAYFAIR_CONFIG"] = str(config_path)
-    ws = Workspace(DEMO)
-    ws.build()
-    assert ws.is_ready()
-    return ws
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    saved = os.environ.get("PLAYFAIR_CONFIG")
-    ws = build_small_demo(tmp_path_factory.getbasetemp() / "app-config.toml")
-    from app import ui
-
-    ui.reset_workspaces()
-    yield ws
-    ui.reset_workspaces()
-    if saved is None:
-        os.environ.pop("PLAYFAIR_CONFIG", None)
-    else:
-        os.environ["PLAYFAIR_CONFIG"] = saved
+def demo(app_demo: Workspace) -> Workspace:
+    """The session's built small demo (tests/conftest.py), with this module's own config file."""
+    return app_demo
 
 
 def new_app() -> AppTest:
@@ -179,27 +158,27 @@ def test_explore_filters_narrow_the_clip_list(demo: Workspace) -> None:
 
 
 def test_selected_position_parsing() -> None:
-    from app import ui
+    from app import charts
 
-    assert ui.selected_position(None) is None
-    assert ui.selected_position({"selection": {}}) is None
-    assert ui.selected_position({"selection": {ui.FRAME_SELECTION: [{"position": 3}]}}) == 3
-    assert ui.selected_position({"selection": {ui.FRAME_SELECTION: {"position": [5]}}}) == 5
+    assert charts.selected_position(None) is None
+    assert charts.selected_position({"selection": {}}) is None
+    assert charts.selected_position({"selection": {charts.FRAME_SELECTION: [{"position": 3}]}}) == 3
+    assert charts.selected_position({"selection": {charts.FRAME_SELECTION: {"position": [5]}}}) == 5
 
 
 def test_esv_chart_spec_is_valid_vega_lite() -> None:
     import altair as alt
 
-    from app import ui
+    from app import charts
 
-    table = ui.esv_frame_table([0.1, -0.2, 0.05], [1, 5, 9], clip="c")
-    spec = ui.esv_bar_chart(table).to_dict()
+    table = charts.esv_frame_table([0.1, -0.2, 0.05], [1, 5, 9], clip="c")
+    spec = charts.esv_bar_chart(table).to_dict()
     alt.LayerChart.from_dict(spec, validate=True)  # raises on an invalid spec
-    rows = spec["datasets"][ui.ESV_DATA]
+    rows = spec["datasets"][charts.ESV_DATA]
     assert [r["esv"] for r in rows] == [0.1, -0.2, 0.05]
     assert [r["sign"] for r in rows] == ["supports", "opposes", "supports"]
-    assert spec["params"][0]["name"] == ui.FRAME_SELECTION
-    tinted = ui.tinted_thumbnails(np.full((3, 8, 8, 3), 128, np.uint8), [0.1, -0.2, 0.0], min_size=16)
+    assert spec["params"][0]["name"] == charts.FRAME_SELECTION
+    tinted = charts.tinted_thumbnails(np.full((3, 8, 8, 3), 128, np.uint8), [0.1, -0.2, 0.0], min_size=16)
     assert tinted[0].shape == (16, 16, 3)
     assert tinted[0][8, 8, 1] > tinted[0][8, 8, 0]  # green tint
     assert tinted[1][8, 8, 0] > tinted[1][8, 8, 1]  # red tint
@@ -308,7 +287,7 @@ def test_setup_shows_status_and_saves_epic_paths(demo: Workspace, tmp_path: Path
 
 def test_first_launch_builds_then_lands_on_explorer(demo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a fresh machine the explorer builds the demo with progress, then shows it."""
-    from app import ui
+    from app import state
 
     calls: list[tuple[float, str]] = []
 
@@ -336,8 +315,8 @@ def test_first_launch_builds_then_lands_on_explorer(demo: Workspace, monkeypatch
             return getattr(self._ws, item)
 
     fresh = FreshDemo(demo)
-    monkeypatch.setattr(ui, "get_workspace", lambda name: fresh)
-    monkeypatch.setattr(ui, "dataset_options", lambda: ["demo"])
+    monkeypatch.setattr(state, "get_workspace", lambda name: fresh)
+    monkeypatch.setattr(state, "dataset_options", lambda: ["demo"])
     at = new_app()
     at.session_state["pf_dataset"] = "demo"
     at.run()

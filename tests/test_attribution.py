@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from core.attribution import (
-    METHODS,
+    ATTRIBUTION_METHODS,
     ESVAttribution,
     GradientXInput,
     IntegratedGradients,
@@ -15,12 +15,11 @@ from core.attribution import (
     LeaveOneOut,
     ModelSpec,
     make_attribution,
-    multiscale_logits,
     subset_values,
 )
 from core.errors import UserError
 from core.esv import explain_multiscale, explain_variable_length
-from core.models import MTRNHead, MultiscaleModel, TSNHead
+from core.models import MTRNHead, MultiscaleModel, TSNHead, multiscale_logits
 
 D, H, C = 10, 16, 5
 
@@ -123,7 +122,7 @@ def test_esv_attribution_wraps_the_engine():
     )
 
 
-@pytest.mark.parametrize("name", sorted(set(METHODS) - {"esv-surrogate"}))
+@pytest.mark.parametrize("name", sorted(set(ATTRIBUTION_METHODS) - {"esv-surrogate"}))
 def test_every_method_on_both_model_kinds(name):
     p, x = priors(), feats(5)
     torch.manual_seed(3)

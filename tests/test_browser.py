@@ -3,8 +3,10 @@ Playwright on the system Chromium (/usr/bin/chromium; Playwright cannot download
 browsers here).
 
 Checks: the clip's <video> loads and plays, the ESV chart is drawn, picking a clip
-redraws it (latency measured from the click to the chart drawn with the new clip's
-bars), clicking a bar shows that frame large. Saves a screenshot of every page to
+redraws it, clicking a bar shows that frame large. The latency from the click to the
+chart drawn with the new clip's bars is measured and written to
+test-artifacts/browser_latency.json, not asserted: `python bench/app_latency.py
+--browser` runs this test and checks it against the budget. Saves a screenshot of every page to
 test-artifacts/screenshots/ (or $PLAYFAIR_SCREENSHOTS_DIR, e.g. docs/screenshots for the README).
 
 Run as a script against an app that is already running (for instance on the full
@@ -41,10 +43,10 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[1]
 # Screenshots go to test-artifacts/ (git-ignored); PLAYFAIR_SCREENSHOTS_DIR=docs/screenshots refreshes the README ones.
 SHOTS = Path(os.environ.get("PLAYFAIR_SCREENSHOTS_DIR") or ROOT / "test-artifacts" / "screenshots")
-# Warm exact 8-frame latency budget from picking a clip to the drawn chart. The
-# target is 0.5 s on an otherwise idle 2-core machine; CI boxes shared with other
-# jobs are slower, so the hard failure threshold is configurable.
-LATENCY_LIMIT_S = float(os.environ.get("PLAYFAIR_LATENCY_LIMIT_S", "1.5"))
+# The pick-clip -> chart-drawn latencies are measured and written to
+# test-artifacts/browser_latency.json; `python bench/app_latency.py --browser`
+# checks them against the budget (wall-clock bounds live in bench/, not in tests).
+LATENCY_REPORT = ROOT / "test-artifacts" / "browser_latency.json"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -63,13 +65,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from core.workspace import Workspace
-
-    saved = os.environ.get("PLAYFAIR_CONFIG")
-    os.environ["PLAYFAIR_CONFIG"] = str(tmp_path_factory.getbasetemp() / "browser-config.toml")
-    Workspace("demo-small").build()  # no-op when another module already built it
-
+def server(demo_small, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Streamlit server on the session's built small demo (its config file: tests/conftest.py)."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
     log = open(log_path, "wb")
@@ -103,10 +100,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-        if saved is None:
-            os.environ.pop("PLAYFAIR_CONFIG", None)
-        else:
-            os.environ["PLAYFAIR_CONFIG"] = saved
 
 
 @pytest.fixture(scope="module")
@@ -201,10 +194,8 @@ def test_app_in_browser(page, server: str) -> None:
     warm = statistics.median(latencies["warm"])
     report = {"clip": clip, "cold_s": latencies["cold"], "warm_s": latencies["warm"], "warm_median_s": warm}
     print("browser latency, pick clip -> chart drawn:", json.dumps(report))
-    artifacts = ROOT / "test-artifacts"  # git-ignored
-    artifacts.mkdir(exist_ok=True)
-    (artifacts / "browser_latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    assert warm <= LATENCY_LIMIT_S, report
+    LATENCY_REPORT.parent.mkdir(exist_ok=True)  # test-artifacts/ is git-ignored
+    LATENCY_REPORT.write_text(json.dumps(report, indent=2) + "\n")
 
     # the video loads and plays
     video = page.locator("video").first

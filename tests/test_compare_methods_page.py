@@ -3,7 +3,6 @@ demo (built once per test session; a no-op when another module built it)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,27 +10,16 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from core.faithfulness import compare_clip_methods  # noqa: E402
+from core.analysis.faithfulness import compare_clip_methods  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare_methods.py")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory):
-    saved = os.environ.get("PLAYFAIR_CONFIG")
-    os.environ["PLAYFAIR_CONFIG"] = str(tmp_path_factory.getbasetemp() / "compare-methods-config.toml")
-    ws = Workspace("demo-small")
-    ws.build()
-    from app import ui
-
-    ui.reset_workspaces()
-    yield ws
-    ui.reset_workspaces()
-    if saved is None:
-        os.environ.pop("PLAYFAIR_CONFIG", None)
-    else:
-        os.environ["PLAYFAIR_CONFIG"] = saved
+def demo(app_demo: Workspace) -> Workspace:
+    """The session's built small demo (tests/conftest.py), with this module's own config file."""
+    return app_demo
 
 
 def test_page_draws_every_method_and_both_curves(demo):

@@ -18,7 +18,7 @@ from core.errors import UserError
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> GulpClipDataset:
     root = tmp_path_factory.mktemp("demo_cnn") / "demo"
-    return GulpClipDataset(build_demo_dataset(root, n_clips=24, size=64, seed=0, progress=False))
+    return GulpClipDataset(build_demo_dataset(root, n_clips=24, size=64, seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_checkpoint_loads_weights_only(checkpoint: Path) -> None:
 
 
 def test_training_is_deterministic(tiny: GulpClipDataset, checkpoint: Path, tmp_path: Path) -> None:
-    again = train_demo_cnn(tiny, tmp_path / "again.pt", epochs=2, batch_size=32, small=True, progress=False)
+    again = train_demo_cnn(tiny, tmp_path / "again.pt", epochs=2, batch_size=32, small=True)
     a = torch.load(checkpoint, weights_only=True)["state_dict"]
     b = torch.load(again, weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -98,7 +98,7 @@ def test_training_needs_demo_labels(tiny: GulpClipDataset, tmp_path: Path) -> No
             return tiny.split_ids(split)
 
     with pytest.raises(UserError, match="frame_states"):
-        train_demo_cnn(NoLabels(), tmp_path / "x.pt", small=True, progress=False)
+        train_demo_cnn(NoLabels(), tmp_path / "x.pt", small=True)
     assert not (tmp_path / "x.pt").exists()
 
 

@@ -138,7 +138,7 @@ def test_frames_outside_the_key_range_carry_no_evidence(plan: list) -> None:
 def test_tiny_dataset_round_trip(tmp_path: Path) -> None:
     reported: list[float] = []
     root = build_demo_dataset(
-        tmp_path / "demo", n_clips=24, size=64, seed=3, progress=False, on_progress=lambda f, _msg: reported.append(f)
+        tmp_path / "demo", n_clips=24, size=64, seed=3, progress=lambda f, _msg: reported.append(f)
     )
     ds = GulpClipDataset(root)
     assert len(ds) == 24
@@ -158,12 +158,12 @@ def test_tiny_dataset_round_trip(tmp_path: Path) -> None:
     assert np.abs(frames.astype(int) - expected.astype(int)).mean() < 4  # JPEG-close
     assert ds.meta.loc[spec.narration_id, "frame_states"] == meta["frame_states"]
     # Rerunning is a no-op; a different dataset in the same folder is refused.
-    build_demo_dataset(root, n_clips=24, size=64, seed=3, progress=False)
+    build_demo_dataset(root, n_clips=24, size=64, seed=3)
     with pytest.raises(UserError):
-        build_demo_dataset(root, n_clips=24, size=64, seed=4, progress=False)
+        build_demo_dataset(root, n_clips=24, size=64, seed=4)
 
 
 def test_foreign_gulp_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "gulp").mkdir()
     with pytest.raises(UserError, match="not written by the demo generator"):
-        build_demo_dataset(tmp_path, n_clips=24, size=64, progress=False)
+        build_demo_dataset(tmp_path, n_clips=24, size=64)

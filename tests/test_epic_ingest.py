@@ -78,7 +78,7 @@ def _frame(video_id: str, n: int, root: Path) -> Path:
 @pytest.mark.parametrize("ann_key", ["pkl", "csv"])
 def test_ingest_roundtrip(epic_tree: dict[str, Path], ann_key: str) -> None:
     out = epic_tree["tmp"] / "datasets" / "epic_p01"
-    report = ingest_epic(epic_tree["frames"], epic_tree[ann_key], out, progress=False)
+    report = ingest_epic(epic_tree["frames"], epic_tree[ann_key], out)
     assert report.n_segments == 6 and len(report.gulp.written) == 6 and not report.missing
     ds = GulpClipDataset(out)
     assert ds.info["kind"] == "epic" and ds.info["n_clips"] == 6
@@ -103,7 +103,7 @@ def test_stride_and_max_frames(epic_tree: dict[str, Path]) -> None:
     assert segment_frame_numbers(1, 10, 2) == [1, 3, 5, 7, 9]
     assert segment_frame_numbers(1, 7910, 1, 8) == [1, 1131, 2261, 3391, 4520, 5650, 6780, 7910]
     out = epic_tree["tmp"] / "ds"
-    ingest_epic(epic_tree["frames"], epic_tree["pkl"], out, frame_stride=2, max_frames_per_segment=3, progress=False)
+    ingest_epic(epic_tree["frames"], epic_tree["pkl"], out, frame_stride=2, max_frames_per_segment=3)
     ds = GulpClipDataset(out)
     assert ds.n_frames("P01_01_2") == 3  # frames 8,10,12,14 -> subsampled 8,12,14 (round(linspace))
     assert ds.meta.loc["P01_01_2", "subsampled"] and not ds.meta.loc["P01_01_0", "subsampled"]
@@ -111,14 +111,14 @@ def test_stride_and_max_frames(epic_tree: dict[str, Path]) -> None:
     assert np.abs(ds.frames("P01_01_2").astype(int) - want).mean() < 5
     # Resuming into the same folder with other settings would mix segments: refused.
     with pytest.raises(UserError, match="other settings"):
-        ingest_epic(epic_tree["frames"], epic_tree["pkl"], out, progress=False)
+        ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
 
 
 def test_missing_frames_are_listed(epic_tree: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     gone = _frame("P01_02", 6, epic_tree["frames"])
     gone.unlink()
     out = epic_tree["tmp"] / "ds"
-    report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out, progress=False)
+    report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert report.missing == [("P01_02_1", str(gone))]
     assert len(report.gulp.written) == 5 and "1 skipped for missing frames" in report.summary()
     printed = capsys.readouterr().out
@@ -127,7 +127,7 @@ def test_missing_frames_are_listed(epic_tree: dict[str, Path], capsys: pytest.Ca
     assert "P01_02_1" not in GulpClipDataset(out)
     # Restore the frame and rerun: only the missing segment is written.
     Image.fromarray(_pixels(1, 6)).save(gone)
-    report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out, progress=False)
+    report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert report.gulp.written == ["P01_02_1"] and len(report.gulp.skipped) == 5
     assert not (out / "ingest_failures.csv").exists()
     assert len(GulpClipDataset(out)) == 6
@@ -146,15 +146,49 @@ def test_interrupted_ingest_resumes(epic_tree: dict[str, Path], monkeypatch: pyt
     monkeypatch.setattr(epic, "_load_frame", flaky)
     out = epic_tree["tmp"] / "ds"
     with pytest.raises(KeyboardInterrupt):
-        ingest_epic(epic_tree["frames"], epic_tree["pkl"], out, progress=False)
+        ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert not (out / "dataset.json").exists()
     monkeypatch.setattr(epic, "_load_frame", real)
-    report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out, progress=False)
+    report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert report.gulp.skipped == ["P01_01_0", "P01_01_1"] and len(report.gulp.written) == 4
     files = sorted(p.name for p in (out / "gulp").iterdir())
     assert files == ["data_0.gulp", "data_1.gulp", "meta_0.gmeta", "meta_1.gmeta"]
     ds = GulpClipDataset(out)
     assert len(ds) == 6 and ds.frames("P01_01_2").shape == (7, H, W, 3)
+
+
+def test_val_annotations_define_the_val_split(epic_tree: dict[str, Path]) -> None:
+    """A second annotation file (EPIC_100_validation.pkl layout): its clips form the val split."""
+    tmp = epic_tree["tmp"]
+    full = _annotations_df()
+    full.drop(index=["P01_01_2", "P01_02_2"]).to_pickle(tmp / "train.pkl")
+    full.loc[["P01_01_2", "P01_02_2"]].to_pickle(tmp / "val.pkl")
+    report = ingest_epic(epic_tree["frames"], tmp / "train.pkl", tmp / "ds", val_annotations=tmp / "val.pkl")
+    ds = GulpClipDataset(tmp / "ds")
+    assert report.n_segments == 6 and sorted(ds.meta.index) == [r[0] for r in ROWS]
+    assert ds.split_ids("val") == ["P01_01_2", "P01_02_2"]  # by narration, not by video
+    assert report.val_videos == ["P01_01", "P01_02"]
+    with pytest.raises(UserError, match="Both val_videos and val_annotations"):
+        ingest_epic(epic_tree["frames"], tmp / "train.pkl", tmp / "ds2", val_annotations=tmp / "val.pkl", val_videos=["P01_02"])
+
+
+def test_epic_source_reads_val_annotations(epic_tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.data.sources import get_source
+
+    tmp = epic_tree["tmp"]
+    monkeypatch.setenv("PLAYFAIR_DATASETS", str(tmp / "datasets"))
+    full = _annotations_df()
+    full.drop(index=["P01_02_1"]).to_pickle(tmp / "train.pkl")
+    full.loc[["P01_02_1"]].to_pickle(tmp / "val.pkl")
+    config = {"epic": {"frames_dir": str(epic_tree["frames"]), "annotations": str(tmp / "train.pkl"), "val_annotations": str(tmp / "val.pkl")}}
+    source = get_source("epic", config, tmp / "c.toml")
+    seen: list[float] = []
+    source.build_dataset(lambda f, m: seen.append(f))
+    assert seen and seen[-1] == 1.0
+    assert GulpClipDataset(source.root).split_ids("val") == ["P01_02_1"]
+    config["epic"]["val_annotations"] = str(tmp / "missing.pkl")
+    with pytest.raises(UserError, match="val_annotations"):
+        get_source("epic", config, tmp / "c.toml").build_dataset(lambda f, m: None)
 
 
 def test_bad_inputs(epic_tree: dict[str, Path]) -> None:
@@ -167,9 +201,9 @@ def test_bad_inputs(epic_tree: dict[str, Path]) -> None:
     with pytest.raises(UserError, match="participants present: P01"):
         load_annotations(epic_tree["pkl"], participant="P02")
     with pytest.raises(UserError, match=str(tmp / "nowhere" / "P01")):
-        ingest_epic(tmp / "nowhere", epic_tree["pkl"], tmp / "ds", progress=False)
+        ingest_epic(tmp / "nowhere", epic_tree["pkl"], tmp / "ds")
     with pytest.raises(UserError, match="val_videos P01_99"):
-        ingest_epic(epic_tree["frames"], epic_tree["pkl"], tmp / "ds", val_videos=["P01_99"], progress=False)
+        ingest_epic(epic_tree["frames"], epic_tree["pkl"], tmp / "ds", val_videos=["P01_99"])
     with pytest.raises(UserError, match="does not exist"):
         load_annotations(tmp / "missing.pkl")
     df = _annotations_df()

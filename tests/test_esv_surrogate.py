@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from core.esv import AdditiveSurrogateESV, explain_multiscale, explain_variable_length
-from core.esv.evaluation import eval_mode
-from core.esv.games import MultiscaleGame
-from core.esv.surrogate import _conditional_means, _rank_tables, _scale_model, _surrogate_logits, balanced_design
+from core.esv import explain_multiscale, explain_variable_length
 from core.models import MTRNHead, TSNHead
+from core.models.evaluation import eval_mode
+from core.shapley import AdditiveSurrogate, MultiscaleGame
+from core.shapley.approximators import per_size_cost
+from core.shapley.approximators.surrogate_fit import balanced_design
+from core.shapley.approximators.surrogate_fit import conditional_means as _conditional_means
+from core.shapley.approximators.surrogate_fit import rank_tables as _rank_tables
+from core.shapley.approximators.surrogate_fit import scale_model as _scale_model
+from core.shapley.approximators.surrogate_fit import surrogate_logits as _surrogate_logits
 
 D, H, C = 12, 16, 7
 
@@ -40,9 +45,10 @@ def err(a: torch.Tensor, e: torch.Tensor) -> float:
     return float(((a - e) ** 2).sum() / (e**2).sum())
 
 
-def surrogate(heads, priors, feats, **kw):
+def surrogate(heads, priors, feats, samples_per_scale=128, seed=None, **kw):
     with eval_mode(heads):
-        return AdditiveSurrogateESV(**kw).explain(MultiscaleGame(heads, feats), priors.double())
+        game = MultiscaleGame(heads, feats, priors.double())
+        return AdditiveSurrogate(**kw).approximate(game, per_size_cost(game, samples_per_scale), seed)
 
 
 # ---------------------------------------------------------------- design
@@ -201,7 +207,7 @@ def test_method_keyword_validation():
     with pytest.raises(ValueError, match="single-scale heads"):
         explain_variable_length(TSNHead(D, C).double(), priors, feats, samples_per_scale=4, method="surrogate")
     with pytest.raises(ValueError, match="samples_per_scale"):
-        AdditiveSurrogateESV(0)
+        explain_multiscale(heads, priors, feats, samples_per_scale=0, method="surrogate")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

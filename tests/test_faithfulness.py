@@ -10,8 +10,9 @@ from torch import nn
 
 from core.attribution import ModelSpec, make_attribution
 from core.data.sampling import segment_centre_indices
-from core.faithfulness import auc, curves, faithfulness_table, main, summarise, to_markdown, top_frame_in_key, write_table
-from core.heads_io import HeadSet
+from core.analysis.faithfulness import auc, curves, faithfulness_table, summarise, to_markdown, top_frame_in_key, write_table
+from core.analysis.faithfulness_cli import main
+from core.models.io import HeadSet
 from core.models import MTRNHead
 
 D, C = 6, 3
@@ -84,14 +85,26 @@ class FakeWorkspace:
     def priors(self, task):
         return torch.full((C,), 1 / C)
 
-    def clips(self, split):
-        return self._clips[self._clips.split == split]
+    threads = None
+
+    def clips(self, split=None):
+        return self._clips if split is None else self._clips[self._clips.split == split]
 
     def features(self, clip_id):
         return self._features[clip_id]
 
     def sample_frames(self, clip_id, n):
         return segment_centre_indices(int(self._clips.loc[clip_id, "n_features"]), n)
+
+    # the rest of the explanation service's provider protocol (ESVs come through it)
+    def feature_rows(self, clip_id, n):
+        return self.sample_frames(clip_id, n)
+
+    def class_names(self, task):
+        return ["a", "b", "c"]
+
+    def heads_key(self):
+        return "fake-heads"
 
 
 def test_table_over_a_split(tmp_path):
@@ -116,7 +129,7 @@ def test_cli_reports_unbuilt_dataset(tmp_path, monkeypatch, capsys):
 
 
 def test_compare_clip_methods_shapes():
-    from core.faithfulness import compare_clip_methods
+    from core.analysis.faithfulness import compare_clip_methods
 
     ws = FakeWorkspace()
     ws.class_names = lambda task: ["a", "b", "c"]

@@ -81,19 +81,19 @@ def test_lazy_get_writes_once(tmp_path: Path) -> None:
 def test_resume_after_interrupted_bulk_extraction(tmp_path: Path) -> None:
     ds = FakeDataset(LENGTHS)
     with pytest.raises(KeyboardInterrupt):
-        FeatureStore(tmp_path, CountingEncoder(fail_after=2), ds).extract_all(progress=False)
+        FeatureStore(tmp_path, CountingEncoder(fail_after=2), ds).extract_all()
     store = FeatureStore(tmp_path, CountingEncoder(), ds)
     done = [i for i in LENGTHS if store.has(i)]
     assert len(done) == 2
     assert not list(store.directory.glob(".*.tmp"))  # nothing half-written
     enc = CountingEncoder()
-    seen: list[tuple[int, int]] = []
-    report = FeatureStore(tmp_path, enc, ds).extract_all(progress=False, on_progress=lambda d, t, _id: seen.append((d, t)))
+    seen: list[tuple[float, str]] = []
+    report = FeatureStore(tmp_path, enc, ds).extract_all(progress=lambda f, m: seen.append((f, m)))
     assert enc.calls == len(LENGTHS) - 2
     assert report.extracted == len(LENGTHS) - 2 and report.skipped == 2
-    assert seen[-1] == (len(LENGTHS), len(LENGTHS))
+    assert seen[-1] == (1.0, f"{len(LENGTHS)}/{len(LENGTHS)} clips")
     assert all(store.has(i) for i in LENGTHS)
-    assert FeatureStore(tmp_path, enc, ds).extract_all(progress=False).extracted == 0
+    assert FeatureStore(tmp_path, enc, ds).extract_all().extracted == 0
 
 
 def test_corrupt_file_is_reextracted(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_corrupt_file_is_reextracted(tmp_path: Path) -> None:
     with pytest.warns(RuntimeWarning, match="damaged"):
         store.get("P01_01_0")
     path.write_bytes(b"garbage")
-    assert store.extract_all(["P01_01_0"], progress=False).extracted == 1
+    assert store.extract_all(["P01_01_0"]).extracted == 1
     np.testing.assert_array_equal(store.get("P01_01_0"), good)
 
 

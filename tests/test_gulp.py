@@ -41,7 +41,7 @@ def _segments(n: int, calls: list[str] | None = None, fail: dict[int, BaseExcept
 
 
 def _make_dataset(root: Path, n: int = 6, per_chunk: int = 2) -> Path:
-    write_gulp(root / "gulp", _segments(n), segments_per_chunk=per_chunk, progress=False)
+    write_gulp(root / "gulp", _segments(n), segments_per_chunk=per_chunk)
     write_class_csvs(root, ["take", "put, down"], ["cup"])
     write_dataset_info(root, {"kind": "demo"})
     return root
@@ -92,7 +92,7 @@ def test_failures_are_reported_not_raised(tmp_path: Path) -> None:
     segs = _segments(5, fail={1: FileNotFoundError(2, "gone", "/x/frame_1.jpg"), 3: UserError("bad frame", "fix it")})
     segs.append(SegmentToWrite({"narration_id": "empty"}, lambda: []))
     segs.append(SegmentToWrite({"narration_id": "s0"}, lambda: _frames(0, 1)))  # duplicate id
-    report = write_gulp(tmp_path / "g", segs, segments_per_chunk=2, progress=False)
+    report = write_gulp(tmp_path / "g", segs, segments_per_chunk=2)
     assert report.written == ["s0", "s2", "s4"]
     failed = dict(report.failed)
     assert failed["s1"] == "missing file /x/frame_1.jpg"
@@ -104,11 +104,11 @@ def test_interrupted_write_resumes_without_duplicates(tmp_path: Path) -> None:
     gulp_dir = tmp_path / "g"
     calls: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        write_gulp(gulp_dir, _segments(7, calls, fail={4: KeyboardInterrupt()}), segments_per_chunk=3, progress=False)
+        write_gulp(gulp_dir, _segments(7, calls, fail={4: KeyboardInterrupt()}), segments_per_chunk=3)
     # s0-s2 committed as a full chunk; s3 committed on the interrupt; no temp files left.
     assert _gulp_files(gulp_dir) == ["data_0.gulp", "data_1.gulp", "meta_0.gmeta", "meta_1.gmeta"]
     calls.clear()
-    report = write_gulp(gulp_dir, _segments(7, calls), segments_per_chunk=3, progress=False)
+    report = write_gulp(gulp_dir, _segments(7, calls), segments_per_chunk=3)
     assert report.skipped == ["s0", "s1", "s2", "s3"] and report.written == ["s4", "s5", "s6"]
     assert calls == ["s4", "s5", "s6"]  # skipped segments are never loaded
     from gulpio2 import GulpDirectory
@@ -119,7 +119,7 @@ def test_interrupted_write_resumes_without_duplicates(tmp_path: Path) -> None:
 
 def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     gulp_dir = tmp_path / "gulp"
-    write_gulp(gulp_dir, _segments(2), segments_per_chunk=2, progress=False)
+    write_gulp(gulp_dir, _segments(2), segments_per_chunk=2)
     write_class_csvs(tmp_path, ["a"], ["b"])
     write_dataset_info(tmp_path, {"kind": "demo"})
     # A run killed mid-commit: a data chunk without meta and temp files.
@@ -128,7 +128,9 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     (gulp_dir / ".partial_meta_2.gmeta.tmp").write_text("{")
     with pytest.raises(UserError, match="incomplete chunk"):
         GulpClipDataset(tmp_path)
-    report = write_gulp(gulp_dir, _segments(4), segments_per_chunk=2, progress=False)
+    seen: list[tuple[float, str]] = []
+    report = write_gulp(gulp_dir, _segments(4), segments_per_chunk=2, progress=lambda f, m: seen.append((f, m)), total=4)
+    assert seen[-1] == (1.0, "4/4 segments") and all(0.0 <= f <= 1.0 for f, _ in seen)
     assert report.written == ["s2", "s3"]
     assert _gulp_files(gulp_dir) == ["data_0.gulp", "data_1.gulp", "meta_0.gmeta", "meta_1.gmeta"]
     assert len(GulpClipDataset(tmp_path)) == 4
@@ -150,7 +152,7 @@ def test_corrupt_chunks_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"data_1\.gulp is truncated"):
         GulpClipDataset(root)
     with pytest.raises(UserError, match=r"data_1\.gulp is truncated"):
-        write_gulp(root / "gulp", _segments(6), progress=False)
+        write_gulp(root / "gulp", _segments(6))
     data1.write_bytes(good)
     # Unreadable meta.
     (root / "gulp" / "meta_2.gmeta").write_text('{"s4": {"frame_info": [[0, 1')

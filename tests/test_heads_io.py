@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.errors import UserError
-from core.heads_io import HeadSet, load_fork_heads, load_head_set, save_head_set
+from core.models.io import HeadSet, load_fork_heads, load_head_set, save_head_set
 from core.models import MTRNHead, TSNHead
 
 

@@ -9,8 +9,8 @@ import torch
 
 from core.errors import UserError
 from core.models import MTRNHead, MultiscaleModel
-from core.priors import EPSILON, compute_priors, load_priors, read_priors_csv, save_priors_csv
-from core.training import FeatureBank, TrainConfig, evaluate, format_accuracy, multiscale_logits, train_heads
+from core.models.priors import EPSILON, compute_priors, load_priors, read_priors_csv, save_priors_csv
+from core.models.training import FeatureBank, TrainConfig, evaluate, format_accuracy, multiscale_logits, train_heads
 
 
 # ----------------------------------------------------------------------------- priors

@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from core.batch import COLUMNS, SCHEMA, compute_batch_esvs, read_results, results_settings
+from core.analysis.batch import COLUMNS, SCHEMA, compute_batch_esvs, read_results, results_settings
 from core.errors import UserError
-from core.workspace import STEP_ORDER, Workspace, dumps_toml
+from core.explain import explanation_service
+from core.pipeline.config import dumps_toml
+from core.pipeline.steps import STEP_ORDER
+from core.workspace import Workspace
 
 
 class FakeEncoder:
@@ -119,13 +122,14 @@ def test_explain_user_errors(ws):
 def test_batch_results_schema_and_resume(ws, tmp_path):
     out = tmp_path / "r.parquet"
     calls = []
-    original = ws.explain
+    service = explanation_service(ws)  # the batch gets its ESVs from the workspace's explanation service
+    original = service.explain
 
     def counting(*a, **k):
         calls.append(1)
         return original(*a, **k)
 
-    ws.explain = counting  # instance attribute shadows the method
+    service.explain = counting  # instance attribute shadows the method
     try:
         class Interrupted(Exception):
             pass
@@ -141,7 +145,7 @@ def test_batch_results_schema_and_resume(ws, tmp_path):
         compute_batch_esvs(ws, split="val", n_frames=[2, 1000], out_path=out, chunk_size=2, limit=4)
         assert len(calls) - n_before == 2 * 2  # only the second chunk's 2 clips x 2 tasks were explained
     finally:
-        del ws.explain
+        del service.explain
     df = read_results(out)
     assert list(df.columns) == COLUMNS
     assert pd.api.types.is_float_dtype(df["esv"]) and pd.api.types.is_bool_dtype(df["exact"])
@@ -196,7 +200,7 @@ def _fake_epic(root):
 
 
 def test_epic_workspace_trained_and_fork_heads(env, tmp_path):
-    from core.training import TrainConfig
+    from core.models.training import TrainConfig
 
     _fake_epic(tmp_path)
     cfg = tmp_path / "epic.toml"

@@ -5,14 +5,16 @@
     scores = make_attribution("loo").attribute(spec, priors, features, target=3)  # (n,)
 
 Every method maps ``(spec, priors (C,), features (n, D), target)`` to ``(n,)`` scores of
-the target class's probability, or ``(n, C)`` with ``target=None``.
+the target class's probability, or ``(n, C)`` with ``target=None``. ESV, leave-one-out
+and KernelSHAP run :mod:`core.shapley` on the model's game; the gradient methods use the
+differentiable forward of :mod:`core.models.multiscale`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.attribution.base import FrameAttribution, ModelSpec, multiscale_logits, subset_values
+from core.attribution.base import FrameAttribution, ModelSpec, subset_values
 from core.attribution.methods import (
     ESVAttribution,
     GradientXInput,
@@ -20,6 +22,7 @@ from core.attribution.methods import (
     KernelSHAP,
     LeaveOneOut,
     RandomAttribution,
+    ShapleyAttribution,
 )
 from core.errors import UserError
 
@@ -32,15 +35,15 @@ __all__ = [
     "GradientXInput",
     "KernelSHAP",
     "RandomAttribution",
-    "METHODS",
+    "ShapleyAttribution",
+    "ATTRIBUTION_METHODS",
     "DEFAULT_METHODS",
     "make_attribution",
-    "multiscale_logits",
     "subset_values",
 ]
 
 # name -> (factory, one-line description) of every built-in method
-METHODS: dict[str, tuple[Any, str]] = {
+ATTRIBUTION_METHODS: dict[str, tuple[Any, str]] = {
     "esv": (lambda **kw: ESVAttribution("exact", **kw), "exact Element Shapley Values"),
     "esv-surrogate": (lambda **kw: ESVAttribution("surrogate", **kw), "ESVs of the additive-surrogate game (128 head evaluations per scale)"),
     "esv-constructive": (lambda **kw: ESVAttribution("constructive", **kw), "ESVs by the paper's constructive sampler"),
@@ -56,7 +59,7 @@ DEFAULT_METHODS: tuple[str, ...] = ("esv", "loo", "ig-zero", "ig-mean", "grad-x-
 
 
 def make_attribution(name: str, **kwargs: Any) -> FrameAttribution:
-    """A method by its name in :data:`METHODS` (keyword arguments go to its constructor)."""
-    if name not in METHODS:
-        raise UserError(f"Unknown attribution method {name!r}.", f"Use one of {list(METHODS)}.")
-    return METHODS[name][0](**kwargs)
+    """A method by its name in :data:`ATTRIBUTION_METHODS` (keyword arguments go to its constructor)."""
+    if name not in ATTRIBUTION_METHODS:
+        raise UserError(f"Unknown attribution method {name!r}.", f"Use one of {list(ATTRIBUTION_METHODS)}.")
+    return ATTRIBUTION_METHODS[name][0](**kwargs)

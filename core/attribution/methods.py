@@ -1,16 +1,20 @@
-"""Frame attribution methods, one class each: ESV (the engine), leave-one-out,
-integrated gradients, gradient x input, KernelSHAP, and a random reference."""
+"""Frame attribution methods, one class each: ESV (the engine's entry points),
+leave-one-out and KernelSHAP (Shapley-layer approximators over the model's game),
+integrated gradients, gradient x input, and a random reference."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 
-import numpy as np
 import torch
 
-from core.attribution.base import FrameAttribution, ModelSpec, _param_dtype, eval_and_no_grad, subset_values
+from core import esv
+from core.attribution.base import FrameAttribution, ModelSpec, param_dtype
 from core.errors import UserError
+from core.models.evaluation import eval_mode
+from core.shapley import Approximator, ESVResult
+from core.shapley import KernelSHAP as KernelSHAPApproximator
+from core.shapley import LeaveOneOut as LeaveOneOutApproximator
 
 
 def _pick(scores: torch.Tensor, target: int | None) -> torch.Tensor:
@@ -38,11 +42,9 @@ class ESVAttribution(FrameAttribution):
         self.seed = seed
         self.name = "esv" if method == "exact" else f"esv-{method}"
         self.label = "ESV" if method == "exact" else f"ESV ({method}, {samples_per_scale}/scale)"
-        self.last_result = None  # the engine's ESVResult of the latest call
+        self.last_result: ESVResult | None = None  # the engine's result of the latest call
 
     def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
-        from core import esv
-
         sps = None if self.method == "exact" else self.samples_per_scale
         if spec.heads is not None:
             res = esv.explain_multiscale(spec.heads, priors, features, samples_per_scale=sps, seed=self.seed, method=self.method)
@@ -52,19 +54,39 @@ class ESVAttribution(FrameAttribution):
         return _pick(res.esvs, target)
 
 
-class LeaveOneOut(FrameAttribution):
-    """``v(N) - v(N \\ i)``: the drop in probability when frame i is removed (the model
-    then runs on the other n - 1 frames; with n = 1 that is the priors)."""
+class ShapleyAttribution(FrameAttribution):
+    """Scores from a :mod:`core.shapley` approximator run on the model's game.
+
+    Args:
+        approximator: what to run.
+        budget: model evaluations (None: the approximator's saturated setting).
+        seed: its seed.
+    """
+
+    def __init__(self, approximator: Approximator, budget: int | None = None, seed: int | None = 0) -> None:
+        self.approximator = approximator
+        self.budget = budget
+        self.seed = seed
+        self.last_result: ESVResult | None = None
+        if type(self).name == FrameAttribution.name:  # a subclass keeps its own table names
+            self.name, self.label = approximator.name, approximator.label
+
+    def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
+        with eval_mode(spec.modules, autograd="off"):
+            res = self.approximator.approximate(spec.game(features, priors), self.budget, self.seed)
+        self.last_result = res
+        return _pick(res.esvs, target)
+
+
+class LeaveOneOut(ShapleyAttribution):
+    """``v(N) - v(N \\ i)``: the drop in probability when frame i is removed
+    (:class:`core.shapley.LeaveOneOut`)."""
 
     name = "loo"
     label = "Leave-one-out"
 
-    def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
-        n = features.shape[0]
-        everyone = list(range(n))
-        subsets = [everyone] + [[j for j in everyone if j != i] for i in range(n)]
-        v = subset_values(spec, priors, features, subsets)
-        return _pick(v[0][None] - v[1:], target)
+    def __init__(self) -> None:
+        super().__init__(LeaveOneOutApproximator())
 
 
 def _class_grads(spec: ModelSpec, x: torch.Tensor, target: int | None, chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,11 +147,11 @@ class IntegratedGradients(FrameAttribution):
         return base.expand_as(features).clone()
 
     def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
-        x = features.to(_param_dtype(spec, features.dtype))
+        x = features.to(param_dtype(spec, features.dtype))
         base = self.baseline_for(x)
         alphas = (torch.arange(self.steps, dtype=x.dtype, device=x.device) + 0.5) / self.steps
         path = base[None] + alphas[:, None, None] * (x - base)[None]  # (steps, n, D)
-        with eval_and_no_grad(spec, grad=True):
+        with eval_mode(spec.modules, autograd="on"):
             _, grads = _class_grads(spec, path, target)
         mean_grad = grads.mean(dim=-3)  # over steps: (n, D) or (C, n, D)
         scores = (mean_grad * (x - base)).sum(dim=-1).double()  # (n,) or (C, n)
@@ -144,23 +166,16 @@ class GradientXInput(FrameAttribution):
     label = "Gradient x input"
 
     def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
-        x = features.to(_param_dtype(spec, features.dtype))
-        with eval_and_no_grad(spec, grad=True):
+        x = features.to(param_dtype(spec, features.dtype))
+        with eval_mode(spec.modules, autograd="on"):
             _, grads = _class_grads(spec, x[None], target)
         scores = (grads[..., 0, :, :] * x).sum(dim=-1).double()  # (n,) or (C, n)
         return scores if target is not None else scores.T
 
 
-class KernelSHAP(FrameAttribution):
-    """KernelSHAP with frames as players and the model's value v(S) (frames removed,
-    not imputed), paired sampling.
-
-    Coalition sizes are drawn from the Shapley kernel's size distribution
-    ``p(t) ~ (n-1) / (t (n-t))``, each with its complement; the Shapley values are the
-    solution of the kernel-weighted least squares with the efficiency constraint
-    ``sum_i phi_i = v(N) - v(empty)`` (Lundberg & Lee, 2017), solved in closed form.
-    With ``coalitions >= 2^n - 2`` every coalition is used once with its exact kernel
-    weight, which gives the exact Shapley values.
+class KernelSHAP(ShapleyAttribution):
+    """KernelSHAP over frames with ``coalitions`` paired coalitions besides the empty and
+    full ones (:class:`core.shapley.KernelSHAP`; every coalition, exact, from ``2^n - 2``).
 
     Args:
         coalitions: coalitions evaluated (besides the empty and full ones).
@@ -172,52 +187,9 @@ class KernelSHAP(FrameAttribution):
     def __init__(self, coalitions: int = 64, seed: int | None = 0) -> None:
         if int(coalitions) < 2:
             raise UserError(f"KernelSHAP needs at least 2 coalitions, got {coalitions}.", "Use e.g. 64.")
+        super().__init__(KernelSHAPApproximator(int(coalitions)), None, seed)
         self.coalitions = int(coalitions)
-        self.seed = seed
         self.label = f"KernelSHAP ({self.coalitions} coalitions)"
-
-    def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
-        n = features.shape[0]
-        if n == 1:
-            v = subset_values(spec, priors, features, [[0]])
-            return _pick(v - priors[None], target)
-        masks, weights = self._design(n)
-        subsets = [[]] + [list(range(n))] + [list(np.flatnonzero(m)) for m in masks]
-        v = subset_values(spec, priors, features, subsets)  # (2 + M, C)
-        v0, vn, vs = v[0], v[1], v[2:]
-        z = torch.as_tensor(masks, dtype=torch.float64, device=v.device)  # (M, n)
-        w = torch.as_tensor(weights, dtype=torch.float64, device=v.device)
-        # min sum_k w_k (v_k - v0 - z_k . phi)^2  s.t.  1 . phi = vn - v0   (Lagrange, closed form)
-        a = (z * w[:, None]).T @ z  # (n, n)
-        b = (z * w[:, None]).T @ (vs - v0)  # (n, C)
-        a_inv = torch.linalg.pinv(a)
-        ones = torch.ones(n, dtype=torch.float64, device=v.device)
-        phi_free = a_inv @ b
-        gap = (vn - v0) - ones @ phi_free  # (C,)
-        direction = a_inv @ ones  # (n,)
-        phi = phi_free + direction[:, None] * (gap / (ones @ direction))[None]
-        return _pick(phi, target)
-
-    def _design(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Coalition masks ``(M, n)`` 0/1 and their regression weights ``(M,)``."""
-        sizes = np.arange(1, n)
-        kernel = (n - 1) / (sizes * (n - sizes))  # total weight of all coalitions of a size
-        if self.coalitions >= 2**n - 2:  # all of them, exact weights
-            masks = ((np.arange(1, 2**n - 1)[:, None] >> np.arange(n)) & 1).astype(np.float64)
-            t = masks.sum(axis=1).astype(int)
-            weights = (n - 1) / (np.array([math.comb(n, k) for k in t]) * t * (n - t))
-            return masks, weights
-        rng = np.random.default_rng(self.seed)
-        p = kernel / kernel.sum()
-        half = (self.coalitions + 1) // 2
-        rows = []
-        for t in rng.choice(sizes, size=half, p=p):
-            m = np.zeros(n)
-            m[rng.choice(n, size=int(t), replace=False)] = 1.0
-            rows += [m, 1.0 - m]  # paired with its complement
-        masks = np.asarray(rows[: self.coalitions])
-        # sampled from the kernel: each draw carries equal weight
-        return masks, np.ones(masks.shape[0])
 
 
 class RandomAttribution(FrameAttribution):

@@ -18,15 +18,12 @@ plain tensors and Python values only, so ``torch.load(..., weights_only=True)`` 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,14 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.backbones.base import DeviceLike, TorchFrameEncoder, resolve_device
+from core.data.demo.plan import ACTION_FAMILIES, N_STATE_BINS
 from core.errors import UserError
 from core.io_utils import atomic_path, file_sha256
+from core.runtime import Progress, or_silent, torch_threads
 
 CHECKPOINT_FORMAT = "playfair-demo-cnn"
 CHECKPOINT_VERSION = 1
 FEATURE_DIM = 256
-
-Progress = Callable[[float, str], None]
 
 # Target value the losses skip (cross_entropy's ignore_index).
 _IGNORE = -100
@@ -225,53 +222,6 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out.copy_(x).mul_(scale).add_(shift)
 
 
-# torch's thread count is process-global: encoders changing it take turns.
-_THREADS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def cpu_threads_for_load() -> Iterator[int]:
-    """Use fewer torch CPU threads while the machine is busy; restore the count afterwards.
-
-    On a small shared CPU, two threads competing with other processes spin-wait on each
-    other: measured on 2 cores at load 7, one thread trained 2.4x faster (wall) than two.
-    Yields the thread count in use.
-    """
-    before = torch.get_num_threads()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        load = 0.0
-    cores = os.cpu_count() or before
-    want = max(1, min(before, int(cores - load + 0.5)))
-    if want == before:  # switching costs ~1 ms (thread pool rebuild): skip when not needed
-        yield want
-        return
-    torch.set_num_threads(want)
-    try:
-        yield want
-    finally:
-        torch.set_num_threads(before)
-
-
-def _progress_fn(progress: bool | Progress) -> tuple[Progress, Callable[[], None]]:
-    """A ``(fraction, message)`` callback from a bool (tqdm bar) or a callback; plus a closer."""
-    if callable(progress):
-        return progress, lambda: None
-    if not progress:
-        return (lambda _f, _m: None), lambda: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=1000, desc="demo CNN", unit="‰", dynamic_ncols=True)
-
-    def update(fraction: float, message: str) -> None:
-        bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
-        bar.set_postfix_str(message, refresh=False)
-        bar.refresh()
-
-    return update, bar.close
-
-
 def train_demo_cnn(
     dataset: Any,
     out_path: Path,
@@ -282,13 +232,13 @@ def train_demo_cnn(
     away_stride: int = 4,
     seed: int = 0,
     small: bool = False,
-    progress: bool | Progress = True,
+    progress: Progress | None = None,
     time_budget_s: float | None = None,
 ) -> Path:
     """Train the demo CNN on ``dataset``'s training split and save it atomically to ``out_path``.
 
     Default settings: ~330 AdamW steps of 128 frames (25-50 s on a 2-core CPU).
-    Torch uses fewer threads while the machine is busy (:func:`cpu_threads_for_load`).
+    Torch uses fewer threads while the machine is busy (``core.runtime.torch_threads("load")``).
 
     Args:
         dataset: a :class:`core.data.gulp.GulpClipDataset` of the demo (needs the meta
@@ -301,7 +251,7 @@ def train_demo_cnn(
             float rounding between CPU thread counts) unless ``time_budget_s`` cuts
             training short (the schedule then follows wall time).
         small: a narrower network on 32 px input, for the tiny test dataset.
-        progress: True for a tqdm bar, False for silence, or a ``(fraction, message)`` callback.
+        progress: gets the fraction of optimisation steps done and the current loss.
         time_budget_s: wall-clock cap for the optimisation loop (None = no cap). The
             cosine schedule runs on ``max(step / total_steps, elapsed / budget)`` so a
             capped run still ends with a small learning rate.
@@ -309,12 +259,8 @@ def train_demo_cnn(
     Returns:
         ``out_path``.
     """
-    report, close = _progress_fn(progress)
-    try:
-        with cpu_threads_for_load():
-            return _train(dataset, Path(out_path), epochs, batch_size, lr, away_stride, seed, small, report, time_budget_s)
-    finally:
-        close()
+    with torch_threads("load"):
+        return _train(dataset, Path(out_path), epochs, batch_size, lr, away_stride, seed, small, or_silent(progress), time_budget_s)
 
 
 def _train(
@@ -329,8 +275,6 @@ def _train(
     report: Progress,
     time_budget_s: float | None,
 ) -> Path:
-    from core.data.demo import ACTION_FAMILIES, N_STATE_BINS
-
     if epochs <= 0 or batch_size < 1 or lr <= 0 or away_stride < 1:
         raise UserError(
             f"Invalid demo CNN settings (epochs={epochs}, batch_size={batch_size}, lr={lr}, away_stride={away_stride}).",
@@ -481,12 +425,12 @@ class DemoCNNEncoder(TorchFrameEncoder):
     def encode(self, frames: np.ndarray, device: DeviceLike = None, batch_size: int = 64) -> torch.Tensor:
         """``(T, H, W, 3)`` uint8 -> ``(T, 256)`` float32 CPU features (see the base class).
 
-        On CPU, runs under :func:`cpu_threads_for_load`: on a busy 2-core machine one
+        On CPU, runs under ``torch_threads("load")``: on a busy 2-core machine one
         thread encodes ~4x faster than two fighting over a core.
         """
         if resolve_device(device).type != "cpu":
             return super().encode(frames, device=device, batch_size=batch_size)
-        with _THREADS_LOCK, cpu_threads_for_load():
+        with torch_threads("load"):
             return super().encode(frames, device=device, batch_size=batch_size)
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ Splits: EPIC publishes only training annotations for P01 here, so the ingest hol
 whole videos: by default the last ~15% of the participant's video ids in natural sorted
 order (``P01_9`` < ``P01_10`` < ``P01_101``) become ``val``, the rest ``train``. Holding
 out videos (not segments) keeps near-duplicate neighbouring segments out of both splits.
+With ``val_annotations`` (EPIC_100_validation.pkl, same columns) the val split is the
+participant's segments of that file instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from core.data.gulp import (
     GULP_SUBDIR,
@@ -36,6 +39,7 @@ from core.data.gulp import (
 )
 from core.errors import UserError
 from core.io_utils import atomic_write_text
+from core.runtime import Progress
 
 REQUIRED_COLUMNS = (
     "narration_id",
@@ -234,8 +238,6 @@ def segment_frame_numbers(start_frame: int, stop_frame: int, frame_stride: int =
 
 
 def _load_frame(path: Path) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             w, h = img.size
@@ -289,14 +291,19 @@ def ingest_epic(
     val_videos: Sequence[str] | None = None,
     frame_stride: int = 1,
     max_frames_per_segment: int | None = None,
-    progress: bool = True,
+    val_annotations: Path | None = None,
+    progress: Progress | None = None,
 ) -> IngestReport:
     """Gulp EPIC RGB frames of one participant into the dataset folder ``out_root``.
 
     Each segment stores frames ``start_frame..stop_frame`` (inclusive, every
     ``frame_stride``-th, optionally uniformly subsampled to ``max_frames_per_segment``
     by :func:`segment_frame_numbers`), shorter side downscaled to 256 px if larger.
-    ``val_videos`` default: :func:`default_val_videos`. Segments with missing frames are
+    ``val_videos`` default: :func:`default_val_videos`. ``val_annotations``: a second
+    annotation file (the EPIC_100_validation.pkl layout) whose segments of ``participant``
+    are added to the dataset and form the val split (exclusive with ``val_videos``; a
+    narration in both files counts as val). ``progress`` gets the fraction of segments
+    written. Segments with missing frames are
     skipped and listed (printed, and saved to ``out_root/ingest_failures.csv``).
     ``dataset.json`` (kind ``"epic"``) is written last. Rerunning resumes.
     """
@@ -306,6 +313,13 @@ def ingest_epic(
     if max_frames_per_segment is not None and max_frames_per_segment < 1:
         raise UserError(f"max_frames_per_segment must be at least 1, got {max_frames_per_segment}.", "Pass a positive number or None.")
     ann = load_annotations(annotations, participant)
+    val_ids: set[str] | None = None
+    if val_annotations is not None:
+        if val_videos is not None:
+            raise UserError("Both val_videos and val_annotations are set.", "Keep one of them: val_annotations defines the val split by itself.")
+        val_ann = load_annotations(val_annotations, participant)
+        val_ids = set(val_ann.index)
+        ann = pd.concat([ann[~ann.index.isin(val_ann.index)], val_ann])
     verb_names, noun_names = load_class_names(verb_classes, noun_classes, ann)
 
     participant_dir = frames_root / participant
@@ -321,7 +335,9 @@ def ingest_epic(
             f"None of the {len(videos)} video folders exist under {participant_dir} (e.g. expected {participant_dir / videos[0]}).",
             "Extract each video's RGB frames into <frames_root>/<participant>/<video_id>/.",
         )
-    if val_videos is None:
+    if val_ids is not None:
+        val = sorted(ann.loc[sorted(val_ids), "video_id"].unique(), key=_natural_key)
+    elif val_videos is None:
         val = default_val_videos(videos)
     else:
         val = [str(v) for v in val_videos]
@@ -338,6 +354,8 @@ def ingest_epic(
         "max_frames_per_segment": max_frames_per_segment,
         "val_videos": sorted(val_set, key=_natural_key),
     }
+    if val_annotations is not None:  # only then: older ingests (without the key) still resume
+        settings["val_annotations"] = str(Path(val_annotations).resolve())
     out_root.mkdir(parents=True, exist_ok=True)
     _check_ingest_settings(out_root, settings)
 
@@ -352,7 +370,7 @@ def ingest_epic(
             meta = {"narration_id": nid}
             meta.update({c: row[c] for c in REQUIRED_COLUMNS if c != "narration_id"})
             meta.update({c: str(row[c]) for c in OPTIONAL_META_COLUMNS if c in row.index and pd.notna(row[c])})
-            meta["split"] = "val" if row["video_id"] in val_set else "train"
+            meta["split"] = "val" if (nid in val_ids if val_ids is not None else row["video_id"] in val_set) else "train"
             numbers = segment_frame_numbers(row["start_frame"], row["stop_frame"], frame_stride, max_frames_per_segment)
             meta["frame_stride"] = int(frame_stride)
             meta["first_frame"], meta["last_frame"] = numbers[0], numbers[-1]
@@ -361,7 +379,7 @@ def ingest_epic(
             yield SegmentToWrite(meta=meta, load_frames=_frame_loader(str(nid), video_dir, numbers, missing))
 
     gulp_report = write_gulp(
-        out_root / GULP_SUBDIR, segments(), progress=progress, desc=f"gulping {participant}", total=len(ann)
+        out_root / GULP_SUBDIR, segments(), progress=progress, total=len(ann)
     )
     miss = [(nid, missing[nid]) for nid, _ in gulp_report.failed if nid in missing]
     other = [(nid, reason) for nid, reason in gulp_report.failed if nid not in missing]
@@ -380,7 +398,7 @@ def ingest_epic(
             "kind": "epic",
             **settings,
             "annotations": str(Path(annotations).resolve()),
-            "val_fraction_default": VAL_FRACTION if val_videos is None else None,
+            "val_fraction_default": VAL_FRACTION if val_videos is None and val_annotations is None else None,
             "short_side": SHORT_SIDE,
             "n_failed": len(gulp_report.failed),
         },

@@ -31,6 +31,7 @@ import simplejpeg
 
 from core.errors import UserError
 from core.io_utils import atomic_write_text
+from core.runtime import Progress, or_silent
 
 #: Bumped whenever the dataset layout changes incompatibly; readers refuse other versions.
 FORMAT_VERSION = 1
@@ -249,8 +250,8 @@ def write_gulp(
     *,
     segments_per_chunk: int = 64,
     jpeg_quality: int = 90,
-    progress: bool = True,
-    desc: str = "gulping",
+    progress: Progress | None = None,
+    desc: str = "segments",
     total: int | None = None,
 ) -> GulpWriteReport:
     """Write ``segments`` into the gulpio2 directory ``out_dir``, resuming a previous run.
@@ -261,13 +262,14 @@ def write_gulp(
     ``report.failed`` and the run continues. On ``KeyboardInterrupt`` the segments
     completed so far in the open chunk are committed before re-raising, so a rerun loses
     at most the segment in flight. Frames of one segment should share one size.
+    ``progress`` gets the fraction of ``total`` segments handled (when ``total`` is known),
+    counted as ``"12/48 <desc>"``.
     """
     if segments_per_chunk < 1:
         raise UserError(f"segments_per_chunk must be at least 1, got {segments_per_chunk}.", "Pass a positive number.")
     if not 1 <= jpeg_quality <= 100:
         raise UserError(f"jpeg_quality must be in 1..100, got {jpeg_quality}.", "Pass e.g. 90.")
-    from tqdm import tqdm
-
+    report_progress = or_silent(progress)
     out_dir = Path(out_dir)
     present, next_k = _prepare_gulp_dir(out_dir)
     report = GulpWriteReport(out_dir=out_dir)
@@ -282,9 +284,10 @@ def write_gulp(
         builder = None
         next_k += 1
 
-    bar = tqdm(segments, desc=desc, total=total, disable=not progress, unit="seg", dynamic_ncols=True)
     try:
-        for seg in bar:
+        for i, seg in enumerate(segments):
+            if total:
+                report_progress(i / total, f"{i:,}/{total:,} {desc}")
             if "narration_id" not in seg.meta:
                 raise ValueError(f"segment meta lacks 'narration_id': {seg.meta!r}")
             id_ = str(seg.meta["narration_id"])
@@ -315,6 +318,8 @@ def write_gulp(
                 commit()
         if builder is not None and len(builder):
             commit()
+        if total:
+            report_progress(1.0, f"{total:,}/{total:,} {desc}")
     except KeyboardInterrupt:
         # Keep the finished segments of the open chunk: the rerun then resumes after them.
         if builder is not None and len(builder):
@@ -324,7 +329,6 @@ def write_gulp(
                 pass
         raise
     finally:
-        bar.close()
         if builder is not None:
             builder.discard()
     return report

@@ -1,8 +1,8 @@
 """Train and evaluate the classifiers the ESVs explain, on cached per-frame features.
 
-For each task (verb, noun) we train one :class:`~core.models.MTRNHead` per scale
+For each task (verb, noun) we train one :class:`~core.models.heads.MTRNHead` per scale
 k in ``TrainConfig.scales`` (default 1..8) and one variable-length
-:class:`~core.models.TSNHead`. Training draws, every epoch, one ordered random frame
+:class:`~core.models.heads.TSNHead`. Training draws, every epoch, one ordered random frame
 per segment of each clip (:func:`core.data.sampling.random_ordered_indices`);
 evaluation uses the segment centres (:func:`core.data.sampling.segment_centre_indices`),
 the same sampling the ESVs use. Verb and noun heads of one scale see the same sampled
@@ -32,9 +32,7 @@ best_epoch epoch (1-based) whose weights were kept (-1 for ``mtrn``)
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,11 +46,11 @@ from torch import nn
 
 from core.data.sampling import random_ordered_indices, segment_centre_indices
 from core.errors import UserError
-from core.heads_io import HeadSet
-from core.models import MTRNHead, TSNHead
+from core.models.heads import MTRNHead, TSNHead
+from core.models.io import HeadSet
+from core.models.multiscale import multiscale_logits as forward_multiscale
+from core.runtime import TASKS, Progress, torch_threads
 
-Progress = Callable[[float, str], None]
-TASKS = ("verb", "noun")
 ACCURACY_COLUMNS = ["task", "model", "n_frames", "top1", "top5", "n_clips", "best_epoch"]
 
 
@@ -198,34 +196,16 @@ def _topk(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def multiscale_logits(heads: Sequence[MTRNHead], x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """The multiscale TRN's logits, same maths as :class:`core.models.MultiscaleModel`.
-
-    ``fc1`` is linear, so a head's first layer on an ordered subset is a sum of per-frame,
-    per-position projections computed once: (B, k, n, H) instead of one matmul per subset.
+def multiscale_logits(heads: Sequence[nn.Module], x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """:func:`core.models.multiscale.multiscale_logits` without autograd, ``chunk`` clips at a time.
 
     Args:
         heads: ``heads[k-1]`` sees k frames.
         x: ``(B, n, D)`` frame features in temporal order.
-
     Returns:
-        ``(B, C)`` mean over scales s = 1..min(n, nmax) of the mean over s-subsets.
+        ``(B, C)`` logits.
     """
-    out = []
-    n = x.shape[1]
-    for start in range(0, x.shape[0], chunk):
-        xb = x[start : start + chunk]
-        per_scale = []
-        for s in range(1, min(n, len(heads)) + 1):
-            head = heads[s - 1]
-            w1 = head.fc1.weight.view(head.hidden_dim, s, head.feature_dim)
-            proj = torch.einsum("btd,hjd->bjth", xb, w1)  # (B, s, n, H)
-            combos = torch.tensor(list(itertools.combinations(range(n), s)), dtype=torch.long)  # (S, s)
-            h = head.fc1.bias.expand(xb.shape[0], combos.shape[0], -1).clone()
-            for j in range(s):
-                h += proj[:, j, combos[:, j], :]
-            per_scale.append(head.fc2(torch.relu(h)).mean(dim=1))
-        out.append(torch.stack(per_scale).mean(dim=0))
+    out = [forward_multiscale(heads, x[start : start + chunk]) for start in range(0, x.shape[0], chunk)]
     return torch.cat(out) if out else torch.zeros(0, heads[0].n_classes)
 
 
@@ -319,20 +299,6 @@ def _check_labels(labels: Mapping[str, np.ndarray], n: int, n_classes: Mapping[s
     return out
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Temporarily set torch's intra-op thread count (process-wide; restored on exit)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def train_heads(
     train: FeatureBank,
     train_labels: Mapping[str, np.ndarray],
@@ -361,13 +327,8 @@ def train_heads(
 
 
 def _train_heads(
-    train: FeatureBank,
-    train_labels: Mapping[str, np.ndarray],
-    val: FeatureBank | None,
-    val_labels: Mapping[str, np.ndarray] | None,
-    n_classes: Mapping[str, int],
-    cfg: TrainConfig,
-    progress: Progress | None,
+    train: FeatureBank, train_labels: Mapping[str, np.ndarray], val: FeatureBank | None,
+    val_labels: Mapping[str, np.ndarray] | None, n_classes: Mapping[str, int], cfg: TrainConfig, progress: Progress | None,
 ) -> TrainResult:
     t0 = time.perf_counter()
     tasks = [t for t in TASKS if t in train_labels]

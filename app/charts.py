@@ -1,6 +1,6 @@
-"""Drawing helpers shared by the pages: Altair chart builders, thumbnail tinting,
-small table shapers, and the few Streamlit glue functions every page needs
-(cached workspace, first-launch build, user-error display).
+"""Pure drawing helpers for the pages: Altair chart builders, thumbnail tinting and
+small table shapers. No Streamlit here (tests/test_charts.py checks them without a
+server); the Streamlit glue lives in :mod:`app.state`.
 
 Nothing here computes ESVs or metrics: that is core's job. These functions only
 reshape core's results for drawing.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import altair as alt
 import numpy as np
@@ -52,8 +52,16 @@ def topk_table(top5: Iterable[tuple[int, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["class", "id", "probability"])
 
 
+def clip_labels(clips: pd.DataFrame) -> dict[str, str]:
+    """``{clip id: "id · verb noun (split)"}`` for the clip selectbox (vectorised: EPIC
+    has thousands of clips and the labels are rebuilt on every rerun)."""
+    ids = clips.index.astype(str)
+    labels = ids + " · " + clips["verb"].astype(str) + " " + clips["noun"].astype(str) + " (" + clips["split"].astype(str) + ")"
+    return dict(zip(ids, labels))
+
+
 def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """``core.compare.Comparison.summary`` as display strings, one column per method."""
+    """``core.analysis.compare.Comparison.summary`` as display strings, one column per method."""
     rows = [
         ("normalised error ‖φ̂−φ‖²/‖φ‖²", "error", "{:.2e}"),
         ("  std over seeds", "error_std", "{:.1e}"),
@@ -314,6 +322,77 @@ def class_summary_chart(table: pd.DataFrame, *, value: str, title: str) -> alt.C
     )
 
 
+def method_scores_chart(scores: pd.DataFrame, label: str, *, height: int = 140) -> alt.Chart:
+    """One attribution method's score per sampled frame (Compare methods page), on
+    its own scale: green/red by sign, outlined where ``top``, opaque where ``in_key``.
+
+    ``scores`` columns: ``label`` (method; the rows of ``label`` are drawn),
+    ``position``, ``frame``, ``score``, ``rank``, ``top`` and ``in_key`` (bool).
+    """
+    return (
+        alt.Chart(scores[scores["label"] == label], title=alt.Title(label, fontSize=12))
+        .mark_bar()
+        .encode(
+            x=alt.X("position:O", title=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("score:Q", title=None, axis=alt.Axis(format="~g", tickCount=4)),
+            color=alt.condition("datum.score >= 0", alt.value(POSITIVE), alt.value(NEGATIVE)),
+            opacity=alt.condition("datum.in_key", alt.value(1.0), alt.value(0.5)),
+            stroke=alt.condition("datum.top", alt.value("black"), alt.value(None)),
+            strokeWidth=alt.value(2),
+            tooltip=["position", "frame", alt.Tooltip("score:Q", format="+.4g"), "rank", "in_key"],
+        )
+        .properties(height=height)
+    )
+
+
+def attribution_curve_chart(curves: pd.DataFrame, curve: str, *, axis_title: str, legend: bool) -> alt.Chart:
+    """The deletion or insertion curve (``curve``) of every method: the explained
+    class's probability against the fraction of frames removed/added. ``curves``
+    columns: ``curve``, ``method``, ``label``, ``fraction``, ``k``, ``prob``. With
+    ``legend`` the chart is taller and carries the methods' legend on top."""
+    order = list(dict.fromkeys(curves["method"]))
+    return (
+        alt.Chart(curves[curves["curve"] == curve], title=alt.Title(curve, fontSize=12))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("fraction:Q", title=axis_title),
+            y=alt.Y("prob:Q", title="probability"),
+            color=alt.Color("method:N", title=None, sort=order, scale=alt.Scale(domain=order),
+                            legend=alt.Legend(orient="top", columns=2, symbolLimit=0) if legend else None),
+            tooltip=["label", "k", alt.Tooltip("prob:Q", format=".4f")],
+        )
+        .properties(height=400 if legend else 260)
+    )
+
+
+# --------------------------------------------------------------------------- number formats
+# Display label and printf format of numeric table columns, per table the pages show
+# (app.state.show_table turns them into Streamlit column configs).
+
+ColumnFormats = dict[str, tuple[str, str]]
+
+METHOD_SUMMARY_FORMATS: ColumnFormats = {
+    "deletion_auc": ("deletion AUC ↓", "%.4f"),
+    "insertion_auc": ("insertion AUC ↑", "%.4f"),
+    "top_in_key": ("top frame in key", "%.0f"),
+    "seconds": ("seconds", "%.3f"),
+}
+CLASS_SUMMARY_FORMATS: ColumnFormats = {
+    "accuracy": ("accuracy", "%.2f"),
+    "mean_prob": ("mean p", "%.3f"),
+    "mean_prior": ("mean prior", "%.3f"),
+    "mean_esv_sum": ("mean Σ ESV", "%+.4f"),
+    "peak_position": ("mean peak position", "%.2f"),
+    "positive_frames": ("share ESV > 0", "%.2f"),
+}
+KEY_FRAME_FORMATS: ColumnFormats = {"mean_esv": ("mean ESV", "%+.5f")}
+
+
+def same_format(columns: Iterable[str], fmt: str) -> ColumnFormats:
+    """``fmt`` for each of ``columns``, labelled by their own name."""
+    return {str(c): (str(c), fmt) for c in columns}
+
+
 # --------------------------------------------------------------------------- images
 
 
@@ -358,281 +437,3 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
     color = color.lstrip("#")
     return int(color[0:2], 16), int(color[2:4], 16), int(color[4:6], 16)
 
-
-# --------------------------------------------------------------------------- Streamlit glue
-# Everything below draws or reads widgets; it calls core for every result.
-
-import streamlit as st  # noqa: E402
-
-from core.errors import UserError  # noqa: E402
-from core.paths import datasets_dir  # noqa: E402
-from core.workspace import DEMO_PRESETS, TASKS, Workspace  # noqa: E402
-
-SETUP_PAGE = "../pages/setup.py"
-EXPLORE_PAGE = "../pages/explore.py"
-ALL = "(all)"
-TARGETS = {"ground_truth": "ground truth", "predicted": "predicted", "class": "chosen class"}
-MAX_FRAMES = 16  # exact ESVs stay interactive up to 16 frames (2^16 subsets)
-
-# Session-state keys shared by several pages (kept when a page without them runs).
-SHARED_KEYS = (
-    "pf_dataset", "pf_video", "pf_verb", "pf_noun", "pf_clip",
-    "pf_task", "pf_n", "pf_method", "pf_sps", "pf_iter", "pf_seed", "pf_target", "pf_class",
-)
-
-
-@st.cache_resource(show_spinner=False)
-def _cached_workspace(name: str) -> Workspace:
-    return Workspace(name)
-
-
-def get_workspace(name: str) -> Workspace:
-    """One Workspace per dataset for the server's lifetime (``st.cache_resource``):
-    heads, priors, features and ESVs stay in its memory caches across reruns and
-    sessions."""
-    return _cached_workspace(name)
-
-
-def reset_workspaces() -> None:
-    """Forget the cached workspaces and clip videos (after the config changes or a rebuild)."""
-    _cached_workspace.clear()
-    clip_mp4.clear()
-    for key in [k for k in st.session_state if str(k).startswith("pf_ready_")]:
-        del st.session_state[key]
-
-
-def keep_shared_state() -> None:
-    """Re-assign shared widget values so that Streamlit keeps them while a page that
-    does not draw those widgets runs (it drops unrendered widgets' state otherwise)."""
-    for key in SHARED_KEYS:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
-
-
-def show_error(exc: UserError) -> None:
-    """A user-caused problem and its fix."""
-    st.error(f"**{exc.problem}**")
-    if exc.fix:
-        st.info(f"**Fix:** {exc.fix}")
-
-
-def _built(name: str) -> bool:
-    return (datasets_dir() / name / "dataset.json").exists()
-
-
-def epic_configured() -> bool:
-    """EPIC is set up: its dataset is ingested, or frames and annotations are configured."""
-    if _built("epic"):
-        return True
-    try:
-        ws = get_workspace("epic")
-    except UserError:
-        return False
-    return bool(ws.epic_setting("frames_dir") and ws.epic_setting("annotations"))
-
-
-def dataset_options() -> list[str]:
-    """EPIC first when configured, then the demo, then any other built demo preset."""
-    opts = ["epic"] if epic_configured() else []
-    opts.append("demo")
-    opts += [name for name in DEMO_PRESETS if name != "demo" and _built(name)]
-    return opts
-
-
-def default_dataset(options: Sequence[str]) -> str:
-    """EPIC when configured, else the built demo, else another built demo, else the
-    demo (whose first-launch build :func:`ensure_ready` then runs)."""
-    if "epic" in options:
-        return "epic"
-    for name in options:
-        if _built(name):
-            return name
-    return "demo"
-
-
-def dataset_label(name: str) -> str:
-    return {"demo": "Demo clips (built in)", "demo-small": "Demo clips (small)", "epic": "EPIC-KITCHENS (P01)"}.get(name, name)
-
-
-def pick_dataset() -> Workspace:
-    """Sidebar dataset choice -> its ready Workspace (builds the demo on first launch;
-    stops the page with a pointer to Setup when EPIC is not built)."""
-    options = dataset_options()
-    if st.session_state.get("pf_dataset") not in options:
-        st.session_state["pf_dataset"] = default_dataset(options)
-    name = st.sidebar.selectbox("Dataset", options, key="pf_dataset", format_func=dataset_label)
-    try:
-        ws = get_workspace(name)
-    except UserError as exc:
-        show_error(exc)
-        st.stop()
-    ensure_ready(ws)
-    return ws
-
-
-def run_build(ws: Workspace, steps: Sequence[str] | None = None, label: str = "Building") -> bool:
-    """``ws.build`` with live progress (st.status + st.progress); True on success."""
-    with st.status(f"{label} {dataset_label(ws.name)}…", expanded=True) as box:
-        bar = st.progress(0.0, text="starting")
-        log = st.empty()
-        lines: list[str] = []
-
-        def progress(fraction: float, message: str) -> None:
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=message[:120])
-            step = message.split(":", 1)[0]
-            if not lines or not lines[-1].startswith(step):
-                lines.append(message)
-            else:
-                lines[-1] = message
-            log.markdown("\n".join(f"- {line}" for line in lines[-8:]))
-
-        try:
-            reports = ws.build(steps=steps, progress=progress)
-        except UserError as exc:
-            box.update(label=f"{label} {dataset_label(ws.name)} failed", state="error")
-            show_error(exc)
-            return False
-        done = ", ".join(f"{r.name} {r.seconds:.0f} s" for r in reports if not r.skipped) or "nothing to do"
-        box.update(label=f"Built {dataset_label(ws.name)} ({done})", state="complete", expanded=False)
-    reset_workspaces()
-    return True
-
-
-def ensure_ready(ws: Workspace) -> None:
-    """Make sure every build step of ``ws`` is done; checked once per session.
-
-    A demo dataset that is not built yet is built right here with visible progress
-    (the first launch on a fresh machine), then the page reruns. EPIC needs paths
-    first, so the page stops with a link to Setup.
-    """
-    flag = f"pf_ready_{ws.name}"
-    if st.session_state.get(flag):
-        return
-    missing = [s for s in ws.status() if not s.done]
-    if not missing:
-        st.session_state[flag] = True
-        return
-    if ws.kind == "demo":
-        st.info(
-            "**First launch:** building the demo dataset, its frame encoder, features, priors and heads. "
-            "This happens once; everything is cached on disk."
-        )
-        if run_build(ws, label="Building"):
-            st.rerun()
-        st.stop()
-    st.warning(
-        f"{dataset_label(ws.name)} is not fully built yet: missing "
-        + ", ".join(f"**{s.name}** ({s.detail})" for s in missing)
-    )
-    st.page_link(SETUP_PAGE, label="Open Setup to configure and build it", icon=":material/build:")
-    st.stop()
-
-
-def clip_labels(clips: pd.DataFrame) -> dict[str, str]:
-    """``{clip id: "id · verb noun (split)"}`` for the clip selectbox (vectorised: EPIC
-    has thousands of clips and the labels are rebuilt on every rerun)."""
-    ids = clips.index.astype(str)
-    labels = ids + " · " + clips["verb"].astype(str) + " " + clips["noun"].astype(str) + " (" + clips["split"].astype(str) + ")"
-    return dict(zip(ids, labels))
-
-
-def _filter_select(label: str, key: str, values: Iterable[str]) -> str:
-    options = [ALL] + sorted({str(v) for v in values})
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = ALL
-    return st.sidebar.selectbox(label, options, key=key)
-
-
-def pick_clip(ws: Workspace) -> str:
-    """Sidebar filters (video, verb, noun) then a clip; returns its narration_id."""
-    clips = ws.clips()
-    video = _filter_select("Video", "pf_video", clips["video_id"])
-    view = clips if video == ALL else clips[clips["video_id"] == video]
-    verb = _filter_select("Verb", "pf_verb", view["verb"])
-    view = view if verb == ALL else view[view["verb"] == verb]
-    noun = _filter_select("Noun", "pf_noun", view["noun"])
-    view = view if noun == ALL else view[view["noun"] == noun]
-    options = list(view.index)
-    if not options:
-        st.sidebar.warning("No clip matches these filters.")
-        st.stop()
-    if st.session_state.get("pf_clip") not in options:
-        st.session_state["pf_clip"] = options[0]
-    st.sidebar.caption(f"{len(options)} of {len(clips)} clips")
-    labels = clip_labels(view)
-    return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: labels.get(i, i))
-
-
-def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> None:
-    if key not in st.session_state or (valid is not None and not valid(st.session_state[key])):
-        st.session_state[key] = value
-
-
-def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dict[str, Any]:
-    """Frame count, exact/approximate settings, task and explained class.
-
-    Returns keyword arguments for :meth:`Workspace.explain` (without ``clip_id``).
-    """
-    n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
-    _init("pf_task", "verb", lambda v: v in TASKS)
-    _init("pf_n", min(8, n_max), lambda v: isinstance(v, int) and 1 <= v <= n_max)
-    _init("pf_method", "exact", lambda v: v in ("exact", "approximate"))
-    _init("pf_sps", 16)
-    _init("pf_iter", 1)
-    _init("pf_seed", 0)
-    _init("pf_target", "ground_truth", lambda v: v in TARGETS)
-
-    c1, c2, c3, c4 = st.columns([3, 2, 2, 3])
-    with c1:
-        if n_max > 1:
-            n = st.slider("Sampled frames", 1, n_max, key="pf_n", help="Frames sampled at segment centres; exact ESVs up to 16 frames.")
-        else:
-            n = 1
-            st.caption("This clip has a single frame.")
-    with c2:
-        task = st.radio("Task", list(TASKS), key="pf_task", horizontal=True)
-    with c3:
-        approx = False
-        if method:
-            approx = st.radio("ESVs", ["exact", "approximate"], key="pf_method", horizontal=True) == "approximate"
-    with c4:
-        target = st.radio("Explain", list(TARGETS), key="pf_target", horizontal=True, format_func=TARGETS.get)
-    out: dict[str, Any] = {"task": task, "n_frames": int(n)}
-    if target == "class":
-        names = ws.class_names(task)
-        _init("pf_class", 0, lambda v: isinstance(v, int) and 0 <= v < len(names))
-        out["target"] = int(st.selectbox(f"{task.capitalize()} class to explain", range(len(names)), key="pf_class",
-                                         format_func=lambda c: f"{names[c]} ({c})"))
-    else:
-        out["target"] = target
-    if approx:
-        a1, a2, a3 = st.columns(3)
-        out["samples_per_scale"] = int(a1.number_input("Samples per scale", 1, 100000, key="pf_sps", step=1))
-        out["iterations"] = int(a2.number_input("Iterations", 1, 100, key="pf_iter", step=1))
-        out["seed"] = int(a3.number_input("Seed", 0, 2**31 - 1, key="pf_seed", step=1))
-    return out
-
-
-def video_fps(ws: Workspace) -> float:
-    """Playback rate: demo clips are rendered for 12 fps; EPIC frames are ~50-60 fps
-    footage, shown at 30 fps divided by the ingest frame stride."""
-    if ws.kind == "demo":
-        return 12.0
-    return max(1.0, 30.0 / max(1, int(ws.epic_setting("frame_stride", 1) or 1)))
-
-
-MAX_VIDEO_FRAMES = 480
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def clip_mp4(dataset: str, clip_id: str, n_frames: int, fps: float) -> bytes:
-    """The clip's stored frames as H.264 MP4 (at most MAX_VIDEO_FRAMES, evenly spaced)."""
-    from core.video import encode_mp4
-
-    ws = get_workspace(dataset)
-    idx = np.arange(n_frames)
-    if n_frames > MAX_VIDEO_FRAMES:
-        idx = np.linspace(0, n_frames - 1, MAX_VIDEO_FRAMES).round().astype(np.int64)
-        fps = fps * MAX_VIDEO_FRAMES / n_frames
-    frames = ws.dataset.frames(clip_id, idx)
-    return encode_mp4(frames, fps=fps, min_size=256)

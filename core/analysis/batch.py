@@ -3,7 +3,7 @@
 Results file (Parquet, long format: ONE ROW PER SAMPLED FRAME of each
 (clip, task, model, n_frames) explanation). Frames are sampled at the segment
 centres (:func:`core.data.sampling.segment_centre_indices`); the explained class is
-the ground truth.
+the ground truth. ESVs come from the explanation service (:mod:`core.explain`).
 
 =================  ========  =================================================================
 column             type      meaning
@@ -50,19 +50,19 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import UserError
-from core.io_utils import atomic_path
+from core.explain import ExplanationService, explanation_service
+from core.io_utils import atomic_path, stable_hash
+from core.runtime import TASKS, Progress
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
-
-Progress = Callable[[float, str], None]
 
 SCHEMA = pa.schema(
     [
@@ -97,12 +97,10 @@ COLUMNS = [f.name for f in SCHEMA]
 
 
 def _settings_hash(settings: dict[str, Any]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return stable_hash(settings)
 
 
-def _clip_rows(ws: "Workspace", clip: pd.Series, tasks: Sequence[str], models: Sequence[str], n_frames: Sequence[int], approx: dict[str, Any]) -> list[dict[str, Any]]:
+def _clip_rows(ws: "Workspace", service: ExplanationService, clip: pd.Series, tasks: Sequence[str], models: Sequence[str], n_frames: Sequence[int], approx: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     exact = approx["samples_per_scale"] is None
     common = {
@@ -125,7 +123,7 @@ def _clip_rows(ws: "Workspace", clip: pd.Series, tasks: Sequence[str], models: S
                 if int(clip["n_features"]) < n:
                     rows.append({**base, "frame_position": -1, "frame_index": -1, "status": "too_short"})
                     continue
-                ex = ws.explain(
+                ex = service.explain(
                     str(clip.name), task=task, n_frames=n, model=model, target="ground_truth",
                     samples_per_scale=approx["samples_per_scale"], iterations=approx["iterations"], seed=approx["seed"], cache=False,
                 )
@@ -176,7 +174,8 @@ def compute_batch_esvs(
     """Compute ESVs for every clip of ``split`` and write the results file (module docstring).
 
     Args:
-        ws: a built :class:`core.workspace.Workspace`.
+        ws: a built :class:`core.workspace.Workspace`; ESVs come from its
+            :func:`core.explain.explanation_service` (disk cache skipped, memory LRU read).
         split: ``"train"``/``"val"``.
         n_frames: frame counts n to explain.
         tasks, models: subsets of ``("verb", "noun")`` / ``("mtrn", "tsn")``.
@@ -192,7 +191,7 @@ def compute_batch_esvs(
     n_frames = sorted({int(n) for n in n_frames})
     if not n_frames or n_frames[0] < 1:
         raise UserError(f"Frame counts must be >= 1, got {n_frames}.", "Use e.g. --frames 1-8.")
-    bad = [t for t in tasks if t not in ("verb", "noun")] + [m for m in models if m not in ("mtrn", "tsn")]
+    bad = [t for t in tasks if t not in TASKS] + [m for m in models if m not in ("mtrn", "tsn")]
     if bad:
         raise UserError(f"Unknown task/model {bad}.", "Tasks: verb, noun. Models: mtrn, tsn.")
     clips = ws.clips(split)
@@ -209,6 +208,7 @@ def compute_batch_esvs(
         "dataset": ws.name, "heads": ws.heads_key(), "split": split, "tasks": list(tasks), "models": list(models),
         "n_frames": n_frames, "clips": len(clips), **approx, "schema": COLUMNS,
     }
+    service = explanation_service(ws)
     parts_dir = out.with_name(out.name + ".parts") / _settings_hash(settings)
     chunks = [clips.iloc[i : i + chunk_size] for i in range(0, len(clips), chunk_size)]
     for k, chunk in enumerate(chunks):
@@ -216,7 +216,7 @@ def compute_batch_esvs(
         if not part.exists():
             rows: list[dict[str, Any]] = []
             for j, (_, clip) in enumerate(chunk.iterrows()):
-                rows += _clip_rows(ws, clip, tasks, models, n_frames, approx)
+                rows += _clip_rows(ws, service, clip, tasks, models, n_frames, approx)
                 if progress is not None:
                     done = k * chunk_size + j + 1
                     progress(done / len(clips), f"{done}/{len(clips)} clips")

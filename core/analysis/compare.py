@@ -2,16 +2,20 @@
 sweep over samples per scale.
 
 The metric functions are plain numpy; :func:`compare_clip` and :func:`sweep_samples`
-drive a :class:`core.workspace.Workspace` (anything with its ``explain``).
+take a :class:`core.workspace.Workspace` (any :class:`core.explain.ExplanationProvider`)
+and get every explanation from its :func:`core.explain.explanation_service`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+
+from core.explain import ClipExplanation, ExplanationProvider, Target, explanation_service
 
 __all__ = [
     "normalised_error",
@@ -21,7 +25,16 @@ __all__ = [
     "Comparison",
     "compare_clip",
     "sweep_samples",
+    "exhaustive_samples_per_scale",
 ]
+
+
+def exhaustive_samples_per_scale(n_frames: int) -> int:
+    """Samples per scale at which the constructive sampler draws every subset of
+    ``n_frames`` frames (so its ESVs are exact): the size of the largest level,
+    ``C(n, n // 2)``."""
+    n = int(n_frames)
+    return math.comb(n, n // 2)
 
 
 def _vec(x: Any) -> np.ndarray:
@@ -113,25 +126,19 @@ def _cost(expl: Any) -> tuple[float, int]:
 
 
 def compare_clip(
-    workspace: Any,
-    clip_id: str,
-    *,
-    task: str,
-    n_frames: int,
-    model: str = "mtrn",
-    target: Any = "ground_truth",
-    samples_per_scale: int,
-    iterations: int = 1,
-    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    workspace: ExplanationProvider, clip_id: str, *, task: str, n_frames: int, model: str = "mtrn",
+    target: Target = "ground_truth", samples_per_scale: int, iterations: int = 1, seeds: Sequence[int] = (0, 1, 2, 3, 4),
 ) -> Comparison:
-    """Explain ``clip_id`` exactly and approximately with each seed, and compare."""
+    """Explain ``clip_id`` exactly and approximately (constructive sampler, ``samples_per_scale``
+    subsets per size) with each seed, and compare."""
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("need at least one seed")
+    service = explanation_service(workspace)
     common = dict(task=task, n_frames=n_frames, model=model, target=target)
-    exact = workspace.explain(clip_id, **common)
+    exact: ClipExplanation = service.explain(clip_id, **common)
     approx = [
-        workspace.explain(clip_id, **common, samples_per_scale=samples_per_scale, iterations=iterations, seed=s)
+        service.explain(clip_id, **common, samples_per_scale=samples_per_scale, iterations=iterations, seed=s)
         for s in seeds
     ]
     phi = exact.esvs
@@ -187,15 +194,8 @@ def compare_clip(
 
 
 def sweep_samples(
-    workspace: Any,
-    clip_id: str,
-    *,
-    task: str,
-    n_frames: int,
-    model: str = "mtrn",
-    target: Any = "ground_truth",
-    samples: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
-    iterations: int = 1,
+    workspace: ExplanationProvider, clip_id: str, *, task: str, n_frames: int, model: str = "mtrn",
+    target: Target = "ground_truth", samples: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), iterations: int = 1,
     seeds: Sequence[int] = (0, 1, 2),
 ) -> pd.DataFrame:
     """Error against cost as samples per scale grows.
@@ -204,15 +204,16 @@ def sweep_samples(
     ``error`` (mean), ``error_std``, ``error_lo``/``error_hi`` (min/max over seeds),
     ``spearman``, ``seconds`` and ``exact_evaluations`` (the exact method's cost).
     """
+    service = explanation_service(workspace)
     common = dict(task=task, n_frames=n_frames, model=model, target=target)
-    exact = workspace.explain(clip_id, **common)
+    exact = service.explain(clip_id, **common)
     phi = exact.esvs
     _, exact_evals = _cost(exact)
     rows = []
     for m in sorted({int(s) for s in samples}):
         errs, sps, evals, secs = [], [], [], []
         for seed in seeds:
-            ex = workspace.explain(clip_id, **common, samples_per_scale=m, iterations=iterations, seed=int(seed))
+            ex = service.explain(clip_id, **common, samples_per_scale=m, iterations=iterations, seed=int(seed))
             errs.append(normalised_error(ex.esvs, phi))
             sps.append(spearman(ex.esvs, phi))
             s, e = _cost(ex)

@@ -2,14 +2,11 @@
 
 ``MTRNHead`` is one single-scale relation head: it sees exactly ``frame_count``
 frame features in temporal order. A multiscale TRN is a list of such heads for
-scales 1..nmax (see :class:`MultiscaleModel`). ``TSNHead`` accepts any number of
+scales 1..nmax (see :mod:`core.models.multiscale`). ``TSNHead`` accepts any number of
 frames (mean of per-frame logits) and is the variable-length model.
 """
 
 from __future__ import annotations
-
-import itertools
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -90,33 +87,3 @@ class TSNHead(nn.Module):
         if x.dim() != 3 or x.shape[1] < 1:
             raise ValueError(f"TSNHead expects input (B, k>=1, D), got {tuple(x.shape)}")
         return self.frame_logits(x).mean(dim=1)
-
-
-class MultiscaleModel(nn.Module):
-    """The multiscale TRN over a list of single-scale heads ``heads[k-1]`` for k = 1..nmax.
-
-    ``f(S) = mean_{s=1..m} mean_{s-subsets S' of S} heads[s-1](S')`` in logit space,
-    with ``m = min(|S|, nmax)`` and every subset kept in temporal order.
-    Direct evaluation; the ESV engine has its own much faster path.
-    """
-
-    def __init__(self, heads: Sequence[nn.Module]) -> None:
-        super().__init__()
-        if len(heads) == 0:
-            raise ValueError("MultiscaleModel needs at least one head")
-        self.heads = nn.ModuleList(heads)
-
-    @property
-    def max_frames(self) -> int:
-        return len(self.heads)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, n, D)`` -> ``(B, C)`` logits for any n >= 1."""
-        n = x.shape[1]
-        per_scale = []
-        for s in range(1, min(n, len(self.heads)) + 1):
-            idx = torch.tensor(list(itertools.combinations(range(n), s)), device=x.device)
-            sub = x[:, idx]  # (B, n_subsets, s, D)
-            logits = self.heads[s - 1](sub.flatten(0, 1)).view(x.shape[0], idx.shape[0], -1)
-            per_scale.append(logits.mean(dim=1))
-        return torch.stack(per_scale, dim=0).mean(dim=0)

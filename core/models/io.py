@@ -9,7 +9,7 @@ so ``torch.load(..., weights_only=True)`` reads it::
                  "state_dict": {"fc1.weight": ..., "fc1.bias": ..., "fc2.weight": ..., "fc2.bias": ...}},
                 ... for k = 1..nmax ],
       "tsn": {"feature_dim": D, "n_classes": C, "hidden_dim": H, "dropout": p, "state_dict": {...}} | None,
-      "accuracy": {column: [values]} | None,   # core.training accuracy table
+      "accuracy": {column: [values]} | None,   # core.models.training accuracy table
       "meta": {str: str|int|float|...},         # provenance (features fingerprint, config)
     }
 
@@ -35,11 +35,11 @@ import torch
 
 from core.errors import UserError
 from core.io_utils import atomic_path
-from core.models import MTRNHead, TSNHead
+from core.models.heads import MTRNHead, TSNHead
+from core.runtime import TASKS
 
 FORMAT = "playfair-heads"
 VERSION = 1
-TASKS = ("verb", "noun")
 FORK_PATTERN = re.compile(r"^mtrn-frames=(\d+)-type=(verb|noun)\.pt$")
 
 
@@ -51,7 +51,7 @@ class HeadSet:
         task: ``"verb"`` or ``"noun"``.
         mtrn: ``mtrn[k-1]`` is the single-scale head seeing k frames, k = 1..nmax.
         tsn: the variable-length head, or None (fork heads have none).
-        accuracy: validation accuracy table (see core.training), or None.
+        accuracy: validation accuracy table (see core.models.training), or None.
         meta: provenance (where it came from, what it was trained on).
     """
 

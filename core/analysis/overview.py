@@ -1,21 +1,22 @@
 """Dataset-level summaries of ESVs for the overview page (and anyone else).
 
-Everything works on the batch results file of :mod:`core.batch` (long format, one
-row per sampled frame). When no full results file exists, :func:`results_or_sample`
+Everything works on the batch results file of :mod:`core.analysis.batch` (long format,
+one row per sampled frame). When no full results file exists, :func:`results_or_sample`
 computes a bounded sample through the same code path.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from core.analysis.batch import compute_batch_esvs, read_results
 from core.errors import UserError
-
-Progress = Callable[[float, str], None]
+from core.explain import Target, explanation_service
+from core.runtime import Progress
 
 MODEL_NAMES = {"mtrn_head": "single-scale head", "mtrn": "multiscale TRN", "tsn": "TSN"}
 
@@ -48,8 +49,6 @@ def results_or_sample(
 ) -> tuple[pd.DataFrame, str]:
     """The full batch results of ``split`` when present, else the first ``sample_clips``
     clips of it (computed once, cached on disk). Returns ``(results, description)``."""
-    from core.batch import compute_batch_esvs, read_results
-
     full = Path(ws.default_results_path(split))
     if full.exists():
         df = read_results(full)
@@ -98,12 +97,8 @@ def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str = 
     if r.empty:
         return pd.DataFrame(columns=["class", "clips", "accuracy", "mean_prob", "mean_prior", "mean_esv_sum", "peak_position", "positive_frames"])
     per_clip = r.groupby("narration_id").agg(
-        label_name=("label_name", "first"),
-        correct=("correct", "first"),
-        prob=("prob", "first"),
-        prior=("prior", "first"),
-        esv_sum=("esv", "sum"),
-        positive=("esv", lambda s: float((s > 0).mean())),
+        label_name=("label_name", "first"), correct=("correct", "first"), prob=("prob", "first"), prior=("prior", "first"),
+        esv_sum=("esv", "sum"), positive=("esv", lambda s: float((s > 0).mean())),
     )
     peak = r.loc[r.groupby("narration_id")["esv"].idxmax(), ["narration_id", "frame_position"]].set_index("narration_id")
     per_clip["peak_position"] = peak["frame_position"].astype(float) + 1
@@ -128,14 +123,15 @@ def frames_sweep(
     task: str,
     max_frames: int = 8,
     model: str = "mtrn",
-    target: Any = "ground_truth",
+    target: Target = "ground_truth",
 ) -> pd.DataFrame:
     """Exact ESVs of one clip for n = 1..max_frames (capped by the clip's length):
     ``n_frames, position, frame, esv, sign, explained`` rows (one per sampled frame)."""
     n_max = int(min(max_frames, ws.clips().loc[clip_id, "n_features"]))
+    service = explanation_service(ws)
     rows = []
     for n in range(1, n_max + 1):
-        ex = ws.explain(clip_id, task=task, n_frames=n, model=model, target=target)
+        ex = service.explain(clip_id, task=task, n_frames=n, model=model, target=target)
         for pos, (fi, e) in enumerate(zip(np.asarray(ex.frame_indices).tolist(), ex.esvs.tolist()), start=1):
             rows.append({"n_frames": n, "position": pos, "frame": int(fi), "esv": float(e),
                          "sign": "supports" if e >= 0 else "opposes", "explained": ex.explained_name})

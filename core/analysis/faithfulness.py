@@ -15,13 +15,14 @@ For one clip, a method's scores order the n sampled frames (highest first).
 Curves use the model on frame subsets exactly as the ESVs do (frames removed, never
 imputed), with the area taken by the trapezoid rule over x = k / n in [0, 1].
 
-``python -m core faithfulness`` runs every method over a split and writes one table
-(CSV + Markdown); :func:`add_parser` / :func:`main` are that command.
+:func:`run_faithfulness` runs every method over a split and writes one table (CSV +
+Markdown): ``python -m core faithfulness`` (:mod:`core.analysis.faithfulness_cli`) and the
+Compare methods page both call it. The explained class is resolved by
+:func:`core.explain.resolve_class`, the same rule every explanation uses.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import dataclass
@@ -32,11 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.attribution import DEFAULT_METHODS, METHODS, FrameAttribution, ModelSpec, make_attribution, subset_values
+from core.attribution import DEFAULT_METHODS, ESVAttribution, FrameAttribution, ModelSpec, make_attribution, subset_values
 from core.errors import UserError
+from core.explain import Target, explanation_service, resolve_class
 from core.io_utils import atomic_write_text
-
-Progress = Callable[[float, str], None]
+from core.runtime import TASKS, Progress, scaled
 
 __all__ = [
     "ClipFaithfulness",
@@ -52,8 +53,8 @@ __all__ = [
     "MethodComparison",
     "compare_clip_methods",
     "load_table",
-    "add_parser",
-    "main",
+    "FaithfulnessRun",
+    "run_faithfulness",
 ]
 
 
@@ -107,6 +108,9 @@ class ClipFaithfulness:
     seconds: float
 
 
+Scorer = Callable[[FrameAttribution], tuple[np.ndarray, float]]
+
+
 def evaluate_clip(
     spec: ModelSpec,
     priors: torch.Tensor,
@@ -115,19 +119,74 @@ def evaluate_clip(
     target: int,
     frame_indices: Sequence[int] | None = None,
     key_range: tuple[int, int] | None = None,
+    scorer: Scorer | None = None,
 ) -> list[ClipFaithfulness]:
-    """Every method's scores, curves and key-frame hit on one clip."""
+    """Every method's scores, curves and key-frame hit on one clip.
+
+    ``scorer(method) -> (scores (n,), seconds)`` supplies a method's scores (the
+    workspace's explanation service for ESVs); by default each method attributes here.
+    """
     out = []
     for method in methods:
-        start = time.perf_counter()
-        scores = method.attribute(spec, priors, features, target).numpy()
-        seconds = time.perf_counter() - start
+        if scorer is None:
+            start = time.perf_counter()
+            scores = method.attribute(spec, priors, features, target).numpy()
+            seconds = time.perf_counter() - start
+        else:
+            scores, seconds = scorer(method)
         dele, ins = curves(spec, priors, features, scores, target)
         hit = float("nan")
         if key_range is not None and frame_indices is not None:
             hit = top_frame_in_key(scores, frame_indices, *key_range)
         out.append(ClipFaithfulness(method.name, scores, dele, ins, auc(dele), auc(ins), hit, seconds))
     return out
+
+
+@dataclass
+class _ClipInputs:
+    """One clip prepared for every method: model, priors, sampled features, explained class."""
+
+    spec: ModelSpec
+    priors: torch.Tensor
+    features: torch.Tensor
+    frame_indices: np.ndarray
+    probs: torch.Tensor
+    target: int
+    key_range: tuple[int, int] | None
+    scorer: Scorer
+
+
+def _prepare_clip(workspace: Any, clip_id: str, clip: pd.Series, task: str, n_frames: int, target: Target) -> _ClipInputs:
+    spec = ModelSpec.multiscale(workspace.heads(task).mtrn)
+    priors = workspace.priors(task).double()
+    frame_indices = np.asarray(workspace.sample_frames(clip_id, n_frames))
+    rows = frame_indices // max(1, workspace.feature_stride)
+    x = torch.from_numpy(np.ascontiguousarray(workspace.features(clip_id)[rows])).float()
+    probs = subset_values(spec, priors, x, [list(range(n_frames))])[0]
+    cls = resolve_class(target, label=int(clip[f"{task}_class"]), predicted=int(probs.argmax()), n_classes=len(priors), task=task)
+    key = None
+    if "key_start" in clip.index and "key_stop" in clip.index and not (pd.isna(clip["key_start"]) or pd.isna(clip["key_stop"])):
+        key = (int(clip["key_start"]), int(clip["key_stop"]))
+    service = explanation_service(workspace)
+
+    def scorer(method: FrameAttribution) -> tuple[np.ndarray, float]:
+        if not isinstance(method, ESVAttribution):
+            start = time.perf_counter()
+            return method.attribute(spec, priors, x, cls).numpy(), time.perf_counter() - start
+        # ESVs come from the explanation service: one method resolution and one cache for the
+        # app, batch runs and this table. Its time is the engine's, also when served from cache.
+        sampled = method.method != "exact"
+        expl = service.explain(clip_id, task=task, n_frames=n_frames, model="mtrn", target=cls, method=method.method,
+                               samples_per_scale=method.samples_per_scale if sampled else None,
+                               seed=method.seed if sampled else None)
+        return expl.esvs, float(expl.esv_result.seconds)
+
+    return _ClipInputs(spec, priors, x, frame_indices, probs, cls, key, scorer)
+
+
+def _evaluate(inputs: _ClipInputs, methods: Sequence[FrameAttribution]) -> list[ClipFaithfulness]:
+    return evaluate_clip(inputs.spec, inputs.priors, inputs.features, methods, inputs.target, inputs.frame_indices,
+                         inputs.key_range, inputs.scorer)
 
 
 def faithfulness_table(
@@ -151,9 +210,6 @@ def faithfulness_table(
     if target not in ("predicted", "ground_truth"):
         raise UserError(f"Unknown target {target!r}.", "Use 'predicted' or 'ground_truth'.")
     attributions = [make_attribution(m) for m in methods]
-    heads = workspace.heads(task)
-    spec = ModelSpec.multiscale(heads.mtrn)
-    priors = workspace.priors(task).double()
     clips = workspace.clips(split)
     if limit is not None:
         clips = clips.iloc[: int(limit)]
@@ -166,22 +222,17 @@ def faithfulness_table(
             progress(done / len(clips), f"{clip_id} ({done + 1}/{len(clips)})")
         if int(clip["n_features"]) < n_frames:
             continue
-        feature_rows = workspace.sample_frames(clip_id, n_frames) // max(1, workspace.feature_stride)
-        frame_indices = workspace.sample_frames(clip_id, n_frames)
-        x = torch.from_numpy(np.ascontiguousarray(workspace.features(clip_id)[feature_rows])).float()
-        probs = subset_values(spec, priors, x, [list(range(n_frames))])[0]
-        cls = int(probs.argmax()) if target == "predicted" else int(clip[f"{task}_class"])
-        key = None
+        inputs = _prepare_clip(workspace, str(clip_id), clip, task, n_frames, target)
+        cls, key = inputs.target, inputs.key_range
         chance = float("nan")
-        if has_keys and not (pd.isna(clip["key_start"]) or pd.isna(clip["key_stop"])):
-            key = (int(clip["key_start"]), int(clip["key_stop"]))
-            inside = (frame_indices >= key[0]) & (frame_indices < key[1])
+        if has_keys and key is not None:
+            inside = (inputs.frame_indices >= key[0]) & (inputs.frame_indices < key[1])
             chance = float(inside.mean()) if inside.any() else float("nan")
-        for res, attr in zip(evaluate_clip(spec, priors, x, attributions, cls, frame_indices, key), attributions):
+        for res, attr in zip(_evaluate(inputs, attributions), attributions):
             rows.append(
                 {
                     "clip_id": str(clip_id), "task": task, "n_frames": n_frames, "method": res.method, "label": attr.label,
-                    "target": cls, "prob": float(probs[cls]), "prior": float(priors[cls]),
+                    "target": cls, "prob": float(inputs.probs[cls]), "prior": float(inputs.priors[cls]),
                     "deletion_auc": res.deletion_auc, "insertion_auc": res.insertion_auc,
                     "top_in_key": res.top_in_key, "chance_in_key": chance, "seconds": res.seconds,
                 }
@@ -289,7 +340,7 @@ def compare_clip_methods(
     *,
     task: str = "verb",
     n_frames: int = 8,
-    target: str | int = "predicted",
+    target: Target = "predicted",
     methods: Sequence[str] = DEFAULT_METHODS,
 ) -> MethodComparison:
     """Run ``methods`` on one clip of a :class:`core.workspace.Workspace`: scores, deletion and
@@ -302,26 +353,11 @@ def compare_clip_methods(
         raise UserError(f"Clip {clip_id!r} is not in dataset {workspace.name!r}.", "Pick a clip from the list.")
     if int(clip["n_features"]) < n_frames:
         raise UserError(f"Clip {clip_id} has only {int(clip['n_features'])} frames.", f"Pick at most {int(clip['n_features'])} frames.")
-    spec = ModelSpec.multiscale(workspace.heads(task).mtrn)
-    priors = workspace.priors(task).double()
-    frame_indices = np.asarray(workspace.sample_frames(clip_id, n_frames))
-    rows = frame_indices // max(1, workspace.feature_stride)
-    x = torch.from_numpy(np.ascontiguousarray(workspace.features(clip_id)[rows])).float()
-    probs = subset_values(spec, priors, x, [list(range(n_frames))])[0]
-    if target == "predicted":
-        cls = int(probs.argmax())
-    elif target == "ground_truth":
-        cls = int(clip[f"{task}_class"])
-    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool) and 0 <= int(target) < len(priors):
-        cls = int(target)
-    else:
-        raise UserError(f"Unknown target {target!r}.", f"Use 'predicted', 'ground_truth' or a class id in 0..{len(priors) - 1}.")
-    key = None
-    if "key_start" in clip.index and "key_stop" in clip.index and not (pd.isna(clip["key_start"]) or pd.isna(clip["key_stop"])):
-        key = (int(clip["key_start"]), int(clip["key_stop"]))
+    inputs = _prepare_clip(workspace, str(clip_id), clip, task, n_frames, target)
+    cls, key, frame_indices, probs, priors = inputs.target, inputs.key_range, inputs.frame_indices, inputs.probs, inputs.priors
     attributions = [make_attribution(m) for m in methods]
     score_rows, curve_rows, summary_rows = [], [], []
-    for res, attr in zip(evaluate_clip(spec, priors, x, attributions, cls, frame_indices, key), attributions):
+    for res, attr in zip(_evaluate(inputs, attributions), attributions):
         ranks = np.empty(n_frames, dtype=int)
         ranks[_order(res.scores)] = np.arange(1, n_frames + 1)
         for i in range(n_frames):
@@ -340,88 +376,36 @@ def compare_clip_methods(
     )
 
 
-# ----------------------------------------------------------------------------- CLI
+@dataclass
+class FaithfulnessRun:
+    """What :func:`run_faithfulness` computed and wrote.
+
+    Attributes:
+        per_clip: every task's :func:`faithfulness_table` rows, concatenated.
+        summary: :func:`summarise` of them.
+        csv, markdown: the files written.
+    """
+
+    per_clip: pd.DataFrame
+    summary: pd.DataFrame
+    csv: Path
+    markdown: Path
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``faithfulness`` on an argparse ``subparsers`` (``python -m core``)."""
-    p = subparsers.add_parser(
-        "faithfulness",
-        help="deletion/insertion AUCs and key-frame hits of every attribution method over a split",
-        description="Deletion/insertion AUCs and key-frame hits of every attribution method over a split; "
-        "writes one table (CSV + Markdown).",
-    )
-    _arguments(p)
-    p.set_defaults(func=_run)
-    return p
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="demo", help="demo / demo-small / epic (default demo)")
-    p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
-    p.add_argument("--split", default="val")
-    p.add_argument("--tasks", nargs="+", choices=["verb", "noun"], default=["verb", "noun"])
-    p.add_argument("--frames", type=int, default=8, help="sampled frames per clip (default 8)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(DEFAULT_METHODS))
-    p.add_argument("--target", choices=["predicted", "ground_truth"], default="predicted")
-    p.add_argument("--limit", type=int, default=None, help="only the first N clips")
-    p.add_argument("--out", type=Path, default=None, help="CSV path (default cache/results/<dataset>/<heads>/faithfulness.csv); .md beside it")
-    p.add_argument("--per-clip", dest="per_clip", action="store_true", help="also write <out>-per-clip.csv")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _run(args: argparse.Namespace) -> int:
-    from core.workspace import Workspace
-
-    ws = Workspace(args.dataset, args.config)
-    missing = [s for s in ws.status() if not s.done]
-    if missing:
-        s = missing[0]
-        raise UserError(f"The {s.name} step of dataset {ws.name} is not built ({s.detail}).", f"Run `{s.how}` first.")
-    tables = []
-    start = time.perf_counter()
-    for task in args.tasks:
-        bar = None
-        if not args.quiet:
-            from tqdm import tqdm
-
-            bar = tqdm(total=1000, desc=f"faithfulness {task}")
-
-        def progress(f: float, msg: str, bar: Any = bar) -> None:
-            if bar is not None:
-                bar.n = int(1000 * f)
-                bar.set_postfix_str(msg[:30], refresh=True)
-
-        try:
-            tables.append(faithfulness_table(ws, task=task, n_frames=args.frames, methods=args.methods, split=args.split,
-                                             target=args.target, limit=args.limit, progress=progress))
-        finally:
-            if bar is not None:
-                bar.close()
+def run_faithfulness(
+    workspace: Any, *, tasks: Sequence[str] = TASKS, n_frames: int = 8, methods: Sequence[str] = DEFAULT_METHODS,
+    split: str = "val", target: str = "predicted", limit: int | None = None, out: Path | None = None,
+    write_per_clip: bool = True, note: str = "", progress: Progress | None = None,
+) -> FaithfulnessRun:
+    """The faithfulness table of every method over a split, for each task, written to
+    ``out`` (default :func:`default_table_path`) as CSV + Markdown (+ ``-per-clip.csv``
+    when ``write_per_clip``). ``progress`` covers all tasks."""
+    tables = [
+        faithfulness_table(workspace, task=task, n_frames=n_frames, methods=methods, split=split, target=target, limit=limit,
+                           progress=scaled(progress, i / len(tasks), (i + 1) / len(tasks), f"{task}: "))
+        for i, task in enumerate(tasks)
+    ]
     per_clip = pd.concat(tables, ignore_index=True)
     summary = summarise(per_clip)
-    out = args.out or default_table_path(ws)
-    note = (f"Faithfulness on dataset `{ws.name}`, split `{args.split}`, {args.frames} frames, target = {args.target} class; "
-            f"multiscale TRN heads. Deletion/insertion AUC of the target's probability (mean ± s.e. over clips).")
-    csv, md = write_table(summary, out, per_clip if args.per_clip else None, note)
-    print(to_markdown(summary))
-    print(f"wrote {csv} and {md} ({time.perf_counter() - start:.1f} s)")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m core.faithfulness [args]``; returns the exit status (2 on a UserError)."""
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m core faithfulness", description=__doc__.split("\n\n")[0])
-    _arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    csv, md = write_table(summary, out or default_table_path(workspace), per_clip if write_per_clip else None, note)
+    return FaithfulnessRun(per_clip, summary, csv, md)

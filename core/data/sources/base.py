@@ -1,0 +1,160 @@
+"""What a dataset source is: the one place that knows a dataset's settings, files,
+how its clips and its frame encoder come to exist, and how to describe itself.
+
+The pipeline (:mod:`core.pipeline.steps`) turns a source into build steps: the
+``dataset`` and ``backbone`` steps call the source; ``features``, ``priors`` and
+``heads`` are the same for every source. Nothing outside a source asks which kind of
+dataset it is; a new dataset is a new subclass registered in :mod:`core.data.sources`.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from core.backbones.base import FrameEncoder
+from core.errors import UserError
+from core.io_utils import stable_hash
+from core.paths import datasets_dir
+from core.runtime import Progress
+
+
+class DatasetSource(abc.ABC):
+    """One dataset by name, configured by its ``[section]`` of the TOML config.
+
+    Args:
+        name: the dataset name (one of the class's :attr:`names`); also the folder name
+            under ``datasets_dir()`` and the cache namespace.
+        config: the whole parsed config (the source reads its :attr:`section` only).
+        config_path: where that config lives (named in error messages and "how" strings).
+
+    Class attributes:
+        names: dataset names served by this class (the registry's keys).
+        section: the config table it reads (None = it needs no settings).
+        builds_unattended: the app's first launch may build it without asking (no paths needed).
+    """
+
+    names: ClassVar[tuple[str, ...]] = ()
+    section: ClassVar[str | None] = None
+    builds_unattended: ClassVar[bool] = False
+
+    def __init__(self, name: str, config: Mapping[str, Any] | None = None, config_path: Path | None = None) -> None:
+        self.name = name
+        self.config: Mapping[str, Any] = config if config is not None else {}
+        self.config_path = config_path
+
+    # ------------------------------------------------------------------ settings and files
+
+    def settings(self) -> dict[str, Any]:
+        """This source's config table (empty when absent or when it has none)."""
+        return dict(self.config.get(self.section, {})) if self.section else {}
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """``[section] key`` from the config ('' counts as unset)."""
+        value = self.settings().get(key, default)
+        return default if value == "" else value
+
+    def require_path(self, key: str, what: str) -> Path:
+        """The existing path configured under ``[section] key``; UserError naming the fix otherwise.
+
+        ``what`` names the file in messages ("EPIC frames folder").
+        """
+        value = self.setting(key)
+        where = f"[{self.section}] {key}"
+        if not value:
+            raise UserError(
+                f"The {what} is not configured ({where} in {self.config_path}).",
+                f"Add `{key} = \"/path/...\"` under [{self.section}] in {self.config_path} (or set it on the app's setup page).",
+            )
+        path = Path(str(value)).expanduser()
+        if not path.exists():
+            raise UserError(f"The configured {what} {path} does not exist ({where}).", f"Fix {where} in {self.config_path}.")
+        return path
+
+    def optional_path(self, key: str) -> Path | None:
+        """``[section] key`` as a path, or None when unset (existence is checked by the reader)."""
+        value = self.setting(key)
+        return Path(str(value)).expanduser() if value else None
+
+    @property
+    def root(self) -> Path:
+        """The gulped dataset folder: ``datasets_dir() / name``."""
+        return datasets_dir() / self.name
+
+    def dataset_built(self) -> bool:
+        """``dataset.json`` is written last by every builder: its presence means a usable dataset."""
+        return (self.root / "dataset.json").exists()
+
+    def dataset_key(self) -> str:
+        """Hash of dataset.json (minus volatile fields): changes whenever the dataset is rebuilt differently."""
+        info = json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
+        info.pop("seconds", None)
+        return stable_hash(info)
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    @abc.abstractmethod
+    def label(self) -> str:
+        """Short human name for pickers ("Demo clips (built in)")."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line saying what this dataset is and where it comes from (status, pickers)."""
+
+    def configured(self) -> bool:
+        """True when it can be built or is built (the app offers it)."""
+        return True
+
+    @property
+    def feature_stride(self) -> int:
+        """Every stride-th stored frame gets a feature."""
+        return 1
+
+    @property
+    def video_fps(self) -> float:
+        """Playback rate of the stored frames."""
+        return 30.0
+
+    def train_overrides(self) -> dict[str, Any]:
+        """Head-training settings (``core.models`` TrainConfig fields) for this dataset."""
+        return {}
+
+    def fork_heads_dir(self) -> Path | None:
+        """A folder of externally trained heads to use instead of training (None = train here)."""
+        return None
+
+    @abc.abstractmethod
+    def how(self, step: str) -> str:
+        """One line (a CLI command) that builds ``step`` of this dataset."""
+
+    def take_cli_settings(self, values: Mapping[str, Any]) -> str | None:
+        """Copy the CLI's ingest flags (None = not given) into :attr:`config`.
+
+        Returns what was taken, for the CLI's "saved ... to <config>" line ("EPIC
+        settings"), or None when this source has no settings (nothing to save).
+        """
+        return None
+
+    # ------------------------------------------------------------------ build
+
+    def check_dataset_inputs(self) -> None:
+        """Raise UserError when the dataset cannot be built (settings missing); nothing by default."""
+
+    @abc.abstractmethod
+    def build_dataset(self, progress: Progress) -> None:
+        """Write the gulped dataset into :attr:`root` (resumable), reporting through ``progress``."""
+
+    @abc.abstractmethod
+    def check_backbone(self) -> tuple[bool, str]:
+        """(done, detail) of the frame encoder; UserError when a setting it needs is missing."""
+
+    @abc.abstractmethod
+    def build_backbone(self, dataset: Any, progress: Progress) -> None:
+        """Make the frame encoder exist (train it, or check its configured file)."""
+
+    @abc.abstractmethod
+    def load_encoder(self) -> FrameEncoder:
+        """The dataset's frame encoder (UserError when it is not built or not configured)."""

@@ -1,0 +1,35 @@
+"""The explanation service: which class is explained, by which engine, cached where.
+
+    from core.explain import explanation_service
+    ex = explanation_service(ws).explain(clip_id, task="verb", n_frames=8, target="predicted")
+
+Layering: imports ``core.esv`` (the engine), ``core.runtime`` and the base modules; never
+the workspace (it reads one through :class:`ExplanationProvider`).
+"""
+
+from core.explain.cache import ResultCache
+from core.explain.result import TARGETS, ClipExplanation, ExplanationProvider, Target, describe, resolve_class
+from core.explain.service import (
+    CACHE_VERSION,
+    MODELS,
+    ExplanationService,
+    available_methods,
+    default_method,
+    explanation_service,
+)
+
+__all__ = [
+    "CACHE_VERSION",
+    "MODELS",
+    "TARGETS",
+    "ClipExplanation",
+    "ExplanationProvider",
+    "ExplanationService",
+    "ResultCache",
+    "Target",
+    "available_methods",
+    "default_method",
+    "describe",
+    "explanation_service",
+    "resolve_class",
+]

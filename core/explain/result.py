@@ -1,0 +1,143 @@
+"""What an explanation is, who provides its inputs, and which class it explains.
+
+:class:`ClipExplanation` is the answer of :meth:`core.explain.ExplanationService.explain`;
+:class:`ExplanationProvider` is the slice of :class:`core.workspace.Workspace` the
+service reads (a Protocol, so ``core.explain`` never imports the workspace); and
+:func:`resolve_class` is the ONE place that turns a ``target`` ("ground_truth",
+"predicted" or a class id) into a class id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.errors import UserError
+
+Target = Union[Literal["ground_truth", "predicted"], int]
+TARGETS: tuple[str, str] = ("ground_truth", "predicted")
+
+
+class ExplanationProvider(Protocol):
+    """What the explanation service needs from a workspace (``core.workspace.Workspace`` is one).
+
+    ``feature_rows(clip_id, n)`` is the ``(n,)`` int64 segment-centre feature rows of a clip
+    (UserError for an unknown clip or one shorter than ``n``); ``heads_key()`` changes whenever
+    the heads (and the features they were trained on) change.
+    """
+
+    name: str
+    feature_stride: int
+    threads: int | None
+
+    def clips(self, split: str | None = None) -> pd.DataFrame: ...
+
+    def features(self, clip_id: str) -> np.ndarray: ...
+
+    def heads(self, task: str) -> Any: ...
+
+    def priors(self, task: str) -> torch.Tensor: ...
+
+    def class_names(self, task: str) -> list[str]: ...
+
+    def feature_rows(self, clip_id: str, n_frames: int) -> np.ndarray: ...
+
+    def heads_key(self) -> str: ...
+
+
+def resolve_class(target: Any, *, label: int, predicted: int, n_classes: int, task: str) -> int:
+    """The class id ``target`` names: ``"ground_truth"`` -> ``label``, ``"predicted"`` ->
+    ``predicted``, an int -> itself (0 <= id < ``n_classes``). UserError otherwise."""
+    if isinstance(target, str) and target == "ground_truth":
+        return int(label)
+    if isinstance(target, str) and target == "predicted":
+        return int(predicted)
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        cls = int(target)
+        if not 0 <= cls < n_classes:
+            raise UserError(f"Class {cls} is out of range for {task} ({n_classes} classes).", f"Pick a class id in 0..{n_classes - 1}.")
+        return cls
+    raise UserError(f"Unknown target {target!r}.", "Use 'ground_truth', 'predicted' or a class id.")
+
+
+@dataclass
+class ClipExplanation:
+    """The ESVs of one clip for one task/model/frame count.
+
+    Attributes:
+        clip_id: narration_id.
+        task: ``"verb"`` or ``"noun"``.
+        model: ``"mtrn"`` or ``"tsn"``.
+        n_frames: n, number of sampled frames.
+        frame_indices: (n,) int64 frame indices into the clip (segment-centre sampling).
+        esv_result: the engine's ESVResult (``esvs`` (n, C), ``probs`` (C,), ...).
+        explained_class: the class whose ESVs are reported in :attr:`esvs`.
+        explained_name: its name.
+        label: ground-truth class id of the clip.
+        top5: [(class_id, name, prob)] of the model on all n frames, best first.
+        prob: model probability of the explained class on all n frames.
+        prior: prior of the explained class.
+        efficiency_gap: ``sum(esvs) - (prob - prior)``; ~0 for exact ESVs.
+        cached: True when the ESVs came from a cache (memory or disk).
+    """
+
+    clip_id: str
+    task: str
+    model: str
+    n_frames: int
+    frame_indices: np.ndarray
+    esv_result: Any
+    explained_class: int
+    explained_name: str
+    label: int
+    top5: list[tuple[int, str, float]]
+    prob: float
+    prior: float
+    efficiency_gap: float
+    cached: bool = False
+
+    @property
+    def esvs(self) -> np.ndarray:
+        """(n,) ESV of each sampled frame for the explained class."""
+        return self.esv_result.esvs[:, self.explained_class].detach().cpu().numpy()
+
+    @property
+    def predicted_class(self) -> int:
+        return self.top5[0][0]
+
+
+def describe(
+    result: Any, *, clip_id: str, task: str, model: str, label: int, names: list[str], frame_indices: np.ndarray,
+    target: Any, cached: bool,
+) -> ClipExplanation:
+    """Wrap an engine result (``esvs`` (n, C), ``probs`` (C,), ``priors`` (C,)) as a
+    :class:`ClipExplanation` of the class ``target`` names."""
+    probs = result.probs.detach().double().cpu()
+    order = torch.argsort(probs, descending=True)[:5].tolist()
+    cls = resolve_class(target, label=label, predicted=order[0], n_classes=len(probs), task=task)
+    priors = result.priors.detach().double().cpu()
+    esv_sum = float(result.esvs[:, cls].double().sum())
+
+    def name(c: int) -> str:
+        return names[c] if c < len(names) else str(c)
+
+    return ClipExplanation(
+        clip_id=str(clip_id),
+        task=task,
+        model=model,
+        n_frames=len(frame_indices),
+        frame_indices=frame_indices,
+        esv_result=result,
+        explained_class=cls,
+        explained_name=name(cls),
+        label=label,
+        top5=[(c, name(c), float(probs[c])) for c in order],
+        prob=float(probs[cls]),
+        prior=float(priors[cls]),
+        efficiency_gap=esv_sum - float(probs[cls] - priors[cls]),
+        cached=cached,
+    )

@@ -1,0 +1,238 @@
+"""The explanation service: ESVs of one clip, computed once and cached.
+
+Every consumer (the Explore page, Exact vs approximate, Compare methods, faithfulness,
+batch ESVs, the CLI) asks :class:`ExplanationService` rather than calling the engine:
+it resolves the explained class (:func:`core.explain.result.resolve_class`), picks the
+method by name, and caches results in memory (bounded LRU) and on disk under
+``cache/esv/<dataset>/<heads key>/`` keyed by everything that changes the answer.
+
+    service = ExplanationService(ws)          # ws: any ExplanationProvider (a Workspace)
+    ex = service.explain("c0", task="verb", n_frames=8)                       # exact
+    ex = service.explain("c0", n_frames=8, samples_per_scale=16, seed=0)      # constructive
+    ex = service.explain("c0", n_frames=8, method="surrogate", seed=0)       # another engine
+    ex = service.explain("c0", n_frames=8, method="kernelshap", budget=500, seed=0)  # any approximator
+
+Methods: the engine's entry points (:data:`core.esv.ESV_METHODS`: exact, constructive,
+surrogate; budget = ``samples_per_scale``) produce exactly what ``core.esv`` does; any
+other name in :data:`core.shapley.APPROXIMATORS` runs that approximator on the same game
+with ``budget`` head evaluations (None = saturated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core import esv
+from core.errors import UserError
+from core.explain.cache import ResultCache
+from core.io_utils import stable_hash
+from core.explain.result import ClipExplanation, ExplanationProvider, Target, describe
+from core.models.evaluation import eval_mode
+from core.paths import cache_dir
+from core.runtime import check_task, torch_threads
+from core.shapley import APPROXIMATORS, MultiscaleGame, VariableLengthGame, check_clip, make_approximator
+
+# Bump when the key's fields or the on-disk entry layout change (old entries are then ignored).
+CACHE_VERSION = 2
+MODELS: tuple[str, str] = ("mtrn", "tsn")
+
+
+def default_method(samples_per_scale: int | None) -> str:
+    """The engine used when no method is named: exact, or the constructive sampler when
+    ``samples_per_scale`` is given (the engine's historical rule)."""
+    return "exact" if samples_per_scale is None else "constructive"
+
+
+def available_methods() -> tuple[str, ...]:
+    """Method names :meth:`ExplanationService.explain` accepts: the engine's entry-point
+    methods, then every other registered approximator."""
+    return tuple(esv.ESV_METHODS) + tuple(n for n in APPROXIMATORS if n not in esv.ESV_METHODS)
+
+
+class ExplanationService:
+    """ESVs of a provider's clips, with one explained-class rule and one cache.
+
+    Args:
+        provider: where clips, features, heads and priors come from (a Workspace).
+        memory_entries: results kept in the in-memory LRU.
+        disk: False keeps results in memory only (tests, throw-away providers).
+
+    Thread-safe: the caches lock; concurrent computations of one key write identical entries.
+    """
+
+    def __init__(self, provider: ExplanationProvider, *, memory_entries: int = 4096, disk: bool = True) -> None:
+        self.provider = provider
+        self.disk = disk
+        self.cache = ResultCache(memory_entries)
+        self._lock = threading.Lock()
+        self._priors_hash: dict[str, tuple[torch.Tensor, str]] = {}  # task -> (the tensor hashed, its hash)
+
+    def clear(self) -> None:
+        """Forget in-memory results (after a rebuild; disk entries are keyed by their inputs)."""
+        self.cache.clear()
+        with self._lock:
+            self._priors_hash.clear()
+
+    # ------------------------------------------------------------------ keys
+
+
+    def _hash_priors(self, task: str, priors: torch.Tensor) -> str:
+        """Content hash of the priors, memoised per tensor object (a reload is a new tensor)."""
+        with self._lock:
+            seen = self._priors_hash.get(task)
+            if seen is not None and seen[0] is priors:
+                return seen[1]
+        digest = stable_hash(priors.tolist())
+        with self._lock:
+            self._priors_hash[task] = (priors, digest)
+        return digest
+
+    def cache_dir(self) -> Path:
+        """``cache/esv/<dataset>/<heads key>/``: this provider's disk entries."""
+        return cache_dir() / "esv" / self.provider.name / self.provider.heads_key()
+
+    @staticmethod
+    def key(
+        *, clip_id: str, task: str, model: str, rows: np.ndarray, features: np.ndarray, heads_key: str, priors_hash: str,
+        method: str, samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None = None,
+    ) -> str:
+        """The cache key: a hash of every input that changes the result.
+
+        ``rows`` (n,) feature rows explained; ``features`` their ``(n, D)`` values; ``method``
+        the resolved engine name. Iterations and seed count only for sampled methods.
+        """
+        exact = method == "exact"
+        return stable_hash({
+            "v": CACHE_VERSION, "clip": str(clip_id), "task": task, "model": model, "rows": np.asarray(rows).tolist(),
+            "features": hashlib.sha256(np.ascontiguousarray(features).tobytes()).hexdigest()[:16],
+            "heads": heads_key, "priors": priors_hash, "method": method, "sps": samples_per_scale,
+            "it": 1 if exact else int(iterations), "seed": None if exact else seed, "budget": budget,
+        })
+
+    # ------------------------------------------------------------------ explain
+
+    def explain(
+        self,
+        clip_id: str,
+        *,
+        task: str = "verb",
+        n_frames: int = 8,
+        model: str = "mtrn",
+        target: Target = "ground_truth",
+        method: str | None = None,
+        samples_per_scale: int | None = None,
+        iterations: int = 1,
+        seed: int | None = None,
+        budget: int | None = None,
+        cache: bool = True,
+    ) -> ClipExplanation:
+        """ESVs of ``n_frames`` segment-centre frames of a clip.
+
+        Args:
+            clip_id: narration_id.
+            task: ``"verb"`` or ``"noun"``.
+            n_frames: n >= 1 frames sampled (at most the clip's feature rows).
+            model: ``"mtrn"`` (multiscale TRN of the task's heads) or ``"tsn"``.
+            target: class reported in :attr:`ClipExplanation.esvs`: ``"ground_truth"``,
+                ``"predicted"`` or a class id (ESVs of every class are computed anyway).
+            method: engine name (see :func:`available_methods`); None = exact, or the
+                constructive sampler when ``samples_per_scale`` is given.
+            samples_per_scale: the sampled engines' budget (subsets per size); None = exact.
+            iterations, seed: sampled-only; with ``seed=None`` a non-exact result is not
+                cached (each call draws anew).
+            budget: head evaluations for a registry approximator (a name outside
+                ``core.esv.ESV_METHODS``); None = saturated. Not used by the engine's methods.
+            cache: False skips the disk cache (batch runs; the memory LRU is still read).
+
+        Returns:
+            :class:`ClipExplanation` (``cached`` tells whether it came from a cache).
+        """
+        check_task(task)
+        if model not in MODELS:
+            raise UserError(f"Unknown model {model!r}.", "Use 'mtrn' or 'tsn'.")
+        if method is not None and method not in available_methods():
+            raise UserError(f"Unknown explanation method {method!r}.", f"Use one of {list(available_methods())}.")
+        if budget is not None and (method is None or method in esv.ESV_METHODS):
+            raise UserError(f"budget= is for registry approximators, not {default_method(samples_per_scale) if method is None else method!r}.",
+                            "Use samples_per_scale for exact / constructive / surrogate.")
+        if int(n_frames) < 1:
+            raise UserError(f"n_frames must be at least 1, got {n_frames}.", "Pick 1..8 frames.")
+        p = self.provider
+        clips = p.clips()
+        if str(clip_id) not in clips.index:
+            raise UserError(f"Clip {clip_id!r} is not in dataset {p.name!r}.", f"Pick one of its {len(clips)} clips (e.g. {', '.join(clips.index[:3])}).")
+        row = clips.loc[str(clip_id)]
+        heads = p.heads(task)
+        if model == "tsn" and heads.tsn is None:
+            raise UserError(f"The {task} head set has no TSN head (Play Fair fork heads are MTRN only).", "Use model='mtrn', or train heads here.")
+        priors = p.priors(task)
+        rows = np.asarray(p.feature_rows(clip_id, n_frames))
+        features = np.ascontiguousarray(p.features(clip_id)[rows])
+        resolved = method if method is not None else default_method(samples_per_scale)
+        cacheable = resolved == "exact" or seed is not None
+        key = self.key(
+            clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
+            priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
+            iterations=iterations, seed=seed, budget=budget,
+        )
+        directory = self.cache_dir() if (cache and self.disk) else None
+        result = self.cache.get(key, directory) if cacheable else None
+        cached = result is not None
+        if result is None:
+            x = torch.from_numpy(features)
+            with torch.inference_mode(), torch_threads(getattr(self.provider, "threads", None)):
+                if method is None or method in esv.ESV_METHODS:
+                    result = self._engine(heads, model, priors, x, method, samples_per_scale, iterations, seed)
+                else:
+                    result = self._approximator(heads, model, priors, x, method, budget, seed)
+            if cacheable and cache:
+                self.cache.put(key, result, directory)
+        return describe(
+            result, clip_id=str(row.name), task=task, model=model, label=int(row[f"{task}_class"]), names=p.class_names(task),
+            frame_indices=rows * p.feature_stride, target=target, cached=cached,
+        )
+
+    @staticmethod
+    def _engine(
+        heads: Any, model: str, priors: torch.Tensor, x: torch.Tensor, method: str | None,
+        samples_per_scale: int | None, iterations: int, seed: int | None,
+    ) -> Any:
+        """The ``core.esv`` entry point: exactly the numbers the engine gives."""
+        kwargs = dict(samples_per_scale=samples_per_scale, iterations=iterations, seed=seed, method=method)
+        if model == "mtrn":
+            return esv.explain_multiscale(heads.mtrn, priors, x, **kwargs)
+        return esv.explain_variable_length(heads.tsn, priors, x, **kwargs)
+
+    @staticmethod
+    def _approximator(heads: Any, model: str, priors: torch.Tensor, x: torch.Tensor, method: str, budget: int | None, seed: int | None) -> Any:
+        """A registry approximator on the model's game, ``budget`` head evaluations."""
+        features, priors64 = check_clip(priors, x)
+        modules = list(heads.mtrn) if model == "mtrn" else [heads.tsn]
+        with eval_mode(modules):
+            game = MultiscaleGame(modules, features, priors64) if model == "mtrn" else VariableLengthGame(heads.tsn, features, priors64)
+            return make_approximator(method).approximate(game, budget, seed)
+
+
+# One service per provider that does not own one (a provider may offer its own as ``.explanations``).
+_SERVICES: "weakref.WeakKeyDictionary[Any, ExplanationService]" = weakref.WeakKeyDictionary()
+_SERVICES_LOCK = threading.Lock()
+
+
+def explanation_service(provider: ExplanationProvider) -> ExplanationService:
+    """The provider's service: its ``explanations`` attribute when it has one, else one
+    created on first use and kept for as long as the provider lives."""
+    own = getattr(provider, "explanations", None)
+    if isinstance(own, ExplanationService):
+        return own
+    with _SERVICES_LOCK:
+        service = _SERVICES.get(provider)
+        if service is None:
+            service = _SERVICES[provider] = ExplanationService(provider)
+        return service

@@ -1,0 +1,245 @@
+"""The artefacts of one dataset, loaded lazily and kept in memory: the gulped clips,
+the frame encoder, the feature store, per-clip features, class names, priors, heads
+and the accuracy table, plus the cache keys and folders they live under.
+
+Cache layout (all under ``cache_dir()``, every folder keyed by a hash of its inputs)::
+
+    backbones/<dataset>/<dataset key>/demo_cnn.pt   (demo sources)
+    features/...                                    (core.features.FeatureStore)
+    priors/<dataset>/<dataset key>/{verb,noun}.csv
+    heads/<dataset>/<heads key>/{verb,noun}.pt, accuracy.{csv,json}, train_info.json
+
+Thread-safe: one instance may serve several Streamlit sessions; lazy loads take a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.backbones.base import FrameEncoder
+from core.data.gulp import GulpClipDataset
+from core.data.sampling import segment_centre_indices
+from core.data.sources.base import DatasetSource
+from core.errors import UserError
+from core.features import FeatureStore
+from core.io_utils import stable_hash
+from core.models.io import HeadSet, load_fork_heads, load_head_set
+from core.models.priors import load_priors
+from core.models.training import FeatureBank, TrainConfig, load_feature_bank
+from core.paths import cache_dir
+from core.runtime import TASKS, Progress, check_task, torch_threads
+
+# Per-clip feature arrays kept in memory: bounds memory on big EPIC datasets.
+FEATURE_LRU = 4096
+
+
+class Artifacts:
+    """Everything built for one :class:`DatasetSource`, loaded on first use.
+
+    Args:
+        source: the dataset source (names, settings, encoder).
+        train_config: head-training settings (None = the source's overrides on the defaults).
+        device: device for feature extraction (None = CUDA if available).
+        encoder: a ready frame encoder to use instead of the source's (tests, benchmarks).
+        threads: torch intra-op threads while extracting features (None = leave torch's setting).
+    """
+
+    def __init__(self, source: DatasetSource, *, train_config: TrainConfig | None = None, device: str | None = None,
+                 encoder: FrameEncoder | None = None, threads: int | None = 1) -> None:
+        self.source = source
+        self.train_config = train_config if train_config is not None else TrainConfig.from_dict(source.train_overrides())
+        self.device = device
+        self.threads = threads
+        self.given_encoder = encoder
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything loaded (after a rebuild or a config change)."""
+        with self.lock:
+            self._dataset: GulpClipDataset | None = None
+            self._encoder: FrameEncoder | None = self.given_encoder
+            self._store: FeatureStore | None = None
+            self._clips: pd.DataFrame | None = None
+            self._features: OrderedDict[str, np.ndarray] = OrderedDict()
+            self._heads_key: str | None = None
+            self.forget_heads()
+            self.forget_priors()
+
+    def forget_heads(self) -> None:
+        with self.lock:
+            self._heads: dict[str, HeadSet] = {}
+
+    def forget_priors(self) -> None:
+        with self.lock:
+            self._priors: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ keys and folders
+
+    def dataset_key(self) -> str:
+        return self.source.dataset_key()
+
+    def priors_dir(self) -> Path:
+        return cache_dir() / "priors" / self.source.name / self.dataset_key()
+
+    def heads_dir(self) -> Path:
+        return cache_dir() / "heads" / self.source.name / self.heads_key()
+
+    def heads_key(self) -> str:
+        """Hash of everything the heads depend on (dataset, features fingerprint, training
+        config, or the fork heads' files). Memoised; a rebuild resets it."""
+        with self.lock:
+            if self._heads_key is None:
+                inputs: dict[str, Any] = {"dataset": self.dataset_key(), "features": self.feature_store.directory.name}
+                fork = self.source.fork_heads_dir()
+                if fork is not None:
+                    files = sorted(fork.glob("mtrn-frames=*-type=*.pt")) if fork.is_dir() else []
+                    inputs["fork"] = [str(fork)] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+                    self._heads_key = "fork-" + stable_hash(inputs)
+                else:
+                    inputs["train"] = self.train_config.to_dict()
+                    inputs["train"].pop("threads", None)  # speed only, not results
+                    self._heads_key = stable_hash(inputs)
+            return self._heads_key
+
+    # ------------------------------------------------------------------ lazy loads
+
+    @property
+    def dataset(self) -> GulpClipDataset:
+        """The gulped clips (UserError when not built yet)."""
+        with self.lock:
+            if self._dataset is None:
+                self._dataset = GulpClipDataset(self.source.root)
+            return self._dataset
+
+    @property
+    def encoder(self) -> FrameEncoder:
+        """The given encoder, else the source's (UserError when missing)."""
+        with self.lock:
+            if self._encoder is None:
+                self._encoder = self.source.load_encoder()
+            return self._encoder
+
+    @property
+    def feature_store(self) -> FeatureStore:
+        """The feature store of this dataset + encoder + stride."""
+        with self.lock:
+            if self._store is None:
+                self._store = FeatureStore(cache_dir() / "features", self.encoder, self.dataset, stride=self.source.feature_stride)
+            return self._store
+
+    def clips(self, split: str | None = None) -> pd.DataFrame:
+        """One row per clip, indexed by narration_id, in dataset order (see ``Workspace.clips``)."""
+        with self.lock:
+            if self._clips is None:
+                self._clips = self._clip_table()
+            df = self._clips
+        if split is None:
+            return df
+        if split not in set(df["split"]) | {"train", "val"}:
+            raise UserError(f"Unknown split {split!r}.", f"Use one of {sorted(set(df['split']))}.")
+        return df[df["split"] == split]
+
+    def _clip_table(self) -> pd.DataFrame:
+        ds = self.dataset
+        meta = ds.meta
+        df = pd.DataFrame(index=meta.index.astype(str))
+        df.index.name = "narration_id"
+        df["narration_id"] = df.index
+        df["video_id"] = meta["video_id"].astype(str).to_numpy() if "video_id" in meta else ""
+        df["verb_class"] = meta["verb_class"].astype(int).to_numpy()
+        df["noun_class"] = meta["noun_class"].astype(int).to_numpy()
+        df["verb"] = [ds.verb_names[c] if c < len(ds.verb_names) else str(c) for c in df["verb_class"]]
+        df["noun"] = [ds.noun_names[c] if c < len(ds.noun_names) else str(c) for c in df["noun_class"]]
+        df["split"] = meta["split"].astype(str).to_numpy() if "split" in meta else "train"
+        df["n_frames"] = meta["n_frames"].astype(int).to_numpy()
+        df["n_features"] = -(-df["n_frames"] // self.source.feature_stride)
+        for col in ("key_start", "key_stop", "start_frame", "stop_frame", "narration"):
+            if col in meta.columns:
+                df[col] = meta[col].to_numpy()
+        return df
+
+    def clip_row(self, clip_id: str) -> pd.Series:
+        """The clip's row of :meth:`clips` (UserError for an unknown id)."""
+        df = self.clips()
+        if str(clip_id) not in df.index:
+            raise UserError(f"Clip {clip_id!r} is not in dataset {self.source.name!r}.", f"Pick one of its {len(df)} clips (e.g. {', '.join(df.index[:3])}).")
+        return df.loc[str(clip_id)]
+
+    def features(self, clip_id: str) -> np.ndarray:
+        """``(T', D)`` float32 features of a clip (extracted on first request, then in memory)."""
+        clip_id = str(clip_id)
+        with self.lock:
+            if clip_id in self._features:
+                self._features.move_to_end(clip_id)
+                return self._features[clip_id]
+        self.clip_row(clip_id)
+        with torch_threads(self.threads):
+            arr = self.feature_store.get(clip_id, device=self.device)
+        with self.lock:
+            self._features[clip_id] = arr
+            while len(self._features) > FEATURE_LRU:
+                self._features.popitem(last=False)
+        return arr
+
+    def feature_rows(self, clip_id: str, n_frames: int) -> np.ndarray:
+        """``(n,)`` int64 segment-centre feature rows of a clip (UserError when it is shorter than n)."""
+        return segment_centre_indices(int(self.clip_row(clip_id)["n_features"]), int(n_frames))
+
+    def class_names(self, task: str) -> list[str]:
+        check_task(task)
+        return list(self.dataset.verb_names if task == "verb" else self.dataset.noun_names)
+
+    def priors(self, task: str) -> torch.Tensor:
+        check_task(task)
+        with self.lock:
+            if task not in self._priors:
+                path = self.priors_dir() / f"{task}.csv"
+                if not path.exists():
+                    raise UserError(f"Class priors for {self.source.name} are not computed yet ({path}).", "Run `python -m core priors` (or build the 'priors' step).")
+                self._priors[task] = load_priors(path)
+            return self._priors[task]
+
+    def heads(self, task: str) -> HeadSet:
+        check_task(task)
+        with self.lock:
+            if task not in self._heads:
+                fork = self.source.fork_heads_dir()
+                if fork is not None:
+                    hs = load_fork_heads(fork, task)
+                    acc_path = self.heads_dir() / "accuracy.csv"
+                    if acc_path.exists():
+                        acc = pd.read_csv(acc_path)
+                        hs.accuracy = acc[acc["task"] == task].reset_index(drop=True)
+                else:
+                    path = self.heads_dir() / f"{task}.pt"
+                    if not path.exists():
+                        raise UserError(f"The {task} heads for {self.source.name} are not trained yet.", "Run `python -m core train` (or build the 'heads' step).")
+                    hs = load_head_set(path)
+                n_classes = len(self.class_names(task))
+                if hs.n_classes != n_classes:
+                    raise UserError(
+                        f"The {task} heads output {hs.n_classes} classes but dataset {self.source.name} has {n_classes} {task} classes.",
+                        "Use heads trained on this dataset's class list (retrain with `python -m core train`).",
+                    )
+                self._heads[task] = hs
+            return self._heads[task]
+
+    def accuracy(self) -> pd.DataFrame:
+        path = self.heads_dir() / "accuracy.csv"
+        if not path.exists():
+            raise UserError("No accuracy table yet: the heads are not built.", "Run `python -m core train`.")
+        return pd.read_csv(path)
+
+    def load_split(self, split: str, progress: Progress | None = None) -> tuple[FeatureBank, dict[str, np.ndarray]]:
+        """All features of a split in memory + labels ``(N,)`` per task."""
+        df = self.clips(split)
+        bank = load_feature_bank(lambda i: self.feature_store.get(i, device=self.device), list(df.index), progress)
+        return bank, {t: df[f"{t}_class"].to_numpy() for t in TASKS}

@@ -1,0 +1,280 @@
+"""The build graph: five steps, each an object that can say whether its artefact is
+built (:meth:`PipelineStep.check`), build it (:meth:`PipelineStep.build`), name the
+CLI command that builds it (:attr:`PipelineStep.how`) and the steps it needs
+(:attr:`PipelineStep.inputs`). :class:`Pipeline` runs them; status, the CLI, the Setup
+page and the app's first launch all go through it (via ``Workspace.status/build``).
+
+``dataset`` and ``backbone`` ask the data source; ``features``, ``priors`` and
+``heads`` are the same for every source.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import time
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import pandas as pd
+
+from core.errors import UserError
+from core.io_utils import atomic_write_text
+from core.models.io import load_fork_heads, save_head_set
+from core.models.priors import compute_priors, save_priors_csv
+from core.models.training import evaluate, train_heads
+from core.pipeline.artifacts import Artifacts
+from core.runtime import TASKS, Progress, scaled, torch_threads
+
+STEP_ORDER: tuple[str, ...] = ("dataset", "backbone", "features", "priors", "heads")
+
+
+@dataclass
+class BuildStep:
+    """One artefact of the pipeline and whether it exists (a row of ``Workspace.status()``).
+
+    Attributes:
+        name: one of ``STEP_ORDER``.
+        done: the artefact is built and matches the current inputs.
+        detail: a human sentence (what is there / what is missing).
+        how: how to build it (a CLI command; the app may show a button instead).
+    """
+
+    name: str
+    done: bool
+    detail: str
+    how: str
+
+
+@dataclass
+class StepReport:
+    """What one build step did (``skipped`` = it was already built)."""
+
+    name: str
+    seconds: float
+    skipped: bool
+    detail: str
+
+
+class PipelineStep(abc.ABC):
+    """One build step over the :class:`Artifacts` of a dataset.
+
+    Class attributes:
+        name: the step's name (``STEP_ORDER``).
+        inputs: steps whose artefacts this one needs, nearest first (its check reports
+            "needs ... first" until they exist).
+        required: a UserError from :meth:`check` stops a build (a setting is missing)
+            instead of counting as "not built".
+    """
+
+    name: ClassVar[str]
+    inputs: ClassVar[tuple[str, ...]] = ()
+    required: ClassVar[bool] = False
+
+    def __init__(self, art: Artifacts, graph: dict[str, "PipelineStep"]) -> None:
+        self.art = art
+        self.graph = graph
+
+    @property
+    def how(self) -> str:
+        """One line: the CLI command that builds this step."""
+        return self.art.source.how(self.name)
+
+    def exists(self) -> bool:
+        """The artefact is there (cheap where possible); used by steps that need this one."""
+        return self.check()[0]
+
+    def missing_inputs(self) -> str | None:
+        """"needs the ... first" when an input is not built, else None."""
+        if all(self.graph[name].exists() for name in self.inputs):
+            return None
+        return f"needs the {' and '.join(n for n in STEP_ORDER if n in self.inputs)} first"
+
+    @abc.abstractmethod
+    def check(self) -> tuple[bool, str]:
+        """(done, detail); may raise UserError when a setting it needs is missing."""
+
+    @abc.abstractmethod
+    def build(self, progress: Progress) -> None:
+        """Build the artefact (resuming where possible), reporting through ``progress``."""
+
+
+class DatasetStep(PipelineStep):
+    name = "dataset"
+    required = True
+
+    def exists(self) -> bool:
+        return self.art.source.dataset_built()
+
+    def check(self) -> tuple[bool, str]:
+        source = self.art.source
+        if not source.dataset_built():
+            source.check_dataset_inputs()
+            return False, f"no dataset at {source.root}"
+        ds = self.art.dataset
+        n_val = len(ds.split_ids("val"))
+        return True, f"{len(ds)} clips ({len(ds) - n_val} train, {n_val} val) at {source.root}"
+
+    def build(self, progress: Progress) -> None:
+        self.art.source.build_dataset(progress)
+        self.art.reset()
+
+
+class BackboneStep(PipelineStep):
+    name = "backbone"
+    inputs = ("dataset",)
+    required = True
+
+    def check(self) -> tuple[bool, str]:
+        if self.art.given_encoder is not None:
+            return True, f"given encoder {self.art.given_encoder.name}"
+        return self.art.source.check_backbone()
+
+    def build(self, progress: Progress) -> None:
+        if self.art.given_encoder is not None:
+            return
+        self.art.source.build_backbone(self.art.dataset, progress)
+        self.art.reset()
+
+
+class FeaturesStep(PipelineStep):
+    name = "features"
+    inputs = ("backbone", "dataset")
+
+    def check(self) -> tuple[bool, str]:
+        needs = self.missing_inputs()
+        if needs:
+            return False, needs
+        store = self.art.feature_store
+        ids = self.art.clips().index
+        missing = sum(not store.has(i) for i in ids)
+        if missing:
+            return False, f"{len(ids) - missing}/{len(ids)} clips have features in {store.directory}"
+        return True, f"{len(ids)} clips, D={store.feature_dim}, stride {store.stride}"
+
+    def build(self, progress: Progress) -> None:
+        with torch_threads(self.art.threads):
+            self.art.feature_store.extract_all(device=self.art.device, progress=progress)
+
+
+class PriorsStep(PipelineStep):
+    name = "priors"
+    inputs = ("dataset",)
+
+    def check(self) -> tuple[bool, str]:
+        needs = self.missing_inputs()
+        if needs:
+            return False, needs
+        paths = [self.art.priors_dir() / f"{t}.csv" for t in TASKS]
+        return (True, f"{paths[0].parent}") if all(p.exists() for p in paths) else (False, "not computed yet")
+
+    def build(self, progress: Progress) -> None:
+        train = self.art.clips("train")
+        for task in TASKS:
+            priors = compute_priors(train[f"{task}_class"].to_numpy(), self.art.class_names(task))
+            save_priors_csv(priors, self.art.priors_dir() / f"{task}.csv")
+        self.art.forget_priors()
+
+
+class HeadsStep(PipelineStep):
+    """Trains the heads here, or evaluates the source's externally trained (fork) heads."""
+
+    name = "heads"
+    inputs = ("backbone", "dataset")
+
+    def check(self) -> tuple[bool, str]:
+        fork = self.art.source.fork_heads_dir()
+        if fork is not None:
+            for t in TASKS:
+                load_fork_heads(fork, t)  # raises a UserError naming the problem
+            evaluated = (self.art.heads_dir() / "accuracy.csv").exists()
+            return evaluated, f"Play Fair fork heads from {fork}" + ("" if evaluated else " (not evaluated yet)")
+        needs = self.missing_inputs()
+        if needs:
+            return False, needs
+        d = self.art.heads_dir()
+        if all((d / f"{t}.pt").exists() for t in TASKS) and (d / "accuracy.csv").exists():
+            acc = pd.read_csv(d / "accuracy.csv")
+            best = acc[(acc["model"] == "mtrn")]
+            summary = ", ".join(f"{t} {100 * g['top1'].iloc[-1]:.0f}%" for t, g in best.groupby("task", sort=False)) if len(best) else ""
+            return True, f"trained ({summary} top-1 at {int(best['n_frames'].max()) if len(best) else '?'} frames)"
+        return False, "not trained yet"
+
+    def build(self, progress: Progress) -> None:
+        art = self.art
+        out = art.heads_dir()
+        fork = art.source.fork_heads_dir()
+        val, yva = art.load_split("val", scaled(progress, 0.0, 0.1))
+        if fork is not None:
+            tables = [evaluate(load_fork_heads(fork, t), val, yva[t], models=("mtrn_head", "mtrn")) for t in TASKS]
+            acc = pd.concat(tables, ignore_index=True)
+        else:
+            train, ytr = art.load_split("train", scaled(progress, 0.1, 0.2))
+            n_classes = {t: len(art.class_names(t)) for t in TASKS}
+            result = train_heads(train, ytr, val, yva, n_classes, art.train_config, scaled(progress, 0.2, 1.0))
+            meta = {"dataset": art.source.name, "dataset_key": art.dataset_key(), "features": art.feature_store.directory.name}
+            for t in TASKS:
+                hs = result.heads[t]
+                hs.meta.update(meta)
+                save_head_set(hs, out / f"{t}.pt")
+            acc = result.accuracy
+            info = {"seconds": result.seconds, **result.info, "config": result.config.to_dict()}
+            atomic_write_text(out / "train_info.json", json.dumps(info, indent=2))
+        atomic_write_text(out / "accuracy.json", acc.to_json(orient="records", indent=2))
+        atomic_write_text(out / "accuracy.csv", acc.to_csv(index=False))  # written last: marks the step done
+        art.forget_heads()
+
+
+STEP_CLASSES: tuple[type[PipelineStep], ...] = (DatasetStep, BackboneStep, FeaturesStep, PriorsStep, HeadsStep)
+
+
+class Pipeline:
+    """The step graph of one dataset, and the one runner every caller uses."""
+
+    def __init__(self, art: Artifacts) -> None:
+        self.steps: dict[str, PipelineStep] = {}
+        for cls in STEP_CLASSES:
+            self.steps[cls.name] = cls(art, self.steps)
+
+    def status(self) -> list[BuildStep]:
+        """Every step in order with whether it is done; never raises for a missing artefact."""
+        out = []
+        for step in self.steps.values():
+            try:
+                done, detail = step.check()
+            except UserError as exc:
+                done, detail = False, str(exc)
+            out.append(BuildStep(step.name, done, detail, step.how))
+        return out
+
+    def build(self, steps: Sequence[str] | None = None, progress: Progress | None = None, *, force: bool = False) -> list[StepReport]:
+        """Build the missing steps among ``steps`` (all by default), in pipeline order.
+
+        ``progress`` covers the whole build (each step an equal share, messages
+        prefixed ``"<step>: "``); ``force`` rebuilds done steps too (dataset and
+        features resume rather than redo). Returns one :class:`StepReport` per step.
+        """
+        unknown = set(steps or []) - set(STEP_ORDER)
+        if unknown:
+            raise UserError(f"Unknown build step(s) {sorted(unknown)}.", f"Use some of {list(STEP_ORDER)}.")
+        wanted = [s for s in self.steps.values() if steps is None or s.name in set(steps)]
+        reports = []
+        for i, step in enumerate(wanted):
+            sub = scaled(progress, i / len(wanted), (i + 1) / len(wanted), prefix=f"{step.name}: ")
+            t0 = time.perf_counter()
+            try:
+                done, detail = step.check()
+            except UserError:
+                if step.required:
+                    raise
+                done = False
+            if done and not force:
+                reports.append(StepReport(step.name, 0.0, True, detail))
+                sub(1.0, "already built")
+                continue
+            sub(0.0, "starting")
+            step.build(sub)
+            done, detail = step.check()
+            reports.append(StepReport(step.name, time.perf_counter() - t0, False, detail))
+            sub(1.0, "done")
+        return reports

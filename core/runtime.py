@@ -1,0 +1,148 @@
+"""What every long-running part of ``core`` shares: progress reporting, torch's thread
+policy, and the two tasks.
+
+Progress: every long function takes ``progress: Progress | None`` and calls
+``progress(fraction, message)`` with ``fraction`` in [0, 1] of *its own* work and a
+message in that work's real unit ("1,200/9,000 frames"). Adapters: :class:`TqdmProgress`
+(CLI), ``app/state.py``'s Streamlit adapter, :func:`scaled` (a step inside a larger
+job), :data:`NO_PROGRESS`.
+
+Threads: torch's intra-op thread count is process-global, so every component that
+changes it goes through :func:`torch_threads`, which holds one lock and restores the
+count once the outermost user leaves (nested and concurrent users are safe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Iterator, Literal, Protocol
+
+import torch
+
+from core.errors import UserError
+
+Task = Literal["verb", "noun"]
+TASKS: tuple[Task, Task] = ("verb", "noun")
+
+
+def check_task(task: str) -> Task:
+    """``task`` if it is ``"verb"`` or ``"noun"``; UserError naming the choices otherwise."""
+    if task not in TASKS:
+        raise UserError(f"Unknown task {task!r}.", "Use 'verb' or 'noun'.")
+    return task  # type: ignore[return-value]
+
+
+class Progress(Protocol):
+    """``progress(fraction, message)``: fraction of this job done (0..1) and what is happening."""
+
+    def __call__(self, fraction: float, message: str) -> None: ...
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+NO_PROGRESS: Progress = _no_progress
+
+
+def or_silent(progress: Progress | None) -> Progress:
+    """``progress``, or a callback that does nothing."""
+    return progress if progress is not None else NO_PROGRESS
+
+
+def scaled(progress: Progress | None, start: float, stop: float, prefix: str = "") -> Progress:
+    """A callback mapping a sub-job's 0..1 onto ``[start, stop]`` of ``progress``."""
+    parent = or_silent(progress)
+    span = stop - start
+
+    def sub(fraction: float, message: str) -> None:
+        parent(start + span * min(max(float(fraction), 0.0), 1.0), f"{prefix}{message}")
+
+    return sub
+
+
+class TqdmProgress:
+    """A :class:`Progress` drawn as a tqdm bar (CLI). Use as a context manager or call :meth:`close`.
+
+    Args:
+        desc: the bar's label.
+        total: the job's size in ``unit`` (the bar then counts real units and its ETA
+            comes from their rate); None draws per-mille of the fraction.
+        unit: what ``total`` counts ("frames", "clips", "segments").
+        enabled: False draws nothing (``--quiet``).
+    """
+
+    def __init__(self, desc: str, total: int | None = None, unit: str = "‰", enabled: bool = True) -> None:
+        from tqdm.auto import tqdm  # the CLI's dependency; imported where a bar is drawn
+
+        self.total = total
+        self.bar = tqdm(total=total if total is not None else 1000, desc=desc, unit=unit if total is not None else "‰",
+                        dynamic_ncols=True, disable=not enabled)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        scale = self.total if self.total is not None else 1000
+        n = int(round(scale * min(max(float(fraction), 0.0), 1.0)))
+        if n != self.bar.n:
+            self.bar.update(n - self.bar.n)
+        self.bar.set_postfix_str(message, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> "TqdmProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Cancelled(Exception):
+    """Raised inside a job whose progress callback asked it to stop (the app's Stop button)."""
+
+
+# ----------------------------------------------------------------------------- threads
+
+_THREADS_LOCK = threading.RLock()
+_THREADS_STATE = {"depth": 0, "saved": 0}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | Literal["load"] | None) -> Iterator[int]:
+    """Run the block with ``n`` torch intra-op threads, restoring the count afterwards.
+
+    ``n``: an int; ``"load"`` = the cores the machine has free now (cores minus load
+    average, at least 1: on a busy 2-core CPU two threads spin-wait on each other,
+    measured 2.4x slower to train and 12x slower to extract than one); None = leave it.
+    The outermost user sets the count and restores it; nested or concurrent users
+    (another Streamlit session, a CLI thread) keep the count it set, so the process
+    never flips between counts mid-computation. Yields the count in force.
+    """
+    if n is None:
+        yield torch.get_num_threads()
+        return
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            want = _free_cores(_THREADS_STATE["saved"]) if n == "load" else max(1, int(n))
+            if want != torch.get_num_threads():  # switching rebuilds the pool (~1 ms): skip when equal
+                torch.set_num_threads(want)
+        _THREADS_STATE["depth"] += 1
+        current = torch.get_num_threads()
+    try:
+        yield current
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0 and torch.get_num_threads() != _THREADS_STATE["saved"]:
+                torch.set_num_threads(_THREADS_STATE["saved"])
+
+
+def _free_cores(ceiling: int) -> int:
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        load = 0.0
+    cores = os.cpu_count() or ceiling
+    return max(1, min(ceiling, int(cores - load + 0.5)))

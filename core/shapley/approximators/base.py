@@ -1,0 +1,158 @@
+"""What every Shapley approximator shares: one budget, one seed, one result, declared
+capabilities.
+
+``approximate(game, budget, seed)``: ``budget`` counts model evaluations (single-scale
+head evaluations for a multiscale game, see :meth:`Game.value_cost` /
+:meth:`Game.level_cost`); None saturates it (the exact answer where the method has
+one). The result's ``n_head_evaluations`` is what the game's counter says was spent,
+never more than ``budget``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from core.errors import UserError
+from core.shapley.game import Game
+from core.shapley.result import ESVResult
+
+__all__ = ["Approximator", "Estimate", "largest_per_size", "per_size_cost", "MAX_EXACT_FRAMES", "MAX_MASK_FRAMES"]
+
+# 2^n subsets x C classes in float64: n = 22 is ~3 GB of logits per level pair.
+MAX_EXACT_FRAMES = 22
+# Sampled subsets are int64 bit masks.
+MAX_MASK_FRAMES = 62
+
+
+@dataclass
+class Estimate:
+    """What an approximator's ``_approximate`` returns; the base class adds cost and time."""
+
+    values: torch.Tensor  # (n, C) float64
+    probs: torch.Tensor  # (C,) float64, v(all players)
+    exact: bool
+    info: dict = field(default_factory=dict)
+    std_errors: torch.Tensor | None = None  # (n, C) float64
+
+
+class Approximator(ABC):
+    """Shapley values of a :class:`Game` within a budget of model evaluations.
+
+    Capabilities (class attributes):
+        multiscale / variable_length / generic: the game kinds it accepts
+            (``Game.kind``; generic = a plain game offering only ``value``).
+        exact: exact when the budget is saturated (None or >= :meth:`saturating_budget`).
+        efficient: ``sum_i values_i = probs - priors`` always (to rounding).
+        has_std_errors: the result carries per-frame standard errors (when it can
+            estimate them; see the subclass).
+    """
+
+    name: ClassVar[str] = "approximator"  # registry key
+    method: ClassVar[str] = "approximator"  # ESVResult.method
+    label: ClassVar[str] = "approximator"
+    multiscale: ClassVar[bool] = True
+    variable_length: ClassVar[bool] = True
+    generic: ClassVar[bool] = True
+    exact: ClassVar[bool] = False
+    efficient: ClassVar[bool] = False
+    has_std_errors: ClassVar[bool] = False
+
+    @classmethod
+    def supports_kind(cls, kind: str) -> bool:
+        """Whether this approximator accepts games of this ``Game.kind``."""
+        return {"multiscale": cls.multiscale, "variable_length": cls.variable_length, "generic": cls.generic}[kind]
+
+    def supports(self, game: Game) -> bool:
+        """Whether this approximator accepts ``game``."""
+        return self.supports_kind(game.kind)
+
+    def min_budget(self, game: Game) -> int:
+        """The smallest budget this approximator can run on ``game`` with."""
+        return 1
+
+    def saturating_budget(self, game: Game) -> int | None:
+        """The budget above which more does not change the answer (None: unbounded)."""
+        return None
+
+    def approximate(self, game: Game, budget: int | None = None, seed: int | None = None) -> ESVResult:
+        """Shapley values of ``game``.
+
+        Args:
+            game: the game (its kind must be supported: UserError otherwise).
+            budget: model evaluations to spend at most; None saturates.
+            seed: randomness; the same seed gives the same result.
+        Returns:
+            :class:`ESVResult` with ``esvs`` ``(n, C)``.
+        """
+        if not self.supports(game):
+            raise UserError(
+                f"The {self.label} approximator does not apply to {game.kind.replace('_', '-')} games.",
+                "Pick an approximator whose capabilities include that kind (core.shapley.APPROXIMATORS).",
+            )
+        if budget is not None:
+            if isinstance(budget, bool) or int(budget) != budget or budget < 1:
+                raise UserError(f"budget must be a positive integer or None, got {budget!r}")
+            if budget < self.min_budget(game):
+                raise UserError(
+                    f"A budget of {budget} model evaluations is below what {self.label} needs on "
+                    f"{game.n_players} frames ({self.min_budget(game)}).",
+                    "Raise the budget or pass None.",
+                )
+        start = time.perf_counter()
+        spent = game.n_evaluations
+        est = self._approximate(game, None if budget is None else int(budget), seed)
+        if est.values.is_cuda:
+            torch.cuda.synchronize(est.values.device)
+        cost = game.n_evaluations - spent
+        assert budget is None or cost <= budget, f"{self.name} spent {cost} > budget {budget}"
+        return ESVResult(
+            esvs=est.values,
+            probs=est.probs,
+            priors=game.priors,
+            n_head_evaluations=cost,
+            exact=est.exact,
+            seconds=time.perf_counter() - start,
+            method=self.method,
+            info=est.info,
+            std_errors=est.std_errors,
+        )
+
+    @abstractmethod
+    def _approximate(self, game: Game, budget: int | None, seed: int | None) -> Estimate: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def per_size_cost(game: Game, per_size: int, iterations: int = 1) -> int:
+    """Planned model evaluations of drawing ``min(per_size, C(n, t))`` t-subsets per size t
+    (``iterations`` times): the head budget of the constructive sampler and the surrogate."""
+    n = game.n_players
+    return iterations * game.level_cost([min(per_size, math.comb(n, t)) for t in range(1, n + 1)])
+
+
+def largest_per_size(game: Game, budget: int, iterations: int = 1) -> int:
+    """The largest ``per_size`` whose :func:`per_size_cost` fits ``budget`` (0 if none does).
+
+    The cost grows strictly with ``per_size`` until every size is complete, so this
+    inverts it: ``largest_per_size(game, per_size_cost(game, k)) == k`` for any k up to
+    the largest level.
+    """
+    n = game.n_players
+    top = max(math.comb(n, t) for t in range(1, n + 1))
+    if per_size_cost(game, top, iterations) <= budget:
+        return top
+    lo, hi = 0, top  # cost(lo) <= budget < cost(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if per_size_cost(game, mid, iterations) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo

@@ -1,0 +1,258 @@
+"""Surrogate-game ESVs: spend the head budget on a balanced design, fit an additive
+model of each head, and compute the Shapley values of the game that model defines.
+
+The budget contract counts *head* evaluations, not game evaluations: once head s
+has been evaluated on some s-subsets, the per-scale means
+``A_s(S) = mean_{s-subsets T of S} f_s(T)`` can be estimated for *every* S for free.
+:class:`AdditiveSurrogate` does that in three steps.
+
+1. **Design.** Per scale s, head s is evaluated on ``min(C(n, s), samples_per_scale)``
+   distinct s-subsets: the paper's sampler spends the same. When they are not all
+   of them, they are cut from a stream of random permutations of the frames
+   (:func:`balanced_design`), so every frame occurs in the design about equally often
+   (each count within one or two of ``samples_per_scale * s / n``) rather than only in
+   expectation.
+2. **Surrogate.** A scale whose s-subsets were all evaluated is used as it is.
+   Otherwise head s is modelled as additive in (slot, frame) effects,
+   ``f~_s(T) = b + sum_j W[j, T_j]`` (T sorted; one C-vector per frame per slot it can
+   occupy), fitted to the C logits by ridge regression with the strength chosen per
+   scale from :data:`RIDGE_GRID` by exact leave-one-out error. The additive part of
+   an MTRN head is its first layer, so the fit leaves out only what the ReLU adds.
+3. **Shapley values of the surrogate game**
+   ``v~(S) = softmax((1/m) sum_{s<=m} mean_{T subset S, |T|=s} f~_s(T))``,
+   ``v~(empty) = priors``, m = min(|S|, nmax): for ``n <= enumerate_up_to``, exactly, by
+   the engine's level recursion over all 2^n subsets (:class:`ExactShapley` on
+   :meth:`MultiscaleGame.from_level_tables`); above it, by
+   :func:`_sampled_shapley`, stratified neighbour sampling with a control variate
+   whose Shapley values are exact. The mean of the additive model over the s-subsets
+   of S has a closed form (:func:`~core.shapley.approximators.surrogate_fit.rank_tables`), so there a surrogate game evaluation
+   costs |S| table look-ups and no head evaluation.
+
+The heads are black boxes: only their logits on the designed subsets are read (no
+partial computation such as per-frame first-layer projections), so
+``n_head_evaluations`` is the whole head cost. Deterministic given ``seed``. The
+result's ``probs`` is the surrogate's v~(N) (the model's own output on all n frames
+would need every subset up to size nmax); on the enumeration path efficiency holds
+exactly for v~. With every scale complete (``samples_per_scale >= C(n, s)`` for all s)
+and n <= ``enumerate_up_to`` the result is the exact ESVs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+from core.runtime import torch_threads
+from core.shapley.approximators.base import MAX_EXACT_FRAMES, MAX_MASK_FRAMES, Approximator, Estimate, largest_per_size, per_size_cost
+from core.shapley.approximators.exact import ExactShapley
+from core.shapley.approximators.surrogate_fit import (
+    RIDGE_GRID,
+    ScaleModel,
+    balanced_design,
+    complete_residuals,
+    conditional_means,
+    level_tables,
+    linearised,
+    rank_tables,
+    scale_model,
+    surrogate_logits,
+)
+from core.shapley.game import Game, ScaleHeads, masks_of
+from core.shapley.games import MultiscaleGame
+
+__all__ = ["AdditiveSurrogate", "balanced_design", "RIDGE_GRID"]
+
+# Rows of (sampled subsets x evaluated subsets) containment handled at once.
+_CONTAIN_CHUNK = 4096
+
+
+class AdditiveSurrogate(Approximator):
+    """ESVs of the additive-surrogate game fitted on a balanced design (module docstring).
+
+    The budget buys ``samples_per_scale``: the largest whose head cost
+    ``sum_s min(C(n, s), samples_per_scale)`` fits (the constructive sampler's planned
+    cost for the same setting). Exact when every scale is complete and
+    ``n <= enumerate_up_to``.
+
+    Args:
+        enumerate_up_to: largest n whose surrogate game is enumerated exactly (2^n
+            subsets); above it its Shapley values are sampled.
+        bases_per_size: base subsets per size on the sampled path (each costs n + 1
+            surrogate game evaluations and no head evaluation).
+        ridge_grid: ridge strengths tried per scale (leave-one-out choice).
+    """
+
+    name: ClassVar[str] = "surrogate"
+    method: ClassVar[str] = "additive-surrogate"
+    label: ClassVar[str] = "additive surrogate"
+    variable_length: ClassVar[bool] = False
+    generic: ClassVar[bool] = False
+    exact: ClassVar[bool] = True
+
+    def __init__(
+        self, *, enumerate_up_to: int = 16, bases_per_size: int = 16, ridge_grid: tuple[float, ...] = RIDGE_GRID
+    ) -> None:
+        if not 0 <= enumerate_up_to <= MAX_EXACT_FRAMES:
+            raise UserError(f"enumerate_up_to must be in 0..{MAX_EXACT_FRAMES}, got {enumerate_up_to}")
+        if int(bases_per_size) != bases_per_size or bases_per_size < 1:
+            raise UserError(f"bases_per_size must be a positive integer, got {bases_per_size!r}")
+        if not ridge_grid or min(ridge_grid) <= 0:
+            raise UserError("ridge_grid must hold positive strengths")
+        self.enumerate_up_to = int(enumerate_up_to)
+        self.bases_per_size = int(bases_per_size)
+        self.ridge_grid = tuple(float(x) for x in ridge_grid)
+
+    def min_budget(self, game: Game) -> int:
+        return per_size_cost(game, 1)
+
+    def saturating_budget(self, game: Game) -> int:
+        n = game.n_players
+        return per_size_cost(game, max(math.comb(n, s) for s in range(1, n + 1)))
+
+    def _approximate(self, game: Game, budget: int | None, seed: int | None) -> Estimate:
+        if not isinstance(game, ScaleHeads):
+            raise UserError("the additive-surrogate estimator models single-scale heads: use it through explain_multiscale "
+                            "(for a variable-length model use the constructive sampler or exact ESVs)")
+        n = game.n_players
+        if n > MAX_MASK_FRAMES:
+            raise UserError(f"approximate ESVs support at most {MAX_MASK_FRAMES} frames (bit masks), got {n}")
+        if budget is None and n > MAX_EXACT_FRAMES:
+            raise UserError(f"Fitting every subset of {n} frames is infeasible.", "Pass a budget.")
+        samples_per_scale = largest_per_size(game, self.saturating_budget(game) if budget is None else budget)
+        # Hundreds of small ops: a second CPU thread gains little on an idle CPU and, on a
+        # busy 2-core machine, stalls each op (measured 0.2 s with one thread, 3-12 s with two, n = 32).
+        with torch_threads(1 if game.device.type == "cpu" else None):
+            return self._estimate(game, samples_per_scale, seed)
+
+    def _estimate(self, game: Game, samples_per_scale: int, seed: int | None) -> Estimate:
+        assert isinstance(game, ScaleHeads)
+        n, nmax, priors = game.n_players, game.n_scales, game.priors
+        rng = np.random.default_rng(seed)
+        models: list[ScaleModel] = []
+        dtype = torch.float64
+        for s in range(1, min(n, nmax) + 1):
+            combos = torch.from_numpy(balanced_design(n, s, samples_per_scale, rng)).to(priors.device)
+            logits = game.head_logits(s, combos)
+            dtype = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
+            complete = combos.shape[0] == math.comb(n, s)
+            models.append(scale_model(combos, logits, n, complete, self.ridge_grid))
+        enumerated = n <= self.enumerate_up_to
+        info = {"samples_per_scale": samples_per_scale, "ridge": [m.ridge for m in models], "enumerated": enumerated}
+        all_complete = all(m.complete for m in models)
+        if enumerated:
+            table_game = MultiscaleGame.from_level_tables(level_tables(models, n, dtype), nmax, priors)
+            est = ExactShapley()._approximate(table_game, None, None)
+            return Estimate(est.values, est.probs, all_complete, info)
+        tables = rank_tables(models, n, nmax)
+        esvs, probs = _sampled_shapley(tables, complete_residuals(models, nmax), priors, n, nmax, self.bases_per_size, rng)
+        info["bases_per_size"] = self.bases_per_size
+        return Estimate(esvs, probs, False, info)
+
+
+def _sampled_shapley(
+    tables: list[tuple[torch.Tensor, torch.Tensor]],
+    residuals: list[tuple[int, torch.Tensor, torch.Tensor]],
+    priors: torch.Tensor,
+    n: int,
+    nmax: int,
+    bases_per_size: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shapley values of the surrogate game by neighbour sampling with a control variate.
+
+    Control variate: ``L(S) = softmax(mu_t) + J(mu_t) (a(S) - mu_t)``, the softmax
+    linearised at the mean additive surrogate logit ``mu_t`` over |S| = t, with
+    ``a(S)`` the additive surrogate logits (``L(empty)`` = priors). L is linear in
+    ``a``, whose means given |S| and i in / not in S are exact
+    (:func:`conditional_means`), so L's Shapley values are exact and only v~ - L is
+    sampled. Sampling: for every base size u = 0..n, ``bases_per_size``
+    frame-balanced u-subsets S; v~ - L is evaluated on S and on every neighbour
+    S + i and S - i, which gives each frame one marginal contribution per base, in
+    stratum (i, size without i). A uniform u-subset conditioned on (not) containing i
+    is uniform for its stratum, so each stratum mean is unbiased, and ESV_i is the
+    mean over sizes of the stratum means (the per-size Shapley form).
+
+    Returns:
+        ``(n, C)`` ESVs and ``(C,)`` v~(N).
+    """
+    device, c = priors.device, priors.shape[0]
+    mean, with_i, without_i = conditional_means(tables, n)
+    cv = torch.zeros(n, c, dtype=torch.float64, device=device)
+    for t in range(1, n + 1):
+        before = priors[None].expand(n, c) if t == 1 else linearised(without_i[t - 2], mean[t - 2][None])
+        cv += linearised(with_i[t - 1], mean[t - 1][None]) - before
+    cv /= n
+
+    # Draw every base first, then evaluate all subsets of one size in one batch.
+    bases = [torch.zeros(1, 0, dtype=torch.int64, device=device)]
+    bases += [torch.from_numpy(balanced_design(n, u, bases_per_size, rng)).to(device) for u in range(1, n + 1)]
+    frames = torch.arange(n, device=device)
+    by_size: list[list[torch.Tensor]] = [[] for _ in range(n + 1)]  # subsets to evaluate, per size
+    pending = []  # (frame ids, stratum, size of +term, rows of +term, size of -term, rows of -term)
+    offsets = [0] * (n + 1)
+
+    def enqueue(t: int, combos: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(offsets[t], offsets[t] + combos.shape[0], device=device)
+        offsets[t] += combos.shape[0]
+        by_size[t].append(combos)
+        return rows
+
+    for u, base in enumerate(bases):
+        k = base.shape[0]
+        member = torch.zeros(k, n, dtype=torch.bool, device=device)
+        member[torch.arange(k, device=device)[:, None], base] = True
+        base_rows = enqueue(u, base)
+        if u < n:  # S + i for i not in S: stratum (i, u)
+            outside = (~member).nonzero()
+            grown = torch.sort(torch.cat([base[outside[:, 0]], outside[:, 1:]], dim=1), dim=1).values
+            pending.append((outside[:, 1], u, u + 1, enqueue(u + 1, grown), u, base_rows[outside[:, 0]]))
+        if u > 0:  # S - i for i in S: stratum (i, u - 1)
+            inside = member.nonzero()
+            keep = member[inside[:, 0]]
+            keep[torch.arange(inside.shape[0], device=device), inside[:, 1]] = False
+            shrunk = frames.expand(inside.shape[0], n)[keep].view(inside.shape[0], u - 1)
+            pending.append((inside[:, 1], u - 1, u, base_rows[inside[:, 0]], u - 1, enqueue(u - 1, shrunk)))
+
+    residual = []  # per size: (rows, C) v~ - L
+    full = priors
+    for t in range(n + 1):
+        combos = torch.cat(by_size[t])
+        if t == 0:
+            residual.append(priors.new_zeros(combos.shape[0], c))
+            continue
+        additive = surrogate_logits(tables, combos, n)
+        logits = additive + _residual_means(residuals, combos, min(t, nmax)) if residuals else additive
+        values = torch.softmax(logits, dim=-1)
+        residual.append(values - linearised(additive, mean[t - 1][None]))
+        if t == n:
+            full = values[0]
+
+    sums = torch.zeros(n * n, c, dtype=torch.float64, device=device)  # [frame * n + stratum size]
+    counts = torch.zeros(n * n, dtype=torch.float64, device=device)
+    for frame, stratum, t_plus, rows_plus, t_minus, rows_minus in pending:
+        idx = frame * n + stratum
+        sums.index_add_(0, idx, residual[t_plus][rows_plus] - residual[t_minus][rows_minus])
+        counts.index_add_(0, idx, torch.ones(idx.shape[0], dtype=torch.float64, device=device))
+    sampled = (sums.view(n, n, c) / counts.view(n, n).clamp(min=1)[..., None]).mean(dim=1)
+    return cv + sampled, full
+
+
+def _residual_means(residuals: list[tuple[int, torch.Tensor, torch.Tensor]], combos: torch.Tensor, m: int) -> torch.Tensor:
+    """``(N, C)``: (1/m) sum over complete scales s <= m of the mean head residual over
+    the s-subsets of each ``(N, t)`` subset S (found by bit-mask containment)."""
+    t = combos.shape[1]
+    masks = masks_of(combos)
+    out = torch.zeros(combos.shape[0], residuals[0][2].shape[1], dtype=torch.float64, device=combos.device)
+    for s, sub_masks, res in residuals:
+        if s > m:
+            continue
+        weight = 1.0 / (m * math.comb(t, s))
+        for lo in range(0, masks.shape[0], _CONTAIN_CHUNK):
+            chunk = masks[lo : lo + _CONTAIN_CHUNK]
+            inside = ((sub_masks[None, :] & ~chunk[:, None]) == 0).to(torch.float64)
+            out[lo : lo + _CONTAIN_CHUNK].addmm_(inside, res, alpha=weight)
+    return out

@@ -1,0 +1,210 @@
+"""The games whose Shapley values are ESVs, and a game given as a table of values.
+
+A game over the n sampled frames of one clip gives, for any subset S (frames kept
+in temporal order), logits f(S); its value is v(S) = softmax(f(S)), v(empty) = priors.
+
+``MultiscaleGame``: f(S) = (1/m) sum_{s=1..m} mean_{s-subsets S' of S} f_s(S'),
+m = min(|S|, nmax). Level by level this is a recursion over children (S minus one
+frame): the mean over children of a mean over s-subsets is again the mean over
+s-subsets, so for t = |S|
+
+    f(S) = ((t-1) * mean_{i in S} f(S \\ i) + f_t(S)) / t      if t <= nmax
+    f(S) = mean_{i in S} f(S \\ i)                              if t > nmax
+
+which costs t gathers per subset instead of a sum over all its sub-subsets.
+
+``VariableLengthGame``: f(S) = model(S) for every non-empty S.
+
+``TableGame``: v(S) read from a ``(2^n, C)`` table indexed by bit mask (benchmarks,
+tests, games computed elsewhere).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, ClassVar, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from core.models.evaluation import make_evaluator
+from core.models.multiscale import scale_combos
+from core.shapley.game import ContainmentFn, Game, GameKind, LevelRecursion, SampledLogits, ScaleHeads, masks_of
+from core.shapley.subsets import SubsetLevel, subset_levels
+from core.shapley.validation import check_model_output
+
+__all__ = ["MultiscaleGame", "VariableLengthGame", "TableGame", "LevelTable", "mean_of_children"]
+
+# Logits of (N, s) subsets; counts its evaluations in ``n_evaluations``.
+ScaleFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def mean_of_children(previous: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+    """``(N_t, C)``: mean over each subset's t children of their ``previous`` rows."""
+    return F.embedding_bag(children, previous, mode="mean")
+
+
+class LevelTable:
+    """Per-scale logits given for every s-subset, in the engine's level order: a
+    stand-in for head s (the additive surrogate's game). Lookups are not counted as
+    model evaluations."""
+
+    n_evaluations = 0
+
+    def __init__(self, table: torch.Tensor, level: SubsetLevel) -> None:
+        self.table = table
+        self.order = torch.argsort(level.masks)
+        self.sorted_masks = level.masks[self.order]
+
+    def __call__(self, combos: torch.Tensor) -> torch.Tensor:
+        """``(N, s)`` -> ``(N, C)`` rows of the table."""
+        if combos.shape[0] == self.table.shape[0]:  # the whole level, in level order
+            return self.table.clone()
+        return self.table[self.order[torch.searchsorted(self.sorted_masks, masks_of(combos))]]
+
+
+class MultiscaleGame(Game, LevelRecursion, SampledLogits, ScaleHeads):
+    """Multiscale TRN game over single-scale heads ``heads[k-1]``, k = 1..nmax.
+
+    Args:
+        heads: ``(B, k, D) -> (B, C)`` modules, in eval mode and without autograd while
+            the game is used (see :func:`core.models.evaluation.eval_mode`).
+        features: ``(n, D)`` frame features in temporal order (checked: :func:`core.shapley.validation.check_clip`).
+        priors: ``(C,)`` float64 on the features' device.
+    Raises:
+        UserError: a head whose output does not fit ``(B, C)``.
+    """
+
+    kind: ClassVar[GameKind] = "multiscale"
+
+    def __init__(self, heads: Sequence[nn.Module], features: torch.Tensor, priors: torch.Tensor) -> None:
+        n = features.shape[0]
+        usable = list(heads)[: min(len(heads), n)]  # heads wider than the clip are never called
+        for k, head in enumerate(usable, start=1):
+            check_model_output(head, features[:k], priors.shape[0], f"heads[{k - 1}]")
+        self._setup([make_evaluator(h, features) for h in usable], len(heads), n, priors)
+
+    @classmethod
+    def from_level_tables(cls, tables: Sequence[torch.Tensor], n_scales: int, priors: torch.Tensor) -> "MultiscaleGame":
+        """The game whose head s is given by ``tables[s-1]`` ``(C(n, s), C)``, the logits of
+        every s-subset in level order (:func:`core.shapley.subsets.subset_levels`)."""
+        n = int(tables[0].shape[0])
+        levels = subset_levels(n, tables[0].device)
+        game = cls.__new__(cls)
+        game._setup([LevelTable(t, levels[s]) for s, t in enumerate(tables, start=1)], n_scales, n, priors)
+        return game
+
+    def _setup(self, scale_fns: Sequence[ScaleFn], n_scales: int, n: int, priors: torch.Tensor) -> None:
+        Game.__init__(self, n, priors)
+        self.scale_fns = list(scale_fns)
+        self.n_scales = n_scales
+
+    @property
+    def n_evaluations(self) -> int:
+        return sum(int(getattr(f, "n_evaluations", 0)) for f in self.scale_fns)
+
+    def head_logits(self, s: int, combos: torch.Tensor) -> torch.Tensor:
+        return self.scale_fns[s - 1](combos)
+
+    def value_cost(self, sizes: Sequence[int]) -> int:
+        """A t-coalition costs sum_{s <= min(t, nmax)} C(t, s) head evaluations."""
+        return sum(math.comb(t, s) for t in sizes for s in range(1, min(t, self.n_scales) + 1))
+
+    def level_cost(self, counts: Sequence[int]) -> int:
+        """Heads run only on subsets of size <= nmax (larger ones are means of children)."""
+        return int(sum(counts[: self.n_scales]))
+
+    def _values(self, combos: torch.Tensor) -> torch.Tensor:
+        num, t = combos.shape
+        m = min(t, self.n_scales)
+        total = None
+        for s in range(1, m + 1):
+            sub = combos[:, scale_combos(t, s, combos.device)]  # (N, C(t, s), s), still sorted
+            logits = self.head_logits(s, sub.reshape(-1, s)).view(num, sub.shape[1], -1).mean(dim=1)
+            total = logits if total is None else total + logits
+        assert total is not None
+        return torch.softmax((total / m).double(), dim=-1)
+
+    def level_logits(self, level: SubsetLevel, previous: torch.Tensor | None) -> torch.Tensor:
+        t = level.size
+        if t > self.n_scales:
+            assert previous is not None and level.children is not None
+            return mean_of_children(previous, level.children)
+        own = self.head_logits(t, level.combos)
+        if t == 1:
+            return own
+        assert previous is not None and level.children is not None
+        children = mean_of_children(previous, level.children)
+        return own.add_(children, alpha=t - 1).div_(t)
+
+    def sampled_logits(self, combos: Sequence[torch.Tensor], containment: ContainmentFn) -> list[torch.Tensor]:
+        n_scales = min(self.n_scales, len(combos))
+        head_logits = [self.head_logits(s, combos[s - 1]).double() for s in range(1, n_scales + 1)]
+        out = []
+        for t in range(1, len(combos) + 1):
+            m = min(t, self.n_scales)
+            lower = min(t - 1, m)  # scales whose drawn subsets are proper sub-subsets
+            total = head_logits[t - 1].clone() if t <= self.n_scales else None
+            if lower:
+                rel = containment(t, lower)  # (N_t, sum of N_s for s <= lower), blocks by scale
+                sizes = [head_logits[s - 1].shape[0] for s in range(1, lower + 1)]
+                block = torch.repeat_interleave(
+                    torch.arange(lower, device=rel.device), torch.tensor(sizes, device=rel.device)
+                )
+                counts = torch.zeros(rel.shape[0], lower, dtype=rel.dtype, device=rel.device)
+                counts.index_add_(1, block, rel)  # drawn s-subsets inside each S
+                weights = rel / counts[:, block]
+                means = weights @ torch.cat(head_logits[:lower])  # sum over s of the per-scale means
+                total = means if total is None else total.add_(means)
+            out.append(total / m)
+        return out
+
+
+class VariableLengthGame(Game, LevelRecursion, SampledLogits):
+    """Game of a model accepting any number of frames (e.g. TSN): f(S) = model(S).
+
+    Args as :class:`MultiscaleGame`, with one ``model``.
+    """
+
+    kind: ClassVar[GameKind] = "variable_length"
+
+    def __init__(self, model: nn.Module, features: torch.Tensor, priors: torch.Tensor) -> None:
+        check_model_output(model, features[:1], priors.shape[0], "model")
+        super().__init__(features.shape[0], priors)
+        self.evaluator = make_evaluator(model, features)
+
+    @property
+    def n_evaluations(self) -> int:
+        return self.evaluator.n_evaluations
+
+    def _values(self, combos: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.evaluator(combos).double(), dim=-1)
+
+    def level_logits(self, level: SubsetLevel, previous: torch.Tensor | None) -> torch.Tensor:
+        return self.evaluator(level.combos)
+
+    def sampled_logits(self, combos: Sequence[torch.Tensor], containment: ContainmentFn) -> list[torch.Tensor]:
+        return [self.evaluator(c).double() for c in combos]
+
+
+class TableGame(Game):
+    """A game given by the value of every coalition.
+
+    Args:
+        values: ``(2^n, C)`` float64, ``values[mask]`` = v(S) for the bit mask of S
+            (bit i = player i); ``values[0]`` is v(empty), the priors.
+    Each looked-up non-empty coalition counts as one evaluation.
+    """
+
+    def __init__(self, values: torch.Tensor) -> None:
+        values = torch.as_tensor(values, dtype=torch.float64)
+        n = int(values.shape[0]).bit_length() - 1
+        if values.dim() != 2 or values.shape[0] != 1 << n or n < 1:
+            raise ValueError(f"values must be (2^n, C) with n >= 1, got {tuple(values.shape)}")
+        super().__init__(n, values[0])
+        self.table = values
+
+    def _values(self, combos: torch.Tensor) -> torch.Tensor:
+        self._value_evaluations += int(combos.shape[0])
+        return self.table[masks_of(combos)]

@@ -1,0 +1,90 @@
+"""Input checks shared by every entry point (the ESV API, frame attribution, the service).
+
+Every failure raises :class:`core.errors.UserError`, a ``ValueError``, so callers may
+catch either.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.errors import UserError
+from core.models.heads import MTRNHead, TSNHead
+
+__all__ = ["check_clip", "check_model_output", "check_positive_int"]
+
+
+def check_positive_int(value: object, name: str, none_means: str | None = None) -> None:
+    """UserError unless ``value`` is a positive integer (or None when ``none_means`` says what None does)."""
+    if value is None and none_means is not None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        extra = f" or None ({none_means})" if none_means is not None else ""
+        raise UserError(f"{name} must be a positive integer{extra}, got {value!r}")
+
+
+def check_clip(priors: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate one clip's inputs: the ONE check behind every entry point.
+
+    Args:
+        priors: ``(C,)`` class priors summing to 1, v(empty).
+        features: ``(n, D)`` floating-point, finite frame features, n >= 1.
+    Returns:
+        ``(features, priors float64 (C,) on the features' device)``.
+    Raises:
+        UserError (a ``ValueError``) naming what is wrong.
+    """
+    if not isinstance(features, torch.Tensor):
+        raise UserError(f"features must be a torch.Tensor of shape (n, D), got {type(features).__name__}")
+    if features.dim() != 2:
+        raise UserError(f"features must have shape (n_frames, feature_dim), got {tuple(features.shape)}")
+    if features.shape[0] == 0:
+        raise UserError("features has 0 frames: at least one frame is needed to attribute anything")
+    if not features.is_floating_point():
+        raise UserError(f"features must be floating point, got {features.dtype}")
+    if not torch.isfinite(features).all():
+        bad = (~torch.isfinite(features)).any(dim=1).nonzero().flatten().tolist()
+        raise UserError(f"features contain NaN or inf in frame(s) {bad[:10]}: fix or re-extract those features")
+    priors = torch.as_tensor(priors)
+    if priors.dim() != 1:
+        raise UserError(f"priors must have shape (n_classes,), got {tuple(priors.shape)}")
+    priors64 = priors.to(device=features.device, dtype=torch.float64)
+    if not torch.isfinite(priors64).all() or (priors64 < 0).any():
+        raise UserError("priors must be finite and non-negative")
+    total = float(priors64.sum())
+    if abs(total - 1.0) > 1e-4:
+        raise UserError(f"priors must sum to 1, they sum to {total:.6g}: normalise them (priors / priors.sum())")
+    return features, priors64
+
+
+def check_model_output(model: nn.Module, probe: torch.Tensor, n_classes: int, name: str) -> None:
+    """Check ``model`` maps ``(1, k, D)`` to ``(1, n_classes)``, with a clear message if not.
+
+    Plain ``MTRNHead``/``TSNHead``s are checked from their sizes; other modules run once.
+    """
+    param = next(model.parameters(), None)
+    if param is not None and param.device != probe.device:
+        raise UserError(
+            f"{name} is on {param.device} but features are on {probe.device}: move both to the same device"
+        )
+    k, dim = probe.shape
+    if type(model) in (MTRNHead, TSNHead):
+        frames_ok = type(model) is TSNHead or model.frame_count == k
+        out_classes = model.n_classes if type(model) is MTRNHead else model.frame_classifier[-1].out_features
+        if model.feature_dim != dim or not frames_ok:
+            raise UserError(f"{name} expects frames of {model.feature_dim} features, got input of shape {(1, k, dim)}")
+        if out_classes != n_classes:
+            raise UserError(
+                f"{name} must return logits of shape (B, {n_classes}) (n_classes from priors), it has {out_classes} classes"
+            )
+        return
+    try:
+        out = model(probe.to(param.dtype if param is not None else probe.dtype)[None])
+    except Exception as exc:  # a head of the wrong input size raises inside torch
+        raise UserError(f"{name} failed on input of shape {(1, k, dim)}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, n_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(
+            f"{name} must return logits of shape (B, {n_classes}) (n_classes from priors), got {shape} for B=1"
+        )
