@@ -15,7 +15,13 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="Play Fair explorer", page_icon=":material/movie:", layout="wide")
+from app import links  # noqa: E402
+
+# An emoji icon: a Material icon would make the browser fetch an icon font (no request leaves the machine).
+st.set_page_config(page_title="Play Fair explorer", page_icon="🎬", layout="wide")
+# Chart legends and labels are not text to select: double-clicking a chart (clears a selection) must not highlight them.
+st.html("<style>[data-testid='stVegaLiteChart'] svg text, [data-testid='stVegaLiteChart'] .vega-bindings "
+        "{user-select: none; -webkit-user-select: none;}</style>")
 
 PAGES = [
     st.Page("../pages/explore.py", title="Explore a clip", icon=":material/search:", default=True),
@@ -25,4 +31,9 @@ PAGES = [
     st.Page("../pages/setup.py", title="Setup", icon=":material/build:"),
 ]
 
-st.navigation(PAGES).run()
+bad_params = links.restore()  # a deep link's settings, once per session, before any widget
+page = st.navigation(PAGES)
+st.session_state[links.PAGE_PATH] = page.url_path
+if bad_params:
+    st.warning("Ignored unreadable link parameters: " + ", ".join(f"`{p}`" for p in bad_params))
+page.run()

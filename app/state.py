@@ -8,17 +8,27 @@ Pure drawing helpers (charts, thumbnails, tables) live in :mod:`app.charts`.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from app.charts import ColumnFormats, clip_labels
+from core.analysis.optional_steps import build_optional
 from core.data.sources import DatasetSource, dataset_names, get_source
 from core.errors import UserError
-from core.runtime import TASKS
-from core.video import encode_mp4
+from core.pipeline.config import default_config_path, read_config
+from core.esv import ESV_METHODS
+from core.explain import available_methods
+from core.runtime import TASKS, Cancelled, Progress
+from core.shapley import APPROXIMATORS
+from core.video import encode_mp4_stream
+from core.pipeline.steps import EXPLORE_STEPS
 from core.workspace import Workspace
 
 SETUP_PAGE = "../pages/setup.py"
@@ -29,7 +39,8 @@ MAX_FRAMES = 16  # exact ESVs stay interactive up to 16 frames (2^16 subsets)
 # Session-state keys shared by several pages (kept when a page without them runs).
 SHARED_KEYS = (
     "pf_dataset", "pf_video", "pf_verb", "pf_noun", "pf_clip",
-    "pf_task", "pf_n", "pf_method", "pf_sps", "pf_iter", "pf_seed", "pf_target", "pf_class",
+    "pf_task", "pf_n", "pf_method", "pf_sps", "pf_iter", "pf_seed", "pf_budget", "pf_target", "pf_class",
+    "pf_ov_verb", "pf_ov_noun", "pf_both",
 )
 
 
@@ -82,7 +93,11 @@ def dataset_options() -> list[str]:
     configured, first; then the first source that builds unattended (the demo: its
     first-launch build runs on demand); then any other such source already built."""
     needs_settings, unattended = [], []
-    for name in dataset_names():
+    try:
+        config = read_config(default_config_path())
+    except UserError:
+        config = None  # Setup shows why
+    for name in dataset_names(config):  # with the epic-* datasets built or configured
         source = _source(name)
         if source is None:
             continue
@@ -102,16 +117,43 @@ def setup_options() -> list[str]:
 
 
 def default_dataset(options: Sequence[str]) -> str:
-    """A configured dataset that needs settings (EPIC), else the first built one, else
-    the first option (the demo, whose first-launch build :func:`ensure_ready` runs)."""
+    """A configured dataset that needs settings (EPIC) when it is usable, else the first
+    built one, else the first option (the demo, whose first-launch build
+    :func:`ensure_ready` runs). A configured but unusable dataset is passed over and the
+    reason kept for :func:`fallback_banner`."""
     sources = {name: _source(name) for name in options}
+    st.session_state.pop(FALLBACK, None)
     for name, source in sources.items():
         if source is not None and not source.builds_unattended:
-            return name
+            problem = dataset_problem(name)
+            if problem is None:
+                return name
+            st.session_state[FALLBACK] = (name, problem)
     for name, source in sources.items():
-        if source is not None and source.dataset_built():
+        if source is not None and source.builds_unattended and source.dataset_built():
             return name
-    return options[0]
+    return next((n for n, s in sources.items() if s is not None and s.builds_unattended), options[0])
+
+
+FALLBACK = "pf_fallback"
+
+
+def dataset_problem(name: str) -> str | None:
+    """Why dataset ``name`` cannot be explored now (invalid settings, or not built), or None."""
+    try:
+        ws = get_workspace(name)
+    except UserError as exc:
+        return exc.problem
+    return ws.problem()
+
+
+def fallback_banner() -> None:
+    """When the default dataset was passed over (a broken EPIC config), say why and that
+    the demo is shown instead."""
+    saved = st.session_state.get(FALLBACK)
+    if saved and st.session_state.get("pf_dataset") != saved[0]:
+        st.warning(f"**{dataset_label(saved[0])} cannot be opened:** {saved[1]} — showing the demo instead. "
+                   "Fix the paths on Setup.", icon=":material/warning:")
 
 
 def dataset_label(name: str) -> str:
@@ -124,9 +166,13 @@ def pick_dataset() -> Workspace:
     """Sidebar dataset choice -> its ready Workspace (builds the demo on first launch;
     stops the page with a pointer to Setup when EPIC is not built)."""
     options = dataset_options()
+    asked = st.session_state.get("pf_dataset")
+    if asked not in options and asked in dataset_names() and get_source(asked).builds_unattended:
+        options.append(asked)  # a link to a demo that is not built yet: build it on first use
     if st.session_state.get("pf_dataset") not in options:
         st.session_state["pf_dataset"] = default_dataset(options)
     name = st.sidebar.selectbox("Dataset", options, key="pf_dataset", format_func=dataset_label)
+    fallback_banner()
     try:
         ws = get_workspace(name)
     except UserError as exc:
@@ -170,24 +216,105 @@ class StreamlitProgress:
         self._log.markdown("\n".join(f"- {line}" for line in self._lines[-self._log_lines:]))
 
 
-def run_build(ws: Workspace, steps: Sequence[str] | None = None, label: str = "Building") -> bool:
-    """``ws.build`` with live progress (st.status + :class:`StreamlitProgress`); True on success."""
-    with st.status(f"{label} {dataset_label(ws.name)}…", expanded=True) as box:
-        progress = StreamlitProgress(log_lines=8)
+def _run_with_status(title: str, work: Callable[[Progress], Any], *, stop_key: str, failed: str, stopped: str,
+                     done: Callable[[Any], str], log_lines: int) -> tuple[Any, UserError | None]:
+    """``work(progress)`` in an expanded ``st.status`` with a progress bar and a Stop
+    button. Returns ``(result, None)``, or ``(None, error)`` with the status collapsed and
+    labelled by the problem; a closed browser session ends the page run."""
+    with st.status(title, expanded=True) as box:
+        st.button("Stop", key=stop_key, icon=":material/stop_circle:",
+                  help="Stops after the current chunk; finished steps and chunks are kept on disk.")
         try:
-            reports = ws.build(steps=steps, progress=progress)
+            result = work(StoppableProgress(StreamlitProgress(log_lines=log_lines)))
         except UserError as exc:
-            box.update(label=f"{label} {dataset_label(ws.name)} failed", state="error")
-            show_error(exc)
-            return False
-        done = ", ".join(f"{r.name} {r.seconds:.0f} s" for r in reports if not r.skipped) or "nothing to do"
-        box.update(label=f"Built {dataset_label(ws.name)} ({done})", state="complete", expanded=False)
+            box.update(label=f"{failed}: {exc.problem}", state="error", expanded=False)
+            return None, exc
+        except Cancelled:
+            box.update(label=f"{stopped}: stopped (the browser session ended)", state="error")
+            st.stop()
+        box.update(label=done(result), state="complete", expanded=False)
+    return result, None
+
+
+def run_build(ws: Workspace, steps: Sequence[str] | None = None, label: str = "Building") -> bool:
+    """``ws.build`` with live progress (st.status + :class:`StreamlitProgress`) and a Stop
+    button; True on success. A failure's reason is shown outside the (collapsed) status
+    box and kept in session state for Setup (:func:`last_build_error`)."""
+    st.session_state.pop(LAST_BUILD_ERROR, None)
+    name = dataset_label(ws.name)
+    _, error = _run_with_status(
+        f"{label} {name}…", lambda progress: ws.build(steps=steps, progress=progress), stop_key=f"stop_build_{ws.name}",
+        failed=f"{label} {name} failed", stopped=f"{label} {name}", log_lines=8,
+        done=lambda reports: f"Built {name} (" + (", ".join(f"{r.name} {r.seconds:.0f} s" for r in reports if not r.skipped)
+                                                 or "nothing to do") + ")",
+    )
+    if error is not None:
+        st.session_state[LAST_BUILD_ERROR] = (ws.name, error.problem, error.fix)
+        show_error(error)
+        return False
     reset_workspaces()
     return True
 
 
+LAST_BUILD_ERROR = "pf_last_build_error"
+
+
+def run_optional(ws: Workspace, name: str, label: str) -> bool:
+    """Build optional step ``name`` (batch ESVs, faithfulness table) with live progress
+    and a Stop button; True on success (a failure's reason is shown in full)."""
+    _, error = _run_with_status(
+        f"Building {label} of {dataset_label(ws.name)}…", lambda progress: build_optional(ws, name, progress),
+        stop_key=f"stop_opt_{name}", failed=f"Building {label} failed", stopped=f"Building {label}", log_lines=6,
+        done=lambda report: f"Built {label} in {report.seconds:.0f} s: {report.detail}",
+    )
+    if error is not None:
+        show_error(error)
+        return False
+    return True
+
+
+def last_build_error(name: str) -> UserError | None:
+    """The reason the last build of dataset ``name`` in this session failed, if it did."""
+    saved = st.session_state.get(LAST_BUILD_ERROR)
+    return UserError(saved[1], saved[2]) if saved and saved[0] == name else None
+
+
+class StoppableProgress:
+    """A :class:`~core.runtime.Progress` that draws through ``inner`` at most every
+    ``interval`` seconds and raises :class:`~core.runtime.Cancelled` once the browser
+    session that started the work has gone (tab closed).
+
+    Each draw is a Streamlit call, which is where Streamlit interrupts a script whose
+    user pressed Stop or changed a widget: the computation unwinds there, between
+    core's bounded chunks.
+    """
+
+    def __init__(self, inner: Progress, interval: float = 0.1) -> None:
+        self.inner = inner
+        self.interval = interval
+        self._last = 0.0
+        ctx = get_script_run_ctx(suppress_warning=True)
+        self._session = ctx.session_id if ctx is not None else None
+
+    def session_gone(self) -> bool:
+        """True when this work's browser session has disconnected."""
+        if self._session is None or not runtime.exists():
+            return False
+        return not runtime.get_instance().is_active_session(self._session)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.session_gone():
+            raise Cancelled("the browser session ended")
+        now = time.monotonic()
+        if now - self._last >= self.interval or fraction >= 1.0:
+            self._last = now
+            self.inner(fraction, message)
+
+
 def ensure_ready(ws: Workspace) -> None:
-    """Make sure every build step of ``ws`` is done; checked once per session.
+    """Make sure what explaining needs (dataset, backbone, priors, heads: ``EXPLORE_STEPS``)
+    is built; checked once per session. Features need not be: a clip's sampled frames are
+    encoded when it is first explained (:func:`compute_missing_features`).
 
     A dataset whose source builds unattended (the demo) is built right here with
     visible progress (the first launch on a fresh machine), then the page reruns. One
@@ -196,7 +323,7 @@ def ensure_ready(ws: Workspace) -> None:
     flag = f"pf_ready_{ws.name}"
     if st.session_state.get(flag):
         return
-    missing = [s for s in ws.status() if not s.done]
+    missing = [s for s in ws.status() if not s.done and s.name in EXPLORE_STEPS]
     if not missing:
         st.session_state[flag] = True
         return
@@ -216,6 +343,18 @@ def ensure_ready(ws: Workspace) -> None:
     st.stop()
 
 
+def compute_missing_features(ws: Workspace, clip_id: str, n_frames: int) -> None:
+    """Encode the sampled frames of a clip that have no features yet, under a spinner that
+    says so (a clip never explored while the bulk extraction has not reached it)."""
+    missing = ws.missing_feature_rows(clip_id, n_frames)
+    if not missing:
+        return
+    encoder = ws.artifacts.encoder.name
+    with st.spinner(f"Computing features of {missing} of the {n_frames} sampled frames of {clip_id} with {encoder} "
+                    "(first view of this clip: decoding and encoding them; later views are instant)…"):
+        ws.features(clip_id, ws.feature_rows(clip_id, n_frames))
+
+
 def show_table(
     table: pd.DataFrame, formats: ColumnFormats, *, checkboxes: dict[str, str] | None = None, hide_index: bool = True
 ) -> None:
@@ -233,8 +372,11 @@ def _filter_select(label: str, key: str, values: Iterable[str]) -> str:
     return st.sidebar.selectbox(label, options, key=key)
 
 
-def pick_clip(ws: Workspace) -> str:
-    """Sidebar filters (video, verb, noun) then a clip; returns its narration_id."""
+def pick_clip(ws: Workspace, default: Callable[[], str] | None = None) -> str:
+    """Sidebar filters (video, verb, noun) then a clip; returns its narration_id.
+
+    A session without a chosen clip starts on ``default()`` when given, else on the
+    first validation clip (a held-out clip: its prediction is not memorised)."""
     clips = ws.clips()
     video = _filter_select("Video", "pf_video", clips["video_id"])
     view = clips if video == ALL else clips[clips["video_id"] == video]
@@ -247,7 +389,9 @@ def pick_clip(ws: Workspace) -> str:
         st.sidebar.warning("No clip matches these filters.")
         st.stop()
     if st.session_state.get("pf_clip") not in options:
-        st.session_state["pf_clip"] = options[0]
+        first = default() if default is not None else None
+        val = view.index[view["split"] == "val"] if "split" in view.columns else view.index[:0]
+        st.session_state["pf_clip"] = first if first in options else (val[0] if len(val) else options[0])
     st.sidebar.caption(f"{len(options)} of {len(clips)} clips")
     labels = clip_labels(view)
     return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: labels.get(i, i))
@@ -258,18 +402,49 @@ def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> N
         st.session_state[key] = value
 
 
-def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dict[str, Any]:
-    """Frame count, exact/approximate settings, task and explained class.
+# Engine methods budgeted in samples per scale (+ iterations); every other registered
+# approximator takes a budget in head evaluations.
+SAMPLED = ("constructive", "surrogate")
+METHOD_LABELS = {"exact": "exact", "constructive": "paper sampler", "surrogate": "surrogate"}
 
-    Returns keyword arguments for :meth:`Workspace.explain` (without ``clip_id``).
+
+def explorer_methods() -> list[str]:
+    """ESV methods the explorer offers by name: core's engine methods, then every
+    registered approximator that values the multiscale TRN's game."""
+    return [m for m in available_methods() if m in ESV_METHODS or (m in APPROXIMATORS and APPROXIMATORS[m].supports_kind("multiscale"))]
+
+
+def method_label(name: str) -> str:
+    """A method's display name (its approximator's label)."""
+    if name in METHOD_LABELS:
+        return METHOD_LABELS[name]
+    return APPROXIMATORS[name].label if name in APPROXIMATORS else name
+
+
+def whole_number(where: Any, label: str, key: str, lo: int, hi: int, default: int, help: str | None = None) -> int | None:
+    """An integer input that accepts any number and says what is wrong with one out of
+    ``lo..hi`` (a clamped widget would silently show a value it does not use).
+    Returns the value, or None after drawing the message."""
+    _init(key, default, lambda v: isinstance(v, (int, float)))
+    value = where.number_input(label, key=key, step=1, format="%d", help=help)
+    if value is None or int(value) != value or not lo <= int(value) <= hi:
+        where.error(f"{label} must be a whole number from {lo:,} to {hi:,}; got {value}.")
+        return None
+    return int(value)
+
+
+def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dict[str, Any]:
+    """Frame count, task, explained class and (with ``method``) the ESV method by name
+    with its budget and seed.
+
+    Returns keyword arguments for :meth:`Workspace.explain` (without ``clip_id``);
+    stops the page with a message when a number is out of range.
     """
     n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
+    methods = explorer_methods()
     _init("pf_task", "verb", lambda v: v in TASKS)
     _init("pf_n", min(8, n_max), lambda v: isinstance(v, int) and 1 <= v <= n_max)
-    _init("pf_method", "exact", lambda v: v in ("exact", "approximate"))
-    _init("pf_sps", 16)
-    _init("pf_iter", 1)
-    _init("pf_seed", 0)
+    _init("pf_method", "exact", lambda v: v in methods)
     _init("pf_target", "ground_truth", lambda v: v in TARGETS)
 
     c1, c2, c3, c4 = st.columns([3, 2, 2, 3])
@@ -281,10 +456,11 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
             st.caption("This clip has a single frame.")
     with c2:
         task = st.radio("Task", list(TASKS), key="pf_task", horizontal=True)
-    with c3:
-        approx = False
-        if method:
-            approx = st.radio("ESVs", ["exact", "approximate"], key="pf_method", horizontal=True) == "approximate"
+    name = "exact"
+    if method:
+        name = c3.selectbox("ESV method", methods, key="pf_method", format_func=method_label,
+                            help="exact: every subset of frames; paper sampler: Play Fair's constructive sampling; "
+                                 "surrogate: an additive surrogate at the sampler's budget; others: registered approximators.")
     with c4:
         target = st.radio("Explain", list(TARGETS), key="pf_target", horizontal=True, format_func=TARGETS.get)
     out: dict[str, Any] = {"task": task, "n_frames": int(n)}
@@ -295,11 +471,22 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
                                          format_func=lambda c: f"{names[c]} ({c})"))
     else:
         out["target"] = target
-    if approx:
-        a1, a2, a3 = st.columns(3)
-        out["samples_per_scale"] = int(a1.number_input("Samples per scale", 1, 100000, key="pf_sps", step=1))
-        out["iterations"] = int(a2.number_input("Iterations", 1, 100, key="pf_iter", step=1))
-        out["seed"] = int(a3.number_input("Seed", 0, 2**31 - 1, key="pf_seed", step=1))
+    if name == "exact":
+        return out
+    out["method"] = name
+    a1, a2, a3 = st.columns(3)
+    if name in SAMPLED:
+        every = math.comb(int(n), int(n) // 2)
+        sps = whole_number(a1, "Samples per scale", "pf_sps", 1, 1_000_000, 16,
+                           help=f"{every:,} or more draw every subset of {n} frames: the exact path then runs (labelled exact).")
+        it = whole_number(a2, "Iterations", "pf_iter", 1, 1000, 1)
+        out.update(samples_per_scale=sps, iterations=it)
+    else:
+        out["budget"] = whole_number(a1, "Budget (head evaluations)", "pf_budget", 1, 10_000_000, 512,
+                                     help="Model evaluations the approximator may spend; enough to cover every subset gives exact values.")
+    out["seed"] = whole_number(a3, "Seed", "pf_seed", 0, 2**31 - 1, 0)
+    if any(v is None for v in out.values()):
+        st.stop()
     return out
 
 
@@ -309,15 +496,43 @@ def video_fps(ws: Workspace) -> float:
 
 
 MAX_VIDEO_FRAMES = 480
+VIDEO_BATCH = 32  # frames decoded at once for the preview: 32 x 456x256 RGB = 11 MB, whatever the clip's length
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def clip_mp4(dataset: str, clip_id: str, n_frames: int, fps: float) -> bytes:
-    """The clip's stored frames as H.264 MP4 (at most MAX_VIDEO_FRAMES, evenly spaced)."""
+def clip_mp4(dataset: str, clip_id: str, n_frames: int, fps: float, version: str = "") -> bytes:
+    """The clip's stored frames as H.264 MP4: at most MAX_VIDEO_FRAMES, evenly spaced,
+    decoded VIDEO_BATCH at a time and streamed into the encoder (a 7,911-frame EPIC
+    segment never sits in memory whole). ``version`` (the dataset key) keys the cache so
+    a rebuilt dataset gets new videos."""
     ws = get_workspace(dataset)
     idx = np.arange(n_frames)
     if n_frames > MAX_VIDEO_FRAMES:
         idx = np.linspace(0, n_frames - 1, MAX_VIDEO_FRAMES).round().astype(np.int64)
         fps = fps * MAX_VIDEO_FRAMES / n_frames
-    frames = ws.dataset.frames(clip_id, idx)
-    return encode_mp4(frames, fps=fps, min_size=256)
+    batches = (frames for _pos, frames in ws.dataset.iter_frames(clip_id, idx, batch=VIDEO_BATCH))
+    return encode_mp4_stream(batches, fps=fps, min_size=256)
+
+
+def _unreadable(ws: Workspace, clip_id: str, exc: Exception) -> str:
+    problem = exc.problem if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    return (f"The frames of clip {clip_id} cannot be read: {problem} "
+            f"Fix: rerun `{ws.source.how('dataset')}`; it rewrites damaged chunks (the ESVs above come from cached features).")
+
+
+def clip_video(ws: Workspace, clip_id: str) -> tuple[bytes | None, str | None]:
+    """``(mp4 bytes, None)``, or ``(None, message)`` when the clip's frames cannot be read
+    (a damaged chunk): the page shows the message in place of the video and goes on."""
+    try:
+        return clip_mp4(ws.name, clip_id, int(ws.clips().loc[clip_id, "n_frames"]), video_fps(ws), ws.source.dataset_key()), None
+    except (UserError, OSError, ValueError, RuntimeError) as exc:  # gulpio2/simplejpeg raise several types
+        return None, _unreadable(ws, clip_id, exc)
+
+
+def clip_frames(ws: Workspace, clip_id: str, indices: Sequence[int]) -> tuple[np.ndarray, str | None]:
+    """``(frames (n, H, W, 3) uint8, None)``, or grey placeholders and the message when
+    the clip's frames cannot be read (so thumbnails and the chart still draw)."""
+    try:
+        return ws.dataset.frames(clip_id, indices), None
+    except (UserError, OSError, ValueError, RuntimeError) as exc:
+        return np.full((len(indices), 64, 114, 3), 128, dtype=np.uint8), _unreadable(ws, clip_id, exc)

@@ -32,3 +32,26 @@ def random_clip(n: int, seed: int) -> torch.Tensor:
 def machine() -> str:
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {dev}"
+
+
+class AttentionHead(torch.nn.Module):
+    """A random variable-length transformer head (bench only, a stand-in for the planned
+    one): per-frame projection + learned position of each frame's rank in the kept
+    sequence, one self-attention encoder layer, mean pool, linear classifier.
+    ``(B, k, D) -> (B, C)`` for any 1 <= k <= ``max_len``."""
+
+    def __init__(self, feature_dim: int = FEATURE_DIM, width: int = 128, n_classes: int = N_CLASSES, max_len: int = 64) -> None:
+        super().__init__()
+        self.embed = torch.nn.Linear(feature_dim, width)
+        self.position = torch.nn.Embedding(max_len, width)
+        self.encoder = torch.nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=2 * width, dropout=0.0, batch_first=True)
+        self.classify = torch.nn.Linear(width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x) + self.position(torch.arange(x.shape[1], device=x.device))
+        return self.classify(self.encoder(h).mean(dim=1))
+
+
+def random_attention_head(seed: int = 0, n_classes: int = N_CLASSES) -> AttentionHead:
+    torch.manual_seed(seed)
+    return AttentionHead(n_classes=n_classes).eval()

@@ -1,12 +1,22 @@
-"""Exact ESV speed and memory against the targets of the engine issue.
+"""Exact ESV speed and memory against the targets of the engine issues.
 
-For n in 8, 12, 14, 16, 20 frames (random heads, nmax = 8, 97 classes) prints the
-exact time (median of repeats), peak memory of the process running it, and the
-ratio of the exact n = 16 time to the time of simply evaluating every head on every
-subset it needs (the naive baseline, no ESV arithmetic at all).
-Each n runs in a fresh subprocess so peak memory is its own.
+Three tables (random heads 256k -> 512 -> 97, k = 1..8, all 97 classes):
 
-    python bench/esv_speed.py [--device cuda] [--sizes 8 12 16] [--threads 1]
+* ``exact``: for n in 8, 12, 14, 16, 20 frames the exact time (median of repeats),
+  peak memory of the process running it, and the ratio of the exact n = 16 time to
+  simply evaluating every head on every subset it needs (the naive baseline, no ESV
+  arithmetic). Each n runs in a fresh subprocess so peak memory is its own.
+* ``reference`` (with ``--reference PATH``, a Play Fair checkout the user provides,
+  imported at run time: ``bench/playfair_reference.py``): its ``OnlineShapleyAttributor``
+  with the exhaustive sampler and this engine's ``explain_multiscale`` side by side in
+  one process, one thread, the same heads and clips, timed alternately (median), with
+  the largest ESV difference and the speed-up targets (n = 8 >= 10x, n = 4 >= 5x).
+* ``batched``: ``explain_multiscale_batch`` clips per second for n = 1..16 (two threads
+  by default), each checked against the per-clip engine, and 1,000 clips at n = 8
+  against the <= 2 s target.
+
+    python bench/esv_speed.py [--tables exact reference batched] [--reference PATH]
+                              [--device cuda] [--sizes 8 12 16] [--threads 1] [--quick]
 
 On a shared machine, two OpenMP threads spin-wait for each other when another
 process holds a core, which inflates medians of millisecond-sized runs; compare
@@ -29,11 +39,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, random_clip, random_heads, random_priors  # noqa: E402
+from common import N_CLASSES, machine, random_clip, random_heads, random_priors  # noqa: E402
+from playfair_reference import load_reference  # noqa: E402
 
-from core.esv import explain_multiscale  # noqa: E402
+from core.esv import explain_multiscale, explain_multiscale_batch  # noqa: E402
 
 TARGETS_S = {8: 0.003, 16: 0.2, 20: 5.0}
+# Side by side with the reference: speed-up targets, and repeats per n (its n = 14 takes ~13 s).
+SPEEDUP_TARGETS = {4: 5.0, 8: 10.0}
+SIDE_REPEATS = {4: 200, 8: 100, 10: 20, 12: 5, 14: 2}
+# Batched: clips per timed call for each n (about a second of work each on this CPU).
+BATCH_CLIPS = {n: 1000 for n in range(1, 9)} | {9: 400, 10: 200, 11: 100, 12: 50, 13: 20, 14: 10, 15: 4, 16: 2}
+BATCH_TARGET_CLIPS, BATCH_TARGET_N, BATCH_TARGET_S = 1000, 8, 2.0
 REFERENCE_S = {8: 0.044, 12: 0.18, 14: 7.1, 16: 404.0}
 MEMORY_TARGET_GB = 4.0
 
@@ -96,17 +113,107 @@ def run_one(n: int, device: str) -> dict:
     return out
 
 
+def side_by_side(reference_path: str, sizes: list[int], repeat_scale: float) -> None:
+    """The reference's exhaustive attributor and this engine, alternately, one thread."""
+    attributor_cls = load_reference(reference_path)
+    torch.set_num_threads(1)
+    heads, priors = random_heads(), random_priors()
+    reference = attributor_cls(heads, priors.double().numpy(), N_CLASSES, device=torch.device("cpu"))
+    print(f"\n# side by side: Play Fair OnlineShapleyAttributor (exhaustive) vs explain_multiscale, 1 thread, {machine()}")
+    print("| n | reference | this engine | speed-up | target | max abs ESV difference |")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        clip = random_clip(n, seed=n)
+        ref_esvs, _ = reference.explain(clip)  # warm-up, and the values compared
+        ours = explain_multiscale(heads, priors, clip)
+        diff = float((ref_esvs.double() - ours.esvs).abs().max())
+        ref_t, our_t = [], []
+        for _ in range(max(1, round(SIDE_REPEATS.get(n, 3) * repeat_scale))):
+            start = time.perf_counter()
+            reference.explain(clip)
+            ref_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            explain_multiscale(heads, priors, clip)
+            our_t.append(time.perf_counter() - start)
+        ref_s, our_s = statistics.median(ref_t), statistics.median(our_t)
+        speedup = ref_s / our_s
+        goal = SPEEDUP_TARGETS.get(n)
+        target = f">= {goal:g}x ({'met' if speedup >= goal else 'MISSED'})" if goal else "-"
+        print(f"| {n} | {_fmt(ref_s)} | {_fmt(our_s)} | {speedup:.1f}x | {target} | {diff:.1e} |", flush=True)
+
+
+def batched_table(device: torch.device, threads: int, clip_scale: float, sizes: list[int], dtype: torch.dtype) -> None:
+    """Clips per second of the batched API for each n, and the 1,000-clip n = 8 target."""
+    torch.set_num_threads(threads)
+    heads, priors = [h.to(device, dtype) for h in random_heads()], random_priors().to(device)
+    print(f"\n# batched exact ESVs: explain_multiscale_batch, {threads} threads, device {device}, {dtype} heads ({machine()})")
+    print("| n | clips per call | seconds (median) | clips/s | max abs diff vs per-clip |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        clips = max(2, round(BATCH_CLIPS.get(n, 2) * clip_scale))
+        x = torch.randn(clips, n, 256, generator=torch.Generator().manual_seed(n)).to(device)
+        first = explain_multiscale_batch(heads, priors, x[:2])  # warm-up and the per-clip check
+        diff = max(float((first.esvs[b] - explain_multiscale(heads, priors, x[b]).esvs).abs().max()) for b in range(2))
+        seconds = _median_time(lambda: explain_multiscale_batch(heads, priors, x), device, repeats=3)
+        print(f"| {n} | {clips} | {seconds:.3f} | {clips / seconds:,.0f} | {diff:.1e} |", flush=True)
+    clips = max(2, round(BATCH_TARGET_CLIPS * clip_scale))
+    x = torch.randn(clips, BATCH_TARGET_N, 256, generator=torch.Generator().manual_seed(0)).to(device)
+    seconds = _median_time(lambda: explain_multiscale_batch(heads, priors, x), device, repeats=3)
+    scaled_s = seconds * BATCH_TARGET_CLIPS / clips
+    verdict = "meets" if scaled_s <= BATCH_TARGET_S else "MISSES"
+    note = "" if clips == BATCH_TARGET_CLIPS else f" (scaled from {clips} clips)"
+    print(f"{BATCH_TARGET_CLIPS} clips x n = {BATCH_TARGET_N} x {N_CLASSES} classes, exact: {scaled_s:.2f} s{note}, "
+          f"{verdict} the <= {BATCH_TARGET_S:g} s target ({threads} threads)")
+
+
+def _median_time(fn, device: torch.device, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 12, 14, 16, 20])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--tables", nargs="+", choices=["exact", "reference", "batched"], default=None,
+                        help="which tables (default: exact and batched, plus reference with --reference)")
+    parser.add_argument("--reference", metavar="PATH", help="a Play Fair checkout (git clone https://github.com/willprice/play-fair)")
+    parser.add_argument("--reference-sizes", type=int, nargs="+", default=[4, 8, 10, 12, 14])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(range(1, 17)))
+    parser.add_argument("--batch-threads", type=int, default=2)
+    parser.add_argument("--batch-dtype", choices=["float32", "bfloat16", "float64"], default="float32", help="heads' dtype in the batched table")
+    parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, 1/20 of the clips")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.device)))
+        return
+    tables = args.tables or (["exact", "batched"] + (["reference"] if args.reference else []))
+    if "reference" in tables:
+        if not args.reference:
+            parser.error("the reference table needs --reference PATH (a Play Fair checkout)")
+        side_by_side(args.reference, args.reference_sizes, 0.1 if args.quick else 1.0)
+    if "batched" in tables:
+        batched_table(torch.device(args.device), args.batch_threads, 0.05 if args.quick else 1.0, args.batch_sizes,
+                      getattr(torch, args.batch_dtype))
+    if not torch.cuda.is_available():
+        print("\nGPU: not measured (no device lent)")
+    elif args.device == "cpu":
+        print("\nGPU: not measured in this run (pass --device cuda, and --batch-dtype bfloat16 for bf16 heads)")
+    if "exact" not in tables:
         return
 
     print(f"# exact ESVs, random MTRN heads 256k->512->97, k=1..8 ({machine()}, device {args.device})")

@@ -17,6 +17,8 @@ A :class:`~core.errors.UserError` prints ``error: <message>`` to stderr and exit
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,10 +26,13 @@ from typing import Callable, Sequence
 
 from core.analysis import faithfulness_cli
 from core.analysis.batch import compute_batch_esvs, read_results
-from core.data.sources import dataset_names
+from core.data.epic_annotations import parse_participants
+from core.data.sources import check_dataset_name, dataset_name_for, dataset_names
+from core.distributed import RayESVEngine, RayOptions, extract_features, import_ray, plan_extraction
 from core.errors import UserError
+from core.explain import available_methods
 from core.models.training import TrainConfig, format_accuracy
-from core.pipeline.steps import StepReport
+from core.pipeline.steps import EXPLORE_STEPS, StepReport, damaged_data_error
 from core.runtime import TASKS, TqdmProgress
 from core.workspace import Workspace
 
@@ -83,11 +88,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     dataset = "demo-small" if args.small else "demo"
     args.dataset = dataset
     ws = _workspace(args)
+    retrain = args.retrain_backbone or args.commit_backbone
+    if retrain:
+        ws.source.use_committed_backbone = False  # type: ignore[attr-defined]
     t0 = time.perf_counter()
-    reports = _build(ws, None, f"building {dataset}", force=False, quiet=args.quiet)
+    first = []
+    if retrain:  # the dataset as usual, then the CNN trained afresh, then the rest
+        first = _build(ws, ["dataset"], f"building {dataset}", quiet=args.quiet)
+        first += _build(ws, ["backbone"], f"training the {dataset} CNN", force=True, quiet=args.quiet)
+    by_step = {r.name: r for r in _build(ws, None, f"building {dataset}", force=False, quiet=args.quiet)}
+    by_step.update({r.name: r for r in first if not r.skipped})
+    reports = list(by_step.values())
     total = time.perf_counter() - t0
     print(f"built {dataset} in {total:.1f} s:")
     _print_reports(reports)
+    if args.commit_backbone:
+        print(f"committed the demo CNN to {ws.source.commit_backbone()} (and its .json record)")  # type: ignore[attr-defined]
     acc = ws.accuracy()
     print("\nvalidation top-1 % (top-5 %) per number of frames:")
     print(format_accuracy(acc))
@@ -118,19 +134,84 @@ def _demo_targets(acc) -> None:
         print(f"  [{'ok' if ok else 'MISSED'}] {name}")
 
 
+def _ingest_name(args: argparse.Namespace) -> str:
+    """``--output``, else ``--dataset``, else the name of ``--participants`` (epic-P01-P02), else ``epic``."""
+    if args.output:
+        args.derive_from = args.dataset  # `--dataset A --output B`: B starts from A's settings
+        return check_dataset_name(args.output)
+    if args.dataset:
+        return args.dataset
+    if args.participants:
+        return dataset_name_for(parse_participants(args.participants))
+    return "epic"
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
+    args.dataset = _ingest_name(args)
     ws = _workspace(args)
     taken = ws.source.take_cli_settings(vars(args))
-    if taken:
+    if hasattr(ws.source, "run_options"):  # fixes quote the command as typed: its flags are saved only on success
+        ws.source.run_options["command"] = "python -m core " + shlex.join(args.argv)
+    conflict = getattr(ws.source, "settings_conflict", lambda: None)()
+    if conflict and args.force:
+        print(f"--force: deleting {ws.source.root} (built from other inputs: {conflict}) and ingesting again")
+        ws.source.discard_dataset()  # type: ignore[attr-defined]
+    with TqdmProgress(f"ingest {ws.name}", enabled=not args.quiet, count_unit="segments") as bar:
+        reports = ws.build(["dataset"], progress=bar, force=args.force)
+    last = getattr(ws.source, "last_report", None)
+    if last is not None and last.n_skipped:
+        print(last.failure_summary())
+    _print_reports(reports)
+    if taken:  # only after success: a failed command never changes the saved config
         ws.save_config()
         print(f"saved {taken} to {ws.config_path}")
-    _print_reports(_build(ws, ["dataset"], "ingest", force=args.force, quiet=args.quiet))
     return 0
 
 
+def _extract_sampled_frames(ws: Workspace, quiet: bool) -> None:
+    train_rows, val_rows = ws.pipeline.steps["heads"].sampled_rows()  # type: ignore[attr-defined]
+    rows = {**(train_rows or {}), **(val_rows or {})}
+    total = ws.artifacts.frames_todo(rows)
+    with TqdmProgress("features of sampled frames", total=total, unit="frames", enabled=not quiet) as bar:
+        report = ws.artifacts.extract(rows, bar)
+    print(f"  sampled frames: {report.frames:,} extracted now for {len(rows)} clips" + (f" in {report.seconds:.0f} s" if report.frames else ""))
+    if report.failed:
+        print(f"warning: {len(report.failed)} clip(s) could not be decoded and are left out of training: "
+              + ", ".join(c.clip_id for c in report.failed[:5]) + f". Fix: run `{ws.source.how('features')}` for the list and the repair commands.",
+              file=sys.stderr)
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
+    _check_engine(args)
+    if args.engine == "ray":
+        return _extract_ray(args)
+    ws = _workspace(args, device=args.device, threads=args.threads, decode_workers=args.decode_workers)
+    reports = _build(ws, ["dataset", "backbone"], "dataset and backbone", quiet=args.quiet)
+    _print_reports(reports + _extract_features(ws, args.quiet))
+    return 0
+
+
+def _extract_features(ws: Workspace, quiet: bool) -> list[StepReport]:
+    """The features step under its own bar, counted in frames (its ETA comes from extraction's rate)."""
+    total = ws.pipeline.steps["features"].frames_todo()  # type: ignore[attr-defined]
+    with TqdmProgress("features", total=total, unit="frames", enabled=not quiet) as bar:
+        return ws.build(["features"], progress=bar)
+
+
+def _extract_ray(args: argparse.Namespace) -> int:
+    """``extract --engine ray``: dataset and backbone here, features on a Ray cluster (core.distributed)."""
+    import_ray()  # fails before any work when the extra is missing
     ws = _workspace(args, device=args.device)
-    _print_reports(_build(ws, ["dataset", "backbone", "features"], "features", quiet=args.quiet))
+    _print_reports(_build(ws, ["dataset", "backbone"], "dataset", quiet=args.quiet))
+    store = ws.artifacts.feature_store
+    plan = plan_extraction(store)
+    options = RayOptions(address=args.address, cpus=args.threads)
+    with TqdmProgress("features (ray)", total=plan.frames, unit="frames", enabled=not args.quiet) as bar:
+        report = extract_features(store, options, plan=plan, device=args.device, progress=bar)
+    rate = f", {report.frames / report.seconds:,.0f} frames/s" if report.seconds > 0 else ""
+    print(f"  features  {report.seconds:6.1f} s  ray: {report.extracted} clips ({report.frames:,} frames{rate}), {report.skipped} already stored")
+    if report.failed:  # the local path's summary, CSV list and repair commands
+        raise damaged_data_error(ws.artifacts, report.failed, len(ws.clips()))
     return 0
 
 
@@ -154,10 +235,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["scales"] = list(range(1, args.max_frames + 1))
     if args.fixed_epochs:
         overrides["patience"] = None
+    if args.frames_per_clip is not None:
+        overrides["frames_per_clip"] = args.frames_per_clip
     base = _workspace(args)
     cfg = TrainConfig.from_dict({**base.train_config.to_dict(), **overrides}) if overrides else None
-    ws = _workspace(args, train_config=cfg, device=args.device)
-    _print_reports(_build(ws, ["dataset", "backbone", "features", "priors", "heads"], "train", force=args.force, quiet=args.quiet))
+    ws = _workspace(args, train_config=cfg, device=args.device, threads=args.threads, decode_workers=args.decode_workers)
+    if ws.train_config.frames_per_clip is None:
+        _print_reports(_build(ws, ["dataset", "backbone", "features", "priors", "heads"], "train", force=args.force, quiet=args.quiet))
+    else:  # only the frames the heads sample get features, under their own bar counted in frames
+        reports = _build(ws, ["dataset", "backbone", "priors"], "dataset, backbone, priors", quiet=args.quiet)
+        _extract_sampled_frames(ws, args.quiet)
+        _print_reports(reports + _build(ws, ["heads"], "heads", force=args.force, quiet=args.quiet))
     print("\nvalidation top-1 % (top-5 %) per number of frames:")
     print(format_accuracy(ws.accuracy()))
     return 0
@@ -165,15 +253,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_esvs(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    missing = [s for s in ws.status() if not s.done]
+    missing = [s for s in ws.status() if not s.done and s.name in EXPLORE_STEPS]  # features are computed as needed
     if missing:
         s = missing[0]
         raise UserError(f"The {s.name} step of dataset {ws.name} is not built ({s.detail}).", f"Run `{s.how}` first.")
+    _check_engine(args)
     t0 = time.perf_counter()
-    with TqdmProgress("esvs", enabled=not args.quiet) as bar:
+    engine = RayESVEngine(RayOptions(address=args.address)) if args.engine == "ray" else None
+    n_clips = len(ws.clips(args.split).iloc[: args.limit])
+    with TqdmProgress("esvs" + (" (ray)" if engine else ""), total=n_clips, unit="clips", enabled=not args.quiet) as bar:
         out = compute_batch_esvs(
             ws, split=args.split, out_path=args.out, progress=bar, n_frames=args.frames, tasks=args.tasks, models=args.models,
-            samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=args.seed, limit=args.limit,
+            samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=args.seed, limit=args.limit, engine=engine,
+            method=args.method, budget=args.budget,
         )
     df = read_results(out)
     ok = df[df.status == "ok"]
@@ -184,6 +276,26 @@ def cmd_esvs(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
+def _add_extraction_flags(p: argparse.ArgumentParser) -> None:
+    cores = os.cpu_count() or 1
+    p.add_argument("--threads", type=int, default=cores, help=f"torch threads for encoding frames (default: all {cores} cores)")
+    p.add_argument("--decode-workers", dest="decode_workers", type=int, default=None,
+                   help="processes decoding frames ahead of the encoder (default: 1 on CPU, up to 8 on CUDA; 0 = a thread)")
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    if args.address is not None and args.engine != "ray":
+        raise UserError(f"--address {args.address} names a Ray cluster, but the engine is {args.engine!r}.", "Add --engine ray (or drop --address).")
+
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: a Ray cluster (pip install -e .[distributed]; docs/distributed.md)")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: 'auto' joins the cluster started with `ray start`, HOST:PORT joins that one "
+                        "(default: a local cluster on this machine)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Play Fair explorer: build the pipeline and compute Element Shapley Values.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -191,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, dataset: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         if dataset:
-            p.add_argument("--dataset", choices=DATASETS, default="demo", help="which dataset (default: demo)")
+            p.add_argument("--dataset", default=None if name == "ingest" else "demo",
+                           help=f"which dataset: {', '.join(DATASETS)} or epic-<participants> (default: "
+                                + ("from --participants / --output, else epic)" if name == "ingest" else "demo)"))
         p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=func)
@@ -201,8 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "build the demo from nothing: dataset, CNN, features, priors, heads; print timings and accuracies", dataset=False)
     p.add_argument("--small", action="store_true", help="tiny demo (48 clips, 4 scales) for tests: seconds instead of minutes")
+    p.add_argument("--retrain-backbone", dest="retrain_backbone", action="store_true",
+                   help="train the demo CNN even when the committed weights (assets/demo/demo_cnn.pt) fit")
+    p.add_argument("--commit-backbone", dest="commit_backbone", action="store_true",
+                   help="train the demo CNN afresh and write it to assets/demo/demo_cnn.pt (+ .json record)")
 
-    p = add("ingest", cmd_ingest, "gulp EPIC frames + annotations into datasets/epic (settings are saved to the config)")
+    p = add("ingest", cmd_ingest, "gulp EPIC frames + annotations into datasets/<name> (settings are saved to the config on success)")
     p.add_argument("--frames-dir", dest="frames_dir", help="folder holding <participant>/<video_id>/frame_0000000001.jpg")
     p.add_argument("--annotations", help="EPIC annotation file (.pkl or .csv)")
     p.add_argument("--val-annotations", dest="val_annotations", help="optional second annotation file whose clips form the val split (EPIC_100_validation.pkl)")
@@ -210,12 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noun-classes", dest="noun_classes", help="EPIC_100_noun_classes.csv")
     p.add_argument("--checkpoint", help="EPIC TRN RGB checkpoint (backbone for features)")
     p.add_argument("--heads-dir", dest="heads_dir", help="optional folder of Play Fair fork heads mtrn-frames={k}-type={verb|noun}.pt")
-    p.add_argument("--participant", default=None, help="participant id (default P01)")
-    p.add_argument("--frame-stride", dest="frame_stride", type=int, default=None, help="keep every n-th frame when ingesting")
-    p.add_argument("--force", action="store_true", help="re-run even if the dataset exists (resumes)")
+    p.add_argument("--participants", default=None, help="P01,P02,... or 'all': one dataset named epic-P01-P02 / epic-all")
+    p.add_argument("--participant", default=None, help="one participant id for the dataset `epic` (default P01)")
+    p.add_argument("--output", default=None, help="dataset name (folder under datasets/), e.g. epic-kitchens-test")
+    p.add_argument("--stride", "--frame-stride", dest="frame_stride", type=int, default=None, help="keep every n-th frame of each segment")
+    p.add_argument("--max-frames", dest="max_frames_per_segment", type=int, default=None, help="cap frames per segment (uniformly subsampled)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="JPEG decode/encode workers (default: all cores)")
+    p.add_argument("--allow-missing", dest="allow_missing", action="store_true",
+                   help="build the dataset even when segments are skipped (missing folders or frames); exit 0")
+    p.add_argument("--force", action="store_true",
+                   help="re-run even if built (verifies and repairs chunks); with other inputs than the built dataset: rebuild it")
 
-    p = add("extract", cmd_extract, "extract per-frame features of every clip (resumable)")
+    p = add("extract", cmd_extract, "extract per-frame features of every clip (resumable; damaged clips are skipped and listed)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+    _add_extraction_flags(p)
+    _add_engine_flags(p)
 
     p = add("priors", cmd_priors, "compute class priors from the training split")
     p.add_argument("--force", action="store_true", help="recompute even if present")
@@ -230,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--fixed-epochs", dest="fixed_epochs", action="store_true", help="no early stopping")
     p.add_argument("--device", default=None, help="device for feature extraction if features are missing")
+    p.add_argument("--frames-per-clip", dest="frames_per_clip", type=int, default=None,
+                   help="train on K uniformly spaced frames per training clip and extract only those (0 = every frame; "
+                        "default: the dataset's, 16 for EPIC, every frame for the demo)")
+    _add_extraction_flags(p)
     p.add_argument("--force", action="store_true", help="retrain even if heads with these settings exist")
 
     p = add("esvs", cmd_esvs, "batch ESVs of every clip of a split into one Parquet file")
@@ -238,10 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", choices=["verb", "noun"], default=["verb", "noun"])
     p.add_argument("--models", nargs="+", choices=["mtrn", "tsn"], default=["mtrn"])
     p.add_argument("--samples-per-scale", dest="samples_per_scale", type=int, default=None, help="approximate ESVs with this many subsets per size (default: exact)")
+    p.add_argument("--method", choices=available_methods(), default=None,
+                   help="explanation method by name (default: exact, or constructive with --samples-per-scale)")
+    p.add_argument("--budget", type=int, default=None, help="head evaluations per explanation for a registry approximator "
+                   "(kernelshap, loo, ...; default: saturated)")
     p.add_argument("--iterations", type=int, default=1, help="approximate runs pooled")
     p.add_argument("--seed", type=int, default=0, help="approximation seed")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--out", type=Path, default=None, help="results file (default cache/results/<dataset>/<heads>/esvs-<split>.parquet)")
+    _add_engine_flags(p)
 
     faithfulness_cli.add_parser(sub)
     return parser
@@ -251,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for a UserError)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -15,7 +15,9 @@ count once the outermost user leaves (nested and concurrent users are safe).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import re
 import threading
 from typing import Iterator, Literal, Protocol
 
@@ -72,16 +74,28 @@ class TqdmProgress:
             comes from their rate); None draws per-mille of the fraction.
         unit: what ``total`` counts ("frames", "clips", "segments").
         enabled: False draws nothing (``--quiet``).
+        count_unit: when the total is only known inside the job: the bar switches to
+            counting ``count_unit`` at the first message holding ``"<done>/<total> <count_unit>"``
+            (e.g. the ingest's "120/317 segments"), so its rate and ETA are in that unit.
     """
 
-    def __init__(self, desc: str, total: int | None = None, unit: str = "‰", enabled: bool = True) -> None:
+    def __init__(self, desc: str, total: int | None = None, unit: str = "‰", enabled: bool = True, count_unit: str | None = None) -> None:
         from tqdm.auto import tqdm  # the CLI's dependency; imported where a bar is drawn
 
         self.total = total
         self.bar = tqdm(total=total if total is not None else 1000, desc=desc, unit=unit if total is not None else "‰",
                         dynamic_ncols=True, disable=not enabled)
+        self._count = re.compile(rf"([\d,]+)/([\d,]+) {re.escape(count_unit)}\b") if count_unit else None
+        self._count_unit = count_unit
 
     def __call__(self, fraction: float, message: str) -> None:
+        if self._count is not None and (m := self._count.search(message)):
+            done, total = (int(g.replace(",", "")) for g in m.groups())
+            if total != self.total:  # first count (or a new total): the bar now counts the job's unit
+                self.total = total
+                self.bar.reset(total=total)
+                self.bar.unit = self._count_unit or self.bar.unit
+            fraction = done / total if total else 1.0
         scale = self.total if self.total is not None else 1000
         n = int(round(scale * min(max(float(fraction), 0.0), 1.0)))
         if n != self.bar.n:
@@ -100,6 +114,65 @@ class TqdmProgress:
 
 class Cancelled(Exception):
     """Raised inside a job whose progress callback asked it to stop (the app's Stop button)."""
+
+
+class CancelToken:
+    """A flag another thread sets to stop a job (the app's Stop button, a closed session).
+
+    ``token.wrap(progress)`` is a :class:`Progress` that raises :class:`Cancelled` at the
+    job's next report once :meth:`cancel` was called, and forwards reports otherwise.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wrap(self, progress: Progress | None = None) -> Progress:
+        parent = or_silent(progress)
+
+        def check(fraction: float, message: str) -> None:
+            if self._event.is_set():
+                raise Cancelled(message)
+            parent(fraction, message)
+
+        return check
+
+
+# The progress of the computation running in this thread (or task): inner loops of the
+# Shapley layer report through it, so a caller's callback can stop them between bounded
+# chunks without every approximator signature carrying a callback.
+_CURRENT_PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("playfair_progress", default=None)
+
+
+@contextlib.contextmanager
+def reporting(progress: Progress | None) -> Iterator[None]:
+    """Inside the block, :func:`report` calls go to ``progress`` (None: nowhere)."""
+    token = _CURRENT_PROGRESS.set(progress)
+    try:
+        yield
+    finally:
+        _CURRENT_PROGRESS.reset(token)
+
+
+@contextlib.contextmanager
+def sub_reporting(start: float, stop: float, prefix: str = "") -> Iterator[None]:
+    """Inside the block, :func:`report`'s 0..1 maps onto ``[start, stop]`` of the enclosing block's."""
+    outer = _CURRENT_PROGRESS.get()
+    with reporting(None if outer is None else scaled(outer, start, stop, prefix)):
+        yield
+
+
+def report(fraction: float, message: str) -> None:
+    """Report to the innermost :func:`reporting` block's progress; it may raise :class:`Cancelled`."""
+    progress = _CURRENT_PROGRESS.get()
+    if progress is not None:
+        progress(fraction, message)
 
 
 # ----------------------------------------------------------------------------- threads

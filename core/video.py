@@ -16,11 +16,12 @@ import tempfile
 import threading
 from collections import OrderedDict
 from fractions import Fraction
+from typing import Iterable, Iterator
 
 import av
 import numpy as np
 
-__all__ = ["encode_mp4", "even_pad", "clear_cache"]
+__all__ = ["encode_mp4", "encode_mp4_stream", "even_pad", "clear_cache"]
 
 _CACHE_MAX = 64
 _cache: "OrderedDict[str, bytes]" = OrderedDict()
@@ -83,15 +84,7 @@ def encode_mp4(frames: np.ndarray, fps: float = 12.0, crf: int = 20, min_size: i
             _cache.move_to_end(key)
             return _cache[key]
 
-    data = even_pad(_upscale(frames, min_size))
-    rate = Fraction(fps).limit_denominator(1001)
-    # +faststart rewrites the file to move ``moov`` first, which needs a real file.
-    with tempfile.TemporaryDirectory(prefix="playfair-mp4-") as tmp:
-        path = os.path.join(tmp, "clip.mp4")
-        _write(path, data, rate, crf)
-        with open(path, "rb") as fh:
-            out = fh.read()
-
+    out = _encode([frames], fps, crf, min_size)
     with _lock:
         _cache[key] = out
         _cache.move_to_end(key)
@@ -100,20 +93,49 @@ def encode_mp4(frames: np.ndarray, fps: float = 12.0, crf: int = 20, min_size: i
     return out
 
 
-def _write(path: str, data: np.ndarray, rate: Fraction, crf: int) -> None:
-    _, height, width, _ = data.shape
+def encode_mp4_stream(batches: Iterable[np.ndarray], fps: float = 12.0, crf: int = 20, min_size: int = 0) -> bytes:
+    """Like :func:`encode_mp4` for frames that arrive in batches ``(t, H, W, 3)`` uint8 (one
+    size): each batch is encoded and dropped, so memory stays bounded by one batch however
+    long the clip. Not cached (callers cache the bytes, e.g. ``st.cache_data``)."""
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return _encode(batches, fps, crf, min_size)
+
+
+def _encode(batches: Iterable[np.ndarray], fps: float, crf: int, min_size: int) -> bytes:
+    rate = Fraction(fps).limit_denominator(1001)
+    # +faststart rewrites the file to move ``moov`` first, which needs a real file.
+    with tempfile.TemporaryDirectory(prefix="playfair-mp4-") as tmp:
+        path = os.path.join(tmp, "clip.mp4")
+        n = _write(path, (even_pad(_upscale(np.asarray(b), min_size)) for b in batches), rate, crf)
+        if n == 0:
+            raise ValueError("no frames to encode")
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def _write(path: str, batches: Iterator[np.ndarray], rate: Fraction, crf: int) -> int:
+    """Encode padded batches into ``path``; returns the number of frames written."""
+    n = 0
     with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": "veryfast", "tune": "zerolatency"}
-        for image in data:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            for packet in stream.encode(frame):
+        stream = None
+        for data in batches:
+            if data.dtype != np.uint8 or data.ndim != 4 or data.shape[-1] != 3:
+                raise ValueError(f"frames must be (T, H, W, 3) uint8, got {data.shape} {data.dtype}")
+            if stream is None:
+                stream = container.add_stream("libx264", rate=rate)
+                stream.width, stream.height = data.shape[2], data.shape[1]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(int(crf)), "preset": "veryfast", "tune": "zerolatency"}
+            for image in data:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                n += 1
+        if stream is not None:
+            for packet in stream.encode(None):
                 container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    return n
 
 
 def clear_cache() -> None:

@@ -13,7 +13,7 @@ API (stable; pages and the CLI are written against it)::
     ws.status() -> list[BuildStep]            # name, done, detail, how
     ws.build(steps=None, progress=cb)         # builds what is missing, in order
     ws.clips(split="val") -> pd.DataFrame     # id, video_id, verb, noun, ..., n_frames
-    ws.features(clip_id) -> np.ndarray        # (T', D) float32
+    ws.features(clip_id, rows=None) -> np.ndarray  # (T', D) float32, or (n, D) of feature rows computed on demand
     ws.heads("verb") -> HeadSet               # .mtrn, .tsn, .accuracy
     ws.priors("noun") -> torch.Tensor         # (C,), sums to 1
     ws.class_names("verb") -> list[str]
@@ -38,13 +38,13 @@ import torch
 from core.backbones.base import FrameEncoder
 from core.data.gulp import GulpClipDataset
 from core.data.sources import DatasetSource, get_source
-from core.explain import ClipExplanation, ExplanationService
+from core.explain import ClipExplanation, ExplanationService, Limits, limits_from_config
 from core.models.io import HeadSet
 from core.models.training import FeatureBank, TrainConfig
 from core.paths import cache_dir
 from core.pipeline.artifacts import Artifacts
 from core.pipeline.config import default_config_path, read_config, write_config
-from core.pipeline.steps import STEP_ORDER, BuildStep, Pipeline, StepReport
+from core.pipeline.steps import EXPLORE_STEPS, STEP_ORDER, BuildStep, Pipeline, StepReport
 from core.runtime import Progress
 
 __all__ = ["BuildStep", "ClipExplanation", "STEP_ORDER", "StepReport", "Workspace"]
@@ -64,6 +64,8 @@ class Workspace:
             ESVs (restored afterwards; None = leave torch's setting). 1 by default: on the
             shared 2-core CPU two threads measured 12x slower for demo feature extraction
             (92 vs 1121 frames/s under load) and ~1.6x slower per explanation.
+            The CLI's ``extract`` and ``train`` pass ``--threads`` (all cores by default).
+        decode_workers: processes decoding frames during bulk extraction (None = automatic).
 
     Thread-safe: one instance may serve several Streamlit sessions; lazy loads take a lock.
     Raises UserError for an unknown dataset name or an unreadable config.
@@ -78,12 +80,14 @@ class Workspace:
         device: str | None = None,
         encoder: FrameEncoder | None = None,
         threads: int | None = 1,
+        decode_workers: int | None = None,
     ) -> None:
         get_source(dataset)  # an unknown name fails before the config is read
         self.name = dataset
         self.config_path = Path(config_path) if config_path is not None else default_config_path()
         self.device = device
         self.threads = threads
+        self.decode_workers = decode_workers
         self._train_config_override = train_config
         self._given_encoder = encoder
         self.explanations = ExplanationService(self)
@@ -105,7 +109,7 @@ class Workspace:
         """(Re)build the source, artefacts and pipeline from the current config."""
         self.source: DatasetSource = get_source(self.name, self._config, self.config_path)
         self.artifacts = Artifacts(self.source, train_config=self._train_config_override, device=self.device,
-                                   encoder=self._given_encoder, threads=self.threads)
+                                   encoder=self._given_encoder, threads=self.threads, decode_workers=self.decode_workers)
         self.pipeline = Pipeline(self.artifacts)
         self.explanations.clear()
 
@@ -114,6 +118,12 @@ class Workspace:
         write_config(self.config_path, self._config)
         self._assemble()  # paths, stride or heads source may have changed
         return self.config_path
+
+    @property
+    def limits(self) -> Limits:
+        """Above these an explanation needs confirmation: the config's ``[limits]`` (``seconds``,
+        ``memory_gb``; default 10 s or 2 GB)."""
+        return limits_from_config(self._config)
 
     @property
     def train_config(self) -> TrainConfig:
@@ -137,8 +147,9 @@ class Workspace:
         return self.pipeline.status()
 
     def is_ready(self) -> bool:
-        """True when every step is built (explain will work)."""
-        return all(s.done for s in self.status())
+        """True when explaining works: dataset, backbone, priors and heads are built (features
+        of a clip's sampled frames are computed when it is first explained)."""
+        return all(s.done for s in self.status() if s.name in EXPLORE_STEPS)
 
     def build(self, steps: Sequence[str] | None = None, progress: Progress | None = None, *, force: bool = False) -> list[StepReport]:
         """Build the missing steps (all of ``STEP_ORDER`` by default) in pipeline order.
@@ -168,9 +179,14 @@ class Workspace:
         """
         return self.artifacts.clips(split)
 
-    def features(self, clip_id: str) -> np.ndarray:
-        """``(T', D)`` float32 features of a clip (extracted on first request, then in memory)."""
-        return self.artifacts.features(clip_id)
+    def features(self, clip_id: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """``(T', D)`` float32 features of a clip (extracted on first request, then in memory),
+        or ``(n, D)`` of feature rows ``rows`` (n,) only: just the missing ones are computed."""
+        return self.artifacts.features(clip_id, rows)
+
+    def missing_feature_rows(self, clip_id: str, n_frames: int) -> int:
+        """How many of the ``n_frames`` sampled frames of a clip have no features yet (0 = explaining is instant)."""
+        return self.artifacts.missing_feature_rows(clip_id, n_frames)
 
     def class_names(self, task: str) -> list[str]:
         """Class names of ``task`` indexed by class id."""
@@ -214,3 +230,14 @@ class Workspace:
     def default_results_path(self, split: str = "val") -> Path:
         """Where batch ESVs go by default: ``cache/results/<dataset>/<heads key>/esvs-<split>.parquet``."""
         return cache_dir() / "results" / self.name / self.heads_key() / f"esvs-{split}.parquet"
+
+    def problem(self) -> str | None:
+        """Why this dataset cannot be explored now (invalid settings, or a step the explorer
+        needs is not built), or None. What the app's fallback banner names."""
+        validate = getattr(self.source, "validate", None)
+        if validate is not None and not self.source.dataset_built():
+            problems = validate()
+            if problems:
+                return " ".join(f"{p.field}: {p.problem}" for p in problems)
+        missing = [s.name for s in self.status() if not s.done and s.name in EXPLORE_STEPS]
+        return f"not built yet (missing: {', '.join(missing)})" if missing else None

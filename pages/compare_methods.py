@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, state
+from app import charts, runs, state
 from core.analysis import faithfulness
+from core.analysis.compare import default_compare_clip
+from core.analysis.optional_steps import OPTIONAL_STEPS
 from core.attribution import ATTRIBUTION_METHODS, DEFAULT_METHODS
 from core.errors import UserError
 
@@ -15,7 +17,10 @@ state.keep_shared_state()
 st.title("Compare attribution methods")
 
 ws = state.pick_dataset()
-clip_id = state.pick_clip(ws)
+# A fresh session opens on a validation clip whose prediction is not saturated (at p = 1.000 the
+# gradient methods' scores are ~1e-9 and every curve lies on top of the others).
+clip_id = state.pick_clip(ws, default=lambda: default_compare_clip(ws, st.session_state.get("pf_task", "verb"),
+                                                                   int(st.session_state.get("pf_n", 8))))
 settings = state.explain_controls(ws, clip_id, method=False)
 st.session_state.setdefault("cm_methods", list(DEFAULT_METHODS))
 chosen = st.multiselect(
@@ -23,9 +28,15 @@ chosen = st.multiselect(
     help="All explain the multiscale TRN's probability of the explained class, frames removed (never imputed).",
 )
 
+fp = runs.fingerprint_of(ws.name, clip_id, sorted(settings.items()), chosen)
 try:
-    cmp = faithfulness.compare_clip_methods(
-        ws, clip_id, task=settings["task"], n_frames=settings["n_frames"], target=settings["target"], methods=chosen
+    runs.stopped_notice("methods", fp)
+    cmp = runs.run_stoppable(
+        f"{len(chosen)} attribution methods on {clip_id}",
+        lambda p: (p(0.0, f"scoring frames with {', '.join(chosen)}; deletion and insertion curves"),
+                   faithfulness.compare_clip_methods(ws, clip_id, task=settings["task"], n_frames=settings["n_frames"],
+                                                     target=settings["target"], methods=chosen))[1],
+        key="methods", fingerprint=fp,
     )
 except UserError as exc:
     state.show_error(exc)
@@ -33,7 +44,7 @@ except UserError as exc:
 
 key_text = f" · key frames {cmp.key_range[0]}–{cmp.key_range[1] - 1}" if cmp.key_range else ""
 st.markdown(
-    f"**{clip_id}** · explaining **{settings['task']} “{cmp.explained_name}”** over **{settings['n_frames']} frames** · "
+    f"**{clip_id}** · explaining **{settings['task']} “{cmp.explained_name}”** over **{settings['n_frames']} frame{'s' * (settings['n_frames'] != 1)}** · "
     f"p = {cmp.prob:.3f}, prior = {cmp.prior:.3f}{key_text}"
 )
 
@@ -62,14 +73,10 @@ path = faithfulness.default_table_path(ws)
 table = faithfulness.load_table(path)
 if table is None:
     st.info(f"Not computed yet for this dataset. Command line: `python -m core faithfulness --dataset {ws.name}`.")
-    if st.button("Compute now (every method, verb and noun, 8 frames)"):
-        try:  # same defaults as `python -m core faithfulness`: every method, verb and noun, 8 frames
-            faithfulness.run_faithfulness(ws, out=path, progress=state.StreamlitProgress())
-        except UserError as exc:
-            state.show_error(exc)
-            st.stop()
-        st.rerun()
+    if st.button("Compute now (every method, verb and noun, 8 frames)", key="cm_build_faithfulness"):
+        if state.run_optional(ws, "faithfulness", OPTIONAL_STEPS["faithfulness"].label):
+            st.rerun()
 else:
-    st.markdown(faithfulness.to_markdown(table))
+    state.show_table(table, {c: (c, "%.4f") for c in table.select_dtypes("number").columns})
     st.caption(f"From {path}. Deletion/insertion AUC: mean ± s.e. over clips of the predicted class's probability; "
                "top frame in key range: share of clips whose top-scored frame carries the action's evidence.")

@@ -1,92 +1,180 @@
-"""Explore a clip: per-frame ESVs beside the clip's video, tinted thumbnails, the
-clicked frame large, top-5 predictions, prior and the efficiency check."""
+"""Explore a clip: per-frame ESVs beside the clip's video and the chosen frame; click a
+class in the top-10 charts to overlay its ESVs; the full model's prediction, prior and
+the efficiency check; exports; and a deep link to the view."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
-from app import charts, state
+from app import charts, exports, links, runs, state, texts
+from app.components.player import clip_player
 from core.errors import UserError
+from core.runtime import TASKS
 
 state.keep_shared_state()
-st.title("Explore a clip")
+head, link_slot, help_slot = st.columns([5.4, 1.5, 2.1], vertical_alignment="bottom")
+head.title("Explore a clip")
+with help_slot.popover("What is an ESV?", icon=":material/help:"):
+    st.markdown(texts.ESV_HELP)
 
 ws = state.pick_dataset()
 clip_id = state.pick_clip(ws)
-clips = ws.clips()
-row = clips.loc[clip_id]
+row = ws.clips().loc[clip_id]
 settings = state.explain_controls(ws, clip_id)
-other_task = "noun" if settings["task"] == "verb" else "verb"
+task, n = settings["task"], settings["n_frames"]
+both = st.sidebar.toggle("Verb and noun charts side by side", key="pf_both")
+links.link_control(links.publish(), link_slot)
 
+tasks = list(TASKS) if both else [task]
 try:
-    expl = ws.explain(clip_id, **settings)
-    other = ws.explain(clip_id, **{**settings, "task": other_task, "target": "ground_truth"})
+    state.compute_missing_features(ws, clip_id, n)
+    expls = {t: runs.explain(ws, clip_id, {**settings, "task": t}, key=f"explore_{t}") for t in tasks}
+    # every task's top-10 chart: the full model's prediction (one forward, memoised), whatever the method
+    predictions = {t: np.asarray(ws.explanations.predict(clip_id, task=t, n_frames=n), dtype=np.float64) for t in TASKS}
 except UserError as exc:
     state.show_error(exc)
     st.stop()
+expl = expls[task]
+
+
+def method_text(ex) -> str:
+    """How these ESVs were computed, in words."""
+    if settings.get("method") in (None, "exact"):
+        return "exact (every subset)"
+    budget = (f"{settings['samples_per_scale']:,} samples/scale × {settings['iterations']}" if "samples_per_scale" in settings
+              else f"budget {settings['budget']:,} head evaluations")
+    name = state.method_label(settings["method"])
+    if ex.exact:
+        return f"**exact**: {name} with {budget} would draw every subset of {n} frames, so the exact path ran"
+    return f"approximate: {name}, {budget}, seed {settings['seed']}"
+
 
 target_word = {"ground_truth": "ground truth", "predicted": "predicted"}.get(settings["target"], "chosen")
-method = "exact" if expl.esv_result.exact else (
-    f"approximate: {settings.get('samples_per_scale')} samples/scale × {settings.get('iterations')}, seed {settings.get('seed')}"
-)
 narration = row.get("narration") if "narration" in row.index else f"{row['verb']} {row['noun']}"
+frame_word = "frame" if n == 1 else "frames"
 st.markdown(
     f"**{clip_id}** — “{narration}” · video {row['video_id']} · {int(row['n_frames'])} frames · {row['split']} split  \n"
-    f"Explaining the **{settings['task']} “{expl.explained_name}”** ({target_word}) over **{expl.n_frames} frames**, {method}."
+    f"Explaining the **{task} “{expl.explained_name}”** ({target_word}) over **{n} {frame_word}**, {method_text(expl)}."
 )
 
-table = charts.esv_frame_table(expl.esvs, expl.frame_indices, clip=clip_id)
-col_video, col_chart = st.columns([2, 3], gap="medium")
-with col_chart:  # drawn first: the chart is what the user waits for
-    event = st.altair_chart(
-        charts.esv_bar_chart(table, height=300, description="ESV of each sampled frame"),
-        width="stretch",
-        key="esv_chart",
-        on_select="rerun",
-        selection_mode=charts.FRAME_SELECTION,
-    )
-    esv_sum = float(table["esv"].sum())
+frames, frames_problem = state.clip_frames(ws, clip_id, expl.frame_indices)  # placeholders when unreadable
+thumbs = [charts.image_data_url(f, size=112) for f in frames]
+
+
+def esv_table(ex, cls: int):
+    """Rows of one class's ESVs for the chart (with tooltip pictures and standard errors)."""
+    table = charts.esv_frame_table(ex.esvs_of(cls), ex.frame_indices, clip=clip_id).assign(image=thumbs)
+    return charts.with_errors(table, ex.std_errors_of(cls))
+
+
+def overlays(t: str, ex) -> list[int]:
+    """Overlaid classes of task ``t`` (not the explained one), valid ids only."""
+    n_classes = int(ex.esv_result.esvs.shape[1])
+    chosen = [int(c) for c in st.session_state.get(f"pf_ov_{t}") or [] if 0 <= int(c) < n_classes]
+    return [c for c in chosen if c != ex.explained_class]
+
+
+def esv_chart(t: str):
+    ex = expls[t]
+    names = ws.class_names(t)
+    base = esv_table(ex, ex.explained_class)
+    extra = overlays(t, ex)
+    if not extra:
+        return charts.esv_bar_chart(base, height=290, description=f"ESV of each sampled frame ({t})"), base
+    parts = [(f"{ex.explained_name} (explained)", base)] + [(names[c], esv_table(ex, c)) for c in extra]
+    return charts.esv_overlay_chart(charts.overlay_table(parts), height=290), base
+
+
+col_video, col_chart, col_frame = st.columns([2.2, 4.2, 2.2], gap="small")
+chart_cols = col_chart.columns(len(tasks)) if both else [col_chart]
+event, drawn = None, {}
+for t, where in zip(tasks, chart_cols):
+    chart, table = esv_chart(t)
+    drawn[t] = (chart, table)
+    if both:
+        where.markdown(f"**{t}: {expls[t].explained_name}**")
+    ev = where.altair_chart(chart, width="stretch", key=f"esv_chart_{t}" if both else "esv_chart",
+                            on_select="rerun", selection_mode=charts.FRAME_SELECTION)
+    event = ev if t == task else event
+chart, table = drawn[task]
+
+with col_chart:
     gap = expl.efficiency_gap
-    ok = abs(gap) < 1e-6
+    holds = ":green[holds]" if abs(gap) < 1e-6 else (":orange[approximate: sums need not match]" if not expl.exact else ":red[does not hold]")
     st.markdown(
-        f"**Efficiency:** Σ ESV = `{esv_sum:+.6f}` · p({expl.explained_name}) − prior = "
-        f"`{expl.prob:.6f}` − `{expl.prior:.6f}` = `{expl.prob - expl.prior:+.6f}` · "
-        f"gap `{gap:+.1e}` " + (":green[holds]" if ok else ":orange[approximate: sums need not match]" if not expl.esv_result.exact else ":red[does not hold]")
+        f"**Efficiency:** Σ ESV = `{float(table['esv'].sum()):+.6f}` · p − prior = `{expl.prob:.6f}` − `{expl.prior:.6f}` "
+        f"= `{expl.prob - expl.prior:+.6f}` · gap `{gap:+.1e}` {holds}"
     )
-    st.caption(
-        f"{expl.esv_result.n_head_evaluations:,} head evaluations · {1000 * expl.esv_result.seconds:.0f} ms to compute"
-        + (" (cached)" if expl.cached else "")
-    )
-
-with col_video:
-    st.video(state.clip_mp4(ws.name, clip_id, int(row["n_frames"]), state.video_fps(ws)), format="video/mp4", loop=True, muted=True)
-
-frames = ws.dataset.frames(clip_id, expl.frame_indices)
-st.markdown("**Sampled frames**, tinted by their ESV (green supports, red opposes; stronger = larger |ESV|). Click a bar to enlarge its frame.")
-thumbs = charts.tinted_thumbnails(frames, table["esv"].to_numpy(), min_size=128)
-st.image(
-    thumbs,
-    caption=[f"{i + 1} · #{int(f)} · {e:+.4f}" for i, (f, e) in enumerate(zip(table["frame"], table["esv"]))],
-    width=104,
-)
+    cost = f"{expl.esv_result.n_head_evaluations:,} head evaluations"
+    st.caption(f"{cost} · loaded from cache (computed in {1000 * expl.esv_result.seconds:.0f} ms)" if expl.cached
+               else f"{cost} · computed in {1000 * expl.esv_result.seconds:.0f} ms")
 
 position = charts.selected_position(event)
-if position is not None and 1 <= position <= len(frames):
-    i = position - 1
-    big, info = st.columns([3, 2])
-    big.image(charts.upscale(frames[i], 384), caption=f"Sampled frame {position} of {len(frames)} (clip frame #{int(table['frame'][i])})", width="stretch")
-    info.metric(f"ESV for “{expl.explained_name}”", f"{table['esv'][i]:+.5f}")
-    info.caption("Double-click the chart to clear the selection.")
+picked = position is not None and 1 <= position <= len(frames)
+i = position - 1 if picked else int(np.argmax(np.abs(table["esv"].to_numpy())))
+with col_frame:
+    st.image(charts.upscale(frames[i], 256), width="stretch",
+             caption=(f"Sampled frame {i + 1} of {len(frames)}" if picked else f"Largest |ESV|: sampled frame {i + 1} of {len(frames)}")
+             + f" (clip frame #{int(table['frame'][i])})")
+    st.metric(f"ESV for “{expl.explained_name}”", f"{table['esv'][i]:+.5f}")
+    st.caption("Click a bar to show its frame and seek the video; hover for a preview; double-click clears.")
 
-st.divider()
-preds = {settings["task"]: expl, other_task: other}
-cols = st.columns(3)
-for col, task in zip(cols, ("verb", "noun")):
-    ex = preds[task]
-    col.markdown(f"**Top-5 {task}s** (ground truth: *{row[task]}*)")
-    col.table(charts.topk_table(ex.top5).set_index("class").style.format({"probability": "{:.3f}"}).bar(subset=["probability"], vmin=0, vmax=1, color="#f4a3a3"))
-with cols[2]:
-    st.markdown("**Explained class**")
-    st.metric("prediction p (all frames)", f"{expl.prob:.4f}")
-    st.metric("prior (training frequency)", f"{expl.prior:.4f}")
+video, video_problem = state.clip_video(ws, clip_id)
+with col_video:
+    if video is None:  # damaged chunk: say so in place of the video; the charts above still stand
+        st.error(video_problem or frames_problem)
+    else:
+        clip_player(
+            video,
+            n_frames=int(row["n_frames"]), fps=state.video_fps(ws), sampled=expl.frame_indices,
+            colors=charts.esv_colors(table["esv"]), labels=[f"{p}: frame #{f}, ESV {e:+.4f}" for p, f, e in
+                                                          zip(table["position"], table["frame"], table["esv"])],
+            seek_frame=int(table["frame"][i]) if picked else None, aspect=frames.shape[1] / frames.shape[2], width_px=235,
+        )
+        st.caption("Strip: the sampled frames, coloured by ESV (click to seek).")
+
+
+def explained_class(t: str) -> int:
+    """The class task ``t``'s chart explains (for the task without an ESV chart: its ground truth)."""
+    return expls[t].explained_class if t in expls else int(row[f"{t}_class"])
+
+
+def toggle_overlay(t: str) -> None:
+    """A click on task ``t``'s top-10 chart adds that class to the overlay (or removes it);
+    a click on the other task's chart shows both tasks' ESV charts side by side."""
+    cls = charts.selected_class(st.session_state.get(f"topk_{t}"))
+    if cls is None or cls == explained_class(t):
+        return
+    current = [int(c) for c in st.session_state.get(f"pf_ov_{t}") or []]
+    st.session_state[f"pf_ov_{t}"] = [c for c in current if c != cls] if cls in current else current + [cls]
+    if t not in expls:
+        st.session_state["pf_both"] = True
+
+
+st.markdown("**Prediction of the full model** on all sampled frames — click a class to overlay its ESVs "
+            "on the explained class's (blue: explained, orange: overlaid, ✓ ground truth)")
+pred_cols = st.columns([3, 3, 2], gap="medium")
+for col, t in zip(pred_cols, TASKS):
+    names = ws.class_names(t)
+    # ids from a link may be out of range: keep the valid ones before the widget is drawn
+    st.session_state[f"pf_ov_{t}"] = [int(c) for c in st.session_state.get(f"pf_ov_{t}") or [] if 0 <= int(c) < len(names)]
+    chosen = overlays(t, expls[t]) if t in expls else list(st.session_state[f"pf_ov_{t}"])
+    rows = charts.topk_rows(predictions[t], names, k=10, explained=explained_class(t), overlays=chosen, label=int(row[f"{t}_class"]))
+    col.altair_chart(charts.topk_chart(rows, title=f"top-10 {t}s"), width="stretch", key=f"topk_{t}",
+                     on_select=lambda t=t: toggle_overlay(t), selection_mode=charts.CLASS_SELECTION)
+    col.multiselect(f"Overlaid {t} classes", range(len(names)), key=f"pf_ov_{t}", format_func=lambda c, nm=names: f"{nm[c]} ({c})",
+                    placeholder="click a class above, or pick here")
+with pred_cols[2]:
+    st.markdown(f"**Explained: {task} “{expl.explained_name}”**")
+    st.metric("p (full model, all frames)", f"{expl.prob:.4f}")
+    st.metric("prior v(∅) (training frequency)", f"{expl.prior:.4f}")
     st.metric("p − prior = Σ ESV", f"{expl.prob - expl.prior:+.4f}")
+    exports.explore_exports(ws, expl, settings, chart, overlays(task, expl))
+
+st.markdown("**Sampled frames**, with a border (and a light tint, ≤ 25%) by their ESV: green supports, red opposes.")
+st.image(
+    charts.tinted_thumbnails(frames, table["esv"].to_numpy(), min_size=128),
+    caption=[f"{p} · #{int(f)} · {e:+.4f}" for p, f, e in zip(table["position"], table["frame"], table["esv"])],
+    width=104,
+)

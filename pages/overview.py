@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, state
+from app import charts, exports, state
 from core.analysis import overview
+from core.analysis.optional_steps import OPTIONAL_STEPS
 from core.errors import UserError
 
 state.keep_shared_state()
@@ -45,6 +46,17 @@ except UserError as exc:
     state.show_error(exc)
     st.stop()
 bar_slot.caption(f"Source: {source}.")
+results_path = ws.default_results_path(split)
+e1, e2 = st.columns([1, 3])
+if results_path.exists():
+    exports.file_download(results_path, "Download the results file (Parquet)", key="dl_results")
+    e2.caption("One row per clip, task, frame count and sampled frame; its Parquet metadata records the dataset, "
+               "heads, method, budget and seed.")
+elif split == "val":
+    if e1.button("Compute the full results file", key="ov_build_batch", help="Same as `python -m core esvs`: batch ESVs of "
+                 "every validation clip for 1..8 frames (optional step; progress and Stop below)."):
+        if state.run_optional(ws, "batch_esvs", OPTIONAL_STEPS["batch_esvs"].label):
+            st.rerun()
 
 ns = sorted(int(n) for n in overview.ok_rows(results)["n_frames"].unique())
 if not ns:

@@ -3,12 +3,12 @@ live progress, and the EPIC paths (saved to the config file through the Workspac
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from app import state
+from core.analysis.optional_steps import OPTIONAL_STEPS, full_status
+from core.data.sources import validate_settings
 from core.errors import UserError
 
 state.keep_shared_state()
@@ -40,32 +40,43 @@ except UserError as exc:
 
 # ---------------------------------------------------------------- status
 st.subheader("What is built")
-status = ws.status()
+failure = state.last_build_error(name)
+if failure is not None:  # the reason of the last failed build, in full, not inside a collapsed box
+    st.error(f"**The last build failed:** {failure.problem}")
+    if failure.fix:
+        st.info(f"**Fix:** {failure.fix}")
+status = full_status(ws)
 st.dataframe(
-    pd.DataFrame(
-        [{"step": s.name, "built": bool(s.done), "detail": s.detail, "how (command line)": s.how} for s in status]
-    ),
+    pd.DataFrame([{"step": s.name, "kind": "optional" if s.optional else "required", "built": bool(s.done), "detail": s.detail,
+                   "how (command line)": s.how} for s in status]),
     hide_index=True,
     width="stretch",
-    column_config={"built": st.column_config.CheckboxColumn("built")},
+    column_config={"built": st.column_config.CheckboxColumn("built"), "detail": st.column_config.TextColumn(width="large")},
 )
-missing = [s.name for s in status if not s.done]
-b1, b2 = st.columns([1, 3])
+missing = [s.name for s in status if not s.done and not s.optional]
+b1, b2, b3 = st.columns([2, 3, 2])
 if missing:
     if b1.button(f"Build missing ({', '.join(missing)})", type="primary", key="build_missing"):
         if state.run_build(ws, missing):
             st.rerun()
 else:
-    b1.success("Everything is built.")
-with b2.popover("Rebuild one step"):
-    step = st.selectbox("Step", [s.name for s in status], key="setup_step")
+    b1.success("Every required step is built: the explorer works.")
+with b2:
+    for step in [s for s in status if s.optional]:
+        label = OPTIONAL_STEPS[step.name].label
+        verb = "Rebuild" if step.done else "Build"
+        if st.button(f"{verb} {label}", key=f"build_opt_{step.name}", disabled=bool(missing),
+                     help=f"Optional. Same as `{step.how}`." + (" Needs the required steps first." if missing else "")):
+            state.run_optional(ws, step.name, label)
+with b3.popover("Rebuild one step"):
+    step = st.selectbox("Step", [s.name for s in status if not s.optional], key="setup_step")
     if st.button(f"Build {step}", key="build_one"):
         if state.run_build(ws, [step]):
             st.rerun()
 
 # ---------------------------------------------------------------- EPIC paths
 st.subheader("EPIC-KITCHENS paths")
-st.caption(f"Saved to `{ws.config_path}` (TOML, `[epic]` table).")
+st.caption(f"Saved to `{ws.config_path}` (TOML, `[epic]` table) only when every setting checks out.")
 epic_ws = state.get_workspace("epic")
 current = dict(epic_ws.config.get("epic", {}))
 with st.form("epic_paths"):
@@ -73,29 +84,31 @@ with st.form("epic_paths"):
     for key, label, help_, _required in EPIC_FIELDS:
         values[key] = st.text_input(label, value=str(current.get(key, "") or ""), help=help_, key=f"epic_{key}")
     c1, c2 = st.columns(2)
-    values["participant"] = c1.text_input("Participant", value=str(current.get("participant", "P01") or "P01"), key="epic_participant")
-    values["stride"] = int(c2.number_input("Feature stride", 1, 64, value=int(current.get("stride", 1) or 1), key="epic_stride"))
+    values["participant"] = c1.text_input("Participant", value=str(current.get("participant", "P01") or "P01"), key="epic_participant",
+                                          help="An EPIC participant id: P followed by two digits (P01).")
+    values["stride"] = c2.text_input("Feature stride", value=str(current.get("stride", 1) or 1), key="epic_stride",
+                                     help="Every stride-th stored frame gets a feature (a whole number from 1).")
     submitted = st.form_submit_button("Save paths", type="primary")
 
 if submitted:
-    problems = [
-        f"{label}: `{values[key]}` does not exist"
-        for key, label, _h, _r in EPIC_FIELDS
-        if values[key].strip() and not Path(values[key].strip()).expanduser().exists()
-    ]
-    required = [label for key, label, _h, req in EPIC_FIELDS if req and not values[key].strip()]
-    cleaned = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items()}
-    try:
-        epic_ws.config.setdefault("epic", {}).update(cleaned)
-        path = epic_ws.save_config()
-    except (OSError, UserError) as exc:
-        state.show_error(exc if isinstance(exc, UserError) else UserError(f"Could not write {epic_ws.config_path}: {exc}", "Check the folder is writable."))
-    else:
-        state.reset_workspaces()
-        st.success(f"Saved to {path}.")
+    cleaned: dict[str, object] = {k: v.strip() for k, v in values.items()}
+    cleaned = {k: v for k, v in cleaned.items() if v != ""}
+    labels = {key: label for key, label, _h, _r in EPIC_FIELDS} | {"participant": "Participant", "participants": "Participant",
+                                                                    "stride": "Feature stride"}
+    problems = validate_settings(cleaned)
+    if problems:
         for p in problems:
-            st.warning(p)
-        if required:
-            st.info("Still needed before EPIC can be built: " + ", ".join(required) + ".")
-        if not problems and not required:
-            st.info("Now build EPIC above (select the EPIC dataset, then **Build missing**).")
+            st.error(f"**{labels.get(p.field, p.field)}:** {p.problem}  \n**Fix:** {p.fix}")
+        st.error(f"**Nothing was saved** ({len(problems)} problem{'s' * (len(problems) != 1)}); `{ws.config_path}` is unchanged.")
+    else:
+        try:
+            section = epic_ws.config.setdefault("epic", {})
+            for key, *_rest in EPIC_FIELDS:  # a field emptied in the form is removed from the file
+                section.pop(key, None)
+            section.update({k: (int(v) if k == "stride" else v) for k, v in cleaned.items()})
+            path = epic_ws.save_config()
+        except (OSError, UserError) as exc:
+            state.show_error(exc if isinstance(exc, UserError) else UserError(f"Could not write {epic_ws.config_path}: {exc}", "Check the folder is writable."))
+        else:
+            state.reset_workspaces()
+            st.success(f"Saved to {path}. Now build EPIC above (select the EPIC dataset, then **Build missing**).")

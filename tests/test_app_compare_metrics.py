@@ -45,4 +45,4 @@ def test_topk_agreement() -> None:
 
 def test_metrics_keys() -> None:
     m = metrics([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
-    assert m == {"error": 0.0, "spearman": pytest.approx(1.0), "top1": 1.0, "top3": 1.0}
+    assert m == {"error": 0.0, "spearman": pytest.approx(1.0), "kendall": pytest.approx(1.0), "top1": 1.0, "top3": 1.0}

@@ -82,7 +82,7 @@ def test_explore_default_chart_is_core_esvs(demo: Workspace) -> None:
     clip = at.sidebar.selectbox(key="pf_clip").value
     n = at.slider(key="pf_n").value
     assert n == min(8, int(demo.clips().loc[clip, "n_features"]))
-    assert at.radio(key="pf_method").value == "exact"
+    assert at.selectbox(key="pf_method").value == "exact"
     assert at.radio(key="pf_target").value == "ground_truth"
 
     ex = demo.explain(clip, task="verb", n_frames=n)
@@ -96,13 +96,16 @@ def test_explore_default_chart_is_core_esvs(demo: Workspace) -> None:
     text = markdown_text(at)
     assert "Efficiency" in text and ":green[holds]" in text
     assert f"{ex.prob - ex.prior:+.6f}" in text
-    # video, thumbnails (one per sampled frame), top-5 of both tasks
-    assert len(at.get("video")) == 1
-    assert len(at.image) == 1 and len(at.image[0].proto.imgs) == n
-    assert len(at.table) == 2
-    top5 = at.table[0].value
-    assert list(top5.index) == [name for _, name, _ in ex.top5]
-    np.testing.assert_allclose(top5["probability"].to_numpy(), [p for _, _, p in ex.top5])
+    # the chosen frame beside the chart (by default the largest |ESV|), thumbnails (one per sampled frame)
+    assert len(at.image) == 2 and len(at.image[1].proto.imgs) == n
+    biggest = int(np.argmax(np.abs(ex.esvs)))
+    assert f"sampled frame {biggest + 1} of {n}" in at.image[0].proto.imgs[0].caption
+    # the full model's top-10 of both tasks, clickable charts after the ESV chart
+    top = chart_frames(at, 1, "probability")[0]
+    order = top.sort_values("probability", ascending=False)
+    assert [int(c) for c in order["id"][:5]] == [c for c, _, _ in ex.top5]
+    np.testing.assert_allclose(order["probability"].to_numpy()[:5], [p for _, _, p in ex.top5])
+    assert set(top.loc[top["role"] == "explained", "id"]) == {ex.explained_class}
 
 
 def test_explore_settings_follow_widgets(demo: Workspace) -> None:
@@ -130,13 +133,68 @@ def test_explore_settings_follow_widgets(demo: Workspace) -> None:
     assert math.isclose(esv_chart_data(at)["esv"].sum(), ex2.prob - ex2.prior, abs_tol=1e-9)
 
     # approximate ESVs with explicit sampler settings
-    at.radio(key="pf_method").set_value("approximate").run()
+    at.selectbox(key="pf_method").set_value("constructive").run()
     at.number_input(key="pf_sps").set_value(3).run()
     at.number_input(key="pf_seed").set_value(7).run()
     no_errors(at)
-    ex3 = demo.explain(clip, task="noun", n_frames=5, target=2, samples_per_scale=3, iterations=1, seed=7)
+    ex3 = demo.explain(clip, task="noun", n_frames=5, target=2, method="constructive", samples_per_scale=3, iterations=1, seed=7)
     assert not ex3.esv_result.exact
-    np.testing.assert_allclose(esv_chart_data(at)["esv"].to_numpy(), ex3.esvs, atol=1e-12)
+    data = esv_chart_data(at)
+    np.testing.assert_allclose(data["esv"].to_numpy(), ex3.esvs, atol=1e-12)
+    if ex3.std_errors is not None:  # whiskers: ± 1 standard error
+        np.testing.assert_allclose(data["hi"] - data["esv"], ex3.std_errors, atol=1e-12)
+    # the prediction shown is the full model's, whatever the method
+    assert math.isclose(ex3.prob, ex2.prob, rel_tol=0, abs_tol=1e-6)  # float32 heads: same forward up to rounding
+    assert "approximate: paper sampler, 3 samples/scale × 1, seed 7" in markdown_text(at)
+
+    # every registered approximator can be chosen by name
+    at.selectbox(key="pf_method").set_value("kernelshap").run()
+    at.number_input(key="pf_budget").set_value(64).run()
+    no_errors(at)
+    ex4 = demo.explain(clip, task="noun", n_frames=5, target=2, method="kernelshap", budget=64, seed=7)
+    np.testing.assert_allclose(esv_chart_data(at)["esv"].to_numpy(), ex4.esvs, atol=1e-12)
+
+    # an invalid number is refused with a message and nothing runs
+    at.number_input(key="pf_budget").set_value(0).run()
+    assert any("Budget (head evaluations) must be a whole number from 1" in e.value for e in at.error)
+    assert not at.get("vega_lite_chart")
+
+
+def test_explore_restores_a_deep_link_and_publishes_the_view(demo: Workspace) -> None:
+    clip = str(demo.clips().index[4])
+    at = new_app()
+    at.query_params.update({"clip": clip, "n": "3", "task": "noun", "explain": "predicted", "ov_noun": "1", "n_bad": "x"})
+    at.run()
+    no_errors(at)
+    assert at.sidebar.selectbox(key="pf_clip").value == clip
+    assert at.slider(key="pf_n").value == 3 and at.radio(key="pf_task").value == "noun"
+    assert at.radio(key="pf_target").value == "predicted"
+    ex = demo.explain(clip, task="noun", n_frames=3, target="predicted")
+    data = chart_frames(at, 0, "esv")[0]
+    if ex.explained_class != 1:  # the overlaid class's bars sit beside the explained class's
+        assert len(data) == 6 and set(data["class"]) == {f"{ex.explained_name} (explained)", demo.class_names("noun")[1]}
+    assert at.query_params["clip"] == clip and at.query_params["n"] == "3" and at.query_params["ov_noun"] == "1"
+    # an unreadable number is reported, not silently used
+    at2 = new_app()
+    at2.query_params.update({"n": "abc"})
+    at2.run()
+    assert any("n=abc" in w.value for w in at2.warning)
+
+
+def test_explore_asks_before_an_expensive_setting(demo: Workspace) -> None:
+    clips = demo.clips()
+    clip = str(clips.index[clips["n_features"] >= 16][0])
+    at = new_app()
+    at.query_params.update({"clip": clip, "n": "16", "method": "constructive", "sps": "12000", "iter": "1000", "seed": "0"})
+    at.run()
+    assert not at.exception
+    assert any("This setting is expensive" in w.value for w in at.warning)
+    assert [b for b in at.button if b.label == "Run anyway"] and not at.get("vega_lite_chart")
+    # a setting that draws every subset runs the exact path, at exact speed, labelled exact
+    at.number_input(key="pf_sps").set_value(20000).run()
+    at.number_input(key="pf_iter").set_value(1).run()
+    no_errors(at)
+    assert "**exact**: paper sampler with 20,000 samples/scale × 1 would draw every subset of 16 frames" in markdown_text(at)
 
 
 def test_explore_filters_narrow_the_clip_list(demo: Workspace) -> None:
@@ -203,7 +261,7 @@ def test_compare_error_zero_when_sampler_enumerates_everything(demo: Workspace) 
     no_errors(at)
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["normalised error"]) < 1e-12  # 0 up to float rounding
-    assert metrics["top-1 frame agreement"] == "100%"
+    assert metrics["top-1 agreement"] == "100%"
     per_frame = chart_frames(at, 0, "method")[0]
     exact = per_frame[per_frame["method"] == "exact"].sort_values("position")["esv"].to_numpy()
     approx = per_frame[per_frame["method"] == "approximate"].sort_values("position")["esv"].to_numpy()
@@ -255,34 +313,30 @@ def test_overview_draws_accuracy_positions_sweep_and_classes(demo: Workspace) ->
 # --------------------------------------------------------------------------- setup
 
 
-def test_setup_shows_status_and_saves_epic_paths(demo: Workspace, tmp_path: Path) -> None:
+def test_setup_shows_one_status_and_refuses_invalid_epic_paths(demo: Workspace, tmp_path: Path) -> None:
     at = new_app().run()
     goto(at, "setup")
     no_errors(at)
     status = at.dataframe[0].value
-    assert list(status["step"]) == ["dataset", "backbone", "features", "priors", "heads"]
-    assert status["built"].all()
+    required = status[status["kind"] == "required"]
+    assert list(required["step"]) == ["dataset", "backbone", "features", "priors", "heads"]
+    assert required["built"].all()
+    assert set(status.loc[status["kind"] == "optional", "step"]) == {"batch_esvs", "faithfulness"}
     assert not [b for b in at.button if b.key == "build_missing"]
+    assert {b.key for b in at.button} >= {"build_opt_batch_esvs", "build_opt_faithfulness"}  # optional steps have buttons
 
-    ckpt = tmp_path / "trn.ckpt"
-    ckpt.write_bytes(b"x")
-    at.text_input(key="epic_checkpoint").input(str(ckpt))
-    at.text_input(key="epic_annotations").input(str(tmp_path / "missing.pkl"))
+    config_path = Path(os.environ["PLAYFAIR_CONFIG"])
+    before = config_path.read_text() if config_path.exists() else None
+    at.text_input(key="epic_checkpoint").input(str(tmp_path))  # a folder, not a checkpoint file
+    at.text_input(key="epic_annotations").input("../../etc/passwd")
+    at.text_input(key="epic_participant").input("P01; rm -rf /")
     [save] = [b for b in at.button if b.label == "Save paths"]
     save.click().run()
-    no_errors(at)
-    config = Path(os.environ["PLAYFAIR_CONFIG"]).read_text()
-    assert f'checkpoint = "{ckpt}"' in config
-    assert any("does not exist" in w.value for w in at.warning)
-    assert any("Still needed" in i.value for i in at.info)
-
-    # EPIC selected, not ingested: the checkpoint counts as its backbone, the rest is
-    # missing, with a build button
-    at.radio(key="setup_dataset").set_value("epic").run()
-    no_errors(at)
-    built = dict(zip(at.dataframe[0].value["step"], at.dataframe[0].value["built"]))
-    assert built == {"dataset": False, "backbone": True, "features": False, "priors": False, "heads": False}
-    assert [b for b in at.button if b.key == "build_missing"]
+    assert not at.exception
+    errors = "\n".join(e.value for e in at.error)
+    assert "**TRN checkpoint (backbone):**" in errors and "**Annotations (.pkl or .csv):**" in errors
+    assert "P01; rm -rf /" in errors and "Nothing was saved" in errors
+    assert (config_path.read_text() if config_path.exists() else None) == before
 
 
 def test_first_launch_builds_then_lands_on_explorer(demo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:

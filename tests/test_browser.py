@@ -26,7 +26,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from typing import Iterator
 
 import pytest
@@ -64,16 +66,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# A broken EPIC configuration the server starts with: Explore must still open on the demo
+# (with a banner naming the problem), never on the broken dataset.
+BROKEN_EPIC = """[epic]
+frames_dir = "/nonexistent/EPIC-KITCHENS"
+annotations = "/nonexistent/EPIC_100_train.pkl"
+checkpoint = "/nonexistent/trn_rgb.ckpt"
+participant = "P01"
+"""
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+    config: Path
+
+
 @pytest.fixture(scope="module")
-def server(demo_small, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Streamlit server on the session's built small demo (its config file: tests/conftest.py)."""
+def server(demo_small, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A Streamlit server on the session's built small demo, with its own config file
+    holding a broken EPIC table (tests/conftest.py isolates the data folders)."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    tmp = tmp_path_factory.mktemp("streamlit")
+    log_path = tmp / "server.log"
+    config = tmp / "config.toml"
+    config.write_text(BROKEN_EPIC)
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port), "--server.headless", "true"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PLAYFAIR_CONFIG": str(config)},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -91,7 +114,7 @@ def server(demo_small, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"streamlit did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
             time.sleep(0.3)
-        yield url
+        yield Server(url, proc.pid, config)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -103,15 +126,31 @@ def server(demo_small, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 
 @pytest.fixture(scope="module")
-def page(server: str):
+def browser():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(60_000)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            yield pg
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+def new_page(browser, height: int = 900):
+    """A fresh tab (its own Streamlit session) at 1400 × ``height``."""
+    pg = browser.new_page(viewport={"width": 1400, "height": height})
+    pg.set_default_timeout(60_000)
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    pg = new_page(browser, 1000)
+    yield pg
+    pg.close()
+
+
+ESV_CHART = '.st-key-esv_chart [data-testid="stVegaLiteChart"]'
+ESV_BARS = f'{ESV_CHART} [aria-roledescription="bar"]'
 
 
 # Armed before a click: records when the click happens and when the ESV chart has
@@ -121,7 +160,7 @@ ARM_LATENCY = """(cid) => {
   document.addEventListener('click', () => { if (window.__pf_t0 === null) window.__pf_t0 = performance.now(); },
                             {capture: true, once: true});
   const drawn = () => {
-    const chart = document.querySelector('[data-testid="stVegaLiteChart"]');
+    const chart = document.querySelector('.st-key-esv_chart [data-testid="stVegaLiteChart"]');
     if (!chart || !chart.closest('[data-stale="false"]')) return false;
     const bars = chart.querySelectorAll('[aria-roledescription="bar"]');
     return bars.length > 0 && Array.from(bars).every(b => (b.getAttribute('aria-label') || '').includes('clip: ' + cid));
@@ -154,18 +193,9 @@ def pick_clip(page, index: int) -> tuple[str, float]:
 
 
 def screenshot(page, name: str) -> Path:
-    """Full-content screenshot: the app scrolls inside its own container, so grow the
-    viewport to the content's height first."""
-    height = page.evaluate(
-        """() => {
-            const block = document.querySelector('[data-testid="stMainBlockContainer"]');
-            const sidebar = document.querySelector('[data-testid="stSidebarContent"]');
-            const h = block ? block.getBoundingClientRect().top + block.scrollHeight : document.body.scrollHeight;
-            return Math.max(h, sidebar ? sidebar.scrollHeight : 0) + 120;
-        }"""
-    )
+    """A 1400 × 900 screenshot of what a user sees first (the README pictures)."""
     page.mouse.move(5, 5)  # no hover tooltip in the picture
-    page.set_viewport_size({"width": 1400, "height": int(min(max(height, 900), 5000))})
+    page.set_viewport_size({"width": 1400, "height": 900})
     page.wait_for_timeout(600)
     wait_idle(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -175,12 +205,29 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-def test_app_in_browser(page, server: str) -> None:
-    page.goto(server)
-    # first load: models, features and ESVs are loaded or computed, chart drawn
-    page.wait_for_selector('[data-testid="stVegaLiteChart"] [aria-roledescription="bar"]', timeout=120_000)
+def player(page):
+    """The clip player's frame (an iframe holding the <video> and its strip)."""
+    for frame in page.frames:
+        if frame != page.main_frame and frame.query_selector("video#v") is not None:
+            return frame
+    raise AssertionError("no clip player on the page")
+
+
+def open_explore(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(ESV_BARS, timeout=120_000)
     wait_idle(page)
-    assert page.locator('[data-testid="stVegaLiteChart"] svg').count() >= 1
+
+
+def test_app_in_browser(page, server: Server) -> None:
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    open_explore(page, server.url)
+    # first load: models, features and ESVs are loaded or computed, chart drawn
+    assert page.locator(f"{ESV_CHART} svg").count() >= 1
+    # nothing is fetched from outside this machine (no font host for the icon, no telemetry)
+    outside = [u for u in requests if urlsplit(u).hostname not in ("localhost", "127.0.0.1", None) and not u.startswith(("data:", "blob:"))]
+    assert not outside, outside
 
     # pick clips: first visits (cold ESVs), then revisits (warm: memory caches)
     latencies: dict[str, list[float]] = {"cold": [], "warm": []}
@@ -189,36 +236,43 @@ def test_app_in_browser(page, server: str) -> None:
     for i in (3, 4, 3, 4):
         latencies["warm"].append(pick_clip(page, i)[1])
     clip, _ = pick_clip(page, 3)
-    n_bars = page.locator('[data-testid="stVegaLiteChart"] [aria-roledescription="bar"]').count()
-    assert n_bars == 8  # default: 8 sampled frames, exact
+    assert page.locator(ESV_BARS).count() == 8  # default: 8 sampled frames, exact
     warm = statistics.median(latencies["warm"])
     report = {"clip": clip, "cold_s": latencies["cold"], "warm_s": latencies["warm"], "warm_median_s": warm}
     print("browser latency, pick clip -> chart drawn:", json.dumps(report))
     LATENCY_REPORT.parent.mkdir(exist_ok=True)  # test-artifacts/ is git-ignored
     LATENCY_REPORT.write_text(json.dumps(report, indent=2) + "\n")
 
-    # the video loads and plays
-    video = page.locator("video").first
-    video.wait_for(state="attached")
-    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 2; }", timeout=30_000)
-    assert page.evaluate("() => document.querySelector('video').src").startswith(server)
-    page.evaluate("() => document.querySelector('video').play()")
-    start = page.evaluate("() => document.querySelector('video').currentTime")
-    page.wait_for_function(
-        "(t) => { const v = document.querySelector('video'); return !v.paused && v.currentTime > t + 0.2; }", arg=start, timeout=15_000
-    )
-    page.evaluate("() => document.querySelector('video').pause()")
+    # the video loads and plays; its strip marks the 8 sampled frames
+    frame = player(page)
+    frame.wait_for_function("() => document.querySelector('video').readyState >= 2", timeout=30_000)
+    assert frame.locator(".tick").count() == 8
+    frame.evaluate("() => document.querySelector('video').play()")
+    start = frame.evaluate("() => document.querySelector('video').currentTime")
+    frame.wait_for_function("(t) => { const v = document.querySelector('video'); return !v.paused && v.currentTime > t + 0.2; }",
+                            arg=start, timeout=15_000)
+    frame.evaluate("() => document.querySelector('video').pause()")
 
-    # clicking a bar shows that frame large
-    page.locator('[data-testid="stVegaLiteChart"] [aria-roledescription="bar"]').nth(2).click()
+    # hovering a bar previews its frame in the tooltip
+    page.locator(ESV_BARS).nth(1).hover()
+    page.wait_for_function("() => Array.from(document.querySelectorAll('#vg-tooltip-element img')).some(i => i.complete && i.naturalWidth > 0)",
+                           timeout=15_000)
+    page.mouse.move(5, 5)
+
+    # clicking a bar shows that frame beside the chart, above the fold, and seeks the video there
+    page.locator(ESV_BARS).nth(2).click()
     caption = page.get_by_text("Sampled frame 3 of 8", exact=False)
     caption.wait_for(timeout=30_000)
     wait_idle(page)
-    page.wait_for_function(  # the enlarged frame (>= 384 px wide) has loaded
-        """() => Array.from(document.querySelectorAll('[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img'))
-              .some(i => i.complete && i.naturalWidth >= 384)""",
-        timeout=30_000,
-    )
+    chart_box = page.locator(ESV_CHART).bounding_box()
+    image = page.locator('[data-testid="stImage"]').filter(has_text="Sampled frame 3 of 8").first
+    image_box = image.bounding_box()
+    assert image_box["x"] >= chart_box["x"] + chart_box["width"] - 5  # to the right of the chart
+    assert image_box["y"] < chart_box["y"] + chart_box["height"]  # level with it
+    assert image_box["y"] + image_box["height"] <= 900  # above the fold at 1400 × 900
+    frame = player(page)
+    t3 = float(frame.locator(".tick").nth(2).get_attribute("data-t"))
+    frame.wait_for_function("(t) => Math.abs(document.querySelector('video').currentTime - t) < 0.2", arg=t3, timeout=15_000)
     screenshot(page, "explore")
 
     # the other pages; each is done when its last element is drawn
@@ -241,6 +295,135 @@ def test_app_in_browser(page, server: str) -> None:
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000
 
 
+def query(page) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
+
+
+def test_deep_link_round_trip(browser, server: Server, demo_small) -> None:
+    pg = new_page(browser)
+    try:
+        clip = str(demo_small.clips().index[5])
+        open_explore(pg, f"{server.url}/?clip={clip}&n=4&task=noun&explain=predicted&ov_noun=2")
+        assert pg.locator('.st-key-pf_n input[type="range"]').input_value() == "4"
+        assert pg.locator('.st-key-pf_task label:has(input:checked)').inner_text().strip() == "noun"
+        assert pg.locator(ESV_BARS).count() == 8  # 4 frames × (explained + overlaid class)
+        params = query(pg)
+        assert params["clip"] == clip and params["n"] == "4" and params["task"] == "noun" and params["ov_noun"] == "2"
+        assert params["explain"] == "predicted"
+        link = pg.url
+    finally:
+        pg.close()
+    other = new_page(browser)  # a new session opening the link sees the same view
+    try:
+        open_explore(other, link)
+        assert query(other) == params
+        assert other.locator(ESV_BARS).count() == 8
+    finally:
+        other.close()
+
+
+def test_overlay_of_a_second_class(browser, server: Server) -> None:
+    pg = new_page(browser)
+    try:
+        open_explore(pg, f"{server.url}/?n=4&task=verb")
+        assert pg.locator(ESV_BARS).count() == 4
+        # the top-10 verb chart: click a class that is not the explained one (grey bar)
+        topk = pg.locator('.st-key-topk_verb [aria-roledescription="bar"]')
+        labels = [topk.nth(i).get_attribute("aria-label") or "" for i in range(topk.count())]
+        other = next(i for i, lab in enumerate(labels) if "role: other" in lab)
+        topk.nth(other).click()
+        pg.wait_for_function(f"() => document.querySelectorAll('{ESV_BARS}').length === 8")
+        wait_idle(pg)
+        assert "ov_verb" in query(pg)
+        bars = pg.locator(ESV_BARS)
+        labels = [bars.nth(i).get_attribute("aria-label") or "" for i in range(8)]
+        assert sum("(explained)" in lab for lab in labels) == 4  # the explained class's bars beside the overlaid one's
+    finally:
+        pg.close()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_runaway_setting_is_refused_or_stoppable(browser, server: Server, demo_small) -> None:
+    """The issue's runaway (16 frames, paper sampler, many samples × iterations): the page asks
+    first; run anyway, it shows a Stop button that ends the computation; the server stays under 2 GB."""
+    pg = new_page(browser)
+    peak = 0
+    try:
+        clips = demo_small.clips()
+        clip = str(clips.index[clips["n_features"] >= 16][0])
+        pg.goto(f"{server.url}/?clip={clip}&n=16&method=constructive&sps=12000&iter=1000&seed=0")
+        pg.get_by_text("This setting is expensive", exact=False).wait_for(timeout=60_000)
+        peak = max(peak, rss_bytes(server.pid))
+        pg.get_by_role("button", name="Run anyway").click()
+        stop = pg.get_by_role("button", name="Stop")
+        stop.wait_for(timeout=60_000)
+        for _ in range(10):  # it runs, bounded
+            peak = max(peak, rss_bytes(server.pid))
+            time.sleep(0.2)
+        stop.click()
+        pg.get_by_text("Stopped.", exact=False).wait_for(timeout=30_000)
+        wait_idle(pg)
+        busy = cpu_seconds(server.pid)
+        time.sleep(2.0)
+        peak = max(peak, rss_bytes(server.pid))
+        assert cpu_seconds(server.pid) - busy < 1.0, "the computation kept running after Stop"
+        # run it again, then close the tab mid-computation: the server stops computing too
+        pg.get_by_role("button", name="Run again").click()
+        pg.get_by_role("button", name="Stop").wait_for(timeout=60_000)
+        time.sleep(1.0)
+        peak = max(peak, rss_bytes(server.pid))
+    finally:
+        pg.close()
+    time.sleep(2.0)  # the next progress call sees the session gone
+    busy = cpu_seconds(server.pid)
+    time.sleep(2.0)
+    assert cpu_seconds(server.pid) - busy < 1.0, "the computation kept running after the tab closed"
+    assert peak < 2 * 2**30, f"server RSS reached {peak / 2**30:.2f} GB"
+
+
+def test_setup_refuses_bad_input_and_explore_still_opens(browser, server: Server) -> None:
+    before = server.config.read_text()
+    pg = new_page(browser)
+    try:
+        pg.goto(f"{server.url}/setup")
+        pg.locator('[data-testid="stForm"]').wait_for(timeout=120_000)
+        wait_idle(pg)
+        fields = {"epic_annotations": "../../etc/passwd", "epic_checkpoint": str(ROOT), "epic_participant": "P01; rm -rf /"}
+        for key, value in fields.items():
+            box = pg.locator(f".st-key-{key} input")
+            box.fill(value)
+        pg.get_by_role("button", name="Save paths").click()
+        pg.get_by_text("Nothing was saved", exact=False).wait_for(timeout=60_000)
+        wait_idle(pg)
+        errors = pg.locator('[data-testid="stAlert"]').all_inner_texts()
+        text = "\n".join(errors)
+        assert "passwd" in text and "Annotations" in text
+        assert "checkpoint" in text.lower() and "folder" in text.lower()
+        assert "P01; rm -rf /" in text
+        assert "Nothing was saved" in text
+        assert server.config.read_text() == before  # nothing invalid is saved
+        pg.locator('[data-testid="stSidebarNav"] a', has_text="Explore a clip").click()
+        pg.wait_for_selector(ESV_BARS, timeout=60_000)
+        assert not pg.locator('[data-testid="stException"]').count()
+        # the server's broken EPIC config does not hide the demo: a banner names the problem
+        banner = pg.get_by_text("showing the demo instead", exact=False).first
+        assert banner.is_visible() and "/nonexistent/EPIC_100_train.pkl" in banner.inner_text()
+    finally:
+        pg.close()
+
+
 if __name__ == "__main__":
     # Same checks against an app that is already running, e.g. on the full demo for
     # the README screenshots:  python tests/test_browser.py http://localhost:8501
@@ -249,7 +432,7 @@ if __name__ == "__main__":
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.set_default_timeout(120_000)
         try:
-            test_app_in_browser(pg, sys.argv[1].rstrip("/"))
+            test_app_in_browser(pg, Server(sys.argv[1].rstrip("/"), 0, Path()))
         finally:
             browser.close()
     print("ok: screenshots in", SHOTS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 from pathlib import Path
 
 import altair as alt
@@ -158,3 +159,53 @@ def test_images() -> None:
     assert [t.shape for t in thumbs] == [(16, 16, 3)] * 2
     assert thumbs[0][8, 8, 1] > thumbs[0][8, 8, 0] and thumbs[1][8, 8, 0] > thumbs[1][8, 8, 1]
     assert charts.tinted_thumbnails(np.zeros((0, 8, 8, 3), np.uint8), []) == []
+
+
+def test_tint_keeps_the_frame_visible() -> None:
+    grey = np.full((16, 16, 3), 128, np.uint8)
+    full = charts.tint(grey, 1.0, 1.0, border=0).astype(float)
+    green = np.array(charts._hex_rgb(charts.POSITIVE), dtype=float)
+    # at the strongest ESV the overlay is at most 25%: the pixel stays within a quarter of the way to the colour
+    assert np.all(np.abs(full[8, 8] - 128) <= 0.25 * np.abs(green - 128) + 1)
+
+
+def test_error_bars_and_tooltip_images() -> None:
+    t = charts.esv_frame_table([0.1, -0.2], [0, 5], clip="a")
+    t = charts.with_errors(t, [0.01, 0.02])
+    assert list(t["lo"]) == pytest.approx([0.09, -0.22]) and list(t["hi"]) == pytest.approx([0.11, -0.18])
+    url = charts.image_data_url(np.zeros((8, 8, 3), np.uint8), size=32)
+    assert url.startswith("data:image/jpeg;base64,")
+    spec = charts.esv_bar_chart(t.assign(image=[url, url])).to_dict()
+    alt.LayerChart.from_dict(spec, validate=True)
+    assert [r["hi"] for r in spec["datasets"][charts.ESV_DATA]] == pytest.approx([0.11, -0.18])
+    assert any(tt.get("title") == "image" for layer in spec["layer"] for tt in layer.get("encoding", {}).get("tooltip", []) or [])
+    assert charts.with_errors(t, None) is t
+    with pytest.raises(ValueError, match="1 standard errors for 2 frames"):
+        charts.with_errors(t, [0.1])
+
+
+def test_overlay_and_topk_charts() -> None:
+    a = charts.esv_frame_table([0.1, -0.2], [0, 5], clip="c")
+    b = charts.esv_frame_table([-0.05, 0.3], [0, 5], clip="c")
+    long = charts.overlay_table([("open (explained)", a), ("close", b)])
+    assert list(long["class"]) == ["open (explained)"] * 2 + ["close"] * 2
+    spec = _valid(charts.esv_overlay_chart(long))
+    assert [p["name"] for p in spec["params"]] == [charts.FRAME_SELECTION]
+    rows = charts.topk_rows(np.array([0.05, 0.6, 0.3, 0.05]), ["a", "b", "c", "d"], k=2, explained=3, overlays=[2], label=1)
+    assert list(rows["id"]) == [1, 2, 3]  # top 2, then the explained class although it ranks lower
+    assert list(rows["role"]) == ["other", "overlaid", "explained"] and rows["class"][0] == "b ✓"
+    _valid(charts.topk_chart(rows))
+    assert charts.selected_class({"selection": {charts.CLASS_SELECTION: [{"id": 2}]}}) == 2
+    assert charts.selected_class({"selection": {charts.CLASS_SELECTION: []}}) is None
+    assert charts.esv_colors([1.0, -1.0, 0.0]) == [charts.POSITIVE, charts.NEGATIVE, "#c6e5d3"]
+
+
+@pytest.mark.slow
+def test_chart_exports_record_the_settings() -> None:
+    from PIL import Image
+
+    chart = charts.titled(charts.esv_bar_chart(charts.esv_frame_table([0.1, -0.2], [0, 5], clip="c")), "ESVs", "dataset demo · clip c")
+    svg = charts.chart_svg(chart).decode()
+    assert svg.startswith("<svg") and "dataset demo · clip c" in svg
+    png = charts.chart_png(chart, {"dataset": "demo", "clip": "c", "seed": "0"})
+    assert Image.open(io.BytesIO(png)).text == {"dataset": "demo", "clip": "c", "seed": "0"}

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from core.analysis.compare import default_compare_clip  # noqa: E402
 from core.analysis.faithfulness import compare_clip_methods  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
@@ -31,7 +32,8 @@ def test_page_draws_every_method_and_both_curves(demo):
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert len(at.get("vega_lite_chart")) == 3 + 2  # one score chart per method, deletion, insertion
-    clip = demo.clips().index[0]
+    clip = at.session_state["pf_clip"]  # a fresh session opens on a non-saturated validation clip
+    assert clip == default_compare_clip(demo, "verb", 4)
     cmp = compare_clip_methods(demo, clip, task="verb", n_frames=4, target="ground_truth", methods=["esv", "loo", "random"])
     shown = at.dataframe[0].value
     assert list(shown["method"]) == list(cmp.summary["label"])

@@ -12,12 +12,14 @@ from PIL import Image
 import core.data.epic as epic
 from core.data.epic import (
     REQUIRED_COLUMNS,
+    IngestIncomplete,
     default_val_videos,
     ingest_epic,
     load_annotations,
     load_class_names,
     segment_frame_numbers,
 )
+from core.data.epic_annotations import parse_participants
 from core.data.gulp import GulpClipDataset
 from core.errors import UserError
 
@@ -110,7 +112,7 @@ def test_stride_and_max_frames(epic_tree: dict[str, Path]) -> None:
     want = _source_frames("P01_01", segment_frame_numbers(8, 14, 2, 3))
     assert np.abs(ds.frames("P01_01_2").astype(int) - want).mean() < 5
     # Resuming into the same folder with other settings would mix segments: refused.
-    with pytest.raises(UserError, match="other settings"):
+    with pytest.raises(UserError, match=r"other inputs: frame_stride: 2 -> 1.*--force.*--output"):
         ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
 
 
@@ -118,13 +120,19 @@ def test_missing_frames_are_listed(epic_tree: dict[str, Path], capsys: pytest.Ca
     gone = _frame("P01_02", 6, epic_tree["frames"])
     gone.unlink()
     out = epic_tree["tmp"] / "ds"
-    report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
-    assert report.missing == [("P01_02_1", str(gone))]
-    assert len(report.gulp.written) == 5 and "1 skipped for missing frames" in report.summary()
-    printed = capsys.readouterr().out
-    assert "1 of 6 segments were skipped" in printed and str(gone) in printed and "Traceback" not in printed
+    with pytest.raises(IngestIncomplete) as exc:
+        ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
+    report = exc.value.report
+    assert report.missing == [("P01_02_1", str(gone))] and not (out / "dataset.json").exists()
+    assert len(report.gulp.written) == 5 and "1 for missing frames" in report.summary()
+    assert str(exc.value).startswith("1 of 6 segments were skipped.\n1 segments in 1 videos miss frames: P01_02 (1 segments, e.g. ")
     assert str(gone) in (out / "ingest_failures.csv").read_text()
+    # Accepting the gap builds the dataset without that segment (and says so).
+    report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out, allow_missing=True)
+    assert report.gulp.skipped and not report.gulp.written and report.failure_summary().startswith("1 of 6 segments were skipped")
     assert "P01_02_1" not in GulpClipDataset(out)
+    # Once accepted, resuming (or repairing) with the same gap needs no flag again.
+    assert ingest_epic(epic_tree["frames"], epic_tree["pkl"], out).n_skipped == 1
     # Restore the frame and rerun: only the missing segment is written.
     Image.fromarray(_pixels(1, 6)).save(gone)
     report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
@@ -152,7 +160,7 @@ def test_interrupted_ingest_resumes(epic_tree: dict[str, Path], monkeypatch: pyt
     report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert report.gulp.skipped == ["P01_01_0", "P01_01_1"] and len(report.gulp.written) == 4
     files = sorted(p.name for p in (out / "gulp").iterdir())
-    assert files == ["data_0.gulp", "data_1.gulp", "meta_0.gmeta", "meta_1.gmeta"]
+    assert files == ["data_0.gulp", "data_1.gulp", "manifest.json", "meta_0.gmeta", "meta_1.gmeta"]
     ds = GulpClipDataset(out)
     assert len(ds) == 6 and ds.frames("P01_01_2").shape == (7, H, W, 3)
 
@@ -244,3 +252,10 @@ def test_real_epic_annotations() -> None:
     assert unseen and all(v2[i] == f"verb_{i}" for i in unseen)
     val = default_val_videos(ann["video_id"])
     assert val and set(val) < set(ann["video_id"]) and "P01_109" in val
+    # Participants and the held-out videos among those actually present.
+    everyone = load_annotations(SHARED_EPIC / "P01_train_annotations.pkl", None)
+    assert len(epic.select_participants(everyone, parse_participants("all"), Path("x"))) == len(everyone)
+    with pytest.raises(UserError, match="no rows for participant"):
+        epic.select_participants(everyone, parse_participants("P01,P99"), Path("x"))
+    present = sorted(ann["video_id"].unique())[:7]
+    assert epic._val_split(ann, present) == default_val_videos(present) and len(default_val_videos(present)) == 1

@@ -204,8 +204,8 @@ def test_method_keyword_validation():
         explain_multiscale(heads, priors, feats, samples_per_scale=4, method="exact")
     with pytest.raises(ValueError, match="needs samples_per_scale"):
         explain_multiscale(heads, priors, feats, method="constructive")
-    with pytest.raises(ValueError, match="single-scale heads"):
-        explain_variable_length(TSNHead(D, C).double(), priors, feats, samples_per_scale=4, method="surrogate")
+    tsn = explain_variable_length(TSNHead(D, C).double(), priors, feats, samples_per_scale=4, seed=0, method="surrogate")
+    assert tsn.method == "coalition-surrogate" and tsn.info["samples_per_scale"] == 4
     with pytest.raises(ValueError, match="samples_per_scale"):
         explain_multiscale(heads, priors, feats, samples_per_scale=0, method="surrogate")
 

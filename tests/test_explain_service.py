@@ -135,8 +135,8 @@ def test_methods_and_errors(ws, clip):
         s.explain(clip, budget=10)
     with pytest.raises(UserError, match="Unknown explanation method"):
         s.explain(clip, method="no-such-engine")
-    with pytest.raises(UserError):
-        s.explain(clip, n_frames=3, model="tsn", method="surrogate", seed=0)
+    tsn = s.explain(clip, n_frames=3, model="tsn", method="surrogate", seed=0)  # the coalition surrogate
+    assert tsn.esv_result.method == "coalition-surrogate"
     with pytest.raises(UserError):
         s.explain(clip, task="action")
     with pytest.raises(UserError):

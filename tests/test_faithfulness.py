@@ -90,8 +90,8 @@ class FakeWorkspace:
     def clips(self, split=None):
         return self._clips if split is None else self._clips[self._clips.split == split]
 
-    def features(self, clip_id):
-        return self._features[clip_id]
+    def features(self, clip_id, rows=None):
+        return self._features[clip_id] if rows is None else self._features[clip_id][rows]
 
     def sample_frames(self, clip_id, n):
         return segment_centre_indices(int(self._clips.loc[clip_id, "n_features"]), n)

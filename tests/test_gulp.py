@@ -15,6 +15,7 @@ from core.data.gulp import (
     read_class_names_csv,
     write_class_csvs,
     write_dataset_info,
+    check_gulp,
     write_gulp,
 )
 from core.errors import UserError
@@ -48,7 +49,7 @@ def _make_dataset(root: Path, n: int = 6, per_chunk: int = 2) -> Path:
 
 
 def _gulp_files(gulp_dir: Path) -> list[str]:
-    return sorted(p.name for p in gulp_dir.iterdir())
+    return sorted(p.name for p in gulp_dir.iterdir() if p.name != "manifest.json")
 
 
 def test_roundtrip_and_gulpio2_compat(tmp_path: Path) -> None:
@@ -151,14 +152,25 @@ def test_corrupt_chunks_name_the_file(tmp_path: Path) -> None:
     data1.write_bytes(good[:10])
     with pytest.raises(UserError, match=r"data_1\.gulp is truncated"):
         GulpClipDataset(root)
-    with pytest.raises(UserError, match=r"data_1\.gulp is truncated"):
-        write_gulp(root / "gulp", _segments(6))
-    data1.write_bytes(good)
+    assert "data_1.gulp" in check_gulp(root / "gulp").describe() and not check_gulp(root / "gulp").ok
     # Unreadable meta.
     (root / "gulp" / "meta_2.gmeta").write_text('{"s4": {"frame_info": [[0, 1')
     with pytest.raises(UserError, match=r"meta_2\.gmeta is corrupt") as exc:
         GulpClipDataset(root)
     assert "Delete that file" in str(exc.value)
+    # Resuming the write repairs exactly the damaged chunks (checked against the manifest).
+    data0 = root / "gulp" / "data_0.gulp"
+    data0.write_bytes(bytes(reversed(data0.read_bytes())))  # same size, other bytes
+    calls: list[str] = []
+    report = write_gulp(root / "gulp", _segments(6, calls))
+    assert report.repaired == [
+        "data_0.gulp: checksum differs from the manifest",
+        f"data_1.gulp: size 10 bytes, manifest says {len(good):,}",
+        "data_2.gulp: meta size 28 bytes, manifest says 304",
+    ]
+    assert sorted(calls) == ["s0", "s1", "s2", "s3", "s4", "s5"] and check_gulp(root / "gulp").ok
+    ds = GulpClipDataset(root)
+    assert len(ds) == 6 and ds.frames("s2").shape[0] > 0
 
 
 def test_format_version_mismatch(tmp_path: Path) -> None:

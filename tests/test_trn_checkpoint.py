@@ -14,6 +14,7 @@ import torch
 from core.backbones.base import FrameEncoder
 from core.backbones.resnet import ResNet50
 from core.backbones.trn_checkpoint import (
+    check_trn_checkpoint,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Preprocessing,
@@ -148,10 +149,17 @@ def test_tsn_checkpoint_without_relation_heads_is_refused(tmp_path: Path, state_
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(UserError, match="could not be read as a PyTorch checkpoint"):
+    with pytest.raises(UserError, match=r"junk.ckpt is not a PyTorch checkpoint: it is a text file \(starts 'this is not") as exc:
         TRNCheckpointEncoder(junk)
+    assert "safety" not in str(exc.value) and "Fix:" in str(exc.value)
+    junk.write_bytes(b"<html><body>Not found</body></html>")
+    with pytest.raises(UserError, match="an HTML/XML page"):
+        check_trn_checkpoint(junk)
     with pytest.raises(UserError, match="does not exist"):
         TRNCheckpointEncoder(tmp_path / "nope.ckpt")
+    with pytest.raises(UserError, match="is a directory, not a file") as exc:
+        check_trn_checkpoint(tmp_path)
+    assert "found: junk.ckpt" in str(exc.value)
     torch.save([1, 2, 3], tmp_path / "list.ckpt")
     with pytest.raises(UserError, match="not a checkpoint dict"):
         TRNCheckpointEncoder(tmp_path / "list.ckpt")
@@ -160,9 +168,10 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         TRNCheckpointEncoder(tmp_path / "small.ckpt")
     good = tmp_path / "list.ckpt"
     truncated = tmp_path / "truncated.ckpt"
-    truncated.write_bytes(good.read_bytes()[:-40])
-    with pytest.raises(UserError):
-        TRNCheckpointEncoder(truncated)
+    for cut in (40, len(good.read_bytes()) // 2):
+        truncated.write_bytes(good.read_bytes()[:-cut])
+        with pytest.raises(UserError, match=r"truncated.ckpt is truncated"):
+            TRNCheckpointEncoder(truncated)
 
 
 def _fake_modules(monkeypatch, names: dict[str, dict[str, type]]) -> None:
@@ -294,3 +303,20 @@ def test_random_thin_encoder_plumbing() -> None:
     assert enc.fingerprint() == random_trn_encoder(seed=1, base_width=8).fingerprint()
     with pytest.raises(UserError):
         enc.encode(frames, device="tpu")
+
+
+def test_status_check_is_cached_and_names_the_problem(ckpt_path: Path, tmp_path: Path, monkeypatch) -> None:
+    import core.backbones.trn_checkpoint as trn
+
+    summary = check_trn_checkpoint(ckpt_path)
+    assert summary.startswith(f"TRN checkpoint {ckpt_path}") and "256-d features, 7 relation heads" in summary
+
+    def boom(*a, **k):
+        raise AssertionError("re-read although the file did not change")
+
+    monkeypatch.setattr(trn, "read_trn_checkpoint", boom)
+    assert check_trn_checkpoint(ckpt_path) == summary  # cached by (path, size, mtime)
+    monkeypatch.undo()
+    torch.save({"state_dict": {"model.base_model.conv1.weight": torch.zeros(1)}}, tmp_path / "layout.ckpt")
+    with pytest.raises(UserError, match=r"missing keys: model.base_model.bn1.weight"):
+        check_trn_checkpoint(tmp_path / "layout.ckpt")

@@ -123,13 +123,17 @@ def test_batch_results_schema_and_resume(ws, tmp_path):
     out = tmp_path / "r.parquet"
     calls = []
     service = explanation_service(ws)  # the batch gets its ESVs from the workspace's explanation service
-    original = service.explain
+    original, original_many = service.explain, service.explain_many
 
     def counting(*a, **k):
         calls.append(1)
         return original(*a, **k)
 
-    service.explain = counting  # instance attribute shadows the method
+    def counting_many(ids, **k):  # exact batches explain a chunk's clips together
+        calls.extend([1] * len(ids))
+        return original_many(ids, **k)
+
+    service.explain, service.explain_many = counting, counting_many  # instance attributes shadow the methods
     try:
         class Interrupted(Exception):
             pass
@@ -145,7 +149,7 @@ def test_batch_results_schema_and_resume(ws, tmp_path):
         compute_batch_esvs(ws, split="val", n_frames=[2, 1000], out_path=out, chunk_size=2, limit=4)
         assert len(calls) - n_before == 2 * 2  # only the second chunk's 2 clips x 2 tasks were explained
     finally:
-        del service.explain
+        del service.explain, service.explain_many
     df = read_results(out)
     assert list(df.columns) == COLUMNS
     assert pd.api.types.is_float_dtype(df["esv"]) and pd.api.types.is_bool_dtype(df["exact"])

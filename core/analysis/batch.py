@@ -49,17 +49,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import UserError
-from core.explain import ExplanationService, explanation_service
+from core.explain import ClipExplanation, ExplanationProvider, ExplanationService, check_settings, explanation_service
 from core.io_utils import atomic_path, stable_hash
-from core.runtime import TASKS, Progress
+from core.runtime import TASKS, Progress, or_silent
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -100,36 +101,97 @@ def _settings_hash(settings: dict[str, Any]) -> str:
     return stable_hash(settings)
 
 
-def _clip_rows(ws: "Workspace", service: ExplanationService, clip: pd.Series, tasks: Sequence[str], models: Sequence[str], n_frames: Sequence[int], approx: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class BatchJob:
+    """What a batch run computes for every clip (the same wherever the rows are computed).
+
+    ``samples_per_scale`` None = exact ESVs; else approximate with ``iterations`` and ``seed``.
+    """
+
+    tasks: tuple[str, ...]
+    models: tuple[str, ...]
+    n_frames: tuple[int, ...]
+    samples_per_scale: int | None = None
+    iterations: int = 1
+    seed: int | None = 0
+    method: str | None = None  # any name of core.explain.available_methods(); None: exact / constructive
+    budget: int | None = None  # head evaluations of a registry approximator
+
+
+class ClipRowsEngine(Protocol):
+    """Computes the result rows of many clips somewhere else (``core.distributed``'s Ray engine).
+
+    ``chunk_rows`` yields ``(k, rows)`` once every clip of ``chunks[k]`` is done (chunks in
+    any order; within a chunk, :func:`clip_rows` of each clip in the chunk's order) and calls
+    ``on_clip()`` after each finished clip. :func:`compute_batch_esvs` stays the one writer.
+    """
+
+    def chunk_rows(self, ws: "Workspace", job: BatchJob, chunks: dict[int, pd.DataFrame],
+                   on_clip: Callable[[], None]) -> Iterator[tuple[int, list[dict[str, Any]]]]: ...
+
+
+def explain_chunk(provider: ExplanationProvider, service: ExplanationService, chunk: pd.DataFrame, job: BatchJob) -> dict[str, dict[tuple[str, str, int], ClipExplanation]]:
+    """Exact MTRN explanations of a chunk's clips, batched: ``{narration_id: {(task, model, n): explanation}}``.
+
+    One :meth:`ExplanationService.explain_many` call per task and n explains every clip
+    long enough at once (chunks of clips share each weight pass); :func:`clip_rows` takes
+    them instead of explaining clip by clip. Other settings are left to :func:`clip_rows`.
+    """
+    out: dict[str, dict[tuple[str, str, int], ClipExplanation]] = {str(c): {} for c in chunk.index}
+    if job.samples_per_scale is not None or job.method not in (None, "exact") or "mtrn" not in job.models:
+        return out
+    for task in job.tasks:
+        for n in job.n_frames:
+            ids = [str(c) for c in chunk.index[chunk["n_features"].astype(int) >= n]]
+            for clip_id, ex in zip(ids, service.explain_many(ids, task=task, n_frames=n, model="mtrn", target="ground_truth", cache=False)):
+                out[clip_id][(task, "mtrn", n)] = ex
+    return out
+
+
+def clip_rows(
+    provider: ExplanationProvider, service: ExplanationService, clip: pd.Series, job: BatchJob,
+    explained: dict[tuple[str, str, int], ClipExplanation] | None = None,
+) -> list[dict[str, Any]]:
+    """The result rows (module docstring) of one clip: every task, model and n of ``job``.
+
+    Args:
+        provider: what ``service`` explains from (class names are read here too).
+        clip: the clip's row of ``Workspace.clips()`` (its name is the narration_id).
+        explained: explanations already computed for this clip by ``(task, model, n)``
+            (:func:`explain_chunk`); the rest are asked of ``service``.
+    """
     rows: list[dict[str, Any]] = []
-    exact = approx["samples_per_scale"] is None
+    exact = job.samples_per_scale is None and job.method in (None, "exact")
     common = {
         "narration_id": str(clip.name),
         "video_id": str(clip.get("video_id", "")),
         "split": str(clip["split"]),
         "clip_n_frames": int(clip["n_frames"]),
         "exact": exact,
-        "samples_per_scale": 0 if exact else int(approx["samples_per_scale"]),
-        "iterations": 1 if exact else int(approx["iterations"]),
-        "seed": -1 if exact or approx["seed"] is None else int(approx["seed"]),
+        "samples_per_scale": 0 if exact else int(job.samples_per_scale or 0),  # 0 also for a budgeted approximator
+        "iterations": 1 if exact else int(job.iterations),
+        "seed": -1 if exact or job.seed is None else int(job.seed),
     }
     has_key = "key_start" in clip.index and pd.notna(clip.get("key_start"))
-    for task in tasks:
-        names = ws.class_names(task)
+    for task in job.tasks:
+        names = provider.class_names(task)
         label = int(clip[f"{task}_class"])
-        for model in models:
-            for n in n_frames:
+        for model in job.models:
+            for n in job.n_frames:
                 base = {**common, "task": task, "model": model, "n_frames": n, "label": label, "label_name": names[label] if label < len(names) else str(label)}
                 if int(clip["n_features"]) < n:
                     rows.append({**base, "frame_position": -1, "frame_index": -1, "status": "too_short"})
                     continue
-                ex = service.explain(
-                    str(clip.name), task=task, n_frames=n, model=model, target="ground_truth",
-                    samples_per_scale=approx["samples_per_scale"], iterations=approx["iterations"], seed=approx["seed"], cache=False,
-                )
+                ex = (explained or {}).get((task, model, n))
+                if ex is None:
+                    ex = service.explain(
+                        str(clip.name), task=task, n_frames=n, model=model, target="ground_truth",
+                        samples_per_scale=job.samples_per_scale, iterations=job.iterations, seed=job.seed, cache=False,
+                        method=job.method, budget=job.budget,
+                    )
                 esvs = ex.esv_result.esvs.detach().double().cpu().numpy()
                 pred = ex.predicted_class
-                probs = ex.esv_result.probs.detach().double().cpu().numpy()
+                probs = ex.model_probs  # the full model's output, whatever the ESV method
                 for pos, fi in enumerate(ex.frame_indices.tolist()):
                     rows.append(
                         {
@@ -145,9 +207,19 @@ def _clip_rows(ws: "Workspace", service: ExplanationService, clip: pd.Series, ta
                             "prior": ex.prior,
                             "correct": pred == label,
                             "in_key": bool(int(clip["key_start"]) <= fi < int(clip["key_stop"])) if has_key else None,
+                            "exact": ex.exact,
                             "status": "ok",
                         }
                     )
+    return rows
+
+
+def _local_rows(ws: "Workspace", service: ExplanationService, chunk: pd.DataFrame, job: BatchJob, on_clip: Callable[[], None]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    explained = explain_chunk(ws, service, chunk, job)
+    for _, clip in chunk.iterrows():
+        rows += clip_rows(ws, service, clip, job, explained[str(clip.name)])
+        on_clip()
     return rows
 
 
@@ -170,6 +242,9 @@ def compute_batch_esvs(
     chunk_size: int = 32,
     limit: int | None = None,
     progress: Progress | None = None,
+    engine: ClipRowsEngine | None = None,
+    method: str | None = None,
+    budget: int | None = None,
 ) -> Path:
     """Compute ESVs for every clip of ``split`` and write the results file (module docstring).
 
@@ -183,7 +258,13 @@ def compute_batch_esvs(
         out_path: default :meth:`Workspace.default_results_path`.
         chunk_size: clips per resumable part file.
         limit: only the first ``limit`` clips (quick looks).
-        progress: ``progress(fraction, message)``.
+        progress: ``progress(fraction, message)``, counted in clips.
+        engine: where the rows are computed (None = here, in order; a
+            :class:`ClipRowsEngine` such as ``core.distributed.RayEngine`` computes the
+            missing chunks elsewhere). The file is the same either way.
+        method, budget: the explanation method by name (:func:`core.explain.available_methods`;
+            None: exact, or constructive when ``samples_per_scale`` is given) and a registry
+            approximator's head budget; recorded in the file's metadata.
 
     Returns:
         The results file path.
@@ -194,6 +275,7 @@ def compute_batch_esvs(
     bad = [t for t in tasks if t not in TASKS] + [m for m in models if m not in ("mtrn", "tsn")]
     if bad:
         raise UserError(f"Unknown task/model {bad}.", "Tasks: verb, noun. Models: mtrn, tsn.")
+    check_settings(method, n_frames=n_frames[-1], samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
     clips = ws.clips(split)
     if limit is not None:
         clips = clips.iloc[: int(limit)]
@@ -203,27 +285,35 @@ def compute_batch_esvs(
         ws.heads(t)
         ws.priors(t)
     out = Path(out_path) if out_path is not None else ws.default_results_path(split)
-    approx = {"samples_per_scale": samples_per_scale, "iterations": int(iterations), "seed": seed}
+    approx = {"samples_per_scale": samples_per_scale, "iterations": int(iterations), "seed": seed, "method": method, "budget": budget}
     settings = {
         "dataset": ws.name, "heads": ws.heads_key(), "split": split, "tasks": list(tasks), "models": list(models),
         "n_frames": n_frames, "clips": len(clips), **approx, "schema": COLUMNS,
     }
-    service = explanation_service(ws)
+    job = BatchJob(tuple(tasks), tuple(models), tuple(n_frames), samples_per_scale, int(iterations), seed, method, budget)
     parts_dir = out.with_name(out.name + ".parts") / _settings_hash(settings)
     chunks = [clips.iloc[i : i + chunk_size] for i in range(0, len(clips), chunk_size)]
-    for k, chunk in enumerate(chunks):
-        part = parts_dir / f"part-{k:05d}.parquet"
-        if not part.exists():
-            rows: list[dict[str, Any]] = []
-            for j, (_, clip) in enumerate(chunk.iterrows()):
-                rows += _clip_rows(ws, service, clip, tasks, models, n_frames, approx)
-                if progress is not None:
-                    done = k * chunk_size + j + 1
-                    progress(done / len(clips), f"{done}/{len(clips)} clips")
-            with atomic_path(part) as tmp:
-                pq.write_table(_table(rows), tmp)
-        elif progress is not None:
-            progress(min(1.0, (k + 1) * chunk_size / len(clips)), f"chunk {k + 1} already done")
+    todo = {k: chunk for k, chunk in enumerate(chunks) if not (parts_dir / f"part-{k:05d}.parquet").exists()}
+    done = len(clips) - sum(len(c) for c in todo.values())
+    report = or_silent(progress)
+    if done:
+        report(done / len(clips), f"{done}/{len(clips)} clips (already done)")
+
+    def on_clip() -> None:
+        nonlocal done
+        done += 1
+        report(done / len(clips), f"{done}/{len(clips)} clips")
+
+    if engine is None:
+        service = explanation_service(ws)
+        finished: Iterator[tuple[int, list[dict[str, Any]]]] = (
+            (k, _local_rows(ws, service, chunk, job, on_clip)) for k, chunk in todo.items()
+        )
+    else:
+        finished = engine.chunk_rows(ws, job, todo, on_clip)
+    for k, rows in finished:
+        with atomic_path(parts_dir / f"part-{k:05d}.parquet") as tmp:
+            pq.write_table(_table(rows), tmp)
     table = pa.concat_tables([pq.read_table(parts_dir / f"part-{k:05d}.parquet") for k in range(len(chunks))])
     table = table.replace_schema_metadata({"playfair": json.dumps(settings)})
     with atomic_path(out) as tmp:

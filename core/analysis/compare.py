@@ -15,12 +15,17 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
+from core.esv import ESV_METHODS
+from core.runtime import Progress, or_silent, scaled
 from core.explain import ClipExplanation, ExplanationProvider, Target, explanation_service
 
 __all__ = [
     "normalised_error",
     "spearman",
     "topk_agreement",
+    "kendall_tau_b",
+    "default_compare_clip",
     "metrics",
     "Comparison",
     "compare_clip",
@@ -43,11 +48,17 @@ def _vec(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(-1)
 
 
+def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float64 vectors of one shape (ValueError otherwise)."""
+    x, y = _vec(a), _vec(b)
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {x.shape} vs {y.shape}")
+    return x, y
+
+
 def normalised_error(approx: Any, exact: Any) -> float:
     """``‖φ̂ − φ‖² / ‖φ‖²`` (0 when equal; ``inf`` if φ = 0 and φ̂ ≠ 0, 0 if both are 0)."""
-    a, e = _vec(approx), _vec(exact)
-    if a.shape != e.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {e.shape}")
+    a, e = _pair(approx, exact)
     num = float(np.sum((a - e) ** 2))
     den = float(np.sum(e**2))
     if den == 0.0:
@@ -62,9 +73,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 def spearman(a: Any, b: Any) -> float:
     """Spearman rank correlation (ties averaged); NaN when either side is constant or n < 2."""
-    x, y = _vec(a), _vec(b)
-    if x.shape != y.shape:
-        raise ValueError(f"shapes differ: {x.shape} vs {y.shape}")
+    x, y = _pair(a, b)
     if x.size < 2:
         return float("nan")
     rx, ry = _ranks(x), _ranks(y)
@@ -74,16 +83,35 @@ def spearman(a: Any, b: Any) -> float:
     return float(np.sum(rx * ry) / den) if den > 0 else float("nan")
 
 
-def topk_agreement(approx: Any, exact: Any, k: int) -> float:
-    """Fraction of the exact top-k frames (by ESV, largest first) that are also in the
-    approximate top-k; ``k`` is capped at the number of frames. For k = 1 this is 1.0
-    when both pick the same most important frame, else 0.0. Ties are broken by
-    earlier position (stable sort)."""
-    a, e = _vec(approx), _vec(exact)
+# Exact ESVs closer than this (relative to the largest |ESV|) count as tied.
+TIE_TOLERANCE = 1e-9
+
+
+def topk_agreement(approx: Any, exact: Any, k: int, *, tol: float = TIE_TOLERANCE) -> float:
+    """Fraction of the approximate top-k frames (by ESV, largest first; ``k`` capped at
+    the number of frames) that belong to the exact top-k, where a frame whose exact ESV
+    ties with the k-th largest (within ``tol`` relative to the largest |ESV|) counts as
+    belonging: picking any of several tied frames agrees. For k = 1 this is 1.0 when the
+    approximation's most important frame is (one of) the exact most important, else 0.0."""
+    a, e = _pair(approx, exact)
     k = max(1, min(int(k), e.size))
-    top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
-    top_e = set(np.argsort(-e, kind="stable")[:k].tolist())
-    return len(top_a & top_e) / k
+    kth = np.sort(e)[::-1][k - 1]
+    slack = tol * max(float(np.max(np.abs(e))), 1e-300)
+    top_e = set(np.flatnonzero(e >= kth - slack).tolist())
+    top_a = np.argsort(-a, kind="stable")[:k].tolist()
+    return sum(i in top_e for i in top_a) / k
+
+
+def kendall_tau_b(a: Any, b: Any) -> float:
+    """Kendall's tau-b (ties in either ranking corrected); NaN when either side is constant or n < 2."""
+    x, y = _pair(a, b)
+    if x.size < 2:
+        return float("nan")
+    i, j = np.triu_indices(x.size, k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    pairs_x, pairs_y = float(np.count_nonzero(dx)), float(np.count_nonzero(dy))  # pairs not tied in x / in y
+    den = np.sqrt(pairs_x * pairs_y)
+    return float(np.sum(dx * dy) / den) if den > 0 else float("nan")
 
 
 def metrics(approx: Any, exact: Any) -> dict[str, float]:
@@ -91,6 +119,7 @@ def metrics(approx: Any, exact: Any) -> dict[str, float]:
     return {
         "error": normalised_error(approx, exact),
         "spearman": spearman(approx, exact),
+        "kendall": kendall_tau_b(approx, exact),
         "top1": topk_agreement(approx, exact, 1),
         "top3": topk_agreement(approx, exact, 3),
     }
@@ -127,10 +156,15 @@ def _cost(expl: Any) -> tuple[float, int]:
 
 def compare_clip(
     workspace: ExplanationProvider, clip_id: str, *, task: str, n_frames: int, model: str = "mtrn",
-    target: Target = "ground_truth", samples_per_scale: int, iterations: int = 1, seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    target: Target = "ground_truth", samples_per_scale: int | None = None, iterations: int = 1, seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    method: str | None = None, budget: int | None = None, progress: Progress | None = None,
 ) -> Comparison:
-    """Explain ``clip_id`` exactly and approximately (constructive sampler, ``samples_per_scale``
-    subsets per size) with each seed, and compare."""
+    """Explain ``clip_id`` exactly and approximately with each seed, and compare.
+
+    The approximation: ``method`` by name (:func:`core.explain.available_methods`; None =
+    the constructive sampler) with ``samples_per_scale`` (engine methods) or ``budget``
+    (registry approximators). ``progress`` is told each seed's share (and may cancel).
+    """
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("need at least one seed")
@@ -138,8 +172,9 @@ def compare_clip(
     common = dict(task=task, n_frames=n_frames, model=model, target=target)
     exact: ClipExplanation = service.explain(clip_id, **common)
     approx = [
-        service.explain(clip_id, **common, samples_per_scale=samples_per_scale, iterations=iterations, seed=s)
-        for s in seeds
+        service.explain(clip_id, **common, method=method, samples_per_scale=samples_per_scale, iterations=iterations, seed=s,
+                        budget=budget, progress=scaled(progress, i / len(seeds), (i + 1) / len(seeds), f"seed {s}: "))
+        for i, s in enumerate(seeds)
     ]
     phi = exact.esvs
     rows = []
@@ -157,6 +192,7 @@ def compare_clip(
                 "error_std": 0.0,
                 "spearman": 1.0,
                 "spearman_std": 0.0,
+                "kendall": 1.0,
                 "top1": 1.0,
                 "top3": 1.0,
                 "efficiency_gap": float(exact.efficiency_gap),
@@ -169,6 +205,7 @@ def compare_clip(
                 "error_std": float(per_seed["error"].std(ddof=0)),
                 "spearman": float(per_seed["spearman"].mean()),
                 "spearman_std": float(per_seed["spearman"].std(ddof=0)),
+                "kendall": float(per_seed["kendall"].mean()),
                 "top1": float(per_seed["top1"].mean()),
                 "top3": float(per_seed["top3"].mean()),
                 "efficiency_gap": float(per_seed["efficiency_gap"].abs().mean()),
@@ -196,13 +233,17 @@ def compare_clip(
 def sweep_samples(
     workspace: ExplanationProvider, clip_id: str, *, task: str, n_frames: int, model: str = "mtrn",
     target: Target = "ground_truth", samples: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), iterations: int = 1,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = (0, 1, 2), method: str | None = None, progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Error against cost as samples per scale grows.
+    """Error against cost as samples per scale grows (``method`` None / ``"constructive"`` /
+    ``"surrogate"``), or as the head-evaluation budget grows (``samples`` are budgets for a
+    registry approximator such as ``"kernelshap"``). ``progress`` is told each explanation.
 
-    Returns one row per ``samples_per_scale``: ``head_evaluations`` (mean over seeds),
-    ``error`` (mean), ``error_std``, ``error_lo``/``error_hi`` (min/max over seeds),
-    ``spearman``, ``seconds`` and ``exact_evaluations`` (the exact method's cost).
+    Returns one row per ``samples_per_scale`` (the budget, for a registry approximator):
+    ``head_evaluations`` (mean over seeds), ``error`` (mean), ``error_std``,
+    ``error_lo``/``error_hi`` (min/max over seeds), ``spearman``, ``seconds``,
+    ``exact_evaluations`` (the exact method's cost) and ``runs_exact`` (these settings
+    draw every subset, so the exact path ran).
     """
     service = explanation_service(workspace)
     common = dict(task=task, n_frames=n_frames, model=model, target=target)
@@ -210,10 +251,18 @@ def sweep_samples(
     phi = exact.esvs
     _, exact_evals = _cost(exact)
     rows = []
-    for m in sorted({int(s) for s in samples}):
-        errs, sps, evals, secs = [], [], [], []
-        for seed in seeds:
-            ex = service.explain(clip_id, **common, samples_per_scale=m, iterations=iterations, seed=int(seed))
+    by_budget = method is not None and method not in ESV_METHODS
+    todo = sorted({int(s) for s in samples})
+    report = or_silent(progress)
+    for i, m in enumerate(todo):
+        errs, sps, evals, secs, exact_runs = [], [], [], [], []
+        for j, seed in enumerate(seeds):
+            report((i * len(seeds) + j) / (len(todo) * len(seeds)), f"{'budget' if by_budget else 'samples per scale'} {m:,}, seed {seed}")
+            budgeted = dict(budget=m) if by_budget else dict(samples_per_scale=m, iterations=iterations)
+            ex = service.explain(clip_id, **common, method=method, **budgeted, seed=int(seed),
+                                 progress=scaled(progress, (i * len(seeds) + j) / (len(todo) * len(seeds)),
+                                                 (i * len(seeds) + j + 1) / (len(todo) * len(seeds))))
+            exact_runs.append(bool(ex.exact))
             errs.append(normalised_error(ex.esvs, phi))
             sps.append(spearman(ex.esvs, phi))
             s, e = _cost(ex)
@@ -231,6 +280,33 @@ def sweep_samples(
                 "spearman": float(np.nanmean(sps)) if not np.all(np.isnan(sps)) else float("nan"),
                 "seconds": float(np.mean(secs)),
                 "exact_evaluations": exact_evals,
+                "runs_exact": all(exact_runs),
             }
         )
     return pd.DataFrame(rows)
+
+
+def default_compare_clip(
+    workspace: ExplanationProvider, task: str, n_frames: int, *, model: str = "mtrn", low: float = 0.3, high: float = 0.95,
+) -> str:
+    """The clip comparisons open on: the first validation clip (with at least ``n_frames``
+    feature frames) whose predicted probability lies in ``[low, high]``, so that methods
+    differ visibly (a saturated p = 1.000 makes gradients ~1e-9). Without one, the clip
+    whose prediction is nearest the range; training clips only when there is no
+    validation split. UserError when no clip has ``n_frames`` frames."""
+    service = explanation_service(workspace)
+    clips = workspace.clips("val")
+    if clips.empty:
+        clips = workspace.clips()
+    long_enough = clips[clips["n_features"] >= int(n_frames)] if "n_features" in clips.columns else clips
+    if long_enough.empty:
+        raise UserError(f"No clip of {workspace.name} has {n_frames} feature frames.", "Pick fewer frames.")
+    best, best_gap = str(long_enough.index[0]), math.inf
+    for clip_id in long_enough.index:
+        p = float(np.max(service.predict(str(clip_id), task=task, n_frames=n_frames, model=model)))
+        gap = max(low - p, p - high, 0.0)
+        if gap == 0.0:
+            return str(clip_id)
+        if gap < best_gap:
+            best, best_gap = str(clip_id), gap
+    return best

@@ -98,6 +98,16 @@ class TorchFrameEncoder(abc.ABC):
         self._device: torch.device | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # Pickled to ship the encoder to Ray actors (core.distributed); a lock is per process.
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @abc.abstractmethod
     def fingerprint(self) -> str:
         """Stable hex hash of weights + config."""

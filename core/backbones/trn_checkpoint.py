@@ -14,7 +14,7 @@ with ``mean``/``std``/``rescale``/``bgr``/``input_size``, ``data.test_augmentati
 ``model.*``). Per-frame features are ``new_fc(base_model(frame))`` after the checkpoint's
 test-time preprocessing: shorter side -> 256, centre crop 224, [0, 1] scaling, mean/std.
 
-Loading uses ``torch.load(weights_only=True)``: no code from the file is ever run.
+Loading (:mod:`core.backbones.checkpoint_reader`) uses ``torch.load(weights_only=True)``: no code from the file is ever run.
 Checkpoints saved straight from Lightning pickle their config as omegaconf / Lightning
 objects; those (and only those) are read through inert stand-in classes and turned into
 plain dicts, so such files load without omegaconf installed.
@@ -26,8 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,6 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.backbones.base import TorchFrameEncoder
+from core.backbones.checkpoint_reader import DOWNLOAD_FIX, check_file_kind as _check_file_kind
+from core.backbones.checkpoint_reader import read_checkpoint as _read_checkpoint
+from core.backbones.checkpoint_reader import to_plain as _to_plain
 from core.backbones.resnet import ResNet50, resnet50_state_shapes
 from core.errors import UserError
 from core.io_utils import file_sha256
@@ -55,11 +56,7 @@ BACKBONE_DIM = 2048
 # so stale cached features are never reused.
 ENCODER_VERSION = 1
 
-_DOWNLOAD_FIX = (
-    "(Re-)download trn_rgb.ckpt from the EPIC-KITCHENS action-recognition baselines "
-    "(github.com/epic-kitchens/C1-Action-Recognition-TSN-TRN-TSM, 'Pretrained models') "
-    "and point the config's `checkpoint` at it."
-)
+_DOWNLOAD_FIX = DOWNLOAD_FIX
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -114,139 +111,6 @@ class Preprocessing:
         return (x - mean) / std
 
 
-# --------------------------------------------------------------------------- safe reading
-
-
-class _ForeignStub(dict):
-    """Inert stand-in for a class named in a checkpoint's config pickle.
-
-    It records what unpickling gives it (constructor args, state, dict items) and
-    runs nothing else; :func:`_to_plain` then turns the tree into plain Python values.
-    """
-
-    _pf_full_name = "?"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-        self.__dict__["_pf_args"] = args
-        self.__dict__["_pf_state"] = None
-
-    def __setstate__(self, state: Any) -> None:
-        self.__dict__["_pf_state"] = state
-
-    def __hash__(self) -> int:  # callback classes are dict keys in Lightning checkpoints
-        return id(self)
-
-
-# Globals that only describe a training config/run; anything else is refused.
-_TOLERATED_PREFIXES = ("omegaconf.", "pytorch_lightning.", "lightning.", "lightning_fabric.")
-_TOLERATED_EXACT = {
-    "typing.Any",
-    "collections.defaultdict",
-    "pathlib.PosixPath",
-    "pathlib.WindowsPath",
-    "pathlib.Path",
-}
-_SAFE_BUILTINS = {"builtins.dict": dict, "builtins.list": list, "builtins.tuple": tuple, "builtins.str": str,
-                  "builtins.int": int, "builtins.float": float, "builtins.bool": bool}
-
-
-def _tolerated(name: str) -> bool:
-    return name in _SAFE_BUILTINS or name in _TOLERATED_EXACT or name.startswith(_TOLERATED_PREFIXES)
-
-
-def _stub_globals(names: list[str]) -> list[tuple[Any, str]]:
-    out: list[tuple[Any, str]] = []
-    for name in names:
-        if name in _SAFE_BUILTINS:
-            out.append((_SAFE_BUILTINS[name], name))
-            continue
-        module, _, qual = name.rpartition(".")
-        stub = type(qual or name, (_ForeignStub,), {"__module__": module, "_pf_full_name": name})
-        out.append((stub, name))
-    return out
-
-
-def _to_plain(obj: Any, depth: int = 0) -> Any:
-    """Stub trees (omegaconf DictConfig/ListConfig/nodes, AttributeDict) -> dict/list/scalars."""
-    if depth > 64:
-        return None
-    if isinstance(obj, type) and issubclass(obj, _ForeignStub):
-        return obj._pf_full_name
-    if isinstance(obj, _ForeignStub):
-        state = obj.__dict__.get("_pf_state")
-        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
-            state = state[0]
-        if isinstance(state, dict) and "_content" in state:  # omegaconf containers
-            return _to_plain(state["_content"], depth + 1)
-        if isinstance(state, dict) and "_val" in state:  # omegaconf value nodes
-            return _to_plain(state["_val"], depth + 1)
-        if len(obj):  # dict subclasses (AttributeDict)
-            return {_plain_key(k): _to_plain(v, depth + 1) for k, v in obj.items()}
-        args = obj.__dict__.get("_pf_args") or ()
-        if len(args) == 1:  # enums, paths
-            return _to_plain(args[0], depth + 1)
-        return f"<{obj._pf_full_name}>"
-    if isinstance(obj, Mapping):
-        return {_plain_key(k): _to_plain(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_plain(v, depth + 1) for v in obj]
-    return obj
-
-
-def _plain_key(k: Any) -> Any:
-    if isinstance(k, type) and issubclass(k, _ForeignStub):
-        return k._pf_full_name
-    return k
-
-
-def _read_checkpoint(path: Path) -> dict:
-    """``torch.load(weights_only=True)`` with config-object stand-ins; every failure is a UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Checkpoint {path} does not exist.", _DOWNLOAD_FIX)
-    stubs: list[tuple[Any, str]] = []
-    if zipfile.is_zipfile(path):
-        try:
-            unsafe = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-        except Exception as exc:  # a zip that is not a torch.save archive, or a damaged one
-            raise UserError(
-                f"{path} is not a PyTorch checkpoint (or it is damaged): {exc}.",
-                _DOWNLOAD_FIX,
-            ) from exc
-        foreign = [g for g in unsafe if not _tolerated(g)]
-        if foreign:
-            raise UserError(
-                f"{path} would need unpickling of foreign objects ({', '.join(foreign[:5])}"
-                f"{', ...' if len(foreign) > 5 else ''}); it is refused because loading them could run arbitrary code.",
-                "Use the official trn_rgb.ckpt, or re-save your checkpoint as plain tensors and dicts: "
-                "torch.save({'state_dict': sd, 'hyper_parameters': dict(cfg)}, path).",
-            )
-        stubs = _stub_globals(unsafe)
-    try:
-        with torch.serialization.safe_globals(stubs):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if "global" in msg.lower() or "allowlist" in msg.lower() or "weights_only" in msg.lower():
-            raise UserError(
-                f"{path} needs unpickling of foreign objects, refused for safety ({msg.splitlines()[0][:200]}).",
-                "Use the official trn_rgb.ckpt, or re-save it as plain tensors and dicts "
-                "(torch.save({'state_dict': sd, 'hyper_parameters': dict(cfg)}, path)).",
-            ) from exc
-        raise UserError(f"{path} is not a PyTorch checkpoint ({msg[:200]}).", _DOWNLOAD_FIX) from exc
-    except Exception as exc:  # garbage bytes surface as IndexError, RuntimeError, EOFError, ...
-        raise UserError(
-            f"{path} could not be read as a PyTorch checkpoint; it may be truncated or not a checkpoint ({str(exc)[:200]}).",
-            _DOWNLOAD_FIX,
-        ) from exc
-    if not isinstance(obj, Mapping):
-        raise UserError(
-            f"{path} holds a {type(obj).__name__}, not a checkpoint dict with a 'state_dict'.", _DOWNLOAD_FIX
-        )
-    return dict(obj)
-
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -277,10 +141,13 @@ class TRNCheckpoint:
         return int(self.new_fc["weight"].shape[0])
 
 
-def read_trn_checkpoint(path: str | os.PathLike[str]) -> TRNCheckpoint:
-    """Load and validate ``trn_rgb.ckpt`` (key layout and shapes); UserError naming mismatches."""
+def read_trn_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> TRNCheckpoint:
+    """Load and validate ``trn_rgb.ckpt`` (key layout and shapes); UserError naming mismatches.
+
+    ``mmap``: tensors stay memory-mapped (a fast check; the encoder reads them for real).
+    """
     path = Path(path)
-    ck = _read_checkpoint(path)
+    ck = _read_checkpoint(path, mmap=mmap)
     if "state_dict" in ck:
         sd = ck["state_dict"]
     elif any(isinstance(k, str) and k.startswith(BASE_PREFIX) for k in ck):
@@ -460,6 +327,32 @@ class ResNetFCEncoder(TorchFrameEncoder):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         return self.preprocessing.apply(frames)
+
+
+# (path, size, mtime_ns) -> "ok" summary or the UserError: status checks a checkpoint once per version of the file.
+_CHECKED: dict[tuple[str, int, int], str | UserError] = {}
+
+
+def check_trn_checkpoint(path: str | os.PathLike[str]) -> str:
+    """Open ``path`` and validate its layout (tensors memory-mapped, result cached by path,
+    size and mtime so ``status`` stays fast); returns a one-line summary, raises the
+    UserError saying what is wrong (directory, not a checkpoint, truncated, missing keys)."""
+    path = Path(path)
+    if not path.is_file():
+        _check_file_kind(path)  # raises: directory / does not exist
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _CHECKED:
+        try:
+            ck = read_trn_checkpoint(path, mmap=True)
+            _CHECKED[key] = (f"TRN checkpoint {path} ({st.st_size / 1e6:.0f} MB, ResNet-50 -> {ck.feature_dim}-d features, "
+                             f"{len({k.split('.')[0] for k in ck.relations})} relation heads)")
+        except UserError as exc:
+            _CHECKED[key] = exc
+    result = _CHECKED[key]
+    if isinstance(result, UserError):
+        raise result
+    return result
 
 
 # (path, size, mtime_ns) -> sha256: hashing a ~100 MB checkpoint once per process is enough.

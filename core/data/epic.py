@@ -1,17 +1,23 @@
-"""EPIC-KITCHENS-100: annotation loading/validation, class names, ingest from RGB frames.
+"""EPIC-KITCHENS-100 ingest: RGB frames + annotations -> one gulped dataset folder.
 
 Ingest reads the frames the EPIC download provides,
 ``<frames_root>/<participant>/<video_id>/frame_0000000001.jpg`` (1-based, 10 digits;
 the ``<participant>/rgb_frames/<video_id>/`` layout of the official download script is
-accepted too) and writes a dataset folder (``gulp/``, class CSVs, ``dataset.json``)
-through :func:`core.data.gulp.write_gulp`, so an interrupted ingest resumes.
+accepted too) for any set of participants (or all of them) and writes a dataset folder
+(``gulp/`` with its chunk manifest, class CSVs, ``dataset.json``) through
+:func:`core.data.gulp.write_gulp`, so an interrupted ingest resumes and a damaged chunk
+is rewritten by the next run. Annotation helpers live in :mod:`core.data.epic_annotations`.
 
-Splits: EPIC publishes only training annotations for P01 here, so the ingest holds out
-whole videos: by default the last ~15% of the participant's video ids in natural sorted
-order (``P01_9`` < ``P01_10`` < ``P01_101``) become ``val``, the rest ``train``. Holding
-out videos (not segments) keeps near-duplicate neighbouring segments out of both splits.
-With ``val_annotations`` (EPIC_100_validation.pkl, same columns) the val split is the
-participant's segments of that file instead.
+Splits: holding out whole videos keeps near-duplicate neighbouring segments out of both
+splits. By default each participant's last ~15% of the videos *actually ingested*
+(natural sorted order, ``P01_9`` < ``P01_10`` < ``P01_101``) become ``val``; a resumed
+ingest that adds videos moves the split and rewrites the affected segments' meta. With
+``val_annotations`` (EPIC_100_validation.pkl, same columns) the val split is the
+segments of that file instead; with ``val_videos`` exactly those videos.
+
+Skipped segments (a missing video folder, missing or unreadable frames) are summarised
+per video, listed in ``ingest_failures.csv`` and make the ingest raise
+:class:`IngestIncomplete` (no ``dataset.json``) unless ``allow_missing``.
 """
 
 from __future__ import annotations
@@ -19,197 +25,144 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
+import shutil
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from core.data.epic_annotations import (
+    ALL_PARTICIPANTS,
+    OPTIONAL_META_COLUMNS,
+    REQUIRED_COLUMNS,
+    VAL_FRACTION,
+    default_val_videos,
+    load_annotations,
+    load_class_names,
+    natural_key,
+    parse_participants,
+    select_participants,
+)
 from core.data.gulp import (
+    DATASET_INFO_FILE,
     GULP_SUBDIR,
     GulpWriteReport,
     SegmentToWrite,
-    read_class_names_csv,
+    encode_jpeg,
+    read_segment_metas,
+    update_segment_meta,
     write_class_csvs,
     write_dataset_info,
     write_gulp,
 )
+from core.data.gulp_manifest import file_record
 from core.errors import UserError
 from core.io_utils import atomic_write_text
 from core.runtime import Progress
 
-REQUIRED_COLUMNS = (
-    "narration_id",
-    "participant_id",
-    "video_id",
-    "start_frame",
-    "stop_frame",
-    "narration",
-    "verb",
-    "verb_class",
-    "noun",
-    "noun_class",
-)
-#: Extra annotation columns copied into each segment's gulp meta when present.
-OPTIONAL_META_COLUMNS = ("narration_timestamp", "start_timestamp", "stop_timestamp")
+__all__ = [
+    "ALL_PARTICIPANTS", "REQUIRED_COLUMNS", "IngestIncomplete", "IngestReport", "default_val_videos", "discard_ingest",
+    "ingest_epic", "ingest_inputs", "load_annotations", "load_class_names", "recorded_inputs", "segment_frame_numbers",
+]
+
 #: Frames whose shorter side exceeds this are downscaled to it (EPIC frames are 456x256).
 SHORT_SIDE = 256
-VAL_FRACTION = 0.15
-_INT_COLUMNS = ("start_frame", "stop_frame", "verb_class", "noun_class")
-_SETTINGS_FILE = "ingest_settings.json"
-_FAILURES_FILE = "ingest_failures.csv"
+JPEG_QUALITY = 90
+SETTINGS_FILE = "ingest_settings.json"
+FAILURES_FILE = "ingest_failures.csv"
 
 
-def _natural_key(s: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+# ----------------------------------------------------------------------------- inputs
 
 
-# ----------------------------------------------------------------------------- annotations
+def _identity(path: Path | None) -> dict[str, Any] | None:
+    """Path and SHA-256 of an input file (the content decides whether it changed)."""
+    if path is None:
+        return None
+    path = Path(path).expanduser().resolve()
+    return {"path": str(path), "sha256": file_record(path)["sha256"]} if path.is_file() else {"path": str(path), "sha256": None}
 
 
-def load_annotations(path: Path, participant: str | None = "P01") -> pd.DataFrame:
-    """Load and validate EPIC annotations from ``.pkl`` or ``.csv``.
+def ingest_inputs(
+    annotations: Path, *, participants: list[str] | str, frame_stride: int = 1, max_frames_per_segment: int | None = None,
+    val_videos: Sequence[str] | None = None, val_annotations: Path | None = None,
+) -> dict[str, Any]:
+    """What an ingest's content depends on: annotation files (by content), participants,
+    frame stride and cap, explicit val videos. Two ingests into one folder must agree on it."""
+    return {
+        "annotations": _identity(annotations),
+        "val_annotations": _identity(val_annotations),
+        "participants": participants,
+        "frame_stride": int(frame_stride),
+        "max_frames_per_segment": int(max_frames_per_segment) if max_frames_per_segment else None,
+        "val_videos": sorted(map(str, val_videos), key=natural_key) if val_videos else None,
+    }
 
-    ``.pkl``: a pickled DataFrame indexed by ``narration_id`` (the EPIC release format);
-    ``.csv``: a ``narration_id`` column. Returns a DataFrame indexed by ``narration_id``
-    holding the other :data:`REQUIRED_COLUMNS` (plus any extra columns), rows for
-    ``participant`` only (``None`` keeps all), frame/class columns as int64.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Annotation file {path} does not exist.", "Pass the path of an EPIC annotations .pkl or .csv file.")
-    suffix = path.suffix.lower()
+
+def recorded_inputs(out_root: Path) -> dict[str, Any] | None:
+    """The inputs recorded by the ingest that wrote ``out_root`` (None when there is none)."""
     try:
-        if suffix == ".pkl":
-            df = pd.read_pickle(path)
-        elif suffix == ".csv":
-            df = pd.read_csv(path)
-        else:
-            raise UserError(
-                f"Annotation file {path} has suffix {path.suffix!r}.",
-                "Pass an EPIC annotations file ending in .pkl or .csv.",
-            )
-    except UserError:
-        raise
-    except Exception as exc:  # unpickling / CSV parsing raise many types
-        raise UserError(f"Annotation file {path} could not be read ({type(exc).__name__}: {exc}).", "Pass an intact EPIC annotations .pkl or .csv.") from exc
-    if not isinstance(df, pd.DataFrame):
-        raise UserError(f"Annotation file {path} holds a {type(df).__name__}, not a table.", "Pass an EPIC annotations DataFrame pickle or CSV.")
-    if "narration_id" not in df.columns and df.index.name == "narration_id":
-        df = df.reset_index()
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise UserError(
-            f"Annotation file {path} lacks column(s): {', '.join(missing)}.",
-            f"The file must contain the EPIC-KITCHENS-100 columns {', '.join(REQUIRED_COLUMNS)} "
-            "(narration_id may be the index of a .pkl).",
-        )
-    df = df.copy()
-    df["narration_id"] = df["narration_id"].astype(str)
-    for col in ("participant_id", "video_id"):
-        df[col] = df[col].astype(str)
-    for col in _INT_COLUMNS:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = df["narration_id"][values.isna() | (values % 1 != 0) | (values < 0)]
-        if len(bad):
-            raise UserError(
-                f"Annotation file {path}: column {col} has non-integer or negative values "
-                f"(rows {', '.join(bad[:5])}{'...' if len(bad) > 5 else ''}).",
-                f"Make {col} a non-negative integer in every row.",
-            )
-        df[col] = values.astype(np.int64)
-    dup = df["narration_id"][df["narration_id"].duplicated()]
-    if len(dup):
-        raise UserError(f"Annotation file {path} repeats narration_id(s) {', '.join(dup.unique()[:5])}.", "Keep one row per narration_id.")
-    if participant is not None:
-        present = sorted(df["participant_id"].unique(), key=_natural_key)
-        df = df[df["participant_id"] == participant]
-        if df.empty:
-            raise UserError(
-                f"Annotation file {path} has no rows for participant {participant!r} "
-                f"(participants present: {', '.join(present) or 'none'}).",
-                "Pick one of the participants present.",
-            )
-    bad = df["narration_id"][(df["start_frame"] < 1) | (df["stop_frame"] < df["start_frame"])]
-    if len(bad):
-        raise UserError(
-            f"Annotation file {path}: rows {', '.join(bad[:5])} have start_frame < 1 or stop_frame < start_frame.",
-            "EPIC frames are 1-based and a segment needs start_frame <= stop_frame; fix those rows.",
-        )
-    return df.set_index("narration_id")
+        saved = json.loads((Path(out_root) / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    if "inputs" in saved:
+        return saved["inputs"]
+    # Written by the previous version (one participant, no file identities).
+    return {"participants": [saved.get("participant", "P01")], "frame_stride": saved.get("frame_stride", 1),
+            "max_frames_per_segment": saved.get("max_frames_per_segment"), "legacy": True}
 
 
-def _names_from_annotations(annotations: pd.DataFrame, name_col: str, id_col: str) -> list[str]:
-    if annotations.empty:
-        return []
-    n = int(annotations[id_col].max()) + 1
-    names = [f"{name_col}_{i}" for i in range(n)]
-    # The most frequent spelling per class id. EPIC's verb/noun columns hold the raw
-    # instance ("put-down" for class "put"), so the class CSVs give the canonical keys.
-    counts = annotations.groupby([id_col, name_col]).size().reset_index(name="count")
-    counts = counts.sort_values([id_col, "count", name_col], ascending=[True, False, True])
-    for class_id, name in counts.drop_duplicates(id_col)[[id_col, name_col]].itertuples(index=False):
-        names[int(class_id)] = str(name)
-    return names
-
-
-def load_class_names(verb_csv: Path | None, noun_csv: Path | None, annotations: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(verb_names, noun_names), each a list indexed by class id.
-
-    From the EPIC class CSVs (columns ``id,key``) when given, otherwise from the
-    annotations' ``verb``/``noun`` columns: the most frequent spelling per class id (a raw
-    instance such as ``"put-down"``, not always the EPIC key) and ``"verb_17"``-style
-    placeholders for ids never seen. A class id used by the annotations but missing from a CSV is a UserError.
-    """
+def inputs_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human lines naming what differs between two :func:`ingest_inputs` (legacy records: the keys they have)."""
     out = []
-    for kind, csv_path in (("verb", verb_csv), ("noun", noun_csv)):
-        id_col = f"{kind}_class"
-        if csv_path is not None:
-            names = read_class_names_csv(Path(csv_path), kind)
-            if len(annotations) and int(annotations[id_col].max()) >= len(names):
-                raise UserError(
-                    f"Annotations use {kind} class {int(annotations[id_col].max())} but {csv_path} lists only {len(names)} classes.",
-                    f"Pass the {kind} classes CSV that matches these annotations (EPIC_100_{kind}_classes.csv).",
-                )
-        else:
-            names = _names_from_annotations(annotations, kind, id_col)
-        out.append(names)
-    return out[0], out[1]
+    for key, value in new.items():
+        if old.get("legacy") and key not in old:
+            continue
+        before = old.get(key)
+        if isinstance(value, dict) or isinstance(before, dict):
+            if (before or {}).get("sha256") != (value or {}).get("sha256"):
+                out.append(f"{key}: {(before or {}).get('path')} -> {(value or {}).get('path')}"
+                           + (" (same path, other content)" if before and value and before.get("path") == value.get("path") else ""))
+        elif before != value:
+            out.append(f"{key}: {before!r} -> {value!r}")
+    return out
 
 
-def default_val_videos(video_ids: Sequence[str], fraction: float = VAL_FRACTION) -> list[str]:
-    """The last ``round(fraction * n)`` videos (at least 1 when there are 2+) in natural order."""
-    videos = sorted(set(video_ids), key=_natural_key)
-    if len(videos) < 2:
-        return []
-    n_val = min(len(videos) - 1, max(1, round(fraction * len(videos))))
-    return videos[-n_val:]
+def discard_ingest(out_root: Path) -> None:
+    """Delete what an ingest wrote into ``out_root`` (gulp, class CSVs, settings, dataset.json first)."""
+    out_root = Path(out_root)
+    (out_root / DATASET_INFO_FILE).unlink(missing_ok=True)
+    shutil.rmtree(out_root / GULP_SUBDIR, ignore_errors=True)
+    for name in (SETTINGS_FILE, FAILURES_FILE, "verb_classes.csv", "noun_classes.csv"):
+        (out_root / name).unlink(missing_ok=True)
 
 
-# ----------------------------------------------------------------------------- ingest
+def with_flag(command: str, flag: str) -> str:
+    """``command`` with ``flag`` appended unless it is already there."""
+    return command if flag in command.split() else f"{command} {flag}"
 
 
-@dataclass
-class IngestReport:
-    """Result of :func:`ingest_epic`. ``missing`` = (narration_id, first missing frame path)."""
+def _check_inputs(out_root: Path, inputs: dict[str, Any], command: str) -> None:
+    """Refuse to resume into a folder ingested from other inputs (it would mix datasets)."""
+    old = recorded_inputs(out_root)
+    if old is not None:
+        diffs = inputs_difference(old, inputs)
+        if diffs:
+            raise UserError(
+                f"Dataset {out_root.name} ({out_root}) was ingested from other inputs: {'; '.join(diffs)}.",
+                f"Either rebuild it from the new inputs: `{with_flag(command, '--force')}` (deletes the old one), "
+                f"or keep it and ingest into another dataset: `{command} --output epic-<new name>`.",
+            )
 
-    out_root: Path
-    n_segments: int
-    gulp: GulpWriteReport
-    val_videos: list[str]
-    missing: list[tuple[str, str]] = field(default_factory=list)
-    other_failures: list[tuple[str, str]] = field(default_factory=list)
 
-    def summary(self) -> str:
-        return (
-            f"EPIC ingest into {self.out_root}: {self.n_segments} segments, "
-            f"{len(self.gulp.written)} written, {len(self.gulp.skipped)} already present, "
-            f"{len(self.missing)} skipped for missing frames, {len(self.other_failures)} other failures; "
-            f"val videos: {', '.join(self.val_videos) or 'none'}."
-        )
+# ----------------------------------------------------------------------------- frames
 
 
 def _frame_path(video_dir: Path, frame: int) -> Path:
@@ -255,29 +208,131 @@ def _load_frame(path: Path) -> np.ndarray:
         raise UserError(f"Frame {path} could not be decoded ({exc}).", "Re-extract that video's frames and rerun the ingest.") from exc
 
 
-def _check_ingest_settings(out_root: Path, settings: dict) -> None:
-    """Refuse to resume into a folder built with other settings (it would mix segments)."""
-    path = out_root / _SETTINGS_FILE
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = None
-        if old is not None and old != settings:
-            diffs = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in settings if old.get(k) != settings.get(k))
-            raise UserError(
-                f"{out_root} holds an ingest made with other settings ({diffs}).",
-                "Use the same settings to resume, or delete that folder / pick another output folder.",
-            )
-    atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+def _load_jpeg(path: Path) -> bytes:
+    """Decode (and downscale) one frame and encode it for the chunk: the unit of work of a worker."""
+    return encode_jpeg(_load_frame(path), JPEG_QUALITY)
 
 
-def _failures_csv(rows: list[tuple[str, str]]) -> str:
+def _ordered(pool: ThreadPoolExecutor | None, paths: list[Path], window: int) -> Iterator[bytes]:
+    """``_load_jpeg`` of every path, in order; with a pool at most ``window`` frames in flight.
+
+    PIL decoding and simplejpeg encoding release the GIL, so threads scale; the window
+    bounds memory on a 7,911-frame segment to a few dozen encoded frames.
+    """
+    if pool is None:
+        for p in paths:
+            yield _load_jpeg(p)
+        return
+    pending: deque[Future[bytes]] = deque()
+    it = iter(paths)
+    try:
+        for p in it:
+            pending.append(pool.submit(_load_jpeg, p))
+            if len(pending) >= window:
+                break
+        while pending:
+            done = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(_load_jpeg, nxt))
+            yield done.result()
+    finally:
+        for f in pending:  # a failed or interrupted segment: drop the frames in flight
+            f.cancel()
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@dataclass
+class IngestReport:
+    """Result of :func:`ingest_epic`.
+
+    ``missing``: (narration_id, first missing frame path) of segments whose video folder
+    exists; ``missing_videos``: video ids without a folder (their segments are not tried);
+    ``other_failures``: (narration_id, reason), e.g. an unreadable frame.
+    """
+
+    out_root: Path
+    n_segments: int
+    gulp: GulpWriteReport
+    val_videos: list[str]
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    other_failures: list[tuple[str, str]] = field(default_factory=list)
+    missing_videos: list[str] = field(default_factory=list)
+    n_videos: int = 0
+    segments_of_missing_videos: int = 0
+    video_of: dict[str, str] = field(default_factory=dict)
+    failures_path: Path | None = None
+    split_moved: int = 0
+
+    @property
+    def n_skipped(self) -> int:
+        return self.segments_of_missing_videos + len(self.missing) + len(self.other_failures)
+
+    def summary(self) -> str:
+        repaired = f", {len(self.gulp.repaired)} damaged chunks rewritten" if self.gulp.repaired else ""
+        return (
+            f"EPIC ingest into {self.out_root}: {self.n_segments} segments, "
+            f"{len(self.gulp.written)} written, {len(self.gulp.skipped)} already present{repaired}, "
+            f"{self.n_skipped} skipped ({self.segments_of_missing_videos} of missing video folders, "
+            f"{len(self.missing)} for missing frames, {len(self.other_failures)} other failures); "
+            f"val videos: {', '.join(self.val_videos) or 'none'}."
+        )
+
+    def failure_summary(self, limit: int = 8) -> str:
+        """Per video first ("15 of 22 video folders are missing: P01_01, …"), then per-segment problems."""
+        def names(items: list[str]) -> str:
+            return ", ".join(items[:limit]) + (f", … ({len(items)} in all)" if len(items) > limit else "")
+
+        lines = [f"{self.n_skipped:,} of {self.n_segments:,} segments were skipped."]
+        if self.missing_videos:
+            lines.append(f"{len(self.missing_videos)} of {self.n_videos} video folders are missing: {names(self.missing_videos)} "
+                         f"({self.segments_of_missing_videos:,} segments).")
+        if self.missing:
+            per_video = Counter(self.video_of.get(n, "?") for n, _ in self.missing)
+            example: dict[str, str] = {}
+            for n, path in self.missing:
+                example.setdefault(self.video_of.get(n, "?"), path)
+            lines.append(f"{len(self.missing):,} segments in {len(per_video)} videos miss frames: "
+                         + names([f"{v} ({c} segments, e.g. {example[v]})"
+                                  for v, c in sorted(per_video.items(), key=lambda kv: natural_key(kv[0]))]) + ".")
+        if self.other_failures:
+            lines.append(f"{len(self.other_failures):,} segments have unreadable frames: "
+                         + names([f"{n} ({why.split(' Fix:')[0]})" for n, why in self.other_failures]) + ".")
+        if self.failures_path is not None:
+            lines.append(f"Full list: {self.failures_path}")
+        return "\n".join(lines)
+
+
+class IngestIncomplete(UserError):
+    """Segments were skipped and ``allow_missing`` was off; ``report`` says which."""
+
+    def __init__(self, report: IngestReport, fix: str) -> None:
+        self.report = report
+        super().__init__(report.failure_summary(), fix)
+
+
+def _failures_csv(report: IngestReport, missing_rows: list[tuple[str, str, str]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["narration_id", "problem"])
-    w.writerows(rows)
+    w.writerow(["narration_id", "video_id", "problem", "path"])
+    w.writerows((nid, video, "video folder missing", path) for nid, video, path in missing_rows)
+    w.writerows((nid, report.video_of.get(nid, ""), "missing frame", path) for nid, path in report.missing)
+    w.writerows((nid, report.video_of.get(nid, ""), reason, "") for nid, reason in report.other_failures)
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- ingest
+
+
+def _val_split(ann: pd.DataFrame, videos: Sequence[str]) -> list[str]:
+    """Default held-out videos: per participant, :func:`default_val_videos` of its ``videos``."""
+    participant_of = dict(zip(ann["video_id"], ann["participant_id"]))
+    out: list[str] = []
+    for p in sorted({participant_of[v] for v in videos}, key=natural_key):
+        out += default_val_videos([v for v in videos if participant_of[v] == p])
+    return sorted(out, key=natural_key)
 
 
 def ingest_epic(
@@ -285,148 +340,173 @@ def ingest_epic(
     annotations: Path,
     out_root: Path,
     *,
-    participant: str = "P01",
+    participants: str | Sequence[str] | None = None,
+    participant: str | None = None,
     verb_classes: Path | None = None,
     noun_classes: Path | None = None,
     val_videos: Sequence[str] | None = None,
     frame_stride: int = 1,
     max_frames_per_segment: int | None = None,
     val_annotations: Path | None = None,
+    threads: int = 1,
+    allow_missing: bool = False,
+    command: str | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Gulp EPIC RGB frames of one participant into the dataset folder ``out_root``.
+    """Gulp EPIC RGB frames of ``participants`` (ids, ``"P01,P02"`` or ``"all"``; default
+    ``participant`` or P01) into the dataset folder ``out_root``.
 
     Each segment stores frames ``start_frame..stop_frame`` (inclusive, every
     ``frame_stride``-th, optionally uniformly subsampled to ``max_frames_per_segment``
-    by :func:`segment_frame_numbers`), shorter side downscaled to 256 px if larger.
-    ``val_videos`` default: :func:`default_val_videos`. ``val_annotations``: a second
-    annotation file (the EPIC_100_validation.pkl layout) whose segments of ``participant``
-    are added to the dataset and form the val split (exclusive with ``val_videos``; a
-    narration in both files counts as val). ``progress`` gets the fraction of segments
-    written. Segments with missing frames are
-    skipped and listed (printed, and saved to ``out_root/ingest_failures.csv``).
-    ``dataset.json`` (kind ``"epic"``) is written last. Rerunning resumes.
+    by :func:`segment_frame_numbers`), shorter side downscaled to 256 px if larger,
+    decoded and re-encoded by ``threads`` workers with at most a few dozen frames in
+    memory. ``val_annotations``: a second annotation file (EPIC_100_validation.pkl
+    layout) whose segments are added and form the val split (exclusive with
+    ``val_videos``). ``progress`` gets the fraction of segments handled ("12/48 segments").
+
+    Raises UserError when ``out_root`` was ingested from other inputs
+    (:func:`ingest_inputs`), and :class:`IngestIncomplete` after writing what it could
+    when segments were skipped and ``allow_missing`` is False (then no ``dataset.json``
+    is written; the failures are in ``out_root/ingest_failures.csv``; a dataset built
+    before with skipped segments accepts as many again). ``dataset.json``
+    (kind ``"epic"``) is written last. Rerunning resumes and repairs damaged chunks.
+    ``command``: the command line that runs this ingest, quoted in fixes (default
+    ``python -m core ingest --dataset <folder name>``).
     """
     frames_root, out_root = Path(frames_root), Path(out_root)
     if frame_stride < 1:
         raise UserError(f"frame_stride must be at least 1, got {frame_stride}.", "Pass 1 to keep every frame.")
     if max_frames_per_segment is not None and max_frames_per_segment < 1:
         raise UserError(f"max_frames_per_segment must be at least 1, got {max_frames_per_segment}.", "Pass a positive number or None.")
-    ann = load_annotations(annotations, participant)
+    if threads < 1:
+        raise UserError(f"threads must be at least 1, got {threads}.", "Pass 1 or more JPEG workers.")
+    wanted = parse_participants(participants if participants is not None else participant)
+    ann = select_participants(load_annotations(annotations, None), wanted, Path(annotations))
     val_ids: set[str] | None = None
     if val_annotations is not None:
         if val_videos is not None:
             raise UserError("Both val_videos and val_annotations are set.", "Keep one of them: val_annotations defines the val split by itself.")
-        val_ann = load_annotations(val_annotations, participant)
+        val_all = load_annotations(val_annotations, None)
+        val_ann = val_all if wanted == ALL_PARTICIPANTS else val_all[val_all["participant_id"].isin(wanted)]
         val_ids = set(val_ann.index)
         ann = pd.concat([ann[~ann.index.isin(val_ann.index)], val_ann])
     verb_names, noun_names = load_class_names(verb_classes, noun_classes, ann)
 
-    participant_dir = frames_root / participant
-    if not participant_dir.is_dir():
+    videos = sorted(ann["video_id"].unique(), key=natural_key)
+    participant_of = dict(zip(ann["video_id"], ann["participant_id"]))
+    video_dirs = {v: _video_dir(frames_root, participant_of[v], v) for v in videos}
+    present = [v for v in videos if video_dirs[v].is_dir()]
+    if not present:
+        first = video_dirs[videos[0]]
         raise UserError(
-            f"No frames folder for participant {participant} at {participant_dir}.",
-            f"Extract the EPIC RGB frames as {frames_root}/{participant}/<video_id>/frame_0000000001.jpg "
-            "or pass the folder that contains the participant folders as frames_root.",
+            f"None of the {len(videos)} video folders exist under {frames_root} (e.g. expected {first}).",
+            f"Extract each video's RGB frames into {frames_root}/<participant>/<video_id>/frame_0000000001.jpg, "
+            "or pass the folder that contains the participant folders.",
         )
-    videos = sorted(ann["video_id"].unique(), key=_natural_key)
-    if not any(_video_dir(frames_root, participant, v).is_dir() for v in videos):
-        raise UserError(
-            f"None of the {len(videos)} video folders exist under {participant_dir} (e.g. expected {participant_dir / videos[0]}).",
-            "Extract each video's RGB frames into <frames_root>/<participant>/<video_id>/.",
-        )
-    if val_ids is not None:
-        val = sorted(ann.loc[sorted(val_ids), "video_id"].unique(), key=_natural_key)
-    elif val_videos is None:
-        val = default_val_videos(videos)
-    else:
-        val = [str(v) for v in val_videos]
-        unknown = sorted(set(val) - set(videos))
+    if val_videos is not None:
+        unknown = sorted(set(map(str, val_videos)) - set(videos))
         if unknown:
-            raise UserError(
-                f"val_videos {', '.join(unknown)} have no annotations for {participant}.",
-                f"Pick from {', '.join(videos)}.",
-            )
-    val_set = set(val)
-    settings = {
-        "participant": participant,
-        "frame_stride": int(frame_stride),
-        "max_frames_per_segment": max_frames_per_segment,
-        "val_videos": sorted(val_set, key=_natural_key),
-    }
-    if val_annotations is not None:  # only then: older ingests (without the key) still resume
-        settings["val_annotations"] = str(Path(val_annotations).resolve())
+            raise UserError(f"val_videos {', '.join(unknown)} have no annotations for these participants.", f"Pick from {', '.join(videos)}.")
+    inputs = ingest_inputs(annotations, participants=wanted, frame_stride=frame_stride, max_frames_per_segment=max_frames_per_segment,
+                           val_videos=val_videos, val_annotations=val_annotations)
     out_root.mkdir(parents=True, exist_ok=True)
-    _check_ingest_settings(out_root, settings)
+    _check_inputs(out_root, inputs, command or f"python -m core ingest --dataset {out_root.name}")
+    atomic_write_text(out_root / SETTINGS_FILE, json.dumps({"inputs": inputs}, indent=2) + "\n")
 
-    # Video by video in natural order, segments by start: frame files are read in disk order.
+    def split_of(nid: str, video: str, val: set[str]) -> str:
+        return "val" if (nid in val_ids if val_ids is not None else video in val) else "train"
+
+    # Provisional default split among the videos present; fixed below from what was ingested.
+    val_set = set(map(str, val_videos)) if val_videos is not None else set(_val_split(ann, present))
     video_rank = {v: i for i, v in enumerate(videos)}
     order = np.lexsort((ann.index.to_numpy().astype(str), ann["start_frame"].to_numpy(), ann["video_id"].map(video_rank).to_numpy()))
     ann = ann.iloc[order]
+    todo = ann[ann["video_id"].isin(present)]
     missing: dict[str, str] = {}
 
-    def segments() -> Iterator[SegmentToWrite]:
-        for nid, row in ann.iterrows():
+    def segments(pool: ThreadPoolExecutor | None) -> Iterator[SegmentToWrite]:
+        for nid, row in todo.iterrows():
             meta = {"narration_id": nid}
             meta.update({c: row[c] for c in REQUIRED_COLUMNS if c != "narration_id"})
             meta.update({c: str(row[c]) for c in OPTIONAL_META_COLUMNS if c in row.index and pd.notna(row[c])})
-            meta["split"] = "val" if (nid in val_ids if val_ids is not None else row["video_id"] in val_set) else "train"
+            meta["split"] = split_of(str(nid), row["video_id"], val_set)
             numbers = segment_frame_numbers(row["start_frame"], row["stop_frame"], frame_stride, max_frames_per_segment)
             meta["frame_stride"] = int(frame_stride)
             meta["first_frame"], meta["last_frame"] = numbers[0], numbers[-1]
             meta["subsampled"] = len(numbers) < len(range(int(row["start_frame"]), int(row["stop_frame"]) + 1, frame_stride))
-            video_dir = _video_dir(frames_root, participant, row["video_id"])
-            yield SegmentToWrite(meta=meta, load_frames=_frame_loader(str(nid), video_dir, numbers, missing))
+            yield SegmentToWrite(meta=meta, load_frames=_frame_loader(str(nid), video_dirs[row["video_id"]], numbers, missing, pool, 4 * threads))
 
-    gulp_report = write_gulp(
-        out_root / GULP_SUBDIR, segments(), progress=progress, total=len(ann)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="ingest-jpeg") if threads > 1 else None
+    try:
+        gulp_report = write_gulp(out_root / GULP_SUBDIR, segments(pool), progress=progress, total=len(todo), jpeg_quality=JPEG_QUALITY)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # The val split among the videos actually ingested (resumes may add videos: move segments).
+    stored = read_segment_metas(out_root / GULP_SUBDIR)
+    ingested = sorted({str(m.get("video_id")) for m in stored.values()}, key=natural_key)
+    final_val = set(map(str, val_videos)) if val_videos is not None else set(_val_split(ann, ingested))
+    moves = {nid: {"split": split_of(nid, str(m.get("video_id")), final_val)} for nid, m in stored.items()}
+    moved = update_segment_meta(out_root / GULP_SUBDIR, {n: u for n, u in moves.items() if stored[n].get("split") != u["split"]})
+    if val_ids is not None:
+        final_val = {str(m.get("video_id")) for n, m in stored.items() if n in val_ids}
+
+    missing_rows = [(str(n), v, str(video_dirs[v])) for n, v in zip(ann.index, ann["video_id"]) if v not in set(present)]
+    report = IngestReport(
+        out_root=out_root, n_segments=len(ann), gulp=gulp_report, val_videos=sorted(final_val, key=natural_key),
+        missing=[(nid, missing[nid]) for nid, _ in gulp_report.failed if nid in missing],
+        other_failures=[(nid, reason) for nid, reason in gulp_report.failed if nid not in missing],
+        missing_videos=[v for v in videos if v not in set(present)], n_videos=len(videos),
+        segments_of_missing_videos=len(missing_rows), video_of=dict(zip(ann.index.astype(str), ann["video_id"])), split_moved=moved,
     )
-    miss = [(nid, missing[nid]) for nid, _ in gulp_report.failed if nid in missing]
-    other = [(nid, reason) for nid, reason in gulp_report.failed if nid not in missing]
-
     write_class_csvs(out_root, verb_names, noun_names)
-    failures_path = out_root / _FAILURES_FILE
-    if gulp_report.failed:
-        atomic_write_text(failures_path, _failures_csv([(n, f"missing frame {p}") for n, p in miss] + other))
+    failures_path = out_root / FAILURES_FILE
+    if report.n_skipped:
+        atomic_write_text(failures_path, _failures_csv(report, missing_rows))
+        report.failures_path = failures_path
     else:
         failures_path.unlink(missing_ok=True)
+    # A dataset already built with skipped segments accepted them: resuming or repairing it
+    # with the same inputs (checked above) keeps accepting as many.
+    accepted = _accepted_skips(out_root)
+    if report.n_skipped and not allow_missing and report.n_skipped > accepted:
+        raise IngestIncomplete(report, "Extract the missing frames and rerun the ingest (it resumes), or accept the skipped segments with allow_missing.")
     # dataset.json last: its presence means the folder is a usable dataset.
     write_dataset_info(
         out_root,
         {
             "name": out_root.name,
             "kind": "epic",
-            **settings,
-            "annotations": str(Path(annotations).resolve()),
+            "participants": wanted,
+            "frame_stride": int(frame_stride),
+            "max_frames_per_segment": max_frames_per_segment,
+            "val_videos": report.val_videos,
+            "annotations": inputs["annotations"],
+            "val_annotations": inputs["val_annotations"],
             "val_fraction_default": VAL_FRACTION if val_videos is None and val_annotations is None else None,
             "short_side": SHORT_SIDE,
-            "n_failed": len(gulp_report.failed),
+            "n_skipped": report.n_skipped,
         },
     )
-    report = IngestReport(out_root=out_root, n_segments=len(ann), gulp=gulp_report, val_videos=settings["val_videos"], missing=miss, other_failures=other)
-    if gulp_report.failed:
-        _print_failures(report, failures_path)
     return report
 
 
-def _frame_loader(nid: str, video_dir: Path, numbers: list[int], missing: dict[str, str]):
-    def load() -> list[np.ndarray]:
+def _accepted_skips(out_root: Path) -> int:
+    try:
+        return int(json.loads((out_root / DATASET_INFO_FILE).read_text(encoding="utf-8")).get("n_skipped") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def _frame_loader(nid: str, video_dir: Path, numbers: list[int], missing: dict[str, str], pool: ThreadPoolExecutor | None, window: int):
+    def load() -> Iterator[bytes]:
         # Check every file first: a segment with a gap is skipped without decoding anything.
         for n in numbers:
             p = _frame_path(video_dir, n)
             if not p.is_file():
                 missing[nid] = str(p)
                 raise FileNotFoundError(2, "missing frame", str(p))
-        return [_load_frame(_frame_path(video_dir, n)) for n in numbers]
+        return _ordered(pool, [_frame_path(video_dir, n) for n in numbers], window)
 
     return load
-
-
-def _print_failures(report: IngestReport, failures_path: Path, limit: int = 50) -> None:
-    rows = [(n, f"missing frame {p}") for n, p in report.missing] + report.other_failures
-    print(f"{len(rows)} of {report.n_segments} segments were skipped:")
-    for nid, problem in rows[:limit]:
-        print(f"  {nid}: {problem}")
-    if len(rows) > limit:
-        print(f"  ... and {len(rows) - limit} more")
-    print(f"Full list: {failures_path}. Fix: extract the missing frames and rerun the ingest; it resumes.")

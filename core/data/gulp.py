@@ -11,6 +11,11 @@ Resumability: a chunk is written to hidden temporary names and ``os.replace``d i
 place, data first and meta last, so a ``meta_<k>.gmeta`` file is the commit marker of
 chunk ``k``. On start, :func:`write_gulp` deletes leftover temporary files and any data
 chunk without its meta, then skips every segment already present in a committed chunk.
+
+Verification: ``manifest.json`` (:mod:`core.data.gulp_manifest`) records each committed
+chunk's sizes and checksums. :func:`check_gulp` compares the files with it (``status``);
+on start, :func:`write_gulp` deletes the chunks that no longer match (damaged, or one of
+the pair deleted) so that exactly their segments are written again.
 """
 
 from __future__ import annotations
@@ -19,16 +24,30 @@ import csv
 import io
 import json
 import os
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import simplejpeg
 
+from core.data.gulp_format import (  # noqa: F401  (encode_jpeg is re-exported for the EPIC ingest)
+    _DATA_RE,
+    _TMP_PREFIX,
+    _TMP_SUFFIX,
+    _REBUILD_FIX,
+    _json_default,
+    _clean_meta,
+    encode_jpeg,
+    _encode_jpeg,
+    _chunk_paths,
+    _scan_chunks,
+    _validate_chunk_meta,
+    _load_chunk_meta,
+    _check_data_size,
+)
+from core.data.gulp_manifest import ManifestCheck, check_chunks, chunk_record, read_manifest, write_manifest
 from core.errors import UserError
 from core.io_utils import atomic_write_text
 from core.runtime import Progress, or_silent
@@ -41,18 +60,6 @@ VERB_CSV = "verb_classes.csv"
 NOUN_CSV = "noun_classes.csv"
 GULP_SUBDIR = "gulp"
 
-_DATA_RE = re.compile(r"^data_(\d+)\.gulp$")
-_META_RE = re.compile(r"^meta_(\d+)\.gmeta$")
-# Hidden and with a non-gulp suffix, so gulpio2's globs (data*.gulp, meta*.gmeta) never see them.
-_TMP_PREFIX = ".partial_"
-_TMP_SUFFIX = ".tmp"
-
-_REBUILD_FIX = (
-    "Delete that file (and its partner data_<k>.gulp / meta_<k>.gmeta) and rerun the "
-    "ingest or demo generation: it resumes and rewrites only the missing segments."
-)
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -61,13 +68,16 @@ class SegmentToWrite:
     """One segment to gulp.
 
     ``meta`` must be JSON-serialisable (numpy scalars are converted) and include
-    ``narration_id``. ``load_frames`` returns a list of (H, W, 3) uint8 RGB arrays and is
-    only called when the segment is not already in the gulp directory. It may raise
-    ``FileNotFoundError`` or ``UserError``: the segment is then reported as failed.
+    ``narration_id``. ``load_frames`` returns the frames in order, each a (H, W, 3) uint8
+    RGB array or the bytes of an already encoded JPEG; a lazy iterable is streamed into
+    the chunk frame by frame (bounded memory on long segments). It is only called when the
+    segment is not already in the gulp directory. It (or iterating its result) may raise
+    ``FileNotFoundError`` or ``UserError``: the segment is then reported as failed and
+    nothing of it stays in the chunk.
     """
 
     meta: dict
-    load_frames: Callable[[], list[np.ndarray]]
+    load_frames: Callable[[], Iterable[np.ndarray | bytes]]
 
 
 @dataclass
@@ -79,6 +89,8 @@ class GulpWriteReport:
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     chunks_written: list[str] = field(default_factory=list)
+    #: Chunks found damaged against the manifest and deleted before writing ("data_3.gulp: missing").
+    repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -91,114 +103,44 @@ class GulpWriteReport:
         )
 
 
-def _json_default(obj: Any) -> Any:
-    # pandas rows hand us numpy scalars; store them as plain JSON numbers.
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (pd.Timestamp, pd.Timedelta)):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+def check_gulp(gulp_dir: Path) -> ManifestCheck:
+    """Compare the chunks of ``gulp_dir`` with its manifest (fast: hashes only files whose mtime changed)."""
+    data, meta = _scan_chunks(Path(gulp_dir))
+    return check_chunks(data, meta, read_manifest(Path(gulp_dir)))
 
 
-def _clean_meta(meta: dict) -> dict:
-    """A JSON round-tripped copy of ``meta`` (numpy scalars -> Python numbers)."""
-    try:
-        return json.loads(json.dumps(meta, default=_json_default))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"segment meta is not JSON-serialisable: {exc}") from exc
-
-
-def _encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(
-            f"frames must be (H, W, 3) uint8 RGB arrays, got shape {frame.shape} dtype {frame.dtype}"
-        )
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB")
-
-
-def _chunk_paths(gulp_dir: Path, k: int) -> tuple[Path, Path]:
-    return gulp_dir / f"data_{k}.gulp", gulp_dir / f"meta_{k}.gmeta"
-
-
-def _scan_chunks(gulp_dir: Path) -> tuple[dict[int, Path], dict[int, Path]]:
-    data: dict[int, Path] = {}
-    meta: dict[int, Path] = {}
-    if gulp_dir.is_dir():
-        for p in gulp_dir.iterdir():
-            if m := _DATA_RE.match(p.name):
-                data[int(m.group(1))] = p
-            elif m := _META_RE.match(p.name):
-                meta[int(m.group(1))] = p
-    return data, meta
-
-
-def _validate_chunk_meta(meta: Any, meta_path: Path) -> None:
-    """Structure check of a parsed ``meta_<k>.gmeta``; UserError naming it if malformed."""
-    try:
-        if not isinstance(meta, dict):
-            raise ValueError("top level is not an object")
-        for id_, entry in meta.items():
-            infos = entry["frame_info"]
-            if not entry["meta_data"] or not infos:
-                raise ValueError(f"segment {id_!r} has no meta_data or no frames")
-            for info in infos:
-                if len(info) != 3 or not all(isinstance(v, int) and v >= 0 for v in info):
-                    raise ValueError(f"segment {id_!r} has a malformed frame_info entry")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"Gulp chunk meta file {meta_path} is corrupt ({exc}).", _REBUILD_FIX) from exc
-
-
-def _load_chunk_meta(meta_path: Path) -> "OrderedDict[str, Any]":
-    """Parse and check one ``meta_<k>.gmeta``; UserError naming it if unreadable."""
-    try:
-        with open(meta_path, "r", encoding="utf-8") as fh:
-            meta = json.load(fh, object_pairs_hook=OrderedDict)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"Gulp chunk meta file {meta_path} is corrupt or unreadable ({exc}).", _REBUILD_FIX) from exc
-    _validate_chunk_meta(meta, meta_path)
-    return meta
-
-
-def _required_data_size(meta: dict) -> int:
-    # frame_info entries are [loc, pad, length]; length already includes padding.
-    return max((loc + length for entry in meta.values() for loc, _pad, length in entry["frame_info"]), default=0)
-
-
-def _check_data_size(data_path: Path, meta: dict) -> None:
-    need = _required_data_size(meta)
-    try:
-        have = data_path.stat().st_size
-    except OSError as exc:
-        raise UserError(f"Gulp chunk data file {data_path} is unreadable ({exc}).", _REBUILD_FIX) from exc
-    if have < need:
-        raise UserError(
-            f"Gulp chunk data file {data_path} is truncated ({have} bytes, its meta needs {need}).",
-            _REBUILD_FIX,
-        )
-
-
-def _prepare_gulp_dir(gulp_dir: Path) -> tuple[set[str], int]:
-    """Remove leftovers of an interrupted run; return (ids already present, next chunk id)."""
+def _prepare_gulp_dir(gulp_dir: Path, report: GulpWriteReport) -> tuple[set[str], int, dict[int, dict]]:
+    """Remove leftovers of an interrupted run and chunks that no longer match the manifest;
+    return (ids already present, next chunk id, manifest entries of the chunks kept)."""
     gulp_dir.mkdir(parents=True, exist_ok=True)
     for p in gulp_dir.iterdir():
         if p.name.startswith(_TMP_PREFIX) or (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)):
             p.unlink(missing_ok=True)
     data, meta = _scan_chunks(gulp_dir)
+    manifest = read_manifest(gulp_dir) or {}
+    check = check_chunks(data, meta, manifest)
+    for k, why in sorted(check.damaged.items()):
+        report.repaired.append(f"data_{k}.gulp: {why}")
+        manifest.pop(k)
+        for files in (data, meta):
+            if k in files:
+                files.pop(k).unlink(missing_ok=True)
     # Data without meta = never committed; meta without data = its data was deleted
     # (e.g. by a user following our corrupt-chunk advice). Either way the chunk is void.
     for k in set(data) - set(meta):
-        data[k].unlink(missing_ok=True)
+        data.pop(k).unlink(missing_ok=True)
     for k in set(meta) - set(data):
-        meta[k].unlink(missing_ok=True)
+        meta.pop(k).unlink(missing_ok=True)
     present: set[str] = set()
     committed = sorted(set(data) & set(meta))
     for k in committed:
         chunk_meta = _load_chunk_meta(meta[k])
-        _check_data_size(data[k], chunk_meta)
+        if k not in manifest:  # committed by a run interrupted before its manifest update: adopt it
+            _check_data_size(data[k], chunk_meta)
+            manifest[k] = chunk_record(data[k], meta[k], len(chunk_meta))
         present.update(chunk_meta.keys())
-    return present, (max(committed) + 1 if committed else 0)
+    write_manifest(gulp_dir, manifest)
+    return present, (max(committed) + 1 if committed else 0), manifest
 
 
 class _ChunkBuilder:
@@ -215,16 +157,28 @@ class _ChunkBuilder:
     def __len__(self) -> int:
         return len(self.meta)
 
-    def add(self, id_: str, meta: dict, frames: Sequence[np.ndarray]) -> None:
-        # Encode everything first so a bad frame never leaves half a segment in the file.
-        records = [_encode_jpeg(f, self.quality) for f in frames]
+    def add(self, id_: str, meta: dict, frames: Iterable[np.ndarray | bytes]) -> int:
+        """Stream ``frames`` (arrays or JPEG bytes) into the chunk; returns how many.
+
+        On any exception the file is cut back to where the segment began, so a bad frame
+        never leaves half a segment in the chunk.
+        """
+        start = self.fh.tell()
         infos = []
-        for jpeg in records:
-            pad = (4 - len(jpeg) % 4) % 4
-            loc = self.fh.tell()
-            self.fh.write(jpeg + b"\0" * pad)
-            infos.append([loc, pad, len(jpeg) + pad])
-        self.meta[id_] = OrderedDict([("frame_info", infos), ("meta_data", [meta])])
+        try:
+            for frame in frames:
+                jpeg = frame if isinstance(frame, bytes) else _encode_jpeg(frame, self.quality)
+                pad = (4 - len(jpeg) % 4) % 4
+                loc = self.fh.tell()
+                self.fh.write(jpeg + b"\0" * pad)
+                infos.append([loc, pad, len(jpeg) + pad])
+        except BaseException:
+            self.fh.seek(start)
+            self.fh.truncate(start)
+            raise
+        if infos:
+            self.meta[id_] = OrderedDict([("frame_info", infos), ("meta_data", [meta])])
+        return len(infos)
 
     def commit(self) -> None:
         self.fh.flush()
@@ -263,7 +217,9 @@ def write_gulp(
     completed so far in the open chunk are committed before re-raising, so a rerun loses
     at most the segment in flight. Frames of one segment should share one size.
     ``progress`` gets the fraction of ``total`` segments handled (when ``total`` is known),
-    counted as ``"12/48 <desc>"``.
+    counted as ``"12/48 <desc>"``. Chunks that no longer match the manifest are deleted
+    first (listed in ``report.repaired``) and their segments written again; the manifest
+    is updated after every committed chunk.
     """
     if segments_per_chunk < 1:
         raise UserError(f"segments_per_chunk must be at least 1, got {segments_per_chunk}.", "Pass a positive number.")
@@ -271,8 +227,8 @@ def write_gulp(
         raise UserError(f"jpeg_quality must be in 1..100, got {jpeg_quality}.", "Pass e.g. 90.")
     report_progress = or_silent(progress)
     out_dir = Path(out_dir)
-    present, next_k = _prepare_gulp_dir(out_dir)
     report = GulpWriteReport(out_dir=out_dir)
+    present, next_k, manifest = _prepare_gulp_dir(out_dir, report)
     seen: set[str] = set()
     builder: _ChunkBuilder | None = None
 
@@ -280,6 +236,8 @@ def write_gulp(
         nonlocal builder, next_k
         assert builder is not None
         builder.commit()
+        manifest[next_k] = chunk_record(builder.data_path, builder.meta_path, len(builder))
+        write_manifest(out_dir, manifest)
         report.chunks_written.append(builder.meta_path.name)
         builder = None
         next_k += 1
@@ -299,20 +257,20 @@ def write_gulp(
                 continue
             seen.add(id_)
             meta = _clean_meta(seg.meta)
+            if builder is None:
+                builder = _ChunkBuilder(out_dir, next_k, jpeg_quality)
             try:
                 frames = seg.load_frames()
+                n_added = builder.add(id_, meta, frames if frames is not None else [])
             except FileNotFoundError as exc:
                 report.failed.append((id_, f"missing file {exc.filename}" if exc.filename else str(exc)))
                 continue
             except UserError as exc:
                 report.failed.append((id_, str(exc)))
                 continue
-            if frames is None or len(frames) == 0:
+            if n_added == 0:
                 report.failed.append((id_, "no frames"))
                 continue
-            if builder is None:
-                builder = _ChunkBuilder(out_dir, next_k, jpeg_quality)
-            builder.add(id_, meta, frames)
             report.written.append(id_)
             if len(builder) >= segments_per_chunk:
                 commit()
@@ -332,6 +290,43 @@ def write_gulp(
         if builder is not None:
             builder.discard()
     return report
+
+
+def read_segment_metas(gulp_dir: Path) -> dict[str, dict]:
+    """``{narration_id: meta dict}`` of every committed segment of ``gulp_dir`` (meta files only)."""
+    data, meta = _scan_chunks(Path(gulp_dir))
+    out: dict[str, dict] = {}
+    for k in sorted(set(data) & set(meta)):
+        for id_, entry in _load_chunk_meta(meta[k]).items():
+            out[id_] = dict(entry["meta_data"][0])
+    return out
+
+
+def update_segment_meta(gulp_dir: Path, updates: dict[str, dict]) -> int:
+    """Merge ``updates[narration_id]`` into those segments' meta dicts (e.g. a new ``split``).
+
+    Only the meta files of affected chunks are rewritten (atomically; frames untouched)
+    and the manifest follows them. Returns the number of segments changed.
+    """
+    gulp_dir = Path(gulp_dir)
+    data, meta = _scan_chunks(gulp_dir)
+    manifest = read_manifest(gulp_dir) or {}
+    changed = 0
+    for k in sorted(set(data) & set(meta)):
+        chunk = _load_chunk_meta(meta[k])
+        n = 0
+        for id_, entry in chunk.items():
+            new = updates.get(id_)
+            if new and any(entry["meta_data"][0].get(key) != value for key, value in new.items()):
+                entry["meta_data"][0].update(_clean_meta(new))
+                n += 1
+        if n:
+            atomic_write_text(meta[k], json.dumps(chunk))
+            manifest[k] = chunk_record(data[k], meta[k], len(chunk))
+            changed += n
+    if changed:
+        write_manifest(gulp_dir, manifest)
+    return changed
 
 
 # ----------------------------------------------------------------------------- dataset files
@@ -521,6 +516,21 @@ class GulpClipDataset:
                 h, w = self._decode(id_, [0])[0].shape[:2]
                 return np.empty((0, h, w, 3), dtype=np.uint8)
         return np.stack(self._decode(id_, idx))
+
+    def iter_frames(self, narration_id: str, indices: Sequence[int] | None = None, batch: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream a clip's frames in batches of at most ``batch`` frames (bounded memory on
+        long segments): yields ``(positions (k,) int64 into indices, frames (k, H, W, 3) uint8)``."""
+        id_ = self._check_id(narration_id)
+        idx = np.arange(self.n_frames(id_), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        for start in range(0, len(idx), max(1, int(batch))):
+            pos = np.arange(start, min(start + max(1, int(batch)), len(idx)), dtype=np.int64)
+            yield pos, self.frames(id_, idx[pos])
+
+    def chunk_files(self, narration_id: str) -> tuple[Path, Path]:
+        """``(data_<k>.gulp, meta_<k>.gmeta)`` holding the clip (what to delete when it is damaged)."""
+        data = self._chunk_of[self._check_id(narration_id)]
+        k = int(_DATA_RE.match(data.name).group(1))  # type: ignore[union-attr]
+        return _chunk_paths(data.parent, k)
 
     def _decode(self, id_: str, idx: list[int]) -> list[np.ndarray]:
         try:

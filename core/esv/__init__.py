@@ -4,11 +4,13 @@ Two entry points (used by the app, the CLI and the benchmarks alike)::
 
     explain_multiscale(heads, priors, features, *, samples_per_scale=None, iterations=1, seed=None, method=None)
     explain_variable_length(model, priors, features, *, samples_per_scale=None, iterations=1, seed=None, method=None)
+    explain_multiscale_batch(heads, priors, features)   # features (B, n, D): exact ESVs of B clips at once
 
 ``samples_per_scale=None`` computes exact ESVs; an integer uses the Play Fair
 constructive sampler with that many subsets per size. ``method`` picks the estimator
 explicitly (see :data:`ESV_METHODS`): ``"surrogate"`` is the additive-surrogate game
-(multiscale only), with the constructive sampler's head budget. Work runs on the
+(multiscale) or the coalition surrogate (variable-length), with the constructive
+sampler's budget. Work runs on the
 device of ``features``.
 
 Both are thin: they check the inputs (:func:`core.shapley.check_clip`), build the game
@@ -30,18 +32,23 @@ from core.models.evaluation import eval_mode
 from core.shapley import (
     MAX_EXACT_FRAMES,
     AdditiveSurrogate,
+    CoalitionSurrogate,
     ConstructiveSampler,
+    ESVBatchResult,
     ESVResult,
     ExactShapley,
+    MultiscaleGameBatch,
     MultiscaleGame,
     VariableLengthGame,
     check_clip,
+    check_clips,
 )
 from core.shapley.approximators import per_size_cost
 from core.shapley.game import Game
 from core.shapley.validation import check_positive_int
 
-__all__ = ["ESVResult", "explain_multiscale", "explain_variable_length", "MAX_EXACT_FRAMES", "ESV_METHODS"]
+__all__ = ["ESVResult", "ESVBatchResult", "explain_multiscale", "explain_multiscale_batch", "explain_variable_length",
+           "MAX_EXACT_FRAMES", "ESV_METHODS"]
 
 # Estimators ``method=`` accepts; None keeps the historical rule (exact unless
 # samples_per_scale is given, then constructive sampling).
@@ -83,6 +90,37 @@ def explain_multiscale(
         return _run(MultiscaleGame(heads, features, priors64), samples_per_scale, iterations, seed, method)
 
 
+def explain_multiscale_batch(heads: Sequence[nn.Module], priors: torch.Tensor, features: torch.Tensor) -> ESVBatchResult:
+    """Exact ESVs of B clips of a multiscale model at once (same heads, priors and n).
+
+    Clip b's values equal ``explain_multiscale(heads, priors, features[b]).esvs`` to float
+    rounding; chunks of clips share every weight pass (one product per head and layer),
+    so many short clips cost far less than one call each. Progress (in clips) goes to
+    :func:`core.runtime.report`.
+
+    Args:
+        heads: ``heads[k-1]`` maps ``(N, k, D)`` to ``(N, C)`` logits, k = 1..nmax.
+        priors: ``(C,)`` class priors summing to 1, v(empty).
+        features: ``(B, n, D)`` frame features, clips stacked, frames in temporal order.
+    Returns:
+        :class:`ESVBatchResult`: ``esvs`` ``(B, n, C)``, ``probs`` ``(B, C)``; ``result[b]``
+        is clip b's :class:`ESVResult`.
+    Raises:
+        UserError (a ``ValueError``): bad inputs, named in the message.
+    """
+    if len(heads) == 0:
+        raise UserError("no heads given: pass heads[k-1] for scales k = 1..nmax (at least one)")
+    features, priors64 = check_clips(priors, features)
+    if features.shape[1] > MAX_EXACT_FRAMES:
+        raise UserError(
+            f"exact ESVs of {features.shape[1]} frames need 2^{features.shape[1]} subsets per clip; at most "
+            f"{MAX_EXACT_FRAMES} frames are supported exactly.", "Explain fewer frames, or clip by clip with samples_per_scale.",
+        )
+    heads = list(heads)
+    with eval_mode(heads):
+        return ExactShapley().approximate_batch(MultiscaleGameBatch(heads, features, priors64))
+
+
 def explain_variable_length(
     model: nn.Module, priors: torch.Tensor, features: torch.Tensor, *,
     samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, method: str | None = None,
@@ -90,12 +128,9 @@ def explain_variable_length(
     """ESVs of a model accepting any number of frames, v(S) = softmax(model(S)).
 
     Args as :func:`explain_multiscale`, with ``model`` mapping ``(B, k, D)`` -> ``(B, C)`` for any k
-    (``method="surrogate"`` is for single-scale heads only and raises here).
+    (``method="surrogate"``: :class:`~core.shapley.CoalitionSurrogate` with the
+    constructive sampler's budget, ``samples_per_scale`` coalitions per size, default 128).
     """
-    if method == "surrogate":
-        raise UserError(
-            "method='surrogate' models single-scale heads: use explain_multiscale, or method='constructive' / exact here"
-        )
     features, priors64 = check_clip(priors, features)
     _check_sampling(samples_per_scale, iterations)
     with eval_mode([model]):
@@ -115,7 +150,8 @@ def _run(game: Game, samples_per_scale: int | None, iterations: int, seed: int |
         if iterations != 1:
             raise UserError("method='surrogate' runs once: pass iterations=1 and raise samples_per_scale instead")
         sps = SURROGATE_DEFAULT_SAMPLES if samples_per_scale is None else int(samples_per_scale)
-        return _as_requested(AdditiveSurrogate().approximate(game, per_size_cost(game, sps), seed), sps)
+        estimator = AdditiveSurrogate() if game.kind == "multiscale" else CoalitionSurrogate()
+        return _as_requested(estimator.approximate(game, per_size_cost(game, sps), seed), sps)
     if method == "exact" and samples_per_scale is not None:
         raise UserError("method='exact' enumerates every subset: leave samples_per_scale=None")
     if method == "constructive" and samples_per_scale is None:

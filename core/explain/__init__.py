@@ -8,6 +8,7 @@ the workspace (it reads one through :class:`ExplanationProvider`).
 """
 
 from core.explain.cache import ResultCache
+from core.explain.cost import DEFAULT_LIMITS, CostEstimate, Limits, check_settings, estimate_cost, exact_equivalent, limits_from_config
 from core.explain.result import TARGETS, ClipExplanation, ExplanationProvider, Target, describe, resolve_class
 from core.explain.service import (
     CACHE_VERSION,
@@ -19,6 +20,13 @@ from core.explain.service import (
 )
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "CostEstimate",
+    "Limits",
+    "check_settings",
+    "estimate_cost",
+    "exact_equivalent",
+    "limits_from_config",
     "CACHE_VERSION",
     "MODELS",
     "TARGETS",

@@ -9,7 +9,7 @@ service reads (a Protocol, so ``core.explain`` never imports the workspace); and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Union
 
 import numpy as np
@@ -36,7 +36,9 @@ class ExplanationProvider(Protocol):
 
     def clips(self, split: str | None = None) -> pd.DataFrame: ...
 
-    def features(self, clip_id: str) -> np.ndarray: ...
+    def features(self, clip_id: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """``(T', D)``, or ``(n, D)`` of feature rows ``rows`` (n,) only."""
+        ...
 
     def heads(self, task: str) -> Any: ...
 
@@ -78,11 +80,17 @@ class ClipExplanation:
         explained_class: the class whose ESVs are reported in :attr:`esvs`.
         explained_name: its name.
         label: ground-truth class id of the clip.
-        top5: [(class_id, name, prob)] of the model on all n frames, best first.
-        prob: model probability of the explained class on all n frames.
+        top5: [(class_id, name, prob)] of the full model on all n frames, best first
+            (computed directly, whatever the ESV method).
+        prob: the full model's probability of the explained class on all n frames.
         prior: prior of the explained class.
         efficiency_gap: ``sum(esvs) - (prob - prior)``; ~0 for exact ESVs.
         cached: True when the ESVs came from a cache (memory or disk).
+        model_probs: ``(C,)`` float64 the full model's softmax on all n frames.
+        estimated_prob: the method's own v(N) of the explained class (an approximator's
+            estimate; equal to ``prob`` for exact ESVs).
+        requested_method: the method asked for; differs from :attr:`method` when the
+            settings evaluated every subset and the exact path ran instead.
     """
 
     clip_id: str
@@ -99,6 +107,10 @@ class ClipExplanation:
     prior: float
     efficiency_gap: float
     cached: bool = False
+    model_probs: np.ndarray | None = None
+    estimated_prob: float | None = None
+    requested_method: str | None = None
+    _names: list[str] = field(default_factory=list, repr=False)
 
     @property
     def esvs(self) -> np.ndarray:
@@ -109,14 +121,48 @@ class ClipExplanation:
     def predicted_class(self) -> int:
         return self.top5[0][0]
 
+    @property
+    def method(self) -> str:
+        """The estimator that produced the ESVs (``"exact"``, ``"constructive-sampling"``, ...)."""
+        return str(self.esv_result.method)
+
+    @property
+    def exact(self) -> bool:
+        return bool(self.esv_result.exact)
+
+    @property
+    def std_errors(self) -> np.ndarray | None:
+        """(n,) standard errors of :attr:`esvs` where the method estimates them, else None."""
+        std = getattr(self.esv_result, "std_errors", None)
+        return None if std is None else std[:, self.explained_class].detach().double().cpu().numpy()
+
+    def top_k(self, k: int = 10) -> list[tuple[int, str, float]]:
+        """[(class_id, name, prob)] of the full model's k most probable classes, best first."""
+        probs = np.asarray(self.model_probs) if self.model_probs is not None else self.esv_result.probs.detach().double().cpu().numpy()
+        order = np.argsort(-probs, kind="stable")[: int(k)]
+        return [(int(c), self._names[c] if c < len(self._names) else str(c), float(probs[c])) for c in order]
+
+    def esvs_of(self, class_id: int) -> np.ndarray:
+        """(n,) ESVs of any class (the overlay of a second class on the chart)."""
+        return self.esv_result.esvs[:, int(class_id)].detach().double().cpu().numpy()
+
+    def std_errors_of(self, class_id: int) -> np.ndarray | None:
+        std = getattr(self.esv_result, "std_errors", None)
+        return None if std is None else std[:, int(class_id)].detach().double().cpu().numpy()
+
 
 def describe(
     result: Any, *, clip_id: str, task: str, model: str, label: int, names: list[str], frame_indices: np.ndarray,
-    target: Any, cached: bool,
+    target: Any, cached: bool, model_probs: torch.Tensor | None = None, requested: str | None = None,
 ) -> ClipExplanation:
     """Wrap an engine result (``esvs`` (n, C), ``probs`` (C,), ``priors`` (C,)) as a
-    :class:`ClipExplanation` of the class ``target`` names."""
-    probs = result.probs.detach().double().cpu()
+    :class:`ClipExplanation` of the class ``target`` names.
+
+    ``model_probs`` (C,): the full model's output on all n frames when ``result.probs`` is
+    only an estimate (approximate results); the prediction, p and efficiency use it.
+    """
+    estimated = result.probs.detach().double().cpu()
+    probs = estimated if model_probs is None else model_probs.detach().double().cpu()
     order = torch.argsort(probs, descending=True)[:5].tolist()
     cls = resolve_class(target, label=label, predicted=order[0], n_classes=len(probs), task=task)
     priors = result.priors.detach().double().cpu()
@@ -140,4 +186,8 @@ def describe(
         prior=float(priors[cls]),
         efficiency_gap=esv_sum - float(probs[cls] - priors[cls]),
         cached=cached,
+        model_probs=probs.numpy(),
+        estimated_prob=float(estimated[cls]),
+        requested_method=requested,
+        _names=list(names),
     )

@@ -10,7 +10,10 @@ frames (halves the sampling cost; they are still separate models).
 
 All clips' features are loaded into memory once (:class:`FeatureBank`: one
 concatenated ``(sum T_i, D)`` tensor plus offsets), so an epoch is a gather and a few
-large matmuls. Early stopping keeps the epoch with the best validation top-1 (ties:
+large matmuls. With ``TrainConfig.frames_per_clip = K`` a training clip contributes only
+K uniformly spaced feature rows (:func:`uniform_rows`; training samples its ordered frames
+among them) and a validation clip only the segment centres evaluation uses
+(:func:`centre_rows`), so only those frames need features: a sparse bank. Early stopping keeps the epoch with the best validation top-1 (ties:
 lower validation loss) and stops after ``patience`` epochs without improvement;
 ``patience=None`` or no validation clips means a fixed number of epochs.
 
@@ -70,6 +73,10 @@ class TrainConfig:
         tsn_hidden_dim: 0 = linear per-frame classifier.
         tsn_max_frames: TSN training draws k uniformly from 1..tsn_max_frames per step.
         seed: seeds torch and numpy (sampling, init, shuffling).
+        frames_per_clip: K = train on K uniformly spaced feature rows per training clip (only
+            those frames are extracted); None = every row. On the demo (48 rows per clip)
+            K = 16 kept the 8-frame MTRN top-1 within 2 points of every row, K = 8 lost 4
+            on verbs (``docs/features.md``).
         threads: torch intra-op threads while training (restored afterwards); None keeps
             torch's setting. 1 is the default because these matmuls are small: on a shared
             2-core CPU two threads were 3-15x SLOWER than one (threads wait on each other).
@@ -88,6 +95,7 @@ class TrainConfig:
     tsn_max_frames: int = 8
     seed: int = 0
     threads: int | None = 1
+    frames_per_clip: int | None = None
 
     def __post_init__(self) -> None:
         self.scales = tuple(int(s) for s in self.scales)
@@ -100,6 +108,10 @@ class TrainConfig:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}.", "Use e.g. dropout = 0.5.")
         if self.patience is not None and int(self.patience) < 1:
             self.patience = None
+        if self.frames_per_clip is not None:
+            if int(self.frames_per_clip) < 0:
+                raise UserError(f"frames_per_clip must be >= 1 (or 0 = every frame), got {self.frames_per_clip}.", "Use e.g. frames_per_clip = 16.")
+            self.frames_per_clip = int(self.frames_per_clip) or None  # 0 = every frame
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -123,25 +135,39 @@ class FeatureBank:
         ids: clip ids, length N.
         data: ``(sum_i T_i, D)`` float32, clip i's frames at rows ``offsets[i] : offsets[i] + lengths[i]``.
         offsets, lengths: ``(N,)`` int64.
+        full_lengths: ``(N,)`` feature rows of each whole clip when the bank is sparse (holds
+            only some rows of each clip), else None (= ``lengths``).
+        rows: ``(sum_i T_i,)`` int64 clip feature row of each bank row when sparse, else None.
     """
 
     ids: list[str]
     data: torch.Tensor
     offsets: np.ndarray
     lengths: np.ndarray
+    full_lengths: np.ndarray | None = None
+    rows: np.ndarray | None = None
 
     @classmethod
-    def from_arrays(cls, ids: Sequence[str], arrays: Sequence[np.ndarray]) -> "FeatureBank":
-        """Build from per-clip ``(T_i, D)`` arrays (in ``ids`` order)."""
+    def from_arrays(cls, ids: Sequence[str], arrays: Sequence[np.ndarray], rows: Sequence[np.ndarray] | None = None,
+                    full_lengths: Sequence[int] | None = None) -> "FeatureBank":
+        """Build from per-clip ``(T_i, D)`` arrays (in ``ids`` order); a sparse bank also gets
+        each array's sorted clip feature ``rows`` (T_i,) and each clip's ``full_lengths``."""
         if len(ids) != len(arrays):
             raise ValueError("ids and arrays differ in length")
+        if (rows is None) != (full_lengths is None):
+            raise ValueError("a sparse bank needs both rows and full_lengths")
         lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(arrays) else np.zeros(0, np.int64)
         dims = {a.shape[1] for a in arrays}
         if len(dims) > 1:
             raise UserError(f"Clips have features of different sizes {sorted(dims)}.", "Re-extract features with one backbone.")
         data = torch.from_numpy(np.concatenate(arrays, axis=0).astype(np.float32, copy=False)) if arrays else torch.zeros(0, 0)
-        return cls(list(ids), data, offsets, lengths)
+        if rows is None:
+            return cls(list(ids), data, offsets, lengths)
+        flat = np.concatenate([np.asarray(r, np.int64) for r in rows]) if len(rows) else np.zeros(0, np.int64)
+        if len(flat) != len(data):
+            raise ValueError("rows do not match the arrays' lengths")
+        return cls(list(ids), data, offsets, lengths, np.asarray(full_lengths, dtype=np.int64), flat)
 
     @property
     def feature_dim(self) -> int:
@@ -156,20 +182,50 @@ class FeatureBank:
         return self.data[torch.from_numpy(flat.reshape(-1))].view(len(clip_rows), frame_rows.shape[1], -1)
 
     def centre_batch(self, n_frames: int) -> tuple[np.ndarray, torch.Tensor]:
-        """Segment-centre sampling of every clip long enough: (positions (B,), features (B, n, D))."""
-        keep = np.flatnonzero(self.lengths >= n_frames)
-        rows = np.stack([segment_centre_indices(int(self.lengths[i]), n_frames) for i in keep]) if len(keep) else np.zeros((0, n_frames), np.int64)
-        return keep, self.gather(keep, rows) if len(keep) else torch.zeros(0, n_frames, self.feature_dim)
+        """Segment-centre sampling of every clip long enough: (positions (B,), features (B, n, D)).
+
+        Centres are of the whole clip; a sparse bank serves the stored row nearest to each
+        (exact when it was built with :func:`centre_rows`)."""
+        full = self.lengths if self.full_lengths is None else self.full_lengths
+        keep = np.flatnonzero(full >= n_frames)
+        if not len(keep):
+            return keep, torch.zeros(0, n_frames, self.feature_dim)
+        rows = np.stack([segment_centre_indices(int(full[i]), n_frames) for i in keep])
+        if self.rows is not None:
+            rows = np.stack([self._nearest(int(i), r) for i, r in zip(keep, rows)])
+        return keep, self.gather(keep, rows)
+
+    def _nearest(self, clip: int, wanted: np.ndarray) -> np.ndarray:
+        """Positions within clip ``clip``'s stored rows of the rows nearest to ``wanted``."""
+        stored = self.rows[self.offsets[clip] : self.offsets[clip] + self.lengths[clip]]  # type: ignore[index]
+        right = np.clip(np.searchsorted(stored, wanted), 0, len(stored) - 1)
+        left = np.clip(right - 1, 0, len(stored) - 1)
+        return np.where(np.abs(stored[left] - wanted) <= np.abs(stored[right] - wanted), left, right)
 
 
-def load_feature_bank(get: Callable[[str], np.ndarray], ids: Sequence[str], progress: Progress | None = None) -> FeatureBank:
-    """Read every clip's features once (``get`` is e.g. ``FeatureStore.get``)."""
+def load_feature_bank(get: Callable[[str], np.ndarray], ids: Sequence[str], progress: Progress | None = None,
+                      rows: Sequence[np.ndarray] | None = None, full_lengths: Sequence[int] | None = None) -> FeatureBank:
+    """Read every clip's features once (``get`` is e.g. ``FeatureStore.get``, or a reader of
+    the clip's ``rows`` for a sparse bank; see :meth:`FeatureBank.from_arrays`)."""
     arrays = []
     for i, cid in enumerate(ids):
         arrays.append(np.asarray(get(cid), dtype=np.float32))
         if progress is not None and (i % 50 == 0 or i == len(ids) - 1):
             progress((i + 1) / max(len(ids), 1), f"loading features {i + 1}/{len(ids)}")
-    return FeatureBank.from_arrays(ids, arrays)
+    return FeatureBank.from_arrays(ids, arrays, rows, full_lengths)
+
+
+def uniform_rows(n_rows: int, k: int | None) -> np.ndarray:
+    """``(min(k, n_rows),)`` uniformly spaced feature rows of a clip (segment centres); all rows when k is None."""
+    if k is None or k >= n_rows:
+        return np.arange(n_rows, dtype=np.int64)
+    return segment_centre_indices(n_rows, k)
+
+
+def centre_rows(n_rows: int, n_max: int) -> np.ndarray:
+    """Sorted union of the segment centres of 1..n_max frames (those the clip has): the rows evaluation reads."""
+    parts = [segment_centre_indices(n_rows, n) for n in range(1, min(n_max, n_rows) + 1)]
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
 
 @dataclass

@@ -14,6 +14,7 @@ Thread-safe: one instance may serve several Streamlit sessions; lazy loads take 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -28,11 +29,11 @@ from core.data.gulp import GulpClipDataset
 from core.data.sampling import segment_centre_indices
 from core.data.sources.base import DatasetSource
 from core.errors import UserError
-from core.features import FeatureStore
+from core.features import ExtractReport, FeatureStore
 from core.io_utils import stable_hash
 from core.models.io import HeadSet, load_fork_heads, load_head_set
 from core.models.priors import load_priors
-from core.models.training import FeatureBank, TrainConfig, load_feature_bank
+from core.models.training import FeatureBank, TrainConfig, centre_rows, load_feature_bank, uniform_rows
 from core.paths import cache_dir
 from core.runtime import TASKS, Progress, check_task, torch_threads
 
@@ -49,14 +50,17 @@ class Artifacts:
         device: device for feature extraction (None = CUDA if available).
         encoder: a ready frame encoder to use instead of the source's (tests, benchmarks).
         threads: torch intra-op threads while extracting features (None = leave torch's setting).
+        decode_workers: processes decoding frames during bulk extraction (None = automatic,
+            see :meth:`core.features.FeatureStore.extract_all`).
     """
 
     def __init__(self, source: DatasetSource, *, train_config: TrainConfig | None = None, device: str | None = None,
-                 encoder: FrameEncoder | None = None, threads: int | None = 1) -> None:
+                 encoder: FrameEncoder | None = None, threads: int | None = 1, decode_workers: int | None = None) -> None:
         self.source = source
         self.train_config = train_config if train_config is not None else TrainConfig.from_dict(source.train_overrides())
         self.device = device
         self.threads = threads
+        self.decode_workers = decode_workers
         self.given_encoder = encoder
         self.lock = threading.RLock()
         self.reset()
@@ -106,6 +110,8 @@ class Artifacts:
                 else:
                     inputs["train"] = self.train_config.to_dict()
                     inputs["train"].pop("threads", None)  # speed only, not results
+                    if inputs["train"].get("frames_per_clip") is None:
+                        inputs["train"].pop("frames_per_clip", None)  # keeps the keys of heads trained before the setting existed
                     self._heads_key = stable_hash(inputs)
             return self._heads_key
 
@@ -113,11 +119,33 @@ class Artifacts:
 
     @property
     def dataset(self) -> GulpClipDataset:
-        """The gulped clips (UserError when not built yet)."""
+        """The gulped clips (UserError when not built yet); reloaded when rebuilt on disk."""
         with self.lock:
+            self.refresh()
             if self._dataset is None:
+                self._dataset_token = self._disk_token()
                 self._dataset = GulpClipDataset(self.source.root)
             return self._dataset
+
+    def _disk_token(self) -> tuple:
+        """(mtime, size) of dataset.json and the chunk manifest: both change when the dataset is rebuilt or repaired."""
+        out = []
+        for path in (self.source.root / "dataset.json", self.source.root / "gulp" / "manifest.json"):
+            try:
+                st = path.stat()
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def refresh(self) -> bool:
+        """Forget what was loaded when the dataset changed on disk since (another process
+        rebuilt or repaired it: a running app picks that up without a restart). Two stat calls."""
+        with self.lock:
+            if self._dataset is not None and self._disk_token() != self._dataset_token:
+                self.reset()
+                return True
+        return False
 
     @property
     def encoder(self) -> FrameEncoder:
@@ -138,6 +166,7 @@ class Artifacts:
     def clips(self, split: str | None = None) -> pd.DataFrame:
         """One row per clip, indexed by narration_id, in dataset order (see ``Workspace.clips``)."""
         with self.lock:
+            self.refresh()
             if self._clips is None:
                 self._clips = self._clip_table()
             df = self._clips
@@ -173,14 +202,19 @@ class Artifacts:
             raise UserError(f"Clip {clip_id!r} is not in dataset {self.source.name!r}.", f"Pick one of its {len(df)} clips (e.g. {', '.join(df.index[:3])}).")
         return df.loc[str(clip_id)]
 
-    def features(self, clip_id: str) -> np.ndarray:
-        """``(T', D)`` float32 features of a clip (extracted on first request, then in memory)."""
+    def features(self, clip_id: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Features of a clip: every row ``(T', D)`` float32 (extracted on first request, then in
+        memory), or only feature rows ``rows`` (n,) -> ``(n, D)``, computing just the missing ones."""
         clip_id = str(clip_id)
         with self.lock:
             if clip_id in self._features:
                 self._features.move_to_end(clip_id)
-                return self._features[clip_id]
+                full = self._features[clip_id]
+                return full if rows is None else full[np.asarray(rows, dtype=np.int64)]
         self.clip_row(clip_id)
+        if rows is not None:
+            with torch_threads(self.threads):
+                return self.feature_store.get_rows(clip_id, rows, device=self.device)
         with torch_threads(self.threads):
             arr = self.feature_store.get(clip_id, device=self.device)
         with self.lock:
@@ -188,6 +222,38 @@ class Artifacts:
             while len(self._features) > FEATURE_LRU:
                 self._features.popitem(last=False)
         return arr
+
+    def missing_feature_rows(self, clip_id: str, n_frames: int) -> int:
+        """How many of the clip's ``n_frames`` sampled feature rows are not computed yet."""
+        with self.lock:
+            if str(clip_id) in self._features:
+                return 0
+        return len(self.feature_store.missing_rows(str(clip_id), self.feature_rows(clip_id, n_frames)))
+
+    def extract(self, rows: dict[str, np.ndarray] | None = None, progress: Progress | None = None) -> ExtractReport:
+        """Bulk extraction (every missing row of every clip, or only ``rows`` per clip) with
+        this dataset's device, threads and decode workers (:meth:`FeatureStore.extract_all`)."""
+        with torch_threads(self.threads):
+            return self.feature_store.extract_all(
+                rows=rows, progress=progress, device=self.device, workers=self.decode_workers,
+                open_dataset=functools.partial(GulpClipDataset, self.source.root),
+            )
+
+    def frames_todo(self, rows: dict[str, np.ndarray] | None = None) -> int:
+        """Feature rows :meth:`extract` would compute now (every missing row, or those among ``rows``)."""
+        store = self.feature_store
+        wanted = rows if rows is not None else dict.fromkeys(self.clips().index)
+        return int(sum(len(store.missing_rows(i, r)) for i, r in wanted.items()))
+
+    def split_rows(self, split: str, frames_per_clip: int | None) -> dict[str, np.ndarray] | None:
+        """Feature rows each clip of a split needs when heads train on ``frames_per_clip``
+        frames per clip (None = every row): K uniformly spaced rows of a training clip, the
+        segment centres the evaluation uses (1..max scale frames) of a validation clip."""
+        df = self.clips(split)
+        if split == "train":
+            return None if frames_per_clip is None else {i: uniform_rows(int(n), frames_per_clip) for i, n in df["n_features"].items()}
+        n_max = max(len(self.train_config.scales), self.train_config.tsn_max_frames)
+        return {i: centre_rows(int(n), n_max) for i, n in df["n_features"].items()}
 
     def feature_rows(self, clip_id: str, n_frames: int) -> np.ndarray:
         """``(n,)`` int64 segment-centre feature rows of a clip (UserError when it is shorter than n)."""
@@ -238,8 +304,15 @@ class Artifacts:
             raise UserError("No accuracy table yet: the heads are not built.", "Run `python -m core train`.")
         return pd.read_csv(path)
 
-    def load_split(self, split: str, progress: Progress | None = None) -> tuple[FeatureBank, dict[str, np.ndarray]]:
-        """All features of a split in memory + labels ``(N,)`` per task."""
+    def load_split(self, split: str, progress: Progress | None = None, rows: dict[str, np.ndarray] | None = None,
+                   exclude: frozenset[str] = frozenset()) -> tuple[FeatureBank, dict[str, np.ndarray]]:
+        """Features of a split in memory (every row, or ``rows`` per clip: a sparse bank) +
+        labels ``(N,)`` per task; clips in ``exclude`` (damaged) are left out."""
         df = self.clips(split)
-        bank = load_feature_bank(lambda i: self.feature_store.get(i, device=self.device), list(df.index), progress)
+        df = df[~df.index.isin(list(exclude))]
+        if rows is None:
+            bank = load_feature_bank(lambda i: self.feature_store.get(i, device=self.device), list(df.index), progress)
+        else:
+            bank = load_feature_bank(lambda i: self.feature_store.get_rows(i, rows[i], device=self.device), list(df.index), progress,
+                                     rows=[rows[i] for i in df.index], full_lengths=df["n_features"].to_numpy())
         return bank, {t: df[f"{t}_class"].to_numpy() for t in TASKS}

@@ -14,19 +14,23 @@ import abc
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Sequence
 
 import pandas as pd
 
 from core.errors import UserError
+from core.features import DamagedClip
 from core.io_utils import atomic_write_text
 from core.models.io import load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
 from core.models.training import evaluate, train_heads
 from core.pipeline.artifacts import Artifacts
-from core.runtime import TASKS, Progress, scaled, torch_threads
+from core.runtime import TASKS, Progress, scaled
 
 STEP_ORDER: tuple[str, ...] = ("dataset", "backbone", "features", "priors", "heads")
+# What explaining needs: features of the sampled frames are computed on the spot.
+EXPLORE_STEPS: tuple[str, ...] = ("dataset", "backbone", "priors", "heads")
 
 
 @dataclass
@@ -38,12 +42,15 @@ class BuildStep:
         done: the artefact is built and matches the current inputs.
         detail: a human sentence (what is there / what is missing).
         how: how to build it (a CLI command; the app may show a button instead).
+        optional: not needed to explore clips (batch ESVs, the faithfulness table:
+            :func:`core.analysis.optional_steps.full_status` adds those rows).
     """
 
     name: str
     done: bool
     detail: str
     how: str
+    optional: bool = False
 
 
 @dataclass
@@ -111,6 +118,9 @@ class DatasetStep(PipelineStep):
         if not source.dataset_built():
             source.check_dataset_inputs()
             return False, f"no dataset at {source.root}"
+        problem = source.verify_dataset()  # "already built" means verified against the chunk manifest
+        if problem:
+            return False, f"dataset at {source.root} is not intact: {problem}"
         ds = self.art.dataset
         n_val = len(ds.split_ids("val"))
         return True, f"{len(ds)} clips ({len(ds) - n_val} train, {n_val} val) at {source.root}"
@@ -149,12 +159,38 @@ class FeaturesStep(PipelineStep):
         ids = self.art.clips().index
         missing = sum(not store.has(i) for i in ids)
         if missing:
-            return False, f"{len(ids) - missing}/{len(ids)} clips have features in {store.directory}"
+            return False, f"{len(ids) - missing}/{len(ids)} clips have all their features in {store.directory} (the others are computed when explored)"
         return True, f"{len(ids)} clips, D={store.feature_dim}, stride {store.stride}"
 
+    def frames_todo(self) -> int:
+        """Feature rows a build would compute now (the CLI's progress bar counts them)."""
+        return self.art.frames_todo()
+
     def build(self, progress: Progress) -> None:
-        with torch_threads(self.art.threads):
-            self.art.feature_store.extract_all(device=self.art.device, progress=progress)
+        report = self.art.extract(progress=progress)
+        if report.failed:
+            raise damaged_data_error(self.art, report.failed, len(self.art.clips()))
+
+
+def damaged_data_error(art: Artifacts, failed: Sequence[DamagedClip], n_clips: int) -> UserError:
+    """The end-of-run error of an extraction that skipped damaged clips: a summary, the full
+    list in a CSV next to the features, and the commands that repair and finish the run."""
+    path = art.feature_store.directory / "damaged-clips.csv"
+    ds = art.dataset
+    chunks: list[str] = []
+    rows = []
+    for clip in failed:
+        files = [str(p) for p in ds.chunk_files(clip.clip_id)]
+        rows.append({"narration_id": clip.clip_id, "chunk": files[0], "problem": clip.problem})
+        chunks += [f for f in files if f not in chunks]
+    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
+    names = ", ".join(c.clip_id for c in failed[:5]) + (", …" if len(failed) > 5 else "")
+    problem = (
+        f"{len(failed)} of {n_clips} clips could not be decoded (damaged data) and have no features: {names}; "
+        f"the other clips are done. First problem: {failed[0].problem}. Full list: {path}"
+    )
+    commands = art.source.repair_commands([Path(c) for c in chunks])
+    return UserError(problem, "Rebuild the damaged gulp chunk(s) and finish the extraction: " + " && ".join(f"`{c}`" for c in commands))
 
 
 class PriorsStep(PipelineStep):
@@ -200,16 +236,31 @@ class HeadsStep(PipelineStep):
             return True, f"trained ({summary} top-1 at {int(best['n_frames'].max()) if len(best) else '?'} frames)"
         return False, "not trained yet"
 
+    def sampled_rows(self) -> tuple[dict | None, dict | None]:
+        """(train, val) feature rows per clip that building the heads reads; None = every row.
+        Fork heads are only evaluated: the validation centres are all they need."""
+        k, fork = self.art.train_config.frames_per_clip, self.art.source.fork_heads_dir()
+        val_rows = self.art.split_rows("val", k) if (k is not None or fork is not None) else None
+        train_rows = self.art.split_rows("train", k) if fork is None else {}
+        return train_rows, val_rows
+
     def build(self, progress: Progress) -> None:
         art = self.art
         out = art.heads_dir()
         fork = art.source.fork_heads_dir()
-        val, yva = art.load_split("val", scaled(progress, 0.0, 0.1))
+        train_rows, val_rows = self.sampled_rows()
+        damaged: frozenset[str] = frozenset()
+        if val_rows is not None and train_rows is not None:
+            # Only the sampled frames: one bulk extraction counted in frames (decode workers, damaged clips skipped).
+            report = art.extract({**train_rows, **val_rows}, scaled(progress, 0.0, 0.5, prefix="features of sampled frames: "))
+            damaged = frozenset(c.clip_id for c in report.failed)
+            progress = scaled(progress, 0.5, 1.0)
+        val, yva = art.load_split("val", scaled(progress, 0.0, 0.1), rows=val_rows, exclude=damaged)
         if fork is not None:
             tables = [evaluate(load_fork_heads(fork, t), val, yva[t], models=("mtrn_head", "mtrn")) for t in TASKS]
             acc = pd.concat(tables, ignore_index=True)
         else:
-            train, ytr = art.load_split("train", scaled(progress, 0.1, 0.2))
+            train, ytr = art.load_split("train", scaled(progress, 0.1, 0.2), rows=train_rows, exclude=damaged)
             n_classes = {t: len(art.class_names(t)) for t in TASKS}
             result = train_heads(train, ytr, val, yva, n_classes, art.train_config, scaled(progress, 0.2, 1.0))
             meta = {"dataset": art.source.name, "dataset_key": art.dataset_key(), "features": art.feature_store.directory.name}
@@ -218,7 +269,7 @@ class HeadsStep(PipelineStep):
                 hs.meta.update(meta)
                 save_head_set(hs, out / f"{t}.pt")
             acc = result.accuracy
-            info = {"seconds": result.seconds, **result.info, "config": result.config.to_dict()}
+            info = {"seconds": result.seconds, **result.info, "config": result.config.to_dict(), "damaged_clips_left_out": sorted(damaged)}
             atomic_write_text(out / "train_info.json", json.dumps(info, indent=2))
         atomic_write_text(out / "accuracy.json", acc.to_json(orient="records", indent=2))
         atomic_write_text(out / "accuracy.csv", acc.to_csv(index=False))  # written last: marks the step done

@@ -18,16 +18,18 @@ from core.errors import UserError
 from core.shapley.approximators import (
     AdditiveSurrogate,
     Approximator,
+    CoalitionSurrogate,
     ConstructiveSampler,
     ExactShapley,
     KernelSHAP,
     LeaveOneOut,
 )
 from core.shapley.approximators.base import MAX_EXACT_FRAMES
-from core.shapley.game import Game, LevelRecursion, SampledLogits, ScaleHeads
+from core.shapley.batch import MultiscaleGameBatch
+from core.shapley.game import AllSubsetLogits, Game, LevelRecursion, SampledLogits, ScaleHeads
 from core.shapley.games import MultiscaleGame, TableGame, VariableLengthGame
-from core.shapley.result import ESVResult
-from core.shapley.validation import check_clip, check_model_output
+from core.shapley.result import ESVBatchResult, ESVResult
+from core.shapley.validation import check_clip, check_clips, check_model_output
 
 __all__ = [
     "APPROXIMATORS",
@@ -36,9 +38,13 @@ __all__ = [
     "ExactShapley",
     "ConstructiveSampler",
     "AdditiveSurrogate",
+    "CoalitionSurrogate",
     "KernelSHAP",
     "LeaveOneOut",
     "ESVResult",
+    "ESVBatchResult",
+    "MultiscaleGameBatch",
+    "AllSubsetLogits",
     "Game",
     "LevelRecursion",
     "SampledLogits",
@@ -47,13 +53,14 @@ __all__ = [
     "VariableLengthGame",
     "TableGame",
     "check_clip",
+    "check_clips",
     "check_model_output",
     "MAX_EXACT_FRAMES",
 ]
 
 # name -> approximator class; every one has the interface of Approximator
 APPROXIMATORS: dict[str, type[Approximator]] = {
-    cls.name: cls for cls in (ExactShapley, ConstructiveSampler, AdditiveSurrogate, KernelSHAP, LeaveOneOut)
+    cls.name: cls for cls in (ExactShapley, ConstructiveSampler, AdditiveSurrogate, CoalitionSurrogate, KernelSHAP, LeaveOneOut)
 }
 
 

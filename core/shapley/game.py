@@ -10,6 +10,8 @@ game (e.g. :class:`core.shapley.games.TableGame`) needs none of them:
 
 * :class:`LevelRecursion`: exact logits of every subset, one size at a time, from the
   previous size's (the exact approximator's fast path);
+* :class:`AllSubsetLogits`: exact logits of every subset in one buffer (its fastest
+  path for small n);
 * :class:`SampledLogits`: logits of drawn subsets from drawn sub-subsets only (the
   constructive sampler's game);
 * :class:`ScaleHeads`: the single-scale heads of a multiscale model, evaluated on
@@ -23,15 +25,20 @@ from typing import ClassVar, Literal, Protocol, Sequence
 
 import torch
 
+from core.runtime import report
 from core.shapley.subsets import SubsetLevel
 
-__all__ = ["Game", "GameKind", "LevelRecursion", "SampledLogits", "ScaleHeads", "ContainmentFn", "masks_of"]
+__all__ = ["Game", "GameKind", "LevelRecursion", "AllSubsetLogits", "SampledLogits", "ScaleHeads", "ContainmentFn", "masks_of"]
 
 GameKind = Literal["multiscale", "variable_length", "generic"]
 
+# Model evaluations :meth:`Game.value` runs at once (each holds a hidden layer and C
+# logits: about 2.5 kB for the demo and EPIC heads, so ~160 MB per chunk).
+VALUE_CHUNK_EVALUATIONS = 2**16
+
 
 def masks_of(combos: torch.Tensor) -> torch.Tensor:
-    """``(N, t)`` int64 frame indices -> ``(N,)`` int64 bit masks (n <= 62)."""
+    """``(N, t)`` int64 frame indices -> ``(N,)`` int64 bit masks (n <= 64)."""
     return (torch.ones((), dtype=torch.int64, device=combos.device) << combos).sum(dim=1)
 
 
@@ -73,13 +80,21 @@ class Game(ABC):
         out = torch.empty(coalitions.shape[0], self.n_classes, dtype=torch.float64, device=self.device)
         sizes = coalitions.sum(dim=1)
         frames = torch.arange(self.n_players, device=self.device)
+        done, total = 0, int(coalitions.shape[0])
         for t in sorted(set(sizes.tolist())):
             rows = (sizes == t).nonzero().flatten()
             if t == 0:
                 out[rows] = self.priors
                 continue
-            combos = frames.expand(rows.shape[0], -1)[coalitions[rows]].view(-1, t)  # sorted members
-            out[rows] = self._values(combos)
+            # Bounded chunks: a t-coalition of a multiscale game expands to C(t, s) s-subsets per
+            # scale (12,870 at t = 16), so a thousand of them at once would take gigabytes.
+            step = max(1, VALUE_CHUNK_EVALUATIONS // max(1, self.value_cost([t])))
+            for lo in range(0, rows.shape[0], step):
+                chunk = rows[lo : lo + step]
+                combos = frames.expand(chunk.shape[0], -1)[coalitions[chunk]].view(-1, t)  # sorted members
+                out[chunk] = self._values(combos)
+                done += int(chunk.shape[0])
+                report(done / total, f"{done:,}/{total:,} coalitions")
         return out
 
     def value_cost(self, sizes: Sequence[int]) -> int:
@@ -99,7 +114,7 @@ class Game(ABC):
 
 
 class ContainmentFn(Protocol):
-    def __call__(self, t: int, s_max: int) -> torch.Tensor: ...
+    def __call__(self, t: int, s_max: int, rows: slice = ...) -> torch.Tensor: ...
 
 
 class LevelRecursion(ABC):
@@ -114,6 +129,16 @@ class LevelRecursion(ABC):
         """
 
 
+class AllSubsetLogits(ABC):
+    """Fastest exact path: the logits of every subset at once, in a few large operations."""
+
+    @abstractmethod
+    def all_logits(self) -> torch.Tensor | None:
+        """``(2^n - 1, C)`` logits of every non-empty subset in level order
+        (:func:`core.shapley.subsets.subset_levels`, sizes ascending), counted; None when
+        this game cannot (then :class:`LevelRecursion` or ``value`` serves)."""
+
+
 class SampledLogits(ABC):
     """Constructive sampling's game: logits of drawn subsets using only drawn sub-subsets."""
 
@@ -123,9 +148,10 @@ class SampledLogits(ABC):
 
         Args:
             combos: ``combos[t-1]`` ``(N_t, t)`` drawn t-subsets, t = 1..n.
-            containment: ``containment(t, s_max)`` -> ``(N_t, N_1 + ... + N_{s_max})`` float64
-                0/1 matrix, 1 where a drawn s-subset (s = 1..s_max, blocks in that order)
-                is contained in a drawn t-subset.
+            containment: ``containment(t, s_max, rows)`` -> ``(len(rows), N_1 + ... + N_{s_max})``
+                float64 0/1 matrix, 1 where a drawn s-subset (s = 1..s_max, blocks in that
+                order) is contained in drawn t-subset ``rows`` (a slice of the N_t; callers
+                take row chunks so the matrix stays within a memory bound).
         Returns:
             ``logits[t-1]`` ``(N_t, C)`` float64.
         """

@@ -30,11 +30,22 @@ from torch.nn import functional as F
 
 from core.models.evaluation import make_evaluator
 from core.models.multiscale import scale_combos
-from core.shapley.game import ContainmentFn, Game, GameKind, LevelRecursion, SampledLogits, ScaleHeads, masks_of
+from core.models.packed import packed_heads
+from core.runtime import report
+from core.shapley.fused import FUSED_MAX_FRAMES, multiscale_subset_logits
+from core.shapley.game import (
+    AllSubsetLogits, ContainmentFn, Game, GameKind, LevelRecursion, SampledLogits, ScaleHeads, masks_of,
+)
 from core.shapley.subsets import SubsetLevel, subset_levels
 from core.shapley.validation import check_model_output
 
 __all__ = ["MultiscaleGame", "VariableLengthGame", "TableGame", "LevelTable", "mean_of_children"]
+
+# Peak bytes of one chunk of the constructive sampler's containment matrix and its
+# temporaries (about CONTAINMENT_COPIES float64-sized copies): bounds a request's memory
+# (unchunked, 3,000 samples per scale at n = 16 reached 1.6 GB, 12,870 would need ~30 GB).
+CONTAINMENT_CHUNK_BYTES = 256 * 2**20
+CONTAINMENT_COPIES = 4
 
 # Logits of (N, s) subsets; counts its evaluations in ``n_evaluations``.
 ScaleFn = Callable[[torch.Tensor], torch.Tensor]
@@ -64,7 +75,7 @@ class LevelTable:
         return self.table[self.order[torch.searchsorted(self.sorted_masks, masks_of(combos))]]
 
 
-class MultiscaleGame(Game, LevelRecursion, SampledLogits, ScaleHeads):
+class MultiscaleGame(Game, LevelRecursion, AllSubsetLogits, SampledLogits, ScaleHeads):
     """Multiscale TRN game over single-scale heads ``heads[k-1]``, k = 1..nmax.
 
     Args:
@@ -83,7 +94,9 @@ class MultiscaleGame(Game, LevelRecursion, SampledLogits, ScaleHeads):
         usable = list(heads)[: min(len(heads), n)]  # heads wider than the clip are never called
         for k, head in enumerate(usable, start=1):
             check_model_output(head, features[:k], priors.shape[0], f"heads[{k - 1}]")
-        self._setup([make_evaluator(h, features) for h in usable], len(heads), n, priors)
+        # Evaluators project every frame on first use: the exact path (all_logits) never needs them.
+        self._setup(lambda: [make_evaluator(h, features) for h in usable], len(heads), n, priors)
+        self._heads, self._features = list(heads), features
 
     @classmethod
     def from_level_tables(cls, tables: Sequence[torch.Tensor], n_scales: int, priors: torch.Tensor) -> "MultiscaleGame":
@@ -95,14 +108,45 @@ class MultiscaleGame(Game, LevelRecursion, SampledLogits, ScaleHeads):
         game._setup([LevelTable(t, levels[s]) for s, t in enumerate(tables, start=1)], n_scales, n, priors)
         return game
 
-    def _setup(self, scale_fns: Sequence[ScaleFn], n_scales: int, n: int, priors: torch.Tensor) -> None:
+    @classmethod
+    def shape_only(cls, n: int, n_scales: int, n_classes: int) -> "MultiscaleGame":
+        """A game with this shape and no heads, for planning costs (``value_cost``,
+        ``level_cost``, approximators' budgets); evaluating it raises."""
+        game = cls.__new__(cls)
+        game._setup([], n_scales, n, torch.full((n_classes,), 1.0 / n_classes, dtype=torch.float64))
+        return game
+
+    def _setup(self, scale_fns: Sequence[ScaleFn] | Callable[[], Sequence[ScaleFn]], n_scales: int, n: int, priors: torch.Tensor) -> None:
         Game.__init__(self, n, priors)
-        self.scale_fns = list(scale_fns)
+        self._scale_fns = None if callable(scale_fns) else list(scale_fns)
+        self._make_scale_fns = scale_fns if callable(scale_fns) else None
+        self._heads: list[nn.Module] | None = None
+        self._all_logits_evaluations = 0
         self.n_scales = n_scales
 
     @property
+    def scale_fns(self) -> list[ScaleFn]:
+        """``scale_fns[s-1]``: head s on ``(N, s)`` subsets -> ``(N, C)`` logits (built on first use)."""
+        if self._scale_fns is None:
+            assert self._make_scale_fns is not None
+            self._scale_fns = list(self._make_scale_fns())
+        return self._scale_fns
+
+    @property
     def n_evaluations(self) -> int:
-        return sum(int(getattr(f, "n_evaluations", 0)) for f in self.scale_fns)
+        built = self._scale_fns or []
+        return self._all_logits_evaluations + sum(int(getattr(f, "n_evaluations", 0)) for f in built)
+
+    def all_logits(self) -> torch.Tensor | None:
+        """Every subset's logits through the packed heads (plain MTRN heads, n <= :data:`FUSED_MAX_FRAMES`), else None."""
+        if self._heads is None or self.n_players > FUSED_MAX_FRAMES:
+            return None
+        packed = packed_heads(self._heads)
+        if packed is None or packed.device != self._features.device:
+            return None
+        logits, evaluations = multiscale_subset_logits(self._heads, self._features[:, None], self.n_classes, packed)
+        self._all_logits_evaluations += evaluations
+        return logits[:, 0]
 
     def head_logits(self, s: int, combos: torch.Tensor) -> torch.Tensor:
         return self.scale_fns[s - 1](combos)
@@ -142,20 +186,23 @@ class MultiscaleGame(Game, LevelRecursion, SampledLogits, ScaleHeads):
         n_scales = min(self.n_scales, len(combos))
         head_logits = [self.head_logits(s, combos[s - 1]).double() for s in range(1, n_scales + 1)]
         out = []
-        for t in range(1, len(combos) + 1):
+        n_sizes = len(combos)
+        for t in range(1, n_sizes + 1):
             m = min(t, self.n_scales)
             lower = min(t - 1, m)  # scales whose drawn subsets are proper sub-subsets
             total = head_logits[t - 1].clone() if t <= self.n_scales else None
             if lower:
-                rel = containment(t, lower)  # (N_t, sum of N_s for s <= lower), blocks by scale
-                sizes = [head_logits[s - 1].shape[0] for s in range(1, lower + 1)]
-                block = torch.repeat_interleave(
-                    torch.arange(lower, device=rel.device), torch.tensor(sizes, device=rel.device)
-                )
-                counts = torch.zeros(rel.shape[0], lower, dtype=rel.dtype, device=rel.device)
-                counts.index_add_(1, block, rel)  # drawn s-subsets inside each S
-                weights = rel / counts[:, block]
-                means = weights @ torch.cat(head_logits[:lower])  # sum over s of the per-scale means
+                means = torch.zeros(combos[t - 1].shape[0], self.n_classes, dtype=torch.float64, device=self.device)
+                width = sum(head_logits[s - 1].shape[0] for s in range(1, lower + 1))
+                step = max(1, CONTAINMENT_CHUNK_BYTES // (CONTAINMENT_COPIES * 8 * width))
+                for lo in range(0, means.shape[0], step):
+                    rel = containment(t, lower, slice(lo, lo + step))  # (rows, sum of N_s for s <= lower), blocks by scale
+                    start = 0
+                    for s in range(1, lower + 1):  # sum over s of the mean of the drawn s-subsets inside S
+                        block = rel[:, start : start + head_logits[s - 1].shape[0]]
+                        start += block.shape[1]
+                        means[lo : lo + step].addmm_(block / block.sum(dim=1, keepdim=True), head_logits[s - 1])
+                    report((t - 1 + min(lo + step, means.shape[0]) / means.shape[0]) / n_sizes, f"subsets of size {t}")
                 total = means if total is None else total.add_(means)
             out.append(total / m)
         return out
@@ -174,9 +221,17 @@ class VariableLengthGame(Game, LevelRecursion, SampledLogits):
         super().__init__(features.shape[0], priors)
         self.evaluator = make_evaluator(model, features)
 
+    @classmethod
+    def shape_only(cls, n: int, n_classes: int) -> "VariableLengthGame":
+        """A game of ``n`` players and no model, for planning costs; evaluating it raises."""
+        game = cls.__new__(cls)
+        Game.__init__(game, n, torch.full((n_classes,), 1.0 / n_classes, dtype=torch.float64))
+        game.evaluator = None
+        return game
+
     @property
     def n_evaluations(self) -> int:
-        return self.evaluator.n_evaluations
+        return self.evaluator.n_evaluations if self.evaluator is not None else 0
 
     def _values(self, combos: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.evaluator(combos).double(), dim=-1)

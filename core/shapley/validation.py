@@ -6,13 +6,15 @@ catch either.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from core.errors import UserError
 from core.models.heads import MTRNHead, TSNHead
 
-__all__ = ["check_clip", "check_model_output", "check_positive_int"]
+__all__ = ["check_clip", "check_clips", "check_model_output", "check_positive_int"]
 
 
 def check_positive_int(value: object, name: str, none_means: str | None = None) -> None:
@@ -50,11 +52,34 @@ def check_clip(priors: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tens
     if priors.dim() != 1:
         raise UserError(f"priors must have shape (n_classes,), got {tuple(priors.shape)}")
     priors64 = priors.to(device=features.device, dtype=torch.float64)
-    if not torch.isfinite(priors64).all() or (priors64 < 0).any():
-        raise UserError("priors must be finite and non-negative")
     total = float(priors64.sum())
+    if not math.isfinite(total) or not bool((priors64 >= 0).all()):  # NaN fails >= 0, inf the sum
+        raise UserError("priors must be finite and non-negative")
     if abs(total - 1.0) > 1e-4:
         raise UserError(f"priors must sum to 1, they sum to {total:.6g}: normalise them (priors / priors.sum())")
+    return features, priors64
+
+
+def check_clips(priors: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a batch of clips explained together: :func:`check_clip` for ``(B, n, D)``.
+
+    Returns:
+        ``(features, priors float64 (C,) on the features' device)``.
+    Raises:
+        UserError (a ``ValueError``) naming what is wrong (and which clips, for bad values).
+    """
+    if not isinstance(features, torch.Tensor) or features.dim() != 3:
+        got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise UserError(
+            f"batched features must be a tensor of shape (clips, n_frames, feature_dim), got {got}",
+            "Stack clips with the same number of frames (torch.stack), or pass one (n, D) clip to explain_multiscale.",
+        )
+    if features.shape[0] == 0:
+        raise UserError("features holds 0 clips", "Pass at least one clip, shape (B >= 1, n, D).")
+    if features.is_floating_point() and not torch.isfinite(features).all():
+        bad = (~torch.isfinite(features)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+        raise UserError(f"features contain NaN or inf in clip(s) {bad[:10]}", "Fix or re-extract those clips' features.")
+    _, priors64 = check_clip(priors, features[0])  # shape, dtype and priors rules of one clip
     return features, priors64
 
 
@@ -63,13 +88,15 @@ def check_model_output(model: nn.Module, probe: torch.Tensor, n_classes: int, na
 
     Plain ``MTRNHead``/``TSNHead``s are checked from their sizes; other modules run once.
     """
-    param = next(model.parameters(), None)
+    plain = type(model) in (MTRNHead, TSNHead)
+    # Plain heads: their first weight directly (model.parameters() costs more than a small clip's work).
+    param = (model.fc1.weight if type(model) is MTRNHead else model.frame_classifier[-1].weight) if plain else next(model.parameters(), None)
     if param is not None and param.device != probe.device:
         raise UserError(
             f"{name} is on {param.device} but features are on {probe.device}: move both to the same device"
         )
     k, dim = probe.shape
-    if type(model) in (MTRNHead, TSNHead):
+    if plain:
         frames_ok = type(model) is TSNHead or model.frame_count == k
         out_classes = model.n_classes if type(model) is MTRNHead else model.frame_classifier[-1].out_features
         if model.feature_dim != dim or not frames_ok:

@@ -1,7 +1,8 @@
 """Dataset sources by name: :func:`get_source` is how the rest of the code gets one.
 
 Adding a dataset = a :class:`DatasetSource` subclass listed in :data:`SOURCE_CLASSES`;
-every name in its ``names`` becomes a valid ``--dataset`` / ``Workspace(name)``.
+every name in its ``names`` (and every name its ``serves`` accepts, e.g. ``epic-P01-P02``)
+becomes a valid ``--dataset`` / ``Workspace(name)``.
 """
 
 from __future__ import annotations
@@ -11,24 +12,33 @@ from typing import Any, Mapping
 
 from core.data.sources.base import DatasetSource
 from core.data.sources.demo import DEMO_PRESETS, DemoSource
-from core.data.sources.epic import EpicSource
+from core.data.sources.epic import EpicSource, check_dataset_name, dataset_name_for
+from core.data.sources.epic_settings import SettingProblem, validate_settings
 from core.errors import UserError
 
 SOURCE_CLASSES: tuple[type[DatasetSource], ...] = (DemoSource, EpicSource)
 SOURCES: dict[str, type[DatasetSource]] = {name: cls for cls in SOURCE_CLASSES for name in cls.names}
 
 
-def dataset_names() -> list[str]:
-    """Every dataset name a source serves, in registry order (``demo``, ``demo-small``, ``epic``)."""
-    return list(SOURCES)
+def dataset_names(config: Mapping[str, Any] | None = None) -> list[str]:
+    """Every dataset name: the fixed ones in registry order (``demo``, ``demo-small``,
+    ``epic``), then those discovered in the datasets folder or ``config`` (``epic-P01``, ...)."""
+    names = list(SOURCES)
+    for cls in SOURCE_CLASSES:
+        names += [n for n in cls.discover(config) if n not in names]
+    return names
 
 
 def get_source(name: str, config: Mapping[str, Any] | None = None, config_path: Path | None = None) -> DatasetSource:
     """The source serving dataset ``name``, reading ``config`` (the parsed TOML); UserError for an unknown name."""
-    cls = SOURCES.get(name)
+    cls = SOURCES.get(name) or next((c for c in SOURCE_CLASSES if c.serves(name)), None)
     if cls is None:
-        raise UserError(f"Unknown dataset {name!r}.", f"Use one of {sorted(SOURCES)}.")
+        raise UserError(f"Unknown dataset {name!r}.", f"Use one of {', '.join(dataset_names(config))} (or epic-<participants>, e.g. epic-P01-P02).")
     return cls(name, config, config_path)
 
 
-__all__ = ["DEMO_PRESETS", "DatasetSource", "DemoSource", "EpicSource", "SOURCES", "dataset_names", "get_source"]
+__all__ = [
+    "SettingProblem", "validate_settings",
+    "DEMO_PRESETS", "DatasetSource", "DemoSource", "EpicSource", "SOURCES", "check_dataset_name", "dataset_name_for",
+    "dataset_names", "get_source",
+]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import abc
 import json
+import shlex
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 from core.backbones.base import FrameEncoder
+from core.data.gulp import GULP_SUBDIR, check_gulp
 from core.errors import UserError
 from core.io_utils import stable_hash
 from core.paths import datasets_dir
@@ -44,6 +46,16 @@ class DatasetSource(abc.ABC):
         self.name = name
         self.config: Mapping[str, Any] = config if config is not None else {}
         self.config_path = config_path
+
+    @classmethod
+    def serves(cls, name: str) -> bool:
+        """True when this class serves dataset ``name`` (default: one of :attr:`names`)."""
+        return name in cls.names
+
+    @classmethod
+    def discover(cls, config: Mapping[str, Any] | None = None) -> list[str]:
+        """Names beyond :attr:`names` that this class serves and that exist (built or configured)."""
+        return []
 
     # ------------------------------------------------------------------ settings and files
 
@@ -87,6 +99,19 @@ class DatasetSource(abc.ABC):
         """``dataset.json`` is written last by every builder: its presence means a usable dataset."""
         return (self.root / "dataset.json").exists()
 
+    def verify_dataset(self) -> str | None:
+        """Why the built dataset is not usable as built (damaged chunks against the gulp
+        manifest, or other inputs than configured), with the command that repairs it;
+        None when it is intact. Fast: only files whose mtime changed are hashed."""
+        check = check_gulp(self.root / GULP_SUBDIR)
+        if check.has_manifest and check.ok:
+            return None
+        if not check.has_manifest and not check.unlisted:
+            return f"no gulp chunks in {self.root / GULP_SUBDIR}; rebuild with `{self.how('dataset')}`"
+        if not check.has_manifest:
+            return None  # built before chunk manifests existed: readable, verified on the next ingest
+        return f"{check.describe()}; `{self.how('dataset')}` rewrites exactly those chunks"
+
     def dataset_key(self) -> str:
         """Hash of dataset.json (minus volatile fields): changes whenever the dataset is rebuilt differently."""
         info = json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
@@ -129,6 +154,15 @@ class DatasetSource(abc.ABC):
     @abc.abstractmethod
     def how(self, step: str) -> str:
         """One line (a CLI command) that builds ``step`` of this dataset."""
+
+    def repair_commands(self, damaged_chunks: Sequence[Path]) -> list[str]:
+        """Shell commands, in order, that rebuild damaged gulp chunks (deleted first, then
+        written again by a resuming build of the dataset) and finish the feature extraction."""
+        return [
+            "rm -f " + " ".join(shlex.quote(str(p)) for p in damaged_chunks),
+            f"{self.how('dataset')} --force",
+            self.how("features"),
+        ]
 
     def take_cli_settings(self, values: Mapping[str, Any]) -> str | None:
         """Copy the CLI's ingest flags (None = not given) into :attr:`config`.

@@ -3,16 +3,25 @@ no settings, built from nothing, with a small CNN trained on it as frame encoder
 
 from __future__ import annotations
 
+import json
+import shlex
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import torch
 
 from core.backbones.base import FrameEncoder
 from core.backbones.demo_cnn import DemoCNNEncoder, train_demo_cnn
 from core.data.demo import build_demo_dataset
 from core.data.sources.base import DatasetSource
 from core.errors import UserError
-from core.paths import cache_dir
+from core.io_utils import atomic_path, atomic_write_text, file_sha256
+from core.paths import PROJECT_ROOT, cache_dir
 from core.runtime import Progress
+
+# Weights of the full demo's CNN, committed so a first launch need not train it.
+COMMITTED_BACKBONE = PROJECT_ROOT / "assets" / "demo" / "demo_cnn.pt"
 
 # Demo presets: name -> build_demo_dataset kwargs, TrainConfig overrides, train_demo_cnn
 # kwargs, picker label and CLI command. "demo-small" is the tiny end-to-end run used by
@@ -22,6 +31,7 @@ DEMO_PRESETS: dict[str, dict[str, Any]] = {
         "dataset": {"n_clips": 480, "size": 128, "seed": 0},
         "training": {"hidden_dim": 256, "lr": 3e-3, "batch_size": 64, "epochs": 40, "patience": 6},
         "cnn": {},
+        "committed_backbone": True,  # assets/demo/demo_cnn.pt: first launch skips training the CNN
         "label": "Demo clips (built in)",
         "cli": "python -m core demo",
     },
@@ -68,6 +78,10 @@ class DemoSource(DatasetSource):
     def how(self, step: str) -> str:
         return str(self.preset["cli"])  # one command builds every step
 
+    def repair_commands(self, damaged_chunks: Sequence[Path]) -> list[str]:
+        # The demo renders the same clips again from its seed: rebuild the whole folder.
+        return [f"rm -rf {shlex.quote(str(self.root))}", str(self.preset["cli"])]
+
     def backbone_path(self) -> Path:
         """Demo CNN weights, keyed by the dataset they were trained on."""
         return cache_dir() / "backbones" / self.name / self.dataset_key() / "demo_cnn.pt"
@@ -82,8 +96,53 @@ class DemoSource(DatasetSource):
         path = self.backbone_path()
         return (True, f"demo CNN {path}") if path.exists() else (False, "demo CNN not trained yet")
 
+    #: False trains the CNN even when committed weights fit (``python -m core demo --retrain-backbone``).
+    use_committed_backbone: bool = True
+
+    def committed_backbone(self) -> Path | None:
+        """The committed demo CNN weights (``assets/demo/demo_cnn.pt``) when they were trained
+        by ``python -m core demo --commit-backbone`` on this very dataset (same dataset key,
+        same CNN settings, intact file), else None."""
+        if not self.preset.get("committed_backbone") or not self.dataset_built():
+            return None
+        weights, record = COMMITTED_BACKBONE, COMMITTED_BACKBONE.with_suffix(".json")
+        try:
+            meta = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        fits = (meta.get("dataset_key") == self.dataset_key() and meta.get("cnn") == self.preset["cnn"]
+                and weights.is_file() and file_sha256(weights) == meta.get("sha256"))
+        return weights if fits else None
+
     def build_backbone(self, dataset: Any, progress: Progress) -> None:
+        committed = self.committed_backbone() if self.use_committed_backbone else None
+        if committed is not None:
+            # Training takes ~50 s of a first launch; the committed weights are that training's
+            # output (reproduced by `python -m core demo --commit-backbone`, checked by a test).
+            progress(0.0, f"using the committed demo CNN {committed.relative_to(PROJECT_ROOT)}")
+            with atomic_path(self.backbone_path()) as tmp:
+                shutil.copyfile(committed, tmp)
+            progress(1.0, "committed demo CNN in place")
+            return
         train_demo_cnn(dataset, self.backbone_path(), progress=progress, **self.preset["cnn"])
+
+    def commit_backbone(self) -> Path:
+        """Copy this dataset's trained demo CNN to ``assets/demo/demo_cnn.pt`` with a record
+        (dataset key and info, CNN settings, sha256, training metrics) next to it."""
+        if not self.preset.get("committed_backbone"):
+            raise UserError(f"{self.name} has no committed backbone (its CNN trains within a time budget).", "Use --dataset demo.")
+        source = self.backbone_path()
+        if not source.exists():
+            raise UserError(f"No trained demo CNN at {source}.", "Run `python -m core demo --retrain-backbone` first.")
+        with atomic_path(COMMITTED_BACKBONE) as tmp:
+            shutil.copyfile(source, tmp)
+        info = json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
+        metrics = torch.load(source, map_location="cpu", weights_only=True).get("metrics", {})
+        record = {"dataset": self.name, "dataset_key": self.dataset_key(), "dataset_info": info, "cnn": self.preset["cnn"],
+                  "sha256": file_sha256(COMMITTED_BACKBONE), "metrics": metrics,
+                  "made_by": "python -m core demo --commit-backbone"}
+        atomic_write_text(COMMITTED_BACKBONE.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+        return COMMITTED_BACKBONE
 
     def load_encoder(self) -> FrameEncoder:
         path = self.backbone_path() if self.dataset_built() else None

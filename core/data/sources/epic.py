@@ -1,8 +1,14 @@
-"""EPIC-KITCHENS-100: frames and annotations on disk, ingested (gulped) into
-``datasets/epic``, encoded by the EPIC TRN checkpoint's ResNet-50.
+"""EPIC-KITCHENS-100: frames and annotations on disk, ingested (gulped) for any set of
+participants, encoded by the EPIC TRN checkpoint's ResNet-50.
 
-Settings (``[epic]`` table of the config)::
+One source class serves many datasets side by side: ``epic`` (participant from
+``[epic] participant``, P01 by default, as before) and any ``epic-<name>``, e.g.
+``epic-P01``, ``epic-P01-P02``, ``epic-all`` (participants read from the name) or a
+name chosen with ``ingest --output epic-<name>`` (participants saved in its table).
+Each lives in ``datasets/<name>/`` and is configured by the ``[<name>]`` table of the
+config; keys it does not set (paths, checkpoint, heads) come from ``[epic]``::
 
+    [epic]
     frames_dir = "/data/EPIC-KITCHENS"        # holds <participant>/<video_id>/frame_0000000001.jpg
     annotations = "/data/EPIC_100_train.pkl"  # EPIC annotations (.pkl or .csv)
     val_annotations = ""                      # optional: EPIC_100_validation.pkl; its clips form the val split
@@ -10,11 +16,14 @@ Settings (``[epic]`` table of the config)::
     noun_classes = "/data/EPIC_100_noun_classes.csv"   # optional
     checkpoint = "/checkpoints/trn_rgb.ckpt"  # EPIC TRN Lightning checkpoint (the backbone)
     heads_dir = ""                            # optional: Play Fair fork heads mtrn-frames={k}-type={task}.pt
-    participant = "P01"
-    val_videos = []                           # optional; default core.data.epic.default_val_videos
+    participant = "P01"                       # dataset `epic` only; others: participants = ["P01", "P02"] or "all"
+    val_videos = []                           # optional; default: last ~15% of each participant's ingested videos
     frame_stride = 1                          # ingest: keep every n-th frame of each segment
     max_frames_per_segment = 0                # ingest: 0 = no cap
     stride = 1                                # features: every n-th stored frame
+
+    [epic-P01-P02]                            # written by `ingest --participants P01,P02` on success
+    participants = ["P01", "P02"]
 
     [training]                                # overrides of the heads' TrainConfig
     epochs = 60
@@ -22,40 +31,129 @@ Settings (``[epic]`` table of the config)::
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from core.backbones.base import FrameEncoder
-from core.backbones.trn_checkpoint import TRNCheckpointEncoder
-from core.data.epic import ingest_epic
+from core.backbones.trn_checkpoint import TRNCheckpointEncoder, check_trn_checkpoint
+from core.data.epic import (
+    IngestIncomplete,
+    IngestReport,
+    discard_ingest,
+    ingest_epic,
+    ingest_inputs,
+    inputs_difference,
+    recorded_inputs,
+    with_flag,
+)
+from core.data.epic_annotations import ALL_PARTICIPANTS, natural_key, parse_participants
 from core.data.sources.base import DatasetSource
+from core.data.sources.epic_settings import SettingProblem, validate_settings
+from core.errors import UserError
+from core.paths import datasets_dir
 from core.runtime import Progress
 
-# CLI ingest flags saved into [epic] (paths are stored resolved).
-_CLI_PATHS = ("frames_dir", "annotations", "val_annotations", "verb_classes", "noun_classes", "checkpoint", "heads_dir")
+BASE = "epic"
+_NAME_RE = re.compile(r"^epic-[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PARTICIPANT_RE = re.compile(r"^P\d+$")
+# Keys a dataset's own table may leave to [epic]: where the EPIC download and the model are.
+_SHARED_KEYS = ("frames_dir", "annotations", "val_annotations", "verb_classes", "noun_classes", "checkpoint", "heads_dir")
+# CLI path flags (stored resolved). The annotation files define a dataset: they go to its
+# own table. The others describe the EPIC download and the model: they go to [epic], shared
+# by every EPIC dataset, unless [epic] already names another path (then to the own table).
+_CLI_PATHS = _SHARED_KEYS
+_OWN_PATHS = ("annotations", "val_annotations")
+
+
+def dataset_name_for(participants: list[str] | str) -> str:
+    """The dataset name an ingest of ``participants`` gets: ``epic-P01-P02``, ``epic-all``."""
+    return f"{BASE}-{ALL_PARTICIPANTS}" if participants == ALL_PARTICIPANTS else f"{BASE}-" + "-".join(participants)
+
+
+def check_dataset_name(name: str) -> str:
+    """``name`` if it can name an EPIC dataset (``epic`` or ``epic-<name>``); UserError otherwise."""
+    if name == BASE or _NAME_RE.match(name):
+        return name
+    raise UserError(
+        f"{name!r} cannot name an EPIC dataset: names are `epic` or `epic-` followed by letters, digits, '.', '_' or '-'.",
+        f"Pass e.g. --output epic-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-') or 'mine'}.",
+    )
 
 
 class EpicSource(DatasetSource):
-    """One participant of EPIC-KITCHENS-100, configured in ``[epic]``."""
+    """EPIC-KITCHENS-100 participants, configured in ``[<name>]`` over ``[epic]``."""
 
-    names = ("epic",)
-    section = "epic"
+    names = (BASE,)
+    section = BASE
     builds_unattended = False
+
+    def __init__(self, name: str, config: Mapping[str, Any] | None = None, config_path: Path | None = None) -> None:
+        super().__init__(check_dataset_name(name), config, config_path)
+        self.section = name  # this dataset's own table
+        #: The last ingest's report (the CLI prints its skipped segments after the bar).
+        self.last_report: IngestReport | None = None
+        #: One-off ingest options from the CLI (never saved): ``threads``, ``allow_missing``, and
+        #: ``command`` (the user's command line, quoted in fixes: a failed ingest saves no settings).
+        self.run_options: dict[str, Any] = {}
+
+    @classmethod
+    def serves(cls, name: str) -> bool:
+        return name == BASE or bool(_NAME_RE.match(name))
+
+    @classmethod
+    def discover(cls, config: Mapping[str, Any] | None = None) -> list[str]:
+        """``epic-*`` datasets built under ``datasets_dir()`` or configured in ``config``."""
+        found = set()
+        root = datasets_dir()
+        if root.is_dir():
+            found |= {p.name for p in root.iterdir() if _NAME_RE.match(p.name) and (p / "dataset.json").is_file()}
+        found |= {k for k, v in (config or {}).items() if isinstance(v, Mapping) and _NAME_RE.match(str(k))}
+        return sorted(found, key=natural_key)
+
+    # ------------------------------------------------------------------ settings
+
+    def settings(self) -> dict[str, Any]:
+        own = dict(self.config.get(self.name, {}))
+        if self.name == BASE:
+            return own
+        base = self.config.get(BASE, {})
+        return {**{k: base[k] for k in _SHARED_KEYS if k in base}, **own}
+
+    @property
+    def participants(self) -> list[str] | str:
+        """Participant ids (sorted) or ``"all"``: the table's ``participants``/``participant``, else the name's."""
+        value = self.setting("participants") or self.setting("participant")
+        if value:
+            return parse_participants(value)
+        tokens = self.name.split("-")[1:]
+        if tokens == [ALL_PARTICIPANTS]:
+            return ALL_PARTICIPANTS
+        if tokens and all(_PARTICIPANT_RE.match(t) for t in tokens):
+            return parse_participants(tokens)
+        return ["P01"]
 
     @property
     def participant(self) -> str:
-        return str(self.setting("participant") or "P01")
+        """The participants as one string ("P01", "P01, P02", "all participants")."""
+        p = self.participants
+        return "all participants" if p == ALL_PARTICIPANTS else ", ".join(p)
 
     @property
     def label(self) -> str:
-        return f"EPIC-KITCHENS ({self.participant})"
+        named = "" if self.name == BASE or self.name == dataset_name_for(self.participants) else f" — {self.name}"
+        return f"EPIC-KITCHENS ({self.participant}){named}"
 
     def describe(self) -> str:
         frames, ann = self.setting("frames_dir"), self.setting("annotations")
         if not (frames and ann):
-            return f"{self.label}: not configured (set [epic] frames_dir and annotations in {self.config_path})"
+            return f"{self.label}: not configured (set [{BASE}] frames_dir and annotations in {self.config_path})"
         val = self.setting("val_annotations")
         return f"{self.label}: frames {frames}, annotations {ann}" + (f", val split from {val}" if val else "")
+
+    def validate(self) -> list[SettingProblem]:
+        """Problems of this dataset's settings (:func:`~core.data.sources.epic_settings.validate_settings`)."""
+        return validate_settings(self.settings())
 
     def configured(self) -> bool:
         return self.dataset_built() or bool(self.setting("frames_dir") and self.setting("annotations"))
@@ -76,49 +174,120 @@ class EpicSource(DatasetSource):
         return self.optional_path("heads_dir")
 
     def how(self, step: str) -> str:
+        d = f"--dataset {self.name}"
         return {
-            "dataset": "python -m core ingest --dataset epic",
-            "backbone": f"set [epic] checkpoint in {self.config_path}",
-            "features": "python -m core extract --dataset epic",
-            "priors": "python -m core priors --dataset epic",
-            "heads": "python -m core train --dataset epic",
+            "dataset": f"python -m core ingest {d}",
+            "backbone": f"python -m core ingest {d} --checkpoint PATH/trn_rgb.ckpt (or set checkpoint under [{BASE}] in {self.config_path})",
+            "features": f"python -m core extract {d}",
+            "priors": f"python -m core priors {d}",
+            "heads": f"python -m core train {d}",
         }[step]
 
     def take_cli_settings(self, values: Mapping[str, Any]) -> str | None:
-        epic = self.config.setdefault(self.section, {})  # type: ignore[attr-defined]
-        for key in (*_CLI_PATHS, "participant"):
+        own = self.config.setdefault(self.name, {})  # type: ignore[attr-defined]
+        source = values.get("derive_from")
+        if source and source not in (BASE, self.name):  # `--dataset A --output B`: B starts from A's settings
+            for key, value in self.config.get(source, {}).items():
+                own.setdefault(key, value)
+        for key in _CLI_PATHS:
             value = values.get(key)
             if value is not None:
-                epic[key] = value if key == "participant" else str(Path(value).expanduser().resolve())
-        if values.get("frame_stride") is not None:
-            epic["frame_stride"] = values["frame_stride"]
-        return "EPIC settings"  # saved on every EPIC ingest, flags or not
+                path = Path(value).expanduser().resolve()
+                if not path.exists():
+                    flag = "--" + key.replace("_", "-")
+                    raise UserError(f"{flag} {value} does not exist (resolved: {path}).", f"Pass an existing path to {flag}.")
+                base = self.config.setdefault(BASE, {})  # type: ignore[attr-defined]
+                shared = key not in _OWN_PATHS and key not in own and base.get(key) in (None, "", str(path))
+                (base if shared else own)[key] = str(path)
+        if values.get("participants") is not None:
+            parsed = parse_participants(values["participants"])
+            own.pop("participant", None)
+            own["participants"] = parsed
+        elif values.get("participant") is not None:
+            own["participant"] = values["participant"]
+        for key in ("frame_stride", "max_frames_per_segment"):
+            if values.get(key) is not None:
+                own[key] = values[key]
+        self.run_options = {k: values[k] for k in ("threads", "allow_missing") if values.get(k) is not None}
+        return f"EPIC settings ([{self.name}]" + ("" if self.name == BASE else f", shared paths in [{BASE}]") + ")"
+
+    # ------------------------------------------------------------------ dataset
 
     def check_dataset_inputs(self) -> None:
         self.require_path("frames_dir", "EPIC frames folder")
         self.require_path("annotations", "EPIC annotation file")
 
-    def build_dataset(self, progress: Progress) -> None:
-        report = ingest_epic(
-            self.require_path("frames_dir", "EPIC frames folder"),
-            self.require_path("annotations", "EPIC annotation file"),
-            self.root,
-            participant=self.participant,
-            verb_classes=self.optional_path("verb_classes"),
-            noun_classes=self.optional_path("noun_classes"),
-            val_videos=self.setting("val_videos") or None,
-            val_annotations=self.require_path("val_annotations", "EPIC validation annotation file") if self.setting("val_annotations") else None,
-            frame_stride=int(self.setting("frame_stride", 1)),
-            max_frames_per_segment=self.setting("max_frames_per_segment") or None,
-            progress=progress,
+    def _inputs(self) -> dict[str, Any]:
+        return ingest_inputs(
+            self.require_path("annotations", "EPIC annotation file"), participants=self.participants,
+            frame_stride=int(self.setting("frame_stride", 1)), max_frames_per_segment=self.setting("max_frames_per_segment") or None,
+            val_videos=self.setting("val_videos") or None, val_annotations=self._val_annotations(),
         )
+
+    def _val_annotations(self) -> Path | None:
+        return self.require_path("val_annotations", "EPIC validation annotation file") if self.setting("val_annotations") else None
+
+    def settings_conflict(self) -> str | None:
+        """What differs between the built dataset's inputs and the configured ones (None: same, or nothing built)."""
+        old = recorded_inputs(self.root)
+        if old is None or not self.setting("annotations"):
+            return None
+        diffs = inputs_difference(old, self._inputs())
+        return "; ".join(diffs) or None
+
+    def discard_dataset(self) -> None:
+        """Delete the built dataset (``ingest --force`` when the inputs changed)."""
+        discard_ingest(self.root)
+
+    def verify_dataset(self) -> str | None:
+        problem = super().verify_dataset()
+        if problem:
+            return problem
+        try:
+            conflict = self.settings_conflict()
+        except UserError:
+            return None  # a configured file vanished: the dataset itself is still usable
+        if conflict:
+            return (f"built from other inputs than configured ({conflict}); rebuild with "
+                    f"`python -m core ingest --dataset {self.name} --force` or ingest into another dataset with --output")
+        return None
+
+    def build_dataset(self, progress: Progress) -> None:
+        cmd = str(self.run_options.get("command") or self.how("dataset"))
+        try:
+            report = ingest_epic(
+                self.require_path("frames_dir", "EPIC frames folder"),
+                self.require_path("annotations", "EPIC annotation file"),
+                self.root,
+                participants=self.participants,
+                verb_classes=self.optional_path("verb_classes"),
+                noun_classes=self.optional_path("noun_classes"),
+                val_videos=self.setting("val_videos") or None,
+                val_annotations=self._val_annotations(),
+                frame_stride=int(self.setting("frame_stride", 1)),
+                max_frames_per_segment=self.setting("max_frames_per_segment") or None,
+                threads=int(self.run_options.get("threads") or 1),
+                allow_missing=bool(self.run_options.get("allow_missing")),
+                command=cmd,
+                progress=progress,
+            )
+        except IngestIncomplete as exc:
+            raise UserError(
+                exc.problem,
+                f"Extract the missing frames and rerun `{cmd}` (it resumes and writes only the skipped segments), "
+                f"or build the dataset without them: `{with_flag(cmd, '--allow-missing')}`.",
+            ) from exc
+        self.last_report = report
         progress(1.0, report.summary())
 
+    # ------------------------------------------------------------------ backbone
+
     def check_backbone(self) -> tuple[bool, str]:
-        return True, f"TRN checkpoint {self.require_path('checkpoint', 'EPIC TRN checkpoint')}"
+        path = self.require_path("checkpoint", "EPIC TRN checkpoint")
+        return True, check_trn_checkpoint(path)
 
     def build_backbone(self, dataset: Any, progress: Progress) -> None:
-        self.require_path("checkpoint", "EPIC TRN checkpoint")  # nothing to train: the checkpoint is the backbone
+        check_trn_checkpoint(self.require_path("checkpoint", "EPIC TRN checkpoint"))  # nothing to train: the checkpoint is the backbone
 
     def load_encoder(self) -> FrameEncoder:
         return TRNCheckpointEncoder(self.require_path("checkpoint", "EPIC TRN checkpoint"))

@@ -26,8 +26,9 @@ __all__ = ["Approximator", "Estimate", "largest_per_size", "per_size_cost", "MAX
 
 # 2^n subsets x C classes in float64: n = 22 is ~3 GB of logits per level pair.
 MAX_EXACT_FRAMES = 22
-# Sampled subsets are int64 bit masks.
-MAX_MASK_FRAMES = 62
+# Sampled subsets are int64 bit masks (bit 63 is the sign bit: masks are compared and
+# intersected bitwise, never ordered by magnitude, so all 64 bits are usable).
+MAX_MASK_FRAMES = 64
 
 
 @dataclass

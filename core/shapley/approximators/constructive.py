@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from core.runtime import report, sub_reporting
 from core.shapley.accumulator import ShapleyAccumulator
 from core.shapley.approximators.base import MAX_EXACT_FRAMES, MAX_MASK_FRAMES, Approximator, Estimate, largest_per_size, per_size_cost
 from core.shapley.game import Game, SampledLogits
@@ -74,12 +75,15 @@ class ConstructiveSampler(Approximator):
         complete = True
         probs = priors
         device = priors.device
-        for _ in range(self.iterations):
+        for it in range(self.iterations):
+            report(it / self.iterations, f"iteration {it + 1}/{self.iterations}")
             masks = draw_constructive(n, samples_per_scale, rng)
             complete &= all(len(m) == math.comb(n, k) for k, m in enumerate(masks, start=1))
             combos = [torch.from_numpy(masks_to_combos(m, k, n)).to(device) for k, m in enumerate(masks, start=1)]
             run = ShapleyAccumulator(n, priors) if self.iterations > 1 else None
-            for k, (c, values) in enumerate(zip(combos, _sampled_values(game, masks, combos)), start=1):
+            with sub_reporting(it / self.iterations, (it + 1) / self.iterations, f"iteration {it + 1}/{self.iterations}: "):
+                sampled = _sampled_values(game, masks, combos)
+            for k, (c, values) in enumerate(zip(combos, sampled), start=1):
                 acc.add(k, c, values)
                 if run is not None:
                     run.add(k, c, values)
@@ -102,9 +106,10 @@ def _sampled_values(game: Game, masks: list[np.ndarray], combos: list[torch.Tens
         return out
     mask_t = [torch.from_numpy(m).to(game.device) for m in masks]
 
-    def containment(t: int, s_max: int) -> torch.Tensor:
-        lower = torch.cat(mask_t[:s_max])
-        return ((lower[None, :] & ~mask_t[t - 1][:, None]) == 0).to(torch.float64)
+    lowers = {s: torch.cat(mask_t[:s]) for s in range(1, len(mask_t))}
+
+    def containment(t: int, s_max: int, rows: slice = slice(None)) -> torch.Tensor:
+        return ((lowers[s_max][None, :] & ~mask_t[t - 1][rows, None]) == 0).to(torch.float64)
 
     return [torch.softmax(lg, dim=-1) for lg in game.sampled_logits(combos, containment)]
 

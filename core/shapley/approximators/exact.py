@@ -1,6 +1,9 @@
-"""Exact Shapley values: every subset, level by level.
+"""Exact Shapley values: every subset.
 
-Memory holds two levels of logits at a time and each level adds
+Games with :class:`AllSubsetLogits` (the multiscale game over plain MTRN heads, n <= 12)
+give every subset's logits in one buffer, valued by one softmax and one product
+(:mod:`core.shapley.fused`); :meth:`ExactShapley.approximate_batch` does the same for B
+clips at once. Otherwise memory holds two levels of logits at a time and each level adds
 ``weights_t @ v(level t)`` to the values (see ``SubsetLevel.shapley_weights``). Games
 with :class:`LevelRecursion` (the model games) get each level's logits from the
 previous level's; any other game is asked for ``value`` of every subset.
@@ -10,13 +13,18 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from typing import ClassVar
 
 import torch
 
 from core.errors import UserError
 from core.shapley.approximators.base import MAX_EXACT_FRAMES, Approximator, Estimate
-from core.shapley.game import Game, LevelRecursion
+from core.shapley.batch import MultiscaleGameBatch
+from core.shapley.fused import FUSED_MAX_FRAMES, exact_from_logits
+from core.shapley.game import AllSubsetLogits, Game, LevelRecursion
+from core.runtime import report, sub_reporting
+from core.shapley.result import ESVBatchResult
 from core.shapley.subsets import SubsetLevel, subset_levels
 
 __all__ = ["ExactShapley"]
@@ -60,6 +68,12 @@ class ExactShapley(Approximator):
                 "supported exactly. Pass samples_per_scale (e.g. 128) for approximate ESVs."
             )
         priors = game.priors
+        if isinstance(game, AllSubsetLogits) and n <= FUSED_MAX_FRAMES:
+            logits = game.all_logits()
+            if logits is not None:
+                esvs, probs = exact_from_logits(logits[:, None], priors)
+                report(1.0, f"all {(1 << n) - 1:,} subsets")
+                return Estimate(esvs[0], probs[0], True)
         levels = subset_levels(n, priors.device)
         weights = _cached_weights(n, priors.device) if n <= _CACHE_WEIGHTS_UP_TO else None
         # Level 0 (the empty set, value = priors) is without every frame: weight -w(0) = -1/n.
@@ -73,7 +87,43 @@ class ExactShapley(Approximator):
                 values = torch.softmax(logits, dim=-1, dtype=torch.float64)
                 previous = logits
             else:
-                values = game.value(_members(level, n))
+                with sub_reporting((level.size - 1) / n, level.size / n, f"subsets of size {level.size}/{n}: "):
+                    values = game.value(_members(level, n))
             w = weights[level.size - 1] if weights is not None else level.shapley_weights(n)
             esvs.addmm_(w, values)
+            report(level.size / n, f"subsets of size {level.size}/{n}")
         return Estimate(esvs, values[0], True)
+
+    def approximate_batch(self, batch: MultiscaleGameBatch) -> ESVBatchResult:
+        """Exact values of every clip of ``batch``, chunks of clips sharing each weight pass.
+
+        Reports progress in clips through :func:`core.runtime.report` (a cancelled
+        report stops between chunks). n > :data:`~core.shapley.fused.FUSED_MAX_FRAMES` is
+        explained clip by clip (each clip's subsets already fill large products).
+
+        Returns:
+            :class:`ESVBatchResult` with ``esvs`` ``(B, n, C)``; clip b equals
+            ``approximate(batch.game(b))`` to float rounding.
+        """
+        n, total = batch.n_players, batch.n_clips
+        if n > MAX_EXACT_FRAMES:
+            self._approximate(batch.game(0), None, None)  # raises the UserError naming the fix
+        start = time.perf_counter()
+        esvs = torch.empty(total, n, batch.n_classes, dtype=torch.float64, device=batch.device)
+        probs = torch.empty(total, batch.n_classes, dtype=torch.float64, device=batch.device)
+        step = batch.chunk_size() if batch.fused() else 1
+        for lo in range(0, total, step):
+            hi = min(total, lo + step)
+            if batch.fused():
+                esvs[lo:hi], probs[lo:hi] = exact_from_logits(batch.all_logits(lo, hi), batch.priors)
+            else:
+                with sub_reporting(lo / total, hi / total, f"clip {hi}/{total}: "):
+                    one = self.approximate(batch.game(lo))
+                esvs[lo], probs[lo] = one.esvs, one.probs
+            report(hi / total, f"{hi:,}/{total:,} clips")
+        if esvs.is_cuda:
+            torch.cuda.synchronize(esvs.device)
+        return ESVBatchResult(
+            esvs=esvs, probs=probs, priors=batch.priors, n_head_evaluations=batch.exact_cost(), exact=True,
+            seconds=time.perf_counter() - start, method=self.method, info={"clips": total},
+        )

@@ -21,7 +21,7 @@ from core.errors import UserError
 from core.shapley.approximators.base import MAX_EXACT_FRAMES, Approximator, Estimate
 from core.shapley.game import Game
 
-__all__ = ["KernelSHAP", "kernel_design"]
+__all__ = ["KernelSHAP", "kernel_design", "constrained_kernel_fit"]
 
 
 def kernel_design(n: int, coalitions: int, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -122,13 +122,27 @@ class KernelSHAP(Approximator):
         v0, vn, vs = v[0], v[1], v[2:]
         z = torch.as_tensor(masks, dtype=torch.float64, device=v.device)  # (M, n)
         w = torch.as_tensor(weights, dtype=torch.float64, device=v.device)
-        # min sum_k w_k (v_k - v0 - z_k . phi)^2  s.t.  1 . phi = vn - v0   (Lagrange, closed form)
-        a = (z * w[:, None]).T @ z  # (n, n)
-        b = (z * w[:, None]).T @ (vs - v0)  # (n, C)
-        a_inv = torch.linalg.pinv(a)
-        ones = torch.ones(n, dtype=torch.float64, device=v.device)
-        phi_free = a_inv @ b
-        gap = (vn - v0) - ones @ phi_free  # (C,)
-        direction = a_inv @ ones  # (n,)
-        phi = phi_free + direction[:, None] * (gap / (ones @ direction))[None]
+        phi = constrained_kernel_fit(z, w, vs - v0, vn - v0)
         return Estimate(phi, vn, masks.shape[0] >= 2**n - 2, {"coalitions": int(masks.shape[0])})
+
+
+def constrained_kernel_fit(z: torch.Tensor, w: torch.Tensor, y: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """KernelSHAP's weighted least squares with the efficiency constraint, closed form.
+
+    ``min sum_k w_k (y_k - z_k . phi)^2`` s.t. ``1 . phi = total`` (Lagrange).
+
+    Args:
+        z: ``(M, n)`` float64 0/1 coalitions; w: ``(M,)`` weights; y: ``(M, C)`` values
+            minus v(empty); total: ``(C,)`` v(all) - v(empty).
+    Returns:
+        ``(n, C)`` Shapley values.
+    """
+    n = z.shape[1]
+    a = (z * w[:, None]).T @ z  # (n, n)
+    b = (z * w[:, None]).T @ y  # (n, C)
+    a_inv = torch.linalg.pinv(a)
+    ones = torch.ones(n, dtype=torch.float64, device=z.device)
+    phi_free = a_inv @ b
+    gap = total - ones @ phi_free  # (C,)
+    direction = a_inv @ ones  # (n,)
+    return phi_free + direction[:, None] * (gap / (ones @ direction))[None]

@@ -46,13 +46,14 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from core.runtime import torch_threads
+from core.runtime import report, sub_reporting, torch_threads
 from core.shapley.approximators.base import MAX_EXACT_FRAMES, MAX_MASK_FRAMES, Approximator, Estimate, largest_per_size, per_size_cost
 from core.shapley.approximators.exact import ExactShapley
 from core.shapley.approximators.surrogate_fit import (
     RIDGE_GRID,
     ScaleModel,
     balanced_design,
+    checked_settings,
     complete_residuals,
     conditional_means,
     level_tables,
@@ -96,15 +97,10 @@ class AdditiveSurrogate(Approximator):
     def __init__(
         self, *, enumerate_up_to: int = 16, bases_per_size: int = 16, ridge_grid: tuple[float, ...] = RIDGE_GRID
     ) -> None:
-        if not 0 <= enumerate_up_to <= MAX_EXACT_FRAMES:
-            raise UserError(f"enumerate_up_to must be in 0..{MAX_EXACT_FRAMES}, got {enumerate_up_to}")
         if int(bases_per_size) != bases_per_size or bases_per_size < 1:
             raise UserError(f"bases_per_size must be a positive integer, got {bases_per_size!r}")
-        if not ridge_grid or min(ridge_grid) <= 0:
-            raise UserError("ridge_grid must hold positive strengths")
-        self.enumerate_up_to = int(enumerate_up_to)
+        self.enumerate_up_to, self.ridge_grid = checked_settings(enumerate_up_to, ridge_grid, MAX_EXACT_FRAMES)
         self.bases_per_size = int(bases_per_size)
-        self.ridge_grid = tuple(float(x) for x in ridge_grid)
 
     def min_budget(self, game: Game) -> int:
         return per_size_cost(game, 1)
@@ -135,6 +131,7 @@ class AdditiveSurrogate(Approximator):
         models: list[ScaleModel] = []
         dtype = torch.float64
         for s in range(1, min(n, nmax) + 1):
+            report(0.5 * (s - 1) / min(n, nmax), f"fitting head {s}/{min(n, nmax)}")
             combos = torch.from_numpy(balanced_design(n, s, samples_per_scale, rng)).to(priors.device)
             logits = game.head_logits(s, combos)
             dtype = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
@@ -145,12 +142,13 @@ class AdditiveSurrogate(Approximator):
         all_complete = all(m.complete for m in models)
         if enumerated:
             table_game = MultiscaleGame.from_level_tables(level_tables(models, n, dtype), nmax, priors)
-            est = ExactShapley()._approximate(table_game, None, None)
+            with sub_reporting(0.5, 1.0, "surrogate game: "):
+                est = ExactShapley()._approximate(table_game, None, None)
             return Estimate(est.values, est.probs, all_complete, info)
         tables = rank_tables(models, n, nmax)
-        esvs, probs = _sampled_shapley(tables, complete_residuals(models, nmax), priors, n, nmax, self.bases_per_size, rng)
+        esvs, std, probs = _sampled_shapley(tables, complete_residuals(models, nmax), priors, n, nmax, self.bases_per_size, rng)
         info["bases_per_size"] = self.bases_per_size
-        return Estimate(esvs, probs, False, info)
+        return Estimate(esvs, probs, False, info, std)
 
 
 def _sampled_shapley(
@@ -161,7 +159,7 @@ def _sampled_shapley(
     nmax: int,
     bases_per_size: int,
     rng: np.random.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Shapley values of the surrogate game by neighbour sampling with a control variate.
 
     Control variate: ``L(S) = softmax(mu_t) + J(mu_t) (a(S) - mu_t)``, the softmax
@@ -177,7 +175,8 @@ def _sampled_shapley(
     mean over sizes of the stratum means (the per-size Shapley form).
 
     Returns:
-        ``(n, C)`` ESVs and ``(C,)`` v~(N).
+        ``(n, C)`` ESVs, ``(n, C)`` their standard errors from the spread within each
+        stratum (the Shapley sampling of v~ only, not the surrogate's fit), ``(C,)`` v~(N).
     """
     device, c = priors.device, priors.shape[0]
     mean, with_i, without_i = conditional_means(tables, n)
@@ -232,13 +231,21 @@ def _sampled_shapley(
             full = values[0]
 
     sums = torch.zeros(n * n, c, dtype=torch.float64, device=device)  # [frame * n + stratum size]
+    squares = torch.zeros_like(sums)
     counts = torch.zeros(n * n, dtype=torch.float64, device=device)
     for frame, stratum, t_plus, rows_plus, t_minus, rows_minus in pending:
         idx = frame * n + stratum
-        sums.index_add_(0, idx, residual[t_plus][rows_plus] - residual[t_minus][rows_minus])
+        diff = residual[t_plus][rows_plus] - residual[t_minus][rows_minus]
+        sums.index_add_(0, idx, diff)
+        squares.index_add_(0, idx, diff * diff)
         counts.index_add_(0, idx, torch.ones(idx.shape[0], dtype=torch.float64, device=device))
-    sampled = (sums.view(n, n, c) / counts.view(n, n).clamp(min=1)[..., None]).mean(dim=1)
-    return cv + sampled, full
+    cnt = counts.view(n, n).clamp(min=1)[..., None]
+    means = sums.view(n, n, c) / cnt
+    # per-stratum variance of the mean (unbiased); a stratum with one draw borrows the frame's average
+    var = ((squares.view(n, n, c) / cnt - means**2) * cnt / (cnt - 1).clamp(min=1)).clamp(min=0) / cnt
+    single = (counts.view(n, n) < 2)[..., None]
+    var = torch.where(single, var.masked_fill(single, 0).sum(1, keepdim=True) / (~single).sum(1, keepdim=True).clamp(min=1), var)
+    return cv + means.mean(dim=1), var.sum(dim=1).sqrt() / n, full
 
 
 def _residual_means(residuals: list[tuple[int, torch.Tensor, torch.Tensor]], combos: torch.Tensor, m: int) -> torch.Tensor:

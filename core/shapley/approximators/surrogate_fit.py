@@ -11,13 +11,23 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from core.errors import UserError
 from core.shapley.game import masks_of
 from core.shapley.subsets import subset_levels
 
-__all__ = ["RIDGE_GRID", "balanced_design", "ScaleModel", "scale_model", "level_tables", "rank_tables", "conditional_means", "linearised", "complete_residuals", "surrogate_logits"]
+__all__ = ["RIDGE_GRID", "checked_settings", "balanced_design", "ridge_loo", "ScaleModel", "scale_model", "level_tables", "rank_tables", "conditional_means", "linearised", "complete_residuals", "surrogate_logits"]
 
 # Ridge strengths tried per scale, in units of one observation of a one-hot effect.
 RIDGE_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def checked_settings(enumerate_up_to: int, ridge_grid: tuple[float, ...], limit: int) -> tuple[int, tuple[float, ...]]:
+    """The surrogates' shared settings, validated: ``enumerate_up_to`` in 0..``limit``, positive strengths."""
+    if not 0 <= enumerate_up_to <= limit:
+        raise UserError(f"enumerate_up_to must be in 0..{limit}, got {enumerate_up_to}")
+    if not ridge_grid or min(ridge_grid) <= 0:
+        raise UserError("ridge_grid must hold positive strengths")
+    return int(enumerate_up_to), tuple(float(x) for x in ridge_grid)
 
 
 def balanced_design(n: int, s: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -101,6 +111,22 @@ def _fit_additive(combos: torch.Tensor, logits: torch.Tensor, n: int, grid: tupl
     slots = torch.arange(s, device=combos.device)
     x = torch.zeros(num, s * span, dtype=torch.float64, device=logits.device)
     x.scatter_(1, slots * span + combos - slots, 1.0)
+    coef, bias, best_lam = ridge_loo(x, logits, grid)
+    effects = torch.zeros(s, n, logits.shape[1], dtype=torch.float64, device=logits.device)
+    for j in range(s):
+        effects[j, j : j + span] = coef[j * span : (j + 1) * span]
+    return effects, bias, best_lam
+
+
+def ridge_loo(x: torch.Tensor, logits: torch.Tensor, grid: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Ridge regression with an unpenalised intercept, strength chosen by exact leave-one-out.
+
+    Args:
+        x: ``(N, p)`` float64 features; logits: ``(N, C)`` float64 targets.
+    Returns:
+        ``coef`` ``(p, C)``, ``bias`` ``(C,)``, the chosen strength.
+    """
+    num = x.shape[0]
     x_mean, y_mean = x.mean(dim=0), logits.mean(dim=0)
     a, b = x - x_mean, logits - y_mean
     gram, rhs = a.T @ a, torch.cat([a.T @ b, a.T], dim=1)  # (p, p), (p, C + N)
@@ -117,11 +143,7 @@ def _fit_additive(combos: torch.Tensor, logits: torch.Tensor, n: int, grid: tupl
         if coef is None or loo < best_err:
             best_lam, best_err, coef = lam, loo, sol[:, :c]
     assert coef is not None
-    bias = y_mean - x_mean @ coef
-    effects = torch.zeros(s, n, logits.shape[1], dtype=torch.float64, device=logits.device)
-    for j in range(s):
-        effects[j, j : j + span] = coef[j * span : (j + 1) * span]
-    return effects, bias, best_lam
+    return coef, y_mean - x_mean @ coef, best_lam
 
 
 def scale_model(combos: torch.Tensor, logits: torch.Tensor, n: int, complete: bool, grid: tuple[float, ...]) -> ScaleModel:

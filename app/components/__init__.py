@@ -1,0 +1,1 @@
+"""Small custom display components of the app (plain HTML/JS through Streamlit)."""

@@ -1,0 +1,76 @@
+"""Downloads of what a page shows: ESVs as CSV/Parquet, charts as PNG/SVG, the batch
+results file. Every export records dataset, clip, frames, model, method, budget and seed
+(``metadata``): as columns/file metadata in tables, as PNG text chunks and a subtitle in
+pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import streamlit as st
+
+from app import charts
+from core.analysis.export import explanation_table, export_settings, to_csv_bytes, to_parquet_bytes
+from core.explain import ClipExplanation
+from core.workspace import Workspace
+
+
+def _asked(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings the user asked for, as :mod:`core.analysis.export` records them."""
+    return {k: settings[k] for k in ("seed", "budget", "samples_per_scale", "iterations") if settings.get(k) is not None}
+
+
+def metadata(ws: Workspace, expl: ClipExplanation, settings: dict[str, Any]) -> dict[str, str]:
+    """What an export of ``expl`` (computed with ``settings``) records about itself
+    (:func:`core.analysis.export.export_settings`, plus the explained class and frames)."""
+    meta = {k: "" if v is None else str(v) for k, v in export_settings(expl, ws, **_asked(settings)).items()}
+    meta.update(frame_indices=" ".join(str(int(f)) for f in expl.frame_indices), explained_class=str(expl.explained_class),
+                explained_name=expl.explained_name)
+    return meta
+
+
+def _stem(meta: dict[str, str]) -> str:
+    return f"esv_{meta['dataset']}_{meta['clip_id']}_{meta['task']}_n{meta['n_frames']}_{meta['method']}"
+
+
+def _subtitle(meta: dict[str, str]) -> str:
+    keys = ("dataset", "clip_id", "task", "n_frames", "model", "method", "samples_per_scale", "iterations", "budget", "seed")
+    return " · ".join(f"{k} {meta[k]}" for k in keys if meta.get(k))
+
+
+def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, Any], chart: alt.TopLevelMixin,
+                    overlays: list[int]) -> None:
+    """An "Export" popover: the view's ESVs (explained and overlaid classes) as CSV and
+    Parquet, the chart as PNG and SVG."""
+    meta = metadata(ws, expl, settings)
+    stem = _stem(meta)
+    with st.popover("Export", icon=":material/download:"):
+        st.caption("Every file records dataset, clip, frames, model, method, budget and seed.")
+        table = explanation_table(expl, ws, classes=[expl.explained_class, *overlays], **_asked(settings))
+        st.download_button("ESVs as CSV", to_csv_bytes(table), file_name=f"{stem}.csv", mime="text/csv",
+                           key="dl_csv", on_click="ignore")
+        st.download_button("ESVs as Parquet", to_parquet_bytes(table), file_name=f"{stem}.parquet",
+                           mime="application/vnd.apache.parquet", key="dl_parquet", on_click="ignore")
+        chart_downloads(chart, f"ESVs of {meta['task']} “{meta['explained_name']}”", meta, stem, key="explore")
+
+
+def chart_downloads(chart: alt.TopLevelMixin, title: str, meta: dict[str, str], stem: str, *, key: str) -> None:
+    """PNG and SVG of ``chart`` (rendered on request: the renderer takes a second to start)."""
+    flag = f"{key}_render"  # holds the stem of the view whose pictures were asked for
+    if st.session_state.get(flag) != stem:
+        st.button("Prepare chart as PNG / SVG", key=f"{key}_prepare", on_click=lambda: st.session_state.__setitem__(flag, stem))
+        return
+    out = charts.titled(chart, title, _subtitle(meta))
+    st.download_button("Chart as PNG", charts.chart_png(out, meta), file_name=f"{stem}.png", mime="image/png",
+                       key=f"{key}_png", on_click="ignore")
+    st.download_button("Chart as SVG", charts.chart_svg(out), file_name=f"{stem}.svg", mime="image/svg+xml",
+                       key=f"{key}_svg", on_click="ignore")
+
+
+def file_download(path: Path, label: str, *, key: str) -> None:
+    """A download button for a file on disk (the batch results), when it exists."""
+    if path.exists():
+        st.download_button(label, path.read_bytes(), file_name=path.name, key=key, on_click="ignore",
+                           mime="application/vnd.apache.parquet")

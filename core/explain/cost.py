@@ -1,0 +1,219 @@
+"""What an explanation will cost before it runs, and which settings run the exact path.
+
+:func:`estimate_cost` gives head evaluations, expected seconds and peak memory of one
+request from its shape alone (method, n frames, samples per scale or budget,
+iterations, classes, scales, hidden width); the app asks before running anything
+over :class:`Limits`, the CLI prints it. :func:`check_settings` rejects numbers that
+mean nothing (0 samples, a negative budget, 2.5 iterations) with a UserError before
+any work. Settings whose sampler would draw every subset anyway (e.g. 12,870 samples
+per scale at n = 16) are *exact equivalent*: the service runs the exact path, at exact
+speed, and labels the result exact.
+
+Seconds come from per-unit constants measured on the development machine's CPU with
+one torch thread (``bench/cost_model.py`` re-measures them and prints estimate against
+actual); peak bytes from the sizes of the tensors each path holds at once. Both are
+estimates: within a factor of ~3 on that machine, by design on the high side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from core.errors import UserError
+from core.esv import ESV_METHODS, SURROGATE_DEFAULT_SAMPLES
+from core.shapley import APPROXIMATORS, MAX_EXACT_FRAMES, MultiscaleGame, VariableLengthGame, make_approximator
+from core.shapley.approximators import per_size_cost
+from core.shapley.game import VALUE_CHUNK_EVALUATIONS, Game
+from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES
+
+__all__ = ["CostEstimate", "Limits", "estimate_cost", "check_settings", "exact_equivalent", "DEFAULT_LIMITS", "limits_from_config"]
+
+# Measured constants (one thread; see the module docstring).
+SECONDS_PER_SUBSET_CLASS = 6e-8  # exact level recursion: per subset per (frame + class)
+SECONDS_PER_HEAD_UNIT = 2e-9  # a head evaluation's hidden-layer work, per hidden unit
+SECONDS_PER_CONTAINMENT = 1.2e-8  # constructive sampler: per (t-subset, lower subset) pair
+SECONDS_PER_VALUE_EVALUATION = 6e-6  # a head evaluation through Game.value (KernelSHAP, LOO, ...)
+SECONDS_OVERHEAD = 0.02  # setting up a game, softmaxes, bookkeeping
+BASE_BYTES = 16 * 2**20  # small tensors of any request
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Above these, a caller asks before running (the app) or refuses without ``--yes`` (CLI)."""
+
+    seconds: float = 10.0
+    peak_bytes: int = 2 * 2**30
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def limits_from_config(config: dict) -> Limits:
+    """:class:`Limits` from a config's ``[limits]`` table (``seconds``, ``memory_gb``);
+    defaults for what it does not set. UserError for a value that is not a positive number."""
+    table = config.get("limits", {}) if isinstance(config, dict) else {}
+    out = {}
+    for key, field_name, scale in (("seconds", "seconds", 1.0), ("memory_gb", "peak_bytes", 2**30)):
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise UserError(f"[limits] {key} must be a positive number, got {value!r}.", f"Fix {key} in the config file, e.g. {key} = 10.")
+            out[field_name] = float(value) * scale if field_name == "seconds" else int(float(value) * scale)
+    return Limits(**out)
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """The planned cost of one explanation.
+
+    Attributes:
+        method: the method asked for.
+        runs: the method that will run (``"exact"`` when the settings are exact equivalent).
+        head_evaluations: single-scale head (model) evaluations it spends.
+        seconds: expected wall time (one CPU thread).
+        peak_bytes: expected peak memory of the computation.
+        exact_equivalent: an approximate method whose settings draw every subset, so the
+            exact path runs instead (False for ``"exact"`` itself).
+        note: one sentence for the user (what runs and why).
+    """
+
+    method: str
+    runs: str
+    head_evaluations: int
+    seconds: float
+    peak_bytes: int
+    exact_equivalent: bool
+    note: str
+
+    def over(self, limits: Limits = DEFAULT_LIMITS) -> str | None:
+        """Why this request needs confirmation under ``limits``, or None when it does not."""
+        reasons = []
+        if self.seconds > limits.seconds:
+            reasons.append(f"about {self.seconds:,.0f} s (limit {limits.seconds:,.0f} s)")
+        if self.peak_bytes > limits.peak_bytes:
+            reasons.append(f"about {self.peak_bytes / 2**30:.1f} GB of memory (limit {limits.peak_bytes / 2**30:.1f} GB)")
+        if not reasons:
+            return None
+        return f"{self.method} on these settings takes " + " and ".join(reasons) + "."
+
+
+def _positive_int(value: object, name: str, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        raise UserError(f"{name} must be a whole number of at least 1, got {value!r}.", fix)
+    return int(value)
+
+
+def check_settings(
+    method: str | None, *, n_frames: int, samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None,
+) -> str:
+    """The method that ``method`` / ``samples_per_scale`` name (``"exact"``, ``"constructive"``,
+    ...), after rejecting numbers that mean nothing with a UserError naming the fix."""
+    _positive_int(n_frames, "The number of frames", "Pick 1..8 frames (up to 16 exact).")
+    if samples_per_scale is not None:
+        _positive_int(samples_per_scale, "Samples per scale", "Use e.g. 128 subsets per size, or exact ESVs.")
+    _positive_int(iterations, "Iterations", "Use 1 (or more to pool independent runs).")
+    if budget is not None:
+        _positive_int(budget, "The budget", "Give a number of head evaluations, e.g. 2000, or leave it empty (saturated).")
+    resolved = method if method is not None else ("exact" if samples_per_scale is None else "constructive")
+    if resolved not in ESV_METHODS and resolved not in APPROXIMATORS:
+        raise UserError(f"Unknown explanation method {resolved!r}.", f"Use one of {sorted(set(ESV_METHODS) | set(APPROXIMATORS))}.")
+    if resolved == "constructive" and samples_per_scale is None:
+        raise UserError("The constructive sampler needs a number of samples per scale.", "Give samples per scale, e.g. 128.")
+    return resolved
+
+
+def _shape(n: int, model: str, n_classes: int, n_scales: int) -> Game:
+    if model == "tsn":
+        return VariableLengthGame.shape_only(n, n_classes)
+    return MultiscaleGame.shape_only(n, n_scales, n_classes)
+
+
+def exact_equivalent(
+    method: str, *, n_frames: int, samples_per_scale: int | None = None, budget: int | None = None,
+    model: str = "mtrn", n_scales: int = 8, n_classes: int = 2,
+) -> bool:
+    """Whether these settings make ``method`` evaluate every subset, so that its answer is
+    the exact one (then the exact path gives it faster)."""
+    n = int(n_frames)
+    if method == "exact":
+        return True
+    if n > MAX_EXACT_FRAMES:
+        return False
+    largest = max(math.comb(n, t) for t in range(1, n + 1))
+    if method == "constructive":
+        return samples_per_scale is not None and samples_per_scale >= largest
+    if method == "surrogate" and model == "mtrn":
+        sps = SURROGATE_DEFAULT_SAMPLES if samples_per_scale is None else samples_per_scale
+        widest = max(math.comb(n, s) for s in range(1, min(n, n_scales) + 1))
+        return n <= 16 and sps >= widest  # every scale complete and the surrogate game enumerated
+    if method in ESV_METHODS or method not in APPROXIMATORS:
+        return False
+    approximator = make_approximator(method)
+    if not approximator.exact:
+        return False
+    saturating = approximator.saturating_budget(_shape(n, model, n_classes, n_scales))
+    return budget is None or (saturating is not None and budget >= saturating)
+
+
+def estimate_cost(
+    method: str | None, *, n_frames: int, n_classes: int, samples_per_scale: int | None = None, iterations: int = 1,
+    budget: int | None = None, model: str = "mtrn", n_scales: int = 8, hidden_dim: int = 512,
+) -> CostEstimate:
+    """Head evaluations, seconds and peak bytes of one explanation (module docstring).
+
+    Args:
+        method: a name of :func:`core.explain.available_methods` (None: exact, or the
+            constructive sampler when ``samples_per_scale`` is given).
+        n_frames: n; n_classes: C; n_scales: nmax of the MTRN heads; hidden_dim: H.
+        samples_per_scale, iterations: the engine methods' settings.
+        budget: head evaluations of a registry approximator (None: saturated).
+        model: ``"mtrn"`` or ``"tsn"``.
+    Raises:
+        UserError: settings that mean nothing (:func:`check_settings`).
+    """
+    asked = check_settings(method, n_frames=n_frames, samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
+    n, c, h = int(n_frames), int(n_classes), int(hidden_dim)
+    scales = n_scales if model == "mtrn" else n
+    game = _shape(n, model, c, n_scales)
+    same = asked != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, model=model,
+                            n_scales=n_scales, n_classes=c)
+    runs = "exact" if same else asked
+    if runs == "exact" and n > MAX_EXACT_FRAMES:
+        raise UserError(f"Exact ESVs of {n} frames need 2^{n} subsets (at most {MAX_EXACT_FRAMES} frames).",
+                        "Pick fewer frames or an approximate method.")
+    if runs == "exact":
+        evals = game.level_cost([math.comb(n, t) for t in range(1, n + 1)])
+        widest = math.comb(n, n // 2)
+        seconds = SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + SECONDS_PER_HEAD_UNIT * evals * h
+        # two levels of logits and probabilities, the level's signed weights, children and hidden rows
+        peak = widest * (8 * n + 8 * (n // 2) + 4 * h + 24 * c)
+    elif runs == "constructive":
+        sps = int(samples_per_scale or 1)
+        drawn = [min(sps, math.comb(n, t)) for t in range(1, n + 1)]
+        pairs = sum(drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)) if model == "mtrn" else 0
+        evals = per_size_cost(game, sps, iterations)
+        seconds = iterations * SECONDS_PER_CONTAINMENT * pairs * (1 + c / 64) + SECONDS_PER_HEAD_UNIT * evals * h
+        widest_pair = max([drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)] or [0])
+        peak = min(CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES * 8 * widest_pair) + sum(drawn) * (8 * c + 8 * n + 4 * h)
+    elif runs == "surrogate":
+        sps = SURROGATE_DEFAULT_SAMPLES if samples_per_scale is None else int(samples_per_scale)
+        evals = per_size_cost(game, sps)
+        enumerated = 2**n if n <= 16 else 0
+        seconds = SECONDS_PER_SUBSET_CLASS * (enumerated * (n + c) + 16 * evals * c) + SECONDS_PER_HEAD_UNIT * evals * h
+        peak = (math.comb(n, n // 2) * (8 * n + 8 * (n // 2) + 24 * c) if enumerated else 0) + evals * (8 * c + 4 * h)
+    else:  # a registry approximator through Game.value
+        approximator = make_approximator(runs)
+        saturating = approximator.saturating_budget(game)
+        if budget is not None and budget < approximator.min_budget(game):
+            raise UserError(f"A budget of {budget:,} head evaluations is below what {runs} needs on {n} frames "
+                            f"({approximator.min_budget(game):,}).", "Raise the budget or leave it empty.")
+        if budget is None and saturating is None:
+            raise UserError(f"{runs} needs a budget of head evaluations.", "Pass a budget (e.g. 2000).")
+        evals = int(budget if saturating is None else (saturating if budget is None else min(budget, saturating)))
+        seconds = SECONDS_PER_VALUE_EVALUATION * evals * max(1.0, (h + c) / 600)
+        peak = min(evals, VALUE_CHUNK_EVALUATIONS) * (4 * h + 8 * c + 8 * scales) + min(evals, 2**n) * 8 * (c + n)
+    note = (f"{asked} with these settings evaluates every subset: the exact path runs instead (same answer, exact speed)."
+            if same else f"{runs}: about {evals:,} head evaluations.")
+    return CostEstimate(method=asked, runs=runs, head_evaluations=int(evals), seconds=SECONDS_OVERHEAD + seconds,
+                        peak_bytes=int(BASE_BYTES + peak), exact_equivalent=same, note=note)
