@@ -33,9 +33,8 @@ try:
     runs.stopped_notice("methods", fp)
     cmp = runs.run_stoppable(
         f"{len(chosen)} attribution methods on {clip_id}",
-        lambda p: (p(0.0, f"scoring frames with {', '.join(chosen)}; deletion and insertion curves"),
-                   faithfulness.compare_clip_methods(ws, clip_id, task=settings["task"], n_frames=settings["n_frames"],
-                                                     target=settings["target"], methods=chosen))[1],
+        lambda p: faithfulness.compare_clip_methods(ws, clip_id, task=settings["task"], n_frames=settings["n_frames"],
+                                                    target=settings["target"], methods=chosen, progress=p),
         key="methods", fingerprint=fp,
     )
 except UserError as exc:

@@ -138,3 +138,21 @@ def test_compare_clip_methods_shapes():
     assert cmp.explained_class == 0 and cmp.explained_name == "a" and cmp.key_range == (2, 6)
     assert len(cmp.scores) == 8 and set(cmp.scores["rank"]) == {1, 2, 3, 4}
     assert len(cmp.curves) == 2 * 2 * 5 and list(cmp.summary.method) == ["esv", "loo"]
+
+
+def test_compare_clip_methods_reports_each_phase_and_stops():
+    from core.analysis.faithfulness import compare_clip_methods
+    from core.runtime import Cancelled
+
+    ws = FakeWorkspace()
+    seen = []
+    compare_clip_methods(ws, "c0", n_frames=4, methods=["esv", "loo", "random"], progress=lambda f, m: seen.append((f, m)))
+    assert [round(f, 3) for f, _ in seen] == [0.0, 0.333, 0.667, 1.0]
+    assert "ESV" in seen[0][1] and "Leave-one-out" in seen[1][1] and seen[-1][1] == "done"
+
+    def stop_at_second(fraction, message):
+        if fraction > 0:
+            raise Cancelled("stopped")
+
+    with pytest.raises(Cancelled):
+        compare_clip_methods(ws, "c0", n_frames=4, methods=["esv", "loo", "random"], progress=stop_at_second)

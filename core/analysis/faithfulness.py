@@ -37,7 +37,7 @@ from core.attribution import DEFAULT_METHODS, ESVAttribution, FrameAttribution, 
 from core.errors import UserError
 from core.explain import Target, explanation_service, resolve_class
 from core.io_utils import atomic_write_text
-from core.runtime import TASKS, Progress, scaled
+from core.runtime import TASKS, Progress, or_silent, scaled
 
 __all__ = [
     "ClipFaithfulness",
@@ -351,10 +351,12 @@ def compare_clip_methods(
     n_frames: int = 8,
     target: Target = "predicted",
     methods: Sequence[str] = DEFAULT_METHODS,
+    progress: Progress | None = None,
 ) -> MethodComparison:
     """Run ``methods`` on one clip of a :class:`core.workspace.Workspace`: scores, deletion and
     insertion curves, AUCs and the key-frame hit. ``target``: ``"predicted"``,
-    ``"ground_truth"`` or a class id."""
+    ``"ground_truth"`` or a class id. ``progress`` is told each method (phase) as it starts;
+    raising :class:`core.runtime.Cancelled` from it stops between methods."""
     if not methods:
         raise UserError("No attribution method selected.", "Pick at least one method.")
     clip = workspace.clips().loc[str(clip_id)] if str(clip_id) in workspace.clips().index else None
@@ -365,8 +367,13 @@ def compare_clip_methods(
     inputs = _prepare_clip(workspace, str(clip_id), clip, task, n_frames, target)
     cls, key, frame_indices, probs, priors = inputs.target, inputs.key_range, inputs.frame_indices, inputs.probs, inputs.priors
     attributions = [make_attribution(m) for m in methods]
+    results = []
+    for i, attr in enumerate(attributions):
+        or_silent(progress)(i / len(attributions), f"{attr.label} ({i + 1}/{len(attributions)}): scores, deletion and insertion curves")
+        results += _evaluate(inputs, [attr])
+    or_silent(progress)(1.0, "done")
     score_rows, curve_rows, summary_rows = [], [], []
-    for res, attr in zip(_evaluate(inputs, attributions), attributions):
+    for res, attr in zip(results, attributions):
         ranks = np.empty(n_frames, dtype=int)
         ranks[_order(res.scores)] = np.arange(1, n_frames + 1)
         for i in range(n_frames):
