@@ -33,7 +33,7 @@ from core.errors import UserError
 from core.explain import available_methods
 from core.models.training import TrainConfig, format_accuracy
 from core.pipeline.steps import EXPLORE_STEPS, StepReport, damaged_data_error
-from core.runtime import TASKS, TqdmProgress
+from core.runtime import TASKS, StepBars, TqdmProgress
 from core.workspace import Workspace
 
 DATASETS = dataset_names()
@@ -67,8 +67,8 @@ def _print_reports(reports: Sequence[StepReport]) -> None:
 
 
 def _build(ws: Workspace, steps: Sequence[str] | None, desc: str, force: bool = False, quiet: bool = False) -> list[StepReport]:
-    with TqdmProgress(desc, enabled=not quiet) as bar:
-        return ws.build(steps, progress=bar, force=force)
+    with StepBars(desc, enabled=not quiet) as bars:  # one bar per step, in its own unit
+        return ws.build(steps, progress=bars, force=force)
 
 
 # ----------------------------------------------------------------------------- commands

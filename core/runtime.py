@@ -19,7 +19,7 @@ import contextvars
 import os
 import re
 import threading
-from typing import Iterator, Literal, Protocol
+from typing import Iterator, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -75,26 +75,29 @@ class TqdmProgress:
         unit: what ``total`` counts ("frames", "clips", "segments").
         enabled: False draws nothing (``--quiet``).
         count_unit: when the total is only known inside the job: the bar switches to
-            counting ``count_unit`` at the first message holding ``"<done>/<total> <count_unit>"``
-            (e.g. the ingest's "120/317 segments"), so its rate and ETA are in that unit.
+            counting ``count_unit`` (one unit, or several to accept any of them) at the first
+            message holding ``"<done>/<total> <count_unit>"`` (e.g. the ingest's "120/317
+            segments"), so its rate and ETA are in that unit.
     """
 
-    def __init__(self, desc: str, total: int | None = None, unit: str = "‰", enabled: bool = True, count_unit: str | None = None) -> None:
+    def __init__(self, desc: str, total: int | None = None, unit: str = "‰", enabled: bool = True,
+                 count_unit: str | tuple[str, ...] | None = None) -> None:
         from tqdm.auto import tqdm  # the CLI's dependency; imported where a bar is drawn
 
         self.total = total
         self.bar = tqdm(total=total if total is not None else 1000, desc=desc, unit=unit if total is not None else "‰",
                         dynamic_ncols=True, disable=not enabled)
-        self._count = re.compile(rf"([\d,]+)/([\d,]+) {re.escape(count_unit)}\b") if count_unit else None
-        self._count_unit = count_unit
+        units = (count_unit,) if isinstance(count_unit, str) else tuple(count_unit or ())
+        alternatives = "|".join(re.escape(u) for u in units)
+        self._count = re.compile(rf"([\d,]+)/([\d,]+) ({alternatives})\b") if units else None
 
     def __call__(self, fraction: float, message: str) -> None:
         if self._count is not None and (m := self._count.search(message)):
-            done, total = (int(g.replace(",", "")) for g in m.groups())
+            done, total = (int(g.replace(",", "")) for g in m.groups()[:2])
             if total != self.total:  # first count (or a new total): the bar now counts the job's unit
                 self.total = total
                 self.bar.reset(total=total)
-                self.bar.unit = self._count_unit or self.bar.unit
+                self.bar.unit = m.group(3)
             fraction = done / total if total else 1.0
         scale = self.total if self.total is not None else 1000
         n = int(round(scale * min(max(float(fraction), 0.0), 1.0)))
@@ -106,6 +109,50 @@ class TqdmProgress:
         self.bar.close()
 
     def __enter__(self) -> "TqdmProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@runtime_checkable
+class PerStepProgress(Protocol):
+    """A progress that wants one :class:`Progress` per step of a multi-step build
+    (:meth:`core.pipeline.steps.Pipeline.build` asks it with :meth:`step`)."""
+
+    def step(self, name: str) -> Progress: ...
+
+
+class StepBars:
+    """One tqdm bar per build step (CLI), each counted in that step's own unit when its
+    messages carry one ("5,100/23,027 frames", "120/317 segments") with the ETA from that
+    step's own rate; otherwise per mille of the step. Use as a context manager.
+
+    Args:
+        desc: prefix of every bar's label (the command).
+        enabled: False draws nothing (``--quiet``).
+    """
+
+    UNITS: tuple[str, ...] = ("frames", "segments", "clips")
+
+    def __init__(self, desc: str, enabled: bool = True) -> None:
+        self.desc, self.enabled = desc, enabled
+        self.current: TqdmProgress | None = None
+
+    def step(self, name: str) -> Progress:
+        self.close()
+        self.current = TqdmProgress(f"{self.desc} · {name}", enabled=self.enabled, count_unit=self.UNITS)
+        return self.current
+
+    def __call__(self, fraction: float, message: str) -> None:  # a caller without steps: one bar
+        (self.current or self.step("all"))(fraction, message)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+    def __enter__(self) -> "StepBars":
         return self
 
     def __exit__(self, *exc: object) -> None:

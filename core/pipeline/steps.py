@@ -26,7 +26,7 @@ from core.models.io import load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
 from core.models.training import evaluate, train_heads
 from core.pipeline.artifacts import Artifacts
-from core.runtime import TASKS, Progress, scaled
+from core.runtime import TASKS, PerStepProgress, Progress, scaled
 
 STEP_ORDER: tuple[str, ...] = ("dataset", "backbone", "features", "priors", "heads")
 # What explaining needs: features of the sampled frames are computed on the spot.
@@ -302,7 +302,9 @@ class Pipeline:
         """Build the missing steps among ``steps`` (all by default), in pipeline order.
 
         ``progress`` covers the whole build (each step an equal share, messages
-        prefixed ``"<step>: "``); ``force`` rebuilds done steps too (dataset and
+        prefixed ``"<step>: "``), or, when it is a :class:`PerStepProgress` (the CLI's
+        :class:`core.runtime.StepBars`), gets one progress per step, each in that step's own
+        unit and rate; ``force`` rebuilds done steps too (dataset and
         features resume rather than redo). Returns one :class:`StepReport` per step.
         """
         unknown = set(steps or []) - set(STEP_ORDER)
@@ -311,7 +313,10 @@ class Pipeline:
         wanted = [s for s in self.steps.values() if steps is None or s.name in set(steps)]
         reports = []
         for i, step in enumerate(wanted):
-            sub = scaled(progress, i / len(wanted), (i + 1) / len(wanted), prefix=f"{step.name}: ")
+            if isinstance(progress, PerStepProgress):
+                sub = progress.step(step.name)
+            else:
+                sub = scaled(progress, i / len(wanted), (i + 1) / len(wanted), prefix=f"{step.name}: ")
             t0 = time.perf_counter()
             try:
                 done, detail = step.check()
