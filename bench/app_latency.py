@@ -44,25 +44,20 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from app.launch import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
 
 BUDGET_S = 0.5
 FIRST_CHART_BUDGET_S = 3.0
 FRESH_CLONE_BUDGET_S = 60.0
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 ESV_BARS = '.st-key-esv_chart [data-testid="stVegaLiteChart"] [aria-roledescription="bar"]'
 BROWSER_REPORT = ROOT / "test-artifacts" / "browser_latency.json"  # written by tests/test_browser.py
 
@@ -152,51 +147,21 @@ def browser_check(limit_s: float) -> int:
     return 0 if ok else 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def time_to_first_chart(cwd: Path, env: dict[str, str], dataset: str, timeout_s: float) -> dict[str, float]:
     """Start ``streamlit run app/main.py`` in ``cwd`` and open the explorer on ``dataset``
     in Chromium as soon as the server answers; returns seconds from process start to the
     server's health answer and to the ESV bars drawn."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    url = f"http://localhost:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.perf_counter() - t0 > timeout_s:
-                raise RuntimeError(f"streamlit did not start; log: {log.name}")
-            time.sleep(0.05)
-        t_health = time.perf_counter() - t0
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{url}/?dataset={dataset}")
-            page.wait_for_selector(ESV_BARS, timeout=timeout_s * 1000)
-            t_chart = time.perf_counter() - t0
-            browser.close()
-        return {"health_s": t_health, "first_chart_s": t_chart}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    log = Path(tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False).name)
+    with streamlit_server(cwd, env, log, timeout_s) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{server.url}/?dataset={dataset}")
+        page.wait_for_selector(ESV_BARS, timeout=timeout_s * 1000)
+        t_chart = time.perf_counter() - server.started_at
+        browser.close()
+    return {"health_s": server.health_s, "first_chart_s": t_chart}
 
 
 def fresh_clone(dest: Path) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import platform
 
+import numpy as np
 import torch
 
 from core.models import MTRNHead
+from core.shapley.subsets import subset_levels
 
 FEATURE_DIM, HIDDEN_DIM, N_CLASSES, NMAX = 256, 512, 97, 8
 
@@ -55,3 +57,18 @@ class AttentionHead(torch.nn.Module):
 def random_attention_head(seed: int = 0, n_classes: int = N_CLASSES) -> AttentionHead:
     torch.manual_seed(seed)
     return AttentionHead(n_classes=n_classes).eval()
+
+
+def value_table(game, cls: int) -> np.ndarray:
+    """``(2^n,)`` exact v(S)[cls] of every coalition of a level-recursive game (a
+    ``core.shapley`` multiscale or variable-length game, built inside ``eval_mode``),
+    indexed by bit mask; v(empty) = the prior."""
+    n = game.n_players
+    out = np.empty(1 << n)
+    out[0] = float(game.priors[cls])
+    previous = None
+    for level in subset_levels(n, game.device)[1:]:
+        logits = game.level_logits(level, previous)
+        out[level.masks.cpu().numpy()] = torch.softmax(logits.double(), dim=-1)[:, cls].cpu().numpy()
+        previous = logits
+    return out

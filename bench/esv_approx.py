@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import machine, random_clip, random_heads, random_priors  # noqa: E402
+from common import machine, random_clip, random_heads, random_priors, value_table  # noqa: E402
 
 from core.esv import explain_multiscale  # noqa: E402
 from core.models.evaluation import eval_mode  # noqa: E402
@@ -110,17 +110,8 @@ def trained_setup(dataset: str, n_max: int, n_clips: int):
 
 def probs_table(heads, features: torch.Tensor, cls: int, priors: torch.Tensor) -> np.ndarray:
     """``(2^n,)`` exact v(S)[cls] of every subset, indexed by bit mask (v(empty) = prior)."""
-    n = features.shape[0]
-    out = np.empty(1 << n, dtype=np.float64)
-    out[0] = float(priors[cls])
     with eval_mode(heads):
-        game = MultiscaleGame(heads, features, priors.double().to(features.device))
-        previous = None
-        for level in subset_levels(n, features.device)[1:]:
-            logits = game.level_logits(level, previous)
-            out[level.masks.cpu().numpy()] = torch.softmax(logits.double(), dim=-1)[:, cls].cpu().numpy()
-            previous = logits
-    return out
+        return value_table(MultiscaleGame(heads, features, priors.double().to(features.device)), cls)
 
 
 def head_cost_of_full(n: int, nmax: int) -> int:

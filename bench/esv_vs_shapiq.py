@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import machine, random_attention_head, random_clip, random_heads, random_priors  # noqa: E402
+from common import machine, random_attention_head, random_clip, random_heads, random_priors, value_table  # noqa: E402
 
 from core.models import TSNHead  # noqa: E402
 from core.models.evaluation import eval_mode  # noqa: E402
@@ -55,7 +55,6 @@ from core.shapley import (  # noqa: E402
     MultiscaleGame,
     VariableLengthGame,
 )
-from core.shapley.subsets import subset_levels  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 OURS = {"mtrn": {"surrogate": AdditiveSurrogate, "constructive": ConstructiveSampler},
@@ -71,19 +70,6 @@ def make_game(kind: str, model, features: torch.Tensor, priors: torch.Tensor):
     if kind == "mtrn":
         return MultiscaleGame(model, features, priors)
     return VariableLengthGame(model, features, priors)
-
-
-def value_table(game, cls: int) -> np.ndarray:
-    """``(2^n,)`` v(S)[cls] of every coalition by bit mask, through the game's exact level path."""
-    n = game.n_players
-    out = np.empty(1 << n)
-    out[0] = float(game.priors[cls])
-    previous = None
-    for level in subset_levels(n, game.device)[1:]:
-        logits = game.level_logits(level, previous)
-        out[level.masks.cpu().numpy()] = torch.softmax(logits.double(), dim=-1)[:, cls].cpu().numpy()
-        previous = logits
-    return out
 
 
 def setups(heads_kinds: list[str], games: list[str], dataset: str, n_max: int, clips: int):

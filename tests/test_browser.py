@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -33,16 +29,10 @@ from typing import Iterator
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `app` is not an installed package (also when run as a script)
+    sys.path.insert(0, str(ROOT))
+from app.launch import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
 # Screenshots go to test-artifacts/ (git-ignored); PLAYFAIR_SCREENSHOTS_DIR=docs/screenshots refreshes the README ones.
 SHOTS = Path(os.environ.get("PLAYFAIR_SCREENSHOTS_DIR") or ROOT / "test-artifacts" / "screenshots")
 # The pick-clip -> chart-drawn latencies are measured and written to
@@ -58,12 +48,6 @@ if not Path(CHROMIUM).exists():
         allow_module_level=True,
     )
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # A broken EPIC configuration the server starts with: Explore must still open on the demo
@@ -87,42 +71,12 @@ class Server:
 def server(demo_small, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A Streamlit server on the session's built small demo, with its own config file
     holding a broken EPIC table (tests/conftest.py isolates the data folders)."""
-    port = _free_port()
     tmp = tmp_path_factory.mktemp("streamlit")
-    log_path = tmp / "server.log"
     config = tmp / "config.toml"
     config.write_text(BROKEN_EPIC)
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port), "--server.headless", "true"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PLAYFAIR_CONFIG": str(config)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://localhost:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.3)
-        yield Server(url, proc.pid, config)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PLAYFAIR_CONFIG": str(config)}
+    with streamlit_server(ROOT, env, tmp / "server.log") as running:
+        yield Server(running.url, running.pid, config)
 
 
 @pytest.fixture(scope="module")
