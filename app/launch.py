@@ -26,12 +26,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 @dataclass
 class RunningServer:
     """A started explorer: ``url`` (``http://localhost:PORT``), its process id, when it was
-    started (``time.perf_counter()``) and how long it took to answer its health check."""
+    started (``time.perf_counter()``), how long until its port accepted connections and
+    until it answered its health check (HTTP served)."""
 
     url: str
     pid: int
     started_at: float
     health_s: float
+    port_s: float
 
 
 def free_port() -> int:
@@ -54,8 +56,12 @@ def streamlit_server(cwd: Path, env: dict[str, str], log_path: Path, timeout_s: 
             [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port), "--server.headless", "true"],
             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        port_s = None
         try:
             while True:
+                if port_s is None:
+                    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                        port_s = time.perf_counter() - started
                 try:
                     with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                         if r.read() == b"ok":
@@ -66,7 +72,8 @@ def streamlit_server(cwd: Path, env: dict[str, str], log_path: Path, timeout_s: 
                     tail = Path(log_path).read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"streamlit did not start (log {log_path}):\n{tail}")
                 time.sleep(0.05)
-            yield RunningServer(url, proc.pid, started, time.perf_counter() - started)
+            health_s = time.perf_counter() - started
+            yield RunningServer(url, proc.pid, started, health_s, health_s if port_s is None else port_s)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:

@@ -1,7 +1,11 @@
 """Play Fair explorer: ``streamlit run app/main.py``.
 
-Only navigation lives here; each page in ``pages/`` reads its widgets, calls core
-and draws.
+Streamlit finds the ``app = st.App(...)`` below and serves ``app/explorer.py`` (the
+pages' navigation, run for every browser session) under uvicorn, after the lifespan
+hook of :mod:`app.warmup` has warmed this process: core imported, the default
+dataset's workspace open and its default view computed into the caches the pages
+read, so the first chart after the server starts comes quickly.
+``PLAYFAIR_WARMUP=background`` warms while the server already answers, ``off`` not at all.
 """
 
 from __future__ import annotations
@@ -15,25 +19,6 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 import streamlit as st  # noqa: E402
 
-from app import links  # noqa: E402
+from app.warmup import lifespan  # noqa: E402  (cheap: the heavy imports happen in the warm-up)
 
-# An emoji icon: a Material icon would make the browser fetch an icon font (no request leaves the machine).
-st.set_page_config(page_title="Play Fair explorer", page_icon="🎬", layout="wide")
-# Chart legends and labels are not text to select: double-clicking a chart (clears a selection) must not highlight them.
-st.html("<style>[data-testid='stVegaLiteChart'] svg text, [data-testid='stVegaLiteChart'] .vega-bindings "
-        "{user-select: none; -webkit-user-select: none;}</style>")
-
-PAGES = [
-    st.Page("../pages/explore.py", title="Explore a clip", icon=":material/search:", default=True),
-    st.Page("../pages/compare.py", title="Exact vs approximate", icon=":material/compare_arrows:"),
-    st.Page("../pages/overview.py", title="Dataset overview", icon=":material/bar_chart:"),
-    st.Page("../pages/compare_methods.py", title="Compare methods", icon=":material/balance:"),
-    st.Page("../pages/setup.py", title="Setup", icon=":material/build:"),
-]
-
-bad_params = links.restore()  # a deep link's settings, once per session, before any widget
-page = st.navigation(PAGES)
-st.session_state[links.PAGE_PATH] = page.url_path
-if bad_params:
-    st.warning("Ignored unreadable link parameters: " + ", ".join(f"`{p}`" for p in bad_params))
-page.run()
+app = st.App(Path(__file__).with_name("explorer.py"), lifespan=lifespan)

@@ -102,15 +102,19 @@ def fingerprint_of(*parts: Any) -> str:
     return stable_hash([str(p) for p in parts])
 
 
-COST_KEYS = ("task", "n_frames", "model", "method", "samples_per_scale", "iterations", "budget")
+COST_KEYS = ("task", "n_frames", "model", "method", "samples_per_scale", "iterations", "budget", "seed")
 
 
 def explain(ws: Workspace, clip_id: str, settings: dict[str, Any], *, key: str = "explore") -> ClipExplanation:
     """``ws.explain(clip_id, **settings)``, bounded: refused until confirmed above the cost
     limit (``ws.limits``), run with a status and a Stop button when it takes more than
-    :data:`QUICK_S`. Raises UserError for invalid settings (before any work)."""
+    :data:`QUICK_S`; a result already in the explanation cache (memory or disk, from
+    any session) is shown at once, never asked about. Raises UserError for invalid
+    settings (before any work)."""
     fp = fingerprint_of(ws.name, clip_id, sorted(settings.items()))
     est = ws.explanations.estimate(clip_id, **{k: v for k, v in settings.items() if k in COST_KEYS})
+    if est.cached:
+        return ws.explain(clip_id, **settings)
     stopped_notice(key, fp)
     ask_if_expensive(key, fp, est, ws.limits)
     if est.seconds < QUICK_S:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -121,18 +122,28 @@ def default_dataset(options: Sequence[str]) -> str:
     built one, else the first option (the demo, whose first-launch build
     :func:`ensure_ready` runs). A configured but unusable dataset is passed over and the
     reason kept for :func:`fallback_banner`."""
-    sources = {name: _source(name) for name in options}
+    name, passed_over = default_choice(options)
     st.session_state.pop(FALLBACK, None)
+    if passed_over is not None:
+        st.session_state[FALLBACK] = passed_over
+    return name
+
+
+def default_choice(options: Sequence[str]) -> tuple[str, tuple[str, str] | None]:
+    """:func:`default_dataset` without session state (the server's warm-up uses it too):
+    the dataset, and ``(name, problem)`` of the last unusable one passed over, or None."""
+    sources = {name: _source(name) for name in options}
+    passed_over = None
     for name, source in sources.items():
         if source is not None and not source.builds_unattended:
             problem = dataset_problem(name)
             if problem is None:
-                return name
-            st.session_state[FALLBACK] = (name, problem)
+                return name, passed_over
+            passed_over = (name, problem)
     for name, source in sources.items():
         if source is not None and source.builds_unattended and source.dataset_built():
-            return name
-    return next((n for n, s in sources.items() if s is not None and s.builds_unattended), options[0])
+            return name, passed_over
+    return next((n for n, s in sources.items() if s is not None and s.builds_unattended), options[0]), passed_over
 
 
 FALLBACK = "pf_fallback"
@@ -216,13 +227,25 @@ class StreamlitProgress:
         self._log.markdown("\n".join(f"- {line}" for line in self._lines[-self._log_lines:]))
 
 
+def stopped_key(stop_key: str) -> str:
+    """The session-state flag set when the Stop button ``stop_key`` was pressed."""
+    return f"{stop_key}_stopped"
+
+
+def _mark_stopped(stop_key: str) -> None:
+    st.session_state[stopped_key(stop_key)] = True
+
+
 def _run_with_status(title: str, work: Callable[[Progress], Any], *, stop_key: str, failed: str, stopped: str,
                      done: Callable[[Any], str], log_lines: int) -> tuple[Any, UserError | None]:
     """``work(progress)`` in an expanded ``st.status`` with a progress bar and a Stop
     button. Returns ``(result, None)``, or ``(None, error)`` with the status collapsed and
     labelled by the problem; a closed browser session ends the page run."""
+    st.session_state.pop(stopped_key(stop_key), None)
     with st.status(title, expanded=True) as box:
-        st.button("Stop", key=stop_key, icon=":material/stop_circle:",
+        # The click reruns the page, which interrupts this work at its next progress call;
+        # the flag tells that rerun the work was stopped (ensure_ready must not restart it).
+        st.button("Stop", key=stop_key, icon=":material/stop_circle:", on_click=_mark_stopped, args=(stop_key,),
                   help="Stops after the current chunk; finished steps and chunks are kept on disk.")
         try:
             result = work(StoppableProgress(StreamlitProgress(log_lines=log_lines)))
@@ -311,6 +334,23 @@ class StoppableProgress:
             self.inner(fraction, message)
 
 
+# Workspaces found fully built in this process: a new session skips the file checks of
+# ws.status() (0.3-0.6 s on the demo). reset_workspaces() makes new Workspace objects,
+# so a rebuild or a config change is checked again.
+_VERIFIED: "weakref.WeakSet[Workspace]" = weakref.WeakSet()
+
+
+def missing_steps(ws: Workspace) -> list[Any]:
+    """The steps explaining needs (``EXPLORE_STEPS``) that ``ws`` lacks; ``[]`` when ready
+    (remembered for the workspace's lifetime in this process)."""
+    if ws in _VERIFIED:
+        return []
+    missing = [s for s in ws.status() if not s.done and s.name in EXPLORE_STEPS]
+    if not missing:
+        _VERIFIED.add(ws)
+    return missing
+
+
 def ensure_ready(ws: Workspace) -> None:
     """Make sure what explaining needs (dataset, backbone, priors, heads: ``EXPLORE_STEPS``)
     is built; checked once per session. Features need not be: a clip's sampled frames are
@@ -323,11 +363,21 @@ def ensure_ready(ws: Workspace) -> None:
     flag = f"pf_ready_{ws.name}"
     if st.session_state.get(flag):
         return
-    missing = [s for s in ws.status() if not s.done and s.name in EXPLORE_STEPS]
+    missing = missing_steps(ws)
     if not missing:
         st.session_state[flag] = True
         return
     if ws.source.builds_unattended:
+        stopped = stopped_key(f"stop_build_{ws.name}")
+        if st.session_state.get(stopped):  # the user pressed Stop: wait for them, never restart by itself
+            built = [s.name for s in ws.status() if s.done]
+            st.warning(f"**Building {dataset_label(ws.name)} was stopped.** "
+                       + (f"Built so far (kept on disk): {', '.join(built)}. " if built else "")
+                       + "Still to build: " + ", ".join(f"**{s.name}**" for s in missing)
+                       + ". Resuming continues from what is built.", icon=":material/pause_circle:")
+            st.button("Resume building", key=f"resume_build_{ws.name}", type="primary", icon=":material/play_arrow:",
+                      on_click=st.session_state.pop, args=(stopped, None))
+            st.stop()
         st.info(
             "**First launch:** building the demo dataset, its frame encoder, features, priors and heads. "
             "This happens once; everything is cached on disk."
@@ -390,11 +440,22 @@ def pick_clip(ws: Workspace, default: Callable[[], str] | None = None) -> str:
         st.stop()
     if st.session_state.get("pf_clip") not in options:
         first = default() if default is not None else None
-        val = view.index[view["split"] == "val"] if "split" in view.columns else view.index[:0]
-        st.session_state["pf_clip"] = first if first in options else (val[0] if len(val) else options[0])
+        st.session_state["pf_clip"] = first if first in options else default_clip(view)
     st.sidebar.caption(f"{len(options)} of {len(clips)} clips")
     labels = clip_labels(view)
     return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: labels.get(i, i))
+
+
+def default_clip(clips: pd.DataFrame) -> str:
+    """The clip a session starts on: the first validation clip of ``clips`` (held out, so
+    its prediction is not memorised), else the first clip."""
+    val = clips.index[clips["split"] == "val"] if "split" in clips.columns else clips.index[:0]
+    return str(val[0] if len(val) else clips.index[0])
+
+
+def default_frames(ws: Workspace, clip_id: str) -> int:
+    """Sampled frames a session starts with: 8, or fewer when the clip has fewer."""
+    return int(min(8, MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
 
 
 def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> None:
@@ -443,7 +504,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
     n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
     methods = explorer_methods()
     _init("pf_task", "verb", lambda v: v in TASKS)
-    _init("pf_n", min(8, n_max), lambda v: isinstance(v, int) and 1 <= v <= n_max)
+    _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
     _init("pf_method", "exact", lambda v: v in methods)
     _init("pf_target", "ground_truth", lambda v: v in TARGETS)
 

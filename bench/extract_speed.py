@@ -10,14 +10,17 @@ not depend on the values). Three modes per device:
   the current one is encoded) -> ``encode``.
 - ``pipeline``: the real bulk path, ``FeatureStore.extract_all`` on a generated gulp
   dataset of 456x256 JPEG clips: decode worker processes overlapped with encoding,
-  features written to a store. Run once per ``--pipeline-threads`` count (default 1 and
-  all cores) and the speed-up printed.
+  features written to a store. Every ``--pipeline-threads`` count (default 1 and all
+  cores) and ``--encode-modes`` setting runs ``--repeats`` times, alternating, so a loaded
+  machine slows them alike; medians and the speed-up (target >= 1.6x) printed. On a CPU
+  the default path encodes slices of each batch side by side, one torch thread each.
 
 On CUDA, ``encode`` uses bf16 autocast and channels_last (target: >= 2000 frames/s).
 
     python bench/extract_speed.py                    # CPU (+ CUDA when available)
     python bench/extract_speed.py --device cuda --frames 8192 --batch-size 256
-    python bench/extract_speed.py --modes pipeline --frames 256      # CPU fps at 1 and all threads
+    python bench/extract_speed.py --modes pipeline --frames 512      # CPU fps at 1 and all threads
+    python bench/extract_speed.py --modes pipeline --frames 256 --encode-modes intra,slices   # before vs now
 """
 
 from __future__ import annotations
@@ -120,8 +123,11 @@ def bench_jpeg(encoder, device: torch.device, n: int, bs: int, jpegs: list[bytes
     return steps * bs / elapsed
 
 
-def bench_pipeline(encoder, device: torch.device, n: int, bs: int, threads: int, workers: int | None) -> float:
-    """``FeatureStore.extract_all`` over ``n`` frames of generated 456x256 clips (120 frames each)."""
+def bench_pipeline(encoder, device: torch.device, n: int, bs: int | None, threads: int, workers: int | None, parallel: int | None = None) -> float:
+    """``FeatureStore.extract_all`` over ``n`` frames of generated 456x256 clips (120 frames each).
+
+    ``parallel``: forward passes side by side on a CPU (None: the default, one per thread; 1:
+    one pass at a time on ``threads`` torch threads, the path before issue 9's change)."""
     root = Path(tempfile.gettempdir()) / f"playfair-bench-extract-{n}"
     ds = make_dataset(root, [120] * (n // 120) + ([n % 120] if n % 120 else []))
     saved = torch.get_num_threads()
@@ -130,10 +136,38 @@ def bench_pipeline(encoder, device: torch.device, n: int, bs: int, threads: int,
         with tempfile.TemporaryDirectory() as cache:
             store = FeatureStore(Path(cache), encoder, ds)
             t0 = time.perf_counter()
-            report = store.extract_all(device=device, batch_size=bs, workers=workers, open_dataset=functools.partial(GulpClipDataset, root))
+            report = store.extract_all(device=device, batch_size=bs, workers=workers, parallel=parallel,
+                                       open_dataset=functools.partial(GulpClipDataset, root))
             return report.frames / (time.perf_counter() - t0)
     finally:
         torch.set_num_threads(saved)
+
+
+def pipeline_table(encoder, device: torch.device, n: int, bs: int | None, counts: list[int], layouts: list[str],
+                   repeats: int, workers: int | None) -> list[tuple[str, float]]:
+    """Every (threads, encode mode) setting run ``repeats`` times, alternating within each round
+    so load from other processes hits every setting alike; prints medians and the speed-ups.
+    Modes: ``slices`` (default path: passes side by side, one torch thread each), ``intra``
+    (one pass at a time on all torch threads: the path before); at 1 thread they are the same."""
+    settings = [(t, lay) for t in counts for lay in layouts if not (t == 1 and lay == "intra" and "slices" in layouts)]
+    runs: dict[tuple[int, str], list[float]] = {st: [] for st in settings}
+    bench_pipeline(encoder, device, min(n, 32), bs, counts[-1], workers)  # warm-up: dataset, oneDNN kernels
+    for r in range(repeats):
+        for st in settings if r % 2 == 0 else settings[::-1]:
+            runs[st].append(bench_pipeline(encoder, device, n, bs, st[0], workers, 1 if st[1] == "intra" else None))
+            print(f"  round {r + 1}: {st[0]} thread(s) {st[1]:<14} {runs[st][-1]:6.1f} frames/s", flush=True)
+    med = {st: float(np.median(v)) for st, v in runs.items()}
+    out = []
+    for t, lay in settings:
+        print(f"  pipeline {t} thread(s) {lay:<7} median {med[(t, lay)]:6.1f} frames/s  (runs: {', '.join(f'{x:.1f}' for x in runs[(t, lay)])})")
+        out.append((f"cpu fp32 {t}t {lay}", med[(t, lay)]))
+    one = next(st for st in settings if st[0] == counts[0])
+    for t, lay in settings:
+        if t != counts[0]:
+            ratios = [a / b for a, b in zip(runs[(t, lay)], runs[one])]
+            print(f"  speed-up {t} threads ({lay}) vs {counts[0]}: {med[(t, lay)] / med[one]:.2f}x of medians, per round "
+                  f"{', '.join(f'{x:.2f}' for x in ratios)}  (target >= 1.6x on 2 cores)")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--modes", default="network,decoded,jpeg,pipeline", help="comma-separated subset of network,decoded,jpeg,pipeline")
     p.add_argument("--pipeline-threads", dest="pipeline_threads", default=f"1,{os.cpu_count() or 1}",
                    help="torch thread counts of the pipeline mode on CPU")
+    p.add_argument("--encode-modes", dest="encode_modes", default="slices",
+                   help="pipeline mode on CPU: 'slices' (default path), 'intra' (the path before), or both to alternate: intra,slices")
+    p.add_argument("--repeats", type=int, default=3, help="pipeline mode: rounds per setting (medians reported)")
     p.add_argument("--decode-workers", dest="decode_workers", type=int, default=None, help="pipeline mode: decode processes (default: automatic)")
     args = p.parse_args(argv)
     if args.threads:
@@ -175,14 +212,16 @@ def main(argv: list[str] | None = None) -> None:
         name = torch.cuda.get_device_name(dev) if cuda else "cpu"
         for mode in modes:
             if mode == "pipeline":
-                counts = [int(t) for t in args.pipeline_threads.split(",")] if not cuda else [torch.get_num_threads()]
-                speeds = []
-                for threads in counts:
-                    speeds.append(bench_pipeline(encoder, dev, n, bs, threads, args.decode_workers))
-                    rows.append((name + (" bf16" if cuda else f" fp32 {threads}t"), mode, "yes", n, bs, speeds[-1]))
-                    print(f"  {rows[-1][0]:<28} {mode:<8} {speeds[-1]:9.1f} frames/s", flush=True)
-                if len(speeds) > 1:
-                    print(f"  pipeline speed-up {counts[-1]} threads vs {counts[0]}: {speeds[-1] / speeds[0]:.2f}x")
+                if cuda:
+                    fps = bench_pipeline(encoder, dev, n, args.batch_size, torch.get_num_threads(), args.decode_workers)
+                    rows.append((name + " bf16", mode, "yes", n, args.batch_size or 256, fps))
+                    continue
+                counts = [int(t) for t in args.pipeline_threads.split(",")]
+                layouts = [x.strip() for x in args.encode_modes.split(",") if x.strip()]
+                if not layouts or set(layouts) - {"intra", "slices"}:
+                    p.error(f"--encode-modes takes intra and/or slices, got {args.encode_modes!r}")
+                for label, fps in pipeline_table(encoder, dev, n, args.batch_size, counts, layouts, args.repeats, args.decode_workers):
+                    rows.append((label, mode, "yes", n, args.batch_size or 16, fps))
                 continue
             if mode == "network":
                 fps = bench_network(encoder, dev, n, bs)

@@ -169,6 +169,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _extract_sampled_frames(ws: Workspace, quiet: bool) -> None:
+    print(f"the heads read {ws.pipeline.steps['heads'].work_summary()}")  # type: ignore[attr-defined]
     train_rows, val_rows = ws.pipeline.steps["heads"].sampled_rows()  # type: ignore[attr-defined]
     rows = {**(train_rows or {}), **(val_rows or {})}
     total = ws.artifacts.frames_todo(rows)
@@ -237,10 +238,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["patience"] = None
     if args.frames_per_clip is not None:
         overrides["frames_per_clip"] = args.frames_per_clip
+    if args.val_clips is not None:
+        overrides["val_clips"] = args.val_clips
     base = _workspace(args)
     cfg = TrainConfig.from_dict({**base.train_config.to_dict(), **overrides}) if overrides else None
     ws = _workspace(args, train_config=cfg, device=args.device, threads=args.threads, decode_workers=args.decode_workers)
     if ws.train_config.frames_per_clip is None:
+        print(f"the heads read {ws.pipeline.steps['heads'].work_summary()}")  # type: ignore[attr-defined]
         _print_reports(_build(ws, ["dataset", "backbone", "features", "priors", "heads"], "train", force=args.force, quiet=args.quiet))
     else:  # only the frames the heads sample get features, under their own bar counted in frames
         reports = _build(ws, ["dataset", "backbone", "priors"], "dataset, backbone, priors", quiet=args.quiet)
@@ -359,7 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="device for feature extraction if features are missing")
     p.add_argument("--frames-per-clip", dest="frames_per_clip", type=int, default=None,
                    help="train on K uniformly spaced frames per training clip and extract only those (0 = every frame; "
-                        "default: the dataset's, 16 for EPIC, every frame for the demo)")
+                        "default: the dataset's, 8 for EPIC, every frame for the demo)")
+    p.add_argument("--val-clips", dest="val_clips", type=int, default=None,
+                   help="evaluate on a fixed sample of N validation clips spread over the videos, extracting only their sampled "
+                        "frames (0 = every validation clip; default: the dataset's, 200 for EPIC, all for the demo)")
     _add_extraction_flags(p)
     p.add_argument("--force", action="store_true", help="retrain even if heads with these settings exist")
 

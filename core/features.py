@@ -43,8 +43,9 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
-from core.backbones.base import DeviceLike, FrameEncoder, resolve_device
+from core.backbones.base import DeviceLike, FrameEncoder, TorchFrameEncoder, resolve_device
 from core.errors import UserError
 from core.frame_reader import READ_CHUNK, FrameJob, FrameSource, read_batches
 from core.io_utils import atomic_write_bytes, atomic_write_text
@@ -413,6 +414,7 @@ class FeatureStore:
         workers: int | None = 0,
         open_dataset: Callable[[], FrameSource] | None = None,
         chunk: int = READ_CHUNK,
+        parallel: int | None = None,
     ) -> ExtractReport:
         """Compute every missing feature row of many clips (all rows of every clip by default).
 
@@ -433,11 +435,17 @@ class FeatureStore:
                 WORKER_MIN_FRAMES frames; 0 = one background thread here.
             open_dataset: picklable callable opening the dataset in a worker (without it, workers are 0).
             chunk: frames per decoded batch.
+            parallel: on a CPU, forward passes run side by side, one torch thread each
+                (``TorchFrameEncoder.encode``); None = as many as torch has threads (the
+                ``--threads`` count), 1 = one pass at a time on torch's threads.
         """
         self.check()
         t0 = time.perf_counter()
         dev = resolve_device(device)
         batch_size = batch_size or (256 if dev.type == "cuda" else 16)
+        if parallel is None:
+            parallel = torch.get_num_threads() if dev.type == "cpu" else 1
+        encode_kw = {"parallel": parallel} if isinstance(self.encoder, TorchFrameEncoder) and parallel > 1 else {}
         if rows is not None:
             wanted: dict[str, np.ndarray | None] = {str(k): np.asarray(v, np.int64) for k, v in rows.items()}
         else:
@@ -465,7 +473,7 @@ class FeatureStore:
                 frames_done += job_rows - counted.get(batch.clip_id, 0)  # its frames will not come: count them handled
                 LOG.warning("clip %s skipped: %s", batch.clip_id, batch.error)
             else:
-                feats = self.encoder.encode(batch.frames, device=dev, batch_size=batch_size).numpy()
+                feats = self.encoder.encode(batch.frames, device=dev, batch_size=batch_size, **encode_kw).numpy()
                 got_rows, got_feats = pending.setdefault(batch.clip_id, ([], []))
                 got_rows.append(batch.rows)
                 got_feats.append(feats)

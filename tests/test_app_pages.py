@@ -27,7 +27,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core.workspace import Workspace  # noqa: E402
 
-MAIN = str(ROOT / "app" / "main.py")
+MAIN = str(ROOT / "app" / "explorer.py")  # the navigation script (app/main.py serves it with a warm-up)
 DEMO = "demo-small"
 TIMEOUT = 120
 
@@ -339,44 +339,110 @@ def test_setup_shows_one_status_and_refuses_invalid_epic_paths(demo: Workspace, 
     assert (config_path.read_text() if config_path.exists() else None) == before
 
 
-def test_first_launch_builds_then_lands_on_explorer(demo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a fresh machine the explorer builds the demo with progress, then shows it."""
+class UnbuiltDemo:
+    """The built small demo posing as an unbuilt ``demo`` whose steps other than ``done``
+    are missing until :meth:`build` runs; ``calls`` records the build's progress steps."""
+
+    STEPS = ("dataset", "backbone", "features", "priors", "heads")
+
+    def __init__(self, ws: Workspace, done: tuple[str, ...] = ()) -> None:
+        self._ws, self.done, self.built, self.name, self.kind = ws, done, False, "demo", "demo"
+        self.calls: list[str] = []
+
+    def status(self):
+        return [s if self.built or s.name in self.done else type(s)(s.name, False, "missing", s.how) for s in self._ws.status()]
+
+    def build(self, steps=None, progress=None):
+        assert progress is not None
+        for i, step in enumerate(self.STEPS):
+            progress(i / len(self.STEPS), f"{step}: working")
+            self.calls.append(step)
+        progress(1.0, "heads: done")
+        self.built = True
+        return []
+
+    def __getattr__(self, item):
+        return getattr(self._ws, item)
+
+
+def explore_as(monkeypatch: pytest.MonkeyPatch, fake: UnbuiltDemo) -> AppTest:
+    """A new session whose only dataset is ``fake``."""
     from app import state
 
-    calls: list[tuple[float, str]] = []
-
-    class FreshDemo:
-        """The built small demo, pretending to be unbuilt until build() runs."""
-
-        def __init__(self, ws: Workspace) -> None:
-            self._ws = ws
-            self.built = False
-            self.name, self.kind = "demo", "demo"
-
-        def status(self):
-            return [s if self.built else type(s)(s.name, False, "missing", s.how) for s in self._ws.status()]
-
-        def build(self, steps=None, progress=None):
-            assert progress is not None
-            for i, step in enumerate(["dataset", "backbone", "features", "priors", "heads"]):
-                progress(i / 5, f"{step}: working")
-                calls.append((i / 5, step))
-            progress(1.0, "heads: done")
-            self.built = True
-            return []
-
-        def __getattr__(self, item):
-            return getattr(self._ws, item)
-
-    fresh = FreshDemo(demo)
-    monkeypatch.setattr(state, "get_workspace", lambda name: fresh)
+    monkeypatch.setattr(state, "get_workspace", lambda name: fake)
     monkeypatch.setattr(state, "dataset_options", lambda: ["demo"])
     at = new_app()
     at.session_state["pf_dataset"] = "demo"
-    at.run()
+    return at
+
+
+def test_first_launch_builds_then_lands_on_explorer(demo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fresh machine the explorer builds the demo with progress, then shows it."""
+    fresh = UnbuiltDemo(demo)
+    at = explore_as(monkeypatch, fresh).run()
     no_errors(at)
-    assert [c[1] for c in calls] == ["dataset", "backbone", "features", "priors", "heads"]
-    assert fresh.built
+    assert fresh.calls == list(UnbuiltDemo.STEPS) and fresh.built
     # after the build it reran and landed on the explorer with the chart
     assert at.title[0].value == "Explore a clip"
     assert len(esv_chart_data(at)) > 0
+
+
+def test_stopped_first_launch_build_waits_for_resume(demo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After Stop, the page says the build was stopped and offers to resume; it does not
+    restart by itself on the next rerun. Resuming builds (the steps skip what is done)."""
+    from app import state
+
+    stopped = UnbuiltDemo(demo, done=("dataset",))
+    at = explore_as(monkeypatch, stopped)
+    at.session_state[state.stopped_key("stop_build_demo")] = True  # what the Stop button's click leaves
+    at.run()
+    no_errors(at)
+    assert any("was stopped" in w.value and "Built so far (kept on disk): dataset" in w.value for w in at.warning)
+    assert not stopped.calls and not at.get("vega_lite_chart")
+    at.run()  # any rerun (a widget, a refresh) still waits for the user
+    assert not stopped.calls
+    at.button(key="resume_build_demo").click().run()
+    no_errors(at)
+    assert stopped.built and len(esv_chart_data(at)) > 0
+
+
+def test_cached_expensive_result_is_shown_without_asking(demo: Workspace) -> None:
+    """Above the cost limit a new explanation asks first; once its result is in the
+    explanation cache (this server's memory, or the disk cache of any process) a new
+    session shows it at once."""
+    from app import state
+
+    config = Path(os.environ["PLAYFAIR_CONFIG"])
+    saved = config.read_text() if config.exists() else None
+    clip = str(demo.clips().index[demo.clips()["n_features"] >= 5][0])
+    # seeds no other test uses: nothing is cached for these settings before this test
+    link = {"clip": clip, "n": "5", "method": "constructive", "sps": "2", "iter": "1"}
+    try:
+        config.write_text("[limits]\nseconds = 0.000001\n")  # every explanation is "expensive"
+        state.reset_workspaces()
+        first = new_app()
+        first.query_params.update({**link, "seed": "90210"})
+        first.run()
+        assert [b for b in first.button if b.label == "Run anyway"] and not first.get("vega_lite_chart")
+        first.button(key="explore_verb_confirm").click().run()
+        no_errors(first)
+        assert len(esv_chart_data(first)) == 5
+        again = new_app()  # a new session: the result is in this server's memory cache
+        again.query_params.update({**link, "seed": "90210"})
+        again.run()
+        no_errors(again)
+        assert not [b for b in again.button if b.label == "Run anyway"] and len(esv_chart_data(again)) == 5
+        # computed by another workspace (as by another process): only the disk cache has it
+        demo.explain(clip, task="verb", n_frames=5, method="constructive", samples_per_scale=2, seed=90211)
+        other = new_app()
+        other.query_params.update({**link, "seed": "90211"})
+        other.run()
+        no_errors(other)
+        assert not [b for b in other.button if b.label == "Run anyway"] and len(esv_chart_data(other)) == 5
+        assert "loaded from cache" in "\n".join(c.value for c in other.caption)
+    finally:
+        if saved is None:
+            config.unlink(missing_ok=True)
+        else:
+            config.write_text(saved)
+        state.reset_workspaces()

@@ -65,6 +65,7 @@ class Server:
     url: str
     pid: int
     config: Path
+    log: Path | None = None
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def server(demo_small, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     config.write_text(BROKEN_EPIC)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PLAYFAIR_CONFIG": str(config)}
     with streamlit_server(ROOT, env, tmp / "server.log") as running:
-        yield Server(running.url, running.pid, config)
+        yield Server(running.url, running.pid, config, tmp / "server.log")
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +346,49 @@ def test_runaway_setting_is_refused_or_stoppable(browser, server: Server, demo_s
     time.sleep(2.0)
     assert cpu_seconds(server.pid) - busy < 1.0, "the computation kept running after the tab closed"
     assert peak < 2 * 2**30, f"server RSS reached {peak / 2**30:.2f} GB"
+
+
+def test_server_warms_up_before_serving(browser, server: Server) -> None:
+    """`streamlit run app/main.py` serves the explorer through st.App: its lifespan hook
+    ran the default page once before the server answered, and the page's favicon is ours."""
+    log = server.log.read_text(errors="replace")
+    assert "Play Fair warm-up: demo-small" in log and "default view ready" in log, log[-2000:]
+    pg = new_page(browser)
+    try:
+        open_explore(pg, server.url)
+        icon = pg.locator("link[rel~='icon']").first.get_attribute("href") or ""
+        assert "fonts" not in icon and urlsplit(icon).hostname in ("localhost", "127.0.0.1", None), icon
+    finally:
+        pg.close()
+
+
+def test_stopping_the_first_launch_build_does_not_restart_it(browser, tmp_path: Path) -> None:
+    """A fresh machine (empty data folders): the explorer builds the demo with a Stop
+    button. After Stop the page says so and offers to resume, and does not restart the
+    build by itself; Resume builds again (resuming what is built)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PLAYFAIR_CONFIG": str(tmp_path / "config.toml")}
+    for name in ("cache", "datasets", "checkpoints"):
+        env[f"PLAYFAIR_{name.upper()}"] = str(tmp_path / name)
+    with streamlit_server(ROOT, env, tmp_path / "server.log") as running:
+        pg = new_page(browser)
+        try:
+            pg.goto(running.url)
+            pg.get_by_text("First launch", exact=False).wait_for(timeout=120_000)
+            stop = pg.get_by_role("button", name="Stop")
+            stop.wait_for(timeout=60_000)
+            stop.click()
+            pg.get_by_text("was stopped", exact=False).wait_for(timeout=60_000)
+            wait_idle(pg)
+            busy = cpu_seconds(running.pid)
+            time.sleep(3.0)
+            assert cpu_seconds(running.pid) - busy < 1.0, "the build went on (or restarted) after Stop"
+            assert pg.get_by_text("was stopped", exact=False).is_visible()
+            assert not pg.get_by_role("button", name="Stop").count()
+            pg.get_by_role("button", name="Resume building").click()
+            pg.get_by_role("button", name="Stop").wait_for(timeout=60_000)  # building again
+            assert not pg.get_by_text("was stopped", exact=False).count()
+        finally:
+            pg.close()  # the session ends: the build stops at its next progress call
 
 
 def test_setup_refuses_bad_input_and_explore_still_opens(browser, server: Server) -> None:

@@ -142,21 +142,21 @@ def test_missing_frames_are_listed(epic_tree: dict[str, Path], capsys: pytest.Ca
 
 
 def test_interrupted_ingest_resumes(epic_tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    real = epic._load_frame
+    real = epic._load_jpeg  # the per-frame unit of work (read, check, maybe re-encode)
     count = {"n": 0}
 
-    def flaky(path: Path) -> np.ndarray:
+    def flaky(path: Path) -> bytes:
         count["n"] += 1
         if count["n"] == 12:  # partway through the third segment
             raise KeyboardInterrupt
         return real(path)
 
-    monkeypatch.setattr(epic, "_load_frame", flaky)
+    monkeypatch.setattr(epic, "_load_jpeg", flaky)
     out = epic_tree["tmp"] / "ds"
     with pytest.raises(KeyboardInterrupt):
         ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert not (out / "dataset.json").exists()
-    monkeypatch.setattr(epic, "_load_frame", real)
+    monkeypatch.setattr(epic, "_load_jpeg", real)
     report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert report.gulp.skipped == ["P01_01_0", "P01_01_1"] and len(report.gulp.written) == 4
     files = sorted(p.name for p in (out / "gulp").iterdir())

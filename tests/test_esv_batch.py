@@ -12,7 +12,7 @@ from core.esv import ESVBatchResult, ESVResult, explain_multiscale, explain_mult
 from core.models import MTRNHead
 from core.models.packed import packed_heads
 from core.runtime import reporting
-from core.shapley import ExactShapley, MultiscaleGame, MultiscaleGameBatch
+from core.shapley import ExactShapley, MultiscaleGame, MultiscaleGameBatch, check_clip
 from test_esv import C, D, H, GenericHead, brute_multiscale, make_heads, make_priors
 
 
@@ -103,6 +103,40 @@ def test_packed_heads_follow_weight_changes():
     after = explain_multiscale(heads, priors, clip).esvs
     assert (after - before).abs().max() > 1e-6
     torch.testing.assert_close(after, brute_multiscale(heads, priors, clip), atol=1e-9, rtol=0)
+
+
+def test_packed_heads_check_only_the_heads_a_clip_uses_and_catch_later_changes():
+    heads, priors, clip = make_heads(4), make_priors(), make_clips(1, 4)[0]
+    explain_multiscale(heads, priors, clip[:2])  # packs all four heads, reads heads 1-2
+    with torch.no_grad():
+        heads[3].fc2.bias.add_(0.5)  # a head the short clip never reads
+        heads[0].fc1.weight.data = heads[0].fc1.weight.data * 1.25  # new storage, same version
+    for n in (1, 4):
+        torch.testing.assert_close(explain_multiscale(heads, priors, clip[:n]).esvs,
+                                   brute_multiscale(heads, priors, clip[:n]), atol=1e-9, rtol=0)
+
+
+def test_cached_priors_follow_in_place_changes():
+    heads, clip = make_heads(3), make_clips(1, 3)[0]
+    priors = make_priors().float()
+    first = explain_multiscale(heads, priors, clip)
+    first.priors.mul_(0.0)  # editing a result's float64 copy must not leak into the next call
+    assert explain_multiscale(heads, priors, clip).priors.equal(priors.double())
+    with torch.no_grad():
+        priors.copy_(torch.full_like(priors, 1.0 / C))
+    again = explain_multiscale(heads, priors, clip)
+    torch.testing.assert_close(again.priors, torch.full((C,), 1.0 / C, dtype=torch.float64))
+    torch.testing.assert_close(again.efficiency_gap(), torch.zeros(C, dtype=torch.float64), atol=1e-12, rtol=0)
+    with pytest.raises(UserError, match="sum to 1"):
+        explain_multiscale(heads, priors.mul_(2.0), clip)
+
+
+def test_large_finite_features_pass_the_finite_check():
+    features = torch.full((3, D), 3e38, dtype=torch.float32)  # their sum overflows; every value is finite
+    assert check_clip(make_priors(), features)[0] is features
+    features[1, 2] = float("inf")
+    with pytest.raises(UserError, match=r"frame\(s\) \[1\]"):
+        check_clip(make_priors(), features)
 
 
 @pytest.mark.parametrize(

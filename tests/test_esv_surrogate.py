@@ -130,7 +130,7 @@ def test_more_accurate_than_the_papers_sampler_at_equal_budget():
 def test_sampled_path_with_every_base_equals_enumeration():
     heads, priors, feats = make_heads(4), make_priors(), make_features(8)
     enumerated = surrogate(heads, priors, feats, samples_per_scale=10, seed=0)
-    sampled = surrogate(heads, priors, feats, samples_per_scale=10, seed=0, enumerate_up_to=0, bases_per_size=70)
+    sampled = surrogate(heads, priors, feats, samples_per_scale=10, seed=0, enumerate_up_to=0, bases_per_size=70, holdout=0.0)
     torch.testing.assert_close(sampled.probs, enumerated.probs, atol=1e-12, rtol=0)
     torch.testing.assert_close(sampled.esvs, enumerated.esvs, atol=1e-12, rtol=0)
 
@@ -138,14 +138,14 @@ def test_sampled_path_with_every_base_equals_enumeration():
 def test_sampled_path_with_a_complete_pair_scale_equals_enumeration():
     heads, priors, feats = make_heads(4), make_priors(), make_features(8)  # C(8, 2) = 28 <= 30: pairs exact
     enumerated = surrogate(heads, priors, feats, samples_per_scale=30, seed=1)
-    sampled = surrogate(heads, priors, feats, samples_per_scale=30, seed=1, enumerate_up_to=0, bases_per_size=70)
+    sampled = surrogate(heads, priors, feats, samples_per_scale=30, seed=1, enumerate_up_to=0, bases_per_size=70, holdout=0.0)
     torch.testing.assert_close(sampled.esvs, enumerated.esvs, atol=1e-12, rtol=0)
 
 
 def test_sampled_path_is_close_with_few_bases():
     heads, priors, feats = make_heads(8), make_priors(), make_features(12)
     enumerated = surrogate(heads, priors, feats, samples_per_scale=32, seed=0)
-    sampled = surrogate(heads, priors, feats, samples_per_scale=32, seed=0, enumerate_up_to=0, bases_per_size=8)
+    sampled = surrogate(heads, priors, feats, samples_per_scale=32, seed=0, enumerate_up_to=0, bases_per_size=8, holdout=0.0)
     assert err(sampled.esvs, enumerated.esvs) < 0.02
 
 

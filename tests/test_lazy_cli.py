@@ -52,3 +52,13 @@ def test_app_explores_a_clip_without_features(app_demo) -> None:
         store.get(clip)  # complete again for the other tests of the session
         app_demo.artifacts.reset()
         state.reset_workspaces()
+
+
+def test_cli_train_on_a_validation_sample_says_what_it_extracts(demo_small, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--val-clips N`: the plan (frames and why) comes first; the table is on N clips, and says so."""
+    n_val = len(demo_small.clips("val"))
+    assert cli.main(["train", "--dataset", "demo-small", "--frames-per-clip", "4", "--val-clips", "5", "--threads", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    plan = out.split("\n")[0]
+    assert plan.startswith("the heads read ") and f"of 5 of the {n_val} validation clips" in plan and "frames to extract now" in plan
+    assert "on 5 validation clips (95% interval" in out

@@ -5,13 +5,15 @@ feature cache (:mod:`core.features`) keys its files by ``name`` and ``fingerprin
 so two encoders that could give different features must never share a fingerprint.
 
 :class:`TorchFrameEncoder` implements ``encode`` once for ``nn.Module`` backbones:
-batching, device placement, and bf16 autocast + channels_last on CUDA.
+batching, device placement, and bf16 autocast + channels_last on CUDA; on a CPU, bulk
+extraction encodes slices of a batch side by side, one torch thread each (``parallel``).
 """
 
 from __future__ import annotations
 
 import abc
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -93,7 +95,6 @@ class TorchFrameEncoder(abc.ABC):
     name: str
     feature_dim: int
     network: nn.Module
-
     def __init__(self) -> None:
         self._device: torch.device | None = None
         self._lock = threading.Lock()
@@ -128,13 +129,18 @@ class TorchFrameEncoder(abc.ABC):
         return self.network
 
     @torch.inference_mode()
-    def encode(self, frames: np.ndarray, device: DeviceLike = None, batch_size: int = 64) -> torch.Tensor:
+    def encode(self, frames: np.ndarray, device: DeviceLike = None, batch_size: int = 64, parallel: int = 1) -> torch.Tensor:
         """Features of every frame.
 
         Args:
             frames: ``(T, H, W, 3)`` uint8 RGB, any H, W.
             device: where to run (default :func:`pick_device`).
             batch_size: frames per forward pass (bounds device memory).
+            parallel: on a CPU, encode this many slices of ``frames`` at once, each in its own
+                thread running one torch thread (bulk extraction with N cores: independent
+                forward passes need no per-operation barrier between threads, which is what
+                keeps N intra-op threads from scaling; the process's torch thread count is
+                restored afterwards). 1 = one forward at a time on torch's threads.
 
         Returns:
             ``(T, feature_dim)`` float32 on CPU.
@@ -144,28 +150,42 @@ class TorchFrameEncoder(abc.ABC):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         dev = resolve_device(device)
         n = frames.shape[0]
-        out = torch.empty((n, self.feature_dim), dtype=torch.float32)
         if n == 0:
-            return out
+            return torch.empty((0, self.feature_dim), dtype=torch.float32)
         with self._lock:
             net = self._network_on(dev)
-            cuda = dev.type == "cuda"
-            results: list[torch.Tensor] = []
-            for start in range(0, n, batch_size):
-                # uint8 crosses the bus (4x less than float32); resizing happens on the device.
-                chunk = torch.from_numpy(frames[start : start + batch_size])
-                if cuda:
-                    chunk = chunk.pin_memory().to(dev, non_blocking=True)
-                x = self.preprocess(chunk)
-                if cuda:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        y = net(x)
-                else:
+            slices = min(int(parallel), n) if dev.type == "cpu" else 1
+            if slices <= 1:
+                return self._forward(net, frames, dev, batch_size)
+            bounds = np.linspace(0, n, slices + 1).round().astype(int)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # global: the slice threads start with one torch thread each
+            try:
+                with ThreadPoolExecutor(slices, thread_name_prefix="encode") as pool:
+                    parts = list(pool.map(lambda a, b: self._forward(net, frames[a:b], dev, batch_size), bounds[:-1], bounds[1:]))
+            finally:
+                torch.set_num_threads(threads)
+            return torch.cat(parts)
+
+    @torch.inference_mode()
+    def _forward(self, net: nn.Module, frames: np.ndarray, dev: torch.device, batch_size: int) -> torch.Tensor:
+        """``(T, H, W, 3)`` uint8 -> ``(T, feature_dim)`` float32 on CPU, ``batch_size`` frames per pass."""
+        cuda = dev.type == "cuda"
+        results: list[torch.Tensor] = []
+        for start in range(0, frames.shape[0], batch_size):
+            # uint8 crosses the bus (4x less than float32); resizing happens on the device.
+            chunk = torch.from_numpy(frames[start : start + batch_size])
+            if cuda:
+                chunk = chunk.pin_memory().to(dev, non_blocking=True)
+            x = self.preprocess(chunk)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
                     y = net(x)
-                if y.shape != (x.shape[0], self.feature_dim):
-                    raise RuntimeError(f"{self.name}: network returned {tuple(y.shape)}, expected ({x.shape[0]}, {self.feature_dim})")
-                # Kept on the device until the end: one synchronisation per call, not per batch.
-                results.append(y.float())
-            out.copy_(torch.cat(results).cpu())
-        return out
+            else:
+                y = net(x)
+            if y.shape != (x.shape[0], self.feature_dim):
+                raise RuntimeError(f"{self.name}: network returned {tuple(y.shape)}, expected ({x.shape[0]}, {self.feature_dim})")
+            # Kept on the device until the end: one synchronisation per call, not per batch.
+            results.append(y.float())
+        return torch.cat(results).cpu()

@@ -422,11 +422,13 @@ class DemoCNNEncoder(TorchFrameEncoder):
         """SHA-256 of the checkpoint file + preprocessing (keys the feature cache)."""
         return self._fingerprint
 
-    def encode(self, frames: np.ndarray, device: DeviceLike = None, batch_size: int = 64) -> torch.Tensor:
+    def encode(self, frames: np.ndarray, device: DeviceLike = None, batch_size: int = 64, parallel: int = 1) -> torch.Tensor:
         """``(T, H, W, 3)`` uint8 -> ``(T, 256)`` float32 CPU features (see the base class).
 
         On CPU, runs under ``torch_threads("load")``: on a busy 2-core machine one
-        thread encodes ~4x faster than two fighting over a core.
+        thread encodes ~4x faster than two fighting over a core. ``parallel`` is accepted
+        and ignored: this small CNN is encoded one pass at a time, so the demo's features
+        stay exactly as before.
         """
         if resolve_device(device).type != "cpu":
             return super().encode(frames, device=device, batch_size=batch_size)

@@ -56,6 +56,14 @@ class ResultCache:
         self.remember(key, result)
         return result
 
+    def contains(self, key: str, directory: Path | None) -> bool:
+        """Whether ``key`` is in memory or has an entry in ``directory`` (not loaded: a
+        damaged entry still counts; :meth:`get` then recomputes it)."""
+        with self._lock:
+            if key in self._mem:
+                return True
+        return directory is not None and (directory / key[:2] / f"{key}.pt").exists()
+
     def put(self, key: str, result: Any, directory: Path | None) -> None:
         """Keep ``result`` in memory and, when ``directory`` is given, write it there atomically."""
         self.remember(key, result)

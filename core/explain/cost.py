@@ -76,6 +76,9 @@ class CostEstimate:
         exact_equivalent: an approximate method whose settings draw every subset, so the
             exact path runs instead (False for ``"exact"`` itself).
         note: one sentence for the user (what runs and why).
+        cached: the result is already in the explanation cache (memory or disk): showing
+            it costs nothing, so nothing needs confirming (set by
+            :meth:`core.explain.ExplanationService.estimate`).
     """
 
     method: str
@@ -85,9 +88,13 @@ class CostEstimate:
     peak_bytes: int
     exact_equivalent: bool
     note: str
+    cached: bool = False
 
     def over(self, limits: Limits = DEFAULT_LIMITS) -> str | None:
-        """Why this request needs confirmation under ``limits``, or None when it does not."""
+        """Why this request needs confirmation under ``limits``, or None when it does not
+        (always None for a cached result)."""
+        if self.cached:
+            return None
         reasons = []
         if self.seconds > limits.seconds:
             reasons.append(f"about {self.seconds:,.0f} s (limit {limits.seconds:,.0f} s)")

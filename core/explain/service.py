@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +40,20 @@ from core.models.evaluation import eval_mode
 from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
 from core.shapley import APPROXIMATORS, MultiscaleGame, VariableLengthGame, check_clip, make_approximator
+
+
+class _Plan(NamedTuple):
+    """What one explanation runs: the task's heads and priors, feature ``rows`` (n,) and
+    their ``features`` (n, D), the settings after the exact-equivalence rule (method,
+    samples_per_scale, iterations, seed, budget) and the cache key (None: not cacheable)."""
+
+    heads: Any
+    priors: torch.Tensor
+    rows: np.ndarray
+    features: np.ndarray
+    settings: tuple[str | None, int | None, int, int | None, int | None]
+    key: str | None
+
 
 # Bump when the key's fields or the on-disk entry layout change (old entries are then ignored).
 CACHE_VERSION = 2
@@ -165,25 +180,10 @@ class ExplanationService:
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         p = self.provider
         row = self._clip_row(clip_id)
-        heads = p.heads(task)
-        if model == "tsn" and heads.tsn is None:
-            raise UserError(f"The {task} head set has no TSN head (Play Fair fork heads are MTRN only).", "Use model='mtrn', or train heads here.")
-        priors = p.priors(task)
-        rows = np.asarray(p.feature_rows(clip_id, n_frames))
-        features = np.ascontiguousarray(p.features(clip_id, rows))
-        # Settings that evaluate every subset give the exact answer: run the exact path (the
-        # sampler at 12,870 samples per scale took 54.5 s at n = 16, exact 0.22 s).
-        same = exact_equivalent(asked, n_frames=len(rows), samples_per_scale=samples_per_scale, budget=budget, model=model,
-                                n_scales=heads.max_frames, n_classes=int(priors.shape[0]))
-        if same:
-            method, samples_per_scale, iterations, seed, budget = "exact", None, 1, None, None
-        resolved = method if method is not None else default_method(samples_per_scale)
-        cacheable = resolved == "exact" or seed is not None
-        key = self.key(
-            clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
-            priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
-            iterations=iterations, seed=seed, budget=budget,
-        )
+        plan = self._plan(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
+        heads, priors, rows, features, key = plan.heads, plan.priors, plan.rows, plan.features, plan.key
+        method, samples_per_scale, iterations, seed, budget = plan.settings
+        cacheable = key is not None
         directory = self.cache_dir() if (cache and self.disk) else None
         result = self.cache.get(key, directory) if cacheable else None
         cached = result is not None
@@ -202,6 +202,45 @@ class ExplanationService:
             model_probs=None if result.exact else self._model_probs(clip_id, task, model, rows, features),
             requested=asked,
         )
+
+    def _plan(self, clip_id: str, task: str, model: str, asked: str, n_frames: int, method: str | None,
+              samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None) -> _Plan:
+        """What :meth:`explain` will run for these (checked) settings, and its cache key."""
+        p = self.provider
+        heads = p.heads(task)
+        if model == "tsn" and heads.tsn is None:
+            raise UserError(f"The {task} head set has no TSN head (Play Fair fork heads are MTRN only).", "Use model='mtrn', or train heads here.")
+        priors = p.priors(task)
+        rows = np.asarray(p.feature_rows(clip_id, n_frames))
+        features = np.ascontiguousarray(p.features(clip_id, rows))
+        # Settings that evaluate every subset give the exact answer: run the exact path (the
+        # sampler at 12,870 samples per scale took 54.5 s at n = 16, exact 0.22 s).
+        same = exact_equivalent(asked, n_frames=len(rows), samples_per_scale=samples_per_scale, budget=budget, model=model,
+                                n_scales=heads.max_frames, n_classes=int(priors.shape[0]))
+        if same:
+            method, samples_per_scale, iterations, seed, budget = "exact", None, 1, None, None
+        resolved = method if method is not None else default_method(samples_per_scale)
+        key = None if resolved != "exact" and seed is None else self.key(  # unseeded draws are never cached
+            clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
+            priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
+            iterations=iterations, seed=seed, budget=budget,
+        )
+        return _Plan(heads, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
+
+    def is_cached(
+        self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = "mtrn", method: str | None = None,
+        samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, budget: int | None = None,
+    ) -> bool:
+        """Whether :meth:`explain` with these settings would load its result from the memory
+        or disk cache instead of computing it (then it costs nothing). False while some of
+        the sampled frames have no features yet (nothing is computed to find out)."""
+        asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
+        self._clip_row(clip_id)
+        missing = getattr(self.provider, "missing_feature_rows", None)
+        if missing is not None and missing(clip_id, n_frames):
+            return False
+        key = self._plan(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget).key
+        return key is not None and self.cache.contains(key, self.cache_dir() if self.disk else None)
 
     def explain_many(
         self, clip_ids: Sequence[str], *, task: str = "verb", n_frames: int = 8, model: str = "mtrn",
@@ -310,19 +349,24 @@ class ExplanationService:
 
     def estimate(
         self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = "mtrn", method: str | None = None,
-        samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None,
+        samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None, seed: int | None = None,
     ) -> CostEstimate:
         """What :meth:`explain` with these settings will cost (:func:`core.explain.cost.estimate_cost`)
-        for this clip's heads; UserError for bad settings, nothing is computed."""
+        for this clip's heads, with ``cached`` set when its result is already in a cache
+        (:meth:`is_cached`: then nothing needs confirming). UserError for bad settings;
+        nothing is computed."""
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         heads = self.provider.heads(task)
         first = heads.mtrn[0] if model == "mtrn" else heads.tsn
-        return estimate_cost(
+        est = estimate_cost(
             asked, n_frames=int(n_frames), n_classes=len(self.provider.class_names(task)), samples_per_scale=samples_per_scale,
             iterations=iterations, budget=budget, model=model, n_scales=heads.max_frames,
             hidden_dim=int(getattr(first, "hidden_dim", 0) or 512),
         )
+        settings = dict(task=task, n_frames=n_frames, model=model, method=method, samples_per_scale=samples_per_scale,
+                        iterations=iterations, seed=seed, budget=budget)
+        return replace(est, cached=True) if self.is_cached(clip_id, **settings) else est
 
     @staticmethod
     def _engine(

@@ -33,7 +33,7 @@ from core.features import ExtractReport, FeatureStore
 from core.io_utils import stable_hash
 from core.models.io import HeadSet, load_fork_heads, load_head_set
 from core.models.priors import load_priors
-from core.models.training import FeatureBank, TrainConfig, centre_rows, load_feature_bank, uniform_rows
+from core.models.training import FeatureBank, TrainConfig, centre_rows, load_feature_bank, uniform_rows, validation_sample
 from core.paths import cache_dir
 from core.runtime import TASKS, Progress, check_task, torch_threads
 
@@ -106,12 +106,15 @@ class Artifacts:
                 if fork is not None:
                     files = sorted(fork.glob("mtrn-frames=*-type=*.pt")) if fork.is_dir() else []
                     inputs["fork"] = [str(fork)] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+                    if self.train_config.val_clips is not None:
+                        inputs["val_clips"] = self.train_config.val_clips  # the accuracy table's sample
                     self._heads_key = "fork-" + stable_hash(inputs)
                 else:
                     inputs["train"] = self.train_config.to_dict()
                     inputs["train"].pop("threads", None)  # speed only, not results
-                    if inputs["train"].get("frames_per_clip") is None:
-                        inputs["train"].pop("frames_per_clip", None)  # keeps the keys of heads trained before the setting existed
+                    for key in ("frames_per_clip", "val_clips"):
+                        if inputs["train"].get(key) is None:
+                            inputs["train"].pop(key, None)  # keeps the keys of heads trained before the setting existed
                     self._heads_key = stable_hash(inputs)
             return self._heads_key
 
@@ -248,10 +251,12 @@ class Artifacts:
     def split_rows(self, split: str, frames_per_clip: int | None) -> dict[str, np.ndarray] | None:
         """Feature rows each clip of a split needs when heads train on ``frames_per_clip``
         frames per clip (None = every row): K uniformly spaced rows of a training clip, the
-        segment centres the evaluation uses (1..max scale frames) of a validation clip."""
+        segment centres the evaluation uses (1..max scale frames) of a validation clip, for
+        the validation clips evaluated only (``TrainConfig.val_clips``: a fixed sample)."""
         df = self.clips(split)
         if split == "train":
             return None if frames_per_clip is None else {i: uniform_rows(int(n), frames_per_clip) for i, n in df["n_features"].items()}
+        df = df.iloc[validation_sample(len(df), self.train_config.val_clips)]
         n_max = max(len(self.train_config.scales), self.train_config.tsn_max_frames)
         return {i: centre_rows(int(n), n_max) for i, n in df["n_features"].items()}
 
@@ -310,6 +315,8 @@ class Artifacts:
         labels ``(N,)`` per task; clips in ``exclude`` (damaged) are left out."""
         df = self.clips(split)
         df = df[~df.index.isin(list(exclude))]
+        if rows is not None:
+            df = df[df.index.isin(list(rows))]  # e.g. the validation sample
         if rows is None:
             bank = load_feature_bank(lambda i: self.feature_store.get(i, device=self.device), list(df.index), progress)
         else:

@@ -239,10 +239,32 @@ class HeadsStep(PipelineStep):
     def sampled_rows(self) -> tuple[dict | None, dict | None]:
         """(train, val) feature rows per clip that building the heads reads; None = every row.
         Fork heads are only evaluated: the validation centres are all they need."""
-        k, fork = self.art.train_config.frames_per_clip, self.art.source.fork_heads_dir()
-        val_rows = self.art.split_rows("val", k) if (k is not None or fork is not None) else None
+        cfg, fork = self.art.train_config, self.art.source.fork_heads_dir()
+        k = cfg.frames_per_clip
+        val_rows = self.art.split_rows("val", k) if (k is not None or fork is not None or cfg.val_clips is not None) else None
         train_rows = self.art.split_rows("train", k) if fork is None else {}
         return train_rows, val_rows
+
+    def work_summary(self) -> str:
+        """One line: which feature rows building the heads reads and why, and how many are
+        still to extract (the CLI prints it before the bar)."""
+        cfg, art = self.art.train_config, self.art
+        train_rows, val_rows = self.sampled_rows()
+        n_val_all = len(art.clips("val"))
+        parts = []
+        if train_rows:
+            parts.append(f"{sum(map(len, train_rows.values())):,} training frames ({cfg.frames_per_clip} per clip of {len(train_rows):,} clips)")
+        elif train_rows is None:
+            parts.append(f"every frame of the {len(art.clips('train')):,} training clips")
+        if val_rows is not None:
+            n_max = max(len(cfg.scales), cfg.tsn_max_frames)
+            parts.append(f"{sum(map(len, val_rows.values())):,} validation frames (segment centres of 1..{n_max} frames "
+                         f"of {len(val_rows):,} of the {n_val_all:,} validation clips)")
+        else:
+            parts.append(f"every frame of the {n_val_all:,} validation clips")
+        wanted = {**(train_rows or {}), **(val_rows or {})}
+        todo = art.frames_todo(wanted) if (train_rows is not None and val_rows is not None) else art.frames_todo()
+        return " + ".join(parts) + f": {todo:,} frames to extract now"
 
     def build(self, progress: Progress) -> None:
         art = self.art

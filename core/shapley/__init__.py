@@ -18,6 +18,7 @@ from core.errors import UserError
 from core.shapley.approximators import (
     AdditiveSurrogate,
     Approximator,
+    ControlVariateSurrogate,
     CoalitionSurrogate,
     ConstructiveSampler,
     ExactShapley,
@@ -38,6 +39,7 @@ __all__ = [
     "ExactShapley",
     "ConstructiveSampler",
     "AdditiveSurrogate",
+    "ControlVariateSurrogate",
     "CoalitionSurrogate",
     "KernelSHAP",
     "LeaveOneOut",
@@ -60,7 +62,7 @@ __all__ = [
 
 # name -> approximator class; every one has the interface of Approximator
 APPROXIMATORS: dict[str, type[Approximator]] = {
-    cls.name: cls for cls in (ExactShapley, ConstructiveSampler, AdditiveSurrogate, CoalitionSurrogate, KernelSHAP, LeaveOneOut)
+    cls.name: cls for cls in (ExactShapley, ConstructiveSampler, AdditiveSurrogate, ControlVariateSurrogate, CoalitionSurrogate, KernelSHAP, LeaveOneOut)
 }
 
 

@@ -78,7 +78,7 @@ class MultiscaleGameBatch:
         (level order), counted in :attr:`n_evaluations`; n <= :data:`FUSED_MAX_FRAMES` only."""
         if not self.fused():
             raise ValueError(f"all_logits serves n <= {FUSED_MAX_FRAMES} frames, not {self.n_players}")
-        packed = packed_heads(self.heads)
+        packed = packed_heads(self.heads, self.n_players)
         if packed is not None and packed.device != self.device:
             packed = None
         x = self.features[start:stop].transpose(0, 1)  # (n, b, D): frame-major, as the engine's buffers

@@ -141,7 +141,7 @@ class MultiscaleGame(Game, LevelRecursion, AllSubsetLogits, SampledLogits, Scale
         """Every subset's logits through the packed heads (plain MTRN heads, n <= :data:`FUSED_MAX_FRAMES`), else None."""
         if self._heads is None or self.n_players > FUSED_MAX_FRAMES:
             return None
-        packed = packed_heads(self._heads)
+        packed = packed_heads(self._heads, self.n_players)
         if packed is None or packed.device != self._features.device:
             return None
         logits, evaluations = multiscale_subset_logits(self._heads, self._features[:, None], self.n_classes, packed)

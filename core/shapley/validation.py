@@ -7,6 +7,8 @@ catch either.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 
 import torch
 from torch import nn
@@ -45,19 +47,46 @@ def check_clip(priors: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tens
         raise UserError("features has 0 frames: at least one frame is needed to attribute anything")
     if not features.is_floating_point():
         raise UserError(f"features must be floating point, got {features.dtype}")
-    if not torch.isfinite(features).all():
+    # NaN or inf makes the sum non-finite, so a finite sum proves every value finite (one
+    # reduction instead of two); a sum that overflowed is checked value by value.
+    if not math.isfinite(float(features.sum())):
         bad = (~torch.isfinite(features)).any(dim=1).nonzero().flatten().tolist()
-        raise UserError(f"features contain NaN or inf in frame(s) {bad[:10]}: fix or re-extract those features")
+        if bad:
+            raise UserError(f"features contain NaN or inf in frame(s) {bad[:10]}: fix or re-extract those features")
+    return features, _checked_priors(priors, features.device)
+
+
+# id(priors) -> (weak reference, its version, device, the float64 copy, the copy's version):
+# the same priors tensor is passed for every clip, and checking it costs several operations.
+_PRIORS: dict[int, tuple[weakref.ref, int, torch.device, torch.Tensor, int]] = {}
+_PRIORS_KEPT = 8
+_PRIORS_LOCK = threading.Lock()
+
+
+def _checked_priors(priors: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``priors`` checked and as float64 on ``device`` (cached while neither copy changes)."""
+    tensor = isinstance(priors, torch.Tensor)
+    if tensor:
+        hit = _PRIORS.get(id(priors))
+        if (hit is not None and hit[0]() is priors and hit[1] == priors._version and hit[2] == device
+                and hit[3]._version == hit[4]):
+            return hit[3]
     priors = torch.as_tensor(priors)
     if priors.dim() != 1:
         raise UserError(f"priors must have shape (n_classes,), got {tuple(priors.shape)}")
-    priors64 = priors.to(device=features.device, dtype=torch.float64)
+    with torch.inference_mode(False):  # an ordinary tensor: later calls may run outside inference mode
+        priors64 = priors.to(device=device, dtype=torch.float64)
     total = float(priors64.sum())
     if not math.isfinite(total) or not bool((priors64 >= 0).all()):  # NaN fails >= 0, inf the sum
         raise UserError("priors must be finite and non-negative")
     if abs(total - 1.0) > 1e-4:
         raise UserError(f"priors must sum to 1, they sum to {total:.6g}: normalise them (priors / priors.sum())")
-    return features, priors64
+    if tensor:
+        with _PRIORS_LOCK:
+            while len(_PRIORS) >= _PRIORS_KEPT:
+                _PRIORS.pop(next(iter(_PRIORS)))
+            _PRIORS[id(priors)] = (weakref.ref(priors), priors._version, device, priors64, priors64._version)
+    return priors64
 
 
 def check_clips(priors: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ from core.shapley.approximators.constructive import ConstructiveSampler
 from core.shapley.approximators.exact import ExactShapley
 from core.shapley.approximators.kernelshap import KernelSHAP
 from core.shapley.approximators.loo import LeaveOneOut
-from core.shapley.approximators.surrogate import AdditiveSurrogate
+from core.shapley.approximators.surrogate import AdditiveSurrogate, ControlVariateSurrogate
 
-__all__ = ["Approximator", "Estimate", "ExactShapley", "ConstructiveSampler", "AdditiveSurrogate", "CoalitionSurrogate", "KernelSHAP",
+__all__ = ["Approximator", "Estimate", "ExactShapley", "ConstructiveSampler", "AdditiveSurrogate", "ControlVariateSurrogate", "CoalitionSurrogate", "KernelSHAP",
            "LeaveOneOut", "largest_per_size", "per_size_cost"]

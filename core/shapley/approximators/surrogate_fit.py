@@ -15,7 +15,7 @@ from core.errors import UserError
 from core.shapley.game import masks_of
 from core.shapley.subsets import subset_levels
 
-__all__ = ["RIDGE_GRID", "checked_settings", "balanced_design", "ridge_loo", "ScaleModel", "scale_model", "level_tables", "rank_tables", "conditional_means", "linearised", "complete_residuals", "surrogate_logits"]
+__all__ = ["RIDGE_GRID", "checked_settings", "balanced_design", "ridge_loo", "ScaleModel", "scale_model", "level_tables", "rank_tables", "conditional_means", "scale_conditional_means", "linearised", "complete_residuals", "surrogate_logits"]
 
 # Ridge strengths tried per scale, in units of one observation of a one-hot effect.
 RIDGE_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -126,9 +126,11 @@ def ridge_loo(x: torch.Tensor, logits: torch.Tensor, grid: tuple[float, ...]) ->
     Returns:
         ``coef`` ``(p, C)``, ``bias`` ``(C,)``, the chosen strength.
     """
-    num = x.shape[0]
+    num, p = x.shape
     x_mean, y_mean = x.mean(dim=0), logits.mean(dim=0)
     a, b = x - x_mean, logits - y_mean
+    if num < p:  # fewer observations than effects: solve in the N x N kernel form (same fit)
+        return _ridge_loo_dual(a, b, x_mean, y_mean, grid)
     gram, rhs = a.T @ a, torch.cat([a.T @ b, a.T], dim=1)  # (p, p), (p, C + N)
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     c = b.shape[1]
@@ -143,6 +145,28 @@ def ridge_loo(x: torch.Tensor, logits: torch.Tensor, grid: tuple[float, ...]) ->
         if coef is None or loo < best_err:
             best_lam, best_err, coef = lam, loo, sol[:, :c]
     assert coef is not None
+    return coef, y_mean - x_mean @ coef, best_lam
+
+
+def _ridge_loo_dual(a: torch.Tensor, b: torch.Tensor, x_mean: torch.Tensor, y_mean: torch.Tensor,
+                    grid: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """:func:`ridge_loo` for N < p on centred ``a`` ``(N, p)``, ``b`` ``(N, C)``:
+    ``coef = a^T (a a^T + lam I)^-1 b``, hat matrix ``K (K + lam I)^-1`` (K = a a^T)."""
+    num = a.shape[0]
+    kernel = a @ a.T
+    eye = torch.eye(num, dtype=a.dtype, device=a.device)
+    rhs = torch.cat([b, eye], dim=1)  # (N, C + N)
+    c = b.shape[1]
+    best_lam, best_err, dual = grid[0], math.inf, None
+    for lam in grid:
+        sol = torch.cholesky_solve(rhs, torch.linalg.cholesky(kernel + lam * eye))
+        fitted = kernel @ sol[:, :c]
+        leverage = (kernel * sol[:, c:].T).sum(dim=1) + 1.0 / num
+        loo = ((b - fitted) / (1.0 - leverage).clamp(min=1e-9)[:, None]).pow(2).sum().item()
+        if dual is None or loo < best_err:
+            best_lam, best_err, dual = lam, loo, sol[:, :c]
+    assert dual is not None
+    coef = a.T @ dual
     return coef, y_mean - x_mean @ coef, best_lam
 
 
@@ -200,19 +224,25 @@ def rank_tables(models: list[ScaleModel], n: int, nmax: int) -> list[tuple[torch
     over the s-subsets of S is ``b_s + sum_r sum_j p[r, j] W_s[j, S_r]``.
     """
     pas = _pascal(n)
-    out = []
-    for t in range(1, n + 1):
-        m = min(t, nmax)
-        table = torch.zeros(t, n, models[0].effects.shape[2], dtype=torch.float64, device=models[0].effects.device)
-        bias = torch.zeros_like(models[0].bias)
-        for model in models[:m]:
-            s = model.s
-            r, j = np.arange(t)[:, None], np.arange(s)[None, :]
-            p = _binom(pas, r, j) * _binom(pas, t - 1 - r, s - 1 - j) / pas[t, s]
-            table += (torch.as_tensor(p, device=table.device) @ model.effects.reshape(s, -1)).view_as(table)
-            bias += model.bias
-        out.append(((table / m).reshape(t * n, -1), bias / m))
-    return out
+    device = models[0].effects.device
+    c = models[0].effects.shape[2]
+    sizes = np.arange(1, n + 1)
+    t_of_row = np.repeat(sizes, sizes)  # one row per (t, rank r), t = 1..n
+    r_of_row = np.arange(t_of_row.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    m_of_row = np.minimum(t_of_row, nmax).astype(np.float64)
+    biases = torch.zeros(n, c, dtype=torch.float64, device=device)
+    weights, effects = [], []
+    for model in models[: min(n, nmax)]:
+        s = model.s
+        j = np.arange(s)[None, :]
+        r, t = r_of_row[:, None], t_of_row[:, None]
+        weights.append(_binom(pas, r, j) * _binom(pas, t - 1 - r, s - 1 - j) / np.maximum(pas[t, s], 1.0) / m_of_row[:, None])  # zero where t < s
+        effects.append(model.effects.reshape(s, -1))
+        biases[s - 1 :] += model.bias / torch.as_tensor(np.minimum(sizes[s - 1 :], nmax), dtype=torch.float64, device=device)[:, None]
+    # one product over every (size, rank) row and every (scale, slot): (sum_t t, sum_s s) @ (sum_s s, n C)
+    stacked = torch.as_tensor(np.concatenate(weights, axis=1), device=device) @ torch.cat(effects)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return [(stacked[starts[t - 1] : starts[t]].reshape(t * n, c), biases[t - 1]) for t in range(1, n + 1)]
 
 
 def conditional_means(tables: list[tuple[torch.Tensor, torch.Tensor]], n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -223,8 +253,6 @@ def conditional_means(tables: list[tuple[torch.Tensor, torch.Tensor]], n: int) -
     for t = n), from how often frame k holds rank r in such subsets.
     """
     pas = _pascal(n)
-    k = np.arange(n)[None, :, None]  # frame at rank r
-    i = np.arange(n)[:, None, None]  # conditioning frame
     u0 = tables[0][0]
     c, device = u0.shape[1], u0.device
     mean = torch.zeros(n, c, dtype=torch.float64, device=device)
@@ -232,20 +260,54 @@ def conditional_means(tables: list[tuple[torch.Tensor, torch.Tensor]], n: int) -
     without_i = torch.zeros(n, n, c, dtype=torch.float64, device=device)
     for t in range(1, n + 1):
         u, bias = tables[t - 1]
-        r = np.arange(t)[None, None, :]
-        total = pas[n, t]
-        p_kr = _binom(pas, k[0], r[0]) * _binom(pas, n - 1 - k[0], t - 1 - r[0]) / total  # (n, t): P(S_r = k)
-        # number of t-subsets with S_r = k that contain i, [i, k, r]
-        same = _binom(pas, k, r) * _binom(pas, n - 1 - k, t - 1 - r) * (i == k)
-        below = _binom(pas, k - 1, r - 1) * _binom(pas, n - 1 - k, t - 1 - r) * (i < k)
-        above = _binom(pas, k, r) * _binom(pas, n - 2 - k, t - 2 - r) * (i > k)
-        q = (same + below + above) / pas[n - 1, t - 1]  # P(S_r = k | i in S)
-        q_flat = torch.as_tensor(np.transpose(q, (0, 2, 1)).reshape(n, t * n), device=device)  # [i, r*n + k]
-        p_flat = torch.as_tensor(p_kr.T.reshape(t * n), device=device)
-        mean[t - 1] = bias + p_flat @ u
-        with_i[t - 1] = bias + q_flat @ u
-        if t < n:  # total mean = share with i + share without i
-            without_i[t - 1] = (total * mean[t - 1] - pas[n - 1, t - 1] * with_i[t - 1]) / pas[n - 1, t]
+        mean[t - 1], with_i[t - 1], without_i[t - 1] = _subset_means(u, bias, t, n, pas)
+    return mean, with_i, without_i
+
+
+def _subset_means(u: torch.Tensor, bias: torch.Tensor, t: int, n: int, pas: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Means of ``bias + sum_r u[r*n + S_r]`` over uniform sorted t-subsets S of ``range(n)``:
+    overall ``(C,)``, with frame i ``(n, C)``, without it ``(n, C)`` (zero for t = n)."""
+    device = u.device
+    k = np.arange(n)[None, :, None]  # frame at rank r
+    i = np.arange(n)[:, None, None]  # conditioning frame
+    r = np.arange(t)[None, None, :]
+    total = pas[n, t]
+    p_kr = _binom(pas, k[0], r[0]) * _binom(pas, n - 1 - k[0], t - 1 - r[0]) / total  # (n, t): P(S_r = k)
+    # number of t-subsets with S_r = k that contain i, [i, k, r]
+    same = _binom(pas, k, r) * _binom(pas, n - 1 - k, t - 1 - r) * (i == k)
+    below = _binom(pas, k - 1, r - 1) * _binom(pas, n - 1 - k, t - 1 - r) * (i < k)
+    above = _binom(pas, k, r) * _binom(pas, n - 2 - k, t - 2 - r) * (i > k)
+    q = (same + below + above) / pas[n - 1, t - 1]  # P(S_r = k | i in S)
+    q_flat = torch.as_tensor(np.transpose(q, (0, 2, 1)).reshape(n, t * n), device=device)  # [i, r*n + k]
+    p_flat = torch.as_tensor(p_kr.T.reshape(t * n), device=device)
+    mean = bias + p_flat @ u
+    with_i = bias + q_flat @ u
+    # total mean = share with i + share without i
+    without_i = (total * mean - pas[n - 1, t - 1] * with_i) / pas[n - 1, t] if t < n else torch.zeros_like(with_i)
+    return mean, with_i, without_i
+
+
+def scale_conditional_means(models: list[ScaleModel], n: int, nmax: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`conditional_means` of :func:`rank_tables` ``(models, n, nmax)``, from one
+    pass per scale instead of one per size: over |S| = t, a uniform s-subset of S is a
+    uniform s-subset of the frames, holding i with probability s/t when i is in S."""
+    pas = _pascal(n)
+    c, device = models[0].effects.shape[2], models[0].effects.device
+    used = models[: min(n, nmax)]
+    per_scale = [_subset_means(m.effects.reshape(m.s * n, c), m.bias, m.s, n, pas) for m in used]
+    t = np.arange(1, n + 1, dtype=np.float64)[:, None]
+    s = np.array([m.s for m in used], dtype=np.float64)[None, :]
+    live = (s <= np.minimum(t, nmax)) / np.minimum(t, nmax)  # (n sizes, scales): 1/m_t on the scales in the mean
+    w_all = torch.as_tensor(live, device=device)
+    w_in = torch.as_tensor(live * s / t, device=device)
+    w_out = torch.as_tensor(live * (1 - s / t), device=device)
+    w_without = torch.as_tensor(live * (t < n), device=device)
+    f_all = torch.stack([m for m, _, _ in per_scale])  # (scales, C)
+    f_in = torch.stack([w for _, w, _ in per_scale])  # (scales, n, C)
+    f_out = torch.stack([w for _, _, w in per_scale])
+    mean = w_all @ f_all
+    with_i = torch.einsum("ts,sic->tic", w_in, f_in) + torch.einsum("ts,sic->tic", w_out, f_out)
+    without_i = torch.einsum("ts,sic->tic", w_without, f_out)
     return mean, with_i, without_i
 
 
