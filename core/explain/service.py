@@ -236,6 +236,11 @@ class ExplanationService:
         the sampled frames have no features yet (nothing is computed to find out)."""
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
+        return self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
+
+    def _cached(self, clip_id: str, task: str, model: str, asked: str, n_frames: int, method: str | None,
+                samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None) -> bool:
+        """:meth:`is_cached` for settings already checked (``asked``) on a known clip."""
         missing = getattr(self.provider, "missing_feature_rows", None)
         if missing is not None and missing(clip_id, n_frames):
             return False
@@ -364,9 +369,8 @@ class ExplanationService:
             iterations=iterations, budget=budget, model=model, n_scales=heads.max_frames,
             hidden_dim=int(getattr(first, "hidden_dim", 0) or 512),
         )
-        settings = dict(task=task, n_frames=n_frames, model=model, method=method, samples_per_scale=samples_per_scale,
-                        iterations=iterations, seed=seed, budget=budget)
-        return replace(est, cached=True) if self.is_cached(clip_id, **settings) else est
+        cached = self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
+        return replace(est, cached=True) if cached else est
 
     @staticmethod
     def _engine(

@@ -66,7 +66,6 @@ from core.shapley.approximators.surrogate_fit import (
     balanced_design,
     checked_settings,
     complete_residuals,
-    conditional_means,
     scale_conditional_means,
     level_tables,
     linearised,
@@ -217,7 +216,7 @@ def _sampled_shapley(
     linearised at the mean additive surrogate logit ``mu_t`` over |S| = t, with
     ``a(S)`` the additive surrogate logits (``L(empty)`` = priors). L is linear in
     ``a``, whose means given |S| and i in / not in S are exact
-    (:func:`conditional_means`), so L's Shapley values are exact and only v~ - L is
+    (``means``: :func:`scale_conditional_means`), so L's Shapley values are exact and only v~ - L is
     sampled. Sampling: for every base size u = 0..n, ``bases_per_size``
     frame-balanced u-subsets S; v~ - L is evaluated on S and on every neighbour
     S + i and S - i, which gives each frame one marginal contribution per base, in
@@ -230,7 +229,7 @@ def _sampled_shapley(
         stratum (the Shapley sampling of v~ only, not the surrogate's fit), ``(C,)`` v~(N).
     """
     device, c = priors.device, priors.shape[0]
-    mean, with_i, without_i = means  # conditional_means(tables, n)
+    mean, with_i, without_i = means
     cv = torch.zeros(n, c, dtype=torch.float64, device=device)
     for t in range(1, n + 1):
         before = priors[None].expand(n, c) if t == 1 else linearised(without_i[t - 2], mean[t - 2][None])
