@@ -92,13 +92,14 @@ class TqdmProgress:
         self._count = re.compile(rf"([\d,]+)/([\d,]+) ({alternatives})\b") if units else None
 
     def __call__(self, fraction: float, message: str) -> None:
-        if self._count is not None and (m := self._count.search(message)):
-            done, total = (int(g.replace(",", "")) for g in m.groups()[:2])
+        m = self._count.search(message) if self._count is not None else None
+        # "0/0 frames" (nothing to do) gives no unit to count: the bar stays as it is
+        if m and (total := int(m.group(2).replace(",", ""))) > 0:
             if total != self.total:  # first count (or a new total): the bar now counts the job's unit
                 self.total = total
                 self.bar.reset(total=total)
                 self.bar.unit = m.group(3)
-            fraction = done / total if total else 1.0
+            fraction = int(m.group(1).replace(",", "")) / total
         scale = self.total if self.total is not None else 1000
         n = int(round(scale * min(max(float(fraction), 0.0), 1.0)))
         if n != self.bar.n:

@@ -168,6 +168,16 @@ def test_ingest_bar_counts_segments() -> None:
     bar.close()
 
 
+def test_a_count_of_nothing_leaves_the_bar_in_its_unit() -> None:
+    # a step that first finds no frames to extract ("0/0 frames"), then trains: the bar must keep moving
+    bar = TqdmProgress("heads", count_unit="frames")
+    bar(0.25, "features of sampled frames: 0/0 frames")
+    assert (bar.bar.total, bar.bar.unit) == (1000, "‰")
+    bar(0.75, "verb mtrn: epoch 3/4")
+    assert bar.bar.n == 750
+    bar.close()
+
+
 def test_app_shows_a_message_for_unreadable_frames(tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from app import state
 
