@@ -3,6 +3,8 @@ and their closed-form means (see :mod:`core.shapley.approximators.surrogate`).""
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from itertools import combinations
@@ -215,6 +217,23 @@ def _binom(pas: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(ok, pas[np.clip(a, 0, None), np.clip(b, 0, None)], 0.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _rank_weights(n: int, nmax: int, scales: tuple[int, ...]) -> torch.Tensor:
+    """``(sum_t t, sum_s s)`` float64: weight of scale s's slot j in the size-t, rank-r row of
+    :func:`rank_tables` (they depend on the sizes only, so every fit of a clip length shares them)."""
+    pas = _pascal(n)
+    sizes = np.arange(1, n + 1)
+    t_of_row = np.repeat(sizes, sizes)  # one row per (t, rank r), t = 1..n
+    r_of_row = np.arange(t_of_row.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    m_of_row = np.minimum(t_of_row, nmax).astype(np.float64)
+    r, t = r_of_row[:, None], t_of_row[:, None]
+    weights = []
+    for s in scales:
+        j = np.arange(s)[None, :]
+        weights.append(_binom(pas, r, j) * _binom(pas, t - 1 - r, s - 1 - j) / np.maximum(pas[t, s], 1.0) / m_of_row[:, None])  # zero where t < s
+    return torch.as_tensor(np.concatenate(weights, axis=1))
+
+
 def rank_tables(models: list[ScaleModel], n: int, nmax: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Additive surrogate logits by rank: per size t = 1..n, ``(U_t (t*n, C), bias_t (C,))``
     with ``f~(S) = bias_t + sum_r U_t[r*n + S_r]`` for sorted t-subsets S.
@@ -223,24 +242,17 @@ def rank_tables(models: list[ScaleModel], n: int, nmax: int) -> list[tuple[torch
     probability ``C(r, j) C(t-1-r, s-1-j) / C(t, s)``, so the mean of the additive model
     over the s-subsets of S is ``b_s + sum_r sum_j p[r, j] W_s[j, S_r]``.
     """
-    pas = _pascal(n)
     device = models[0].effects.device
     c = models[0].effects.shape[2]
     sizes = np.arange(1, n + 1)
-    t_of_row = np.repeat(sizes, sizes)  # one row per (t, rank r), t = 1..n
-    r_of_row = np.arange(t_of_row.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    m_of_row = np.minimum(t_of_row, nmax).astype(np.float64)
+    used = models[: min(n, nmax)]
     biases = torch.zeros(n, c, dtype=torch.float64, device=device)
-    weights, effects = [], []
-    for model in models[: min(n, nmax)]:
+    for model in used:
         s = model.s
-        j = np.arange(s)[None, :]
-        r, t = r_of_row[:, None], t_of_row[:, None]
-        weights.append(_binom(pas, r, j) * _binom(pas, t - 1 - r, s - 1 - j) / np.maximum(pas[t, s], 1.0) / m_of_row[:, None])  # zero where t < s
-        effects.append(model.effects.reshape(s, -1))
         biases[s - 1 :] += model.bias / torch.as_tensor(np.minimum(sizes[s - 1 :], nmax), dtype=torch.float64, device=device)[:, None]
     # one product over every (size, rank) row and every (scale, slot): (sum_t t, sum_s s) @ (sum_s s, n C)
-    stacked = torch.as_tensor(np.concatenate(weights, axis=1), device=device) @ torch.cat(effects)
+    weights = _rank_weights(n, nmax, tuple(m.s for m in used)).to(device)
+    stacked = weights @ torch.cat([m.effects.reshape(m.s, -1) for m in used])
     starts = np.concatenate([[0], np.cumsum(sizes)])
     return [(stacked[starts[t - 1] : starts[t]].reshape(t * n, c), biases[t - 1]) for t in range(1, n + 1)]
 
