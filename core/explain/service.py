@@ -55,8 +55,9 @@ class _Plan(NamedTuple):
     key: str | None
 
 
-# Bump when the key's fields or the on-disk entry layout change (old entries are then ignored).
-CACHE_VERSION = 2
+# Bump when the key's fields, the on-disk entry layout or an estimator's results change
+# (old entries are then ignored). 3: the long-clip surrogate is cross-fitted.
+CACHE_VERSION = 3
 MODELS: tuple[str, str] = ("mtrn", "tsn")
 
 
