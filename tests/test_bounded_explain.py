@@ -79,6 +79,14 @@ def test_meaningless_numbers_are_refused(kwargs):
         estimate_cost(kwargs.pop("method", None), n_frames=8, n_classes=5, **kwargs)
 
 
+def test_samples_per_scale_for_a_budgeted_approximator_is_refused_naming_the_budget():
+    # it would be silently ignored, and the saturated run then refused as infeasible at n > 16
+    with pytest.raises(UserError, match="budget of head evaluations") as err:
+        estimate_cost("surrogate_cv", n_frames=32, n_classes=5, samples_per_scale=128)
+    assert "--budget 2000" in err.value.fix
+    assert estimate_cost("surrogate_cv", n_frames=32, n_classes=5, budget=2000).head_evaluations <= 2000
+
+
 def test_limits_from_config():
     assert limits_from_config({}) == DEFAULT_LIMITS
     assert limits_from_config({"limits": {"seconds": 3, "memory_gb": 0.5}}) == Limits(seconds=3.0, peak_bytes=2**29)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -237,3 +238,37 @@ def test_epic_workspace_trained_and_fork_heads(env, tmp_path):
     assert abs(ex.efficiency_gap) < 1e-6
     with pytest.raises(UserError, match="no TSN head"):
         f.explain(cid, task="verb", n_frames=2, model="tsn")
+
+
+def test_long_clip_prediction_is_the_estimate_and_flagged(ws, tmp_path, monkeypatch):
+    # Above FULL_MODEL_MAX_EVALUATIONS the full multiscale forward is out of reach (15 M head
+    # evaluations at n = 32): an approximate explanation reports its own v(N), flagged, and
+    # predict() refuses naming the fix. Lowered here so the small demo's 4 frames count as long.
+    import core.explain.service as service_module
+    from core.errors import UserError
+
+    monkeypatch.setattr(service_module, "FULL_MODEL_MAX_EVALUATIONS", 10)
+    service = service_module.ExplanationService(ws, disk=False)
+    clip = str(ws.clips("val").index[0])
+    approx = service.explain(clip, task="verb", n_frames=4, method="surrogate_cv", budget=10, seed=0)
+    assert approx.prediction_estimated and approx.prob == approx.estimated_prob
+    assert approx.std_errors is not None
+    exact = service.explain(clip, task="verb", n_frames=4)
+    assert not exact.prediction_estimated  # exact ESVs carry the model's own v(N)
+    with pytest.raises(UserError, match="head evaluations") as err:
+        service.predict(clip, task="verb", n_frames=4)
+    assert "approximate method" in err.value.fix
+
+    out = compute_batch_esvs(ws, split="val", n_frames=[4], out_path=tmp_path / "long.parquet", limit=2, tasks=["verb"],
+                             models=["mtrn"], method="surrogate_cv", budget=10, seed=0)
+    ok = read_results(out).query("status == 'ok'")
+    assert ok.prob_estimated.all() and ok.std_error.notna().all() and (ok.std_error >= 0).all()
+
+
+def test_results_written_before_the_added_columns_still_read(ws, tmp_path):
+    out = compute_batch_esvs(ws, split="val", n_frames=[2], out_path=tmp_path / "new.parquet", limit=1, tasks=["verb"], models=["mtrn"])
+    table = pq.read_table(out)
+    old = tmp_path / "old.parquet"
+    pq.write_table(table.drop(["std_error", "prob_estimated"]), old)
+    df = read_results(old)
+    assert list(df.columns) == COLUMNS and not df.prob_estimated.any() and df.std_error.isna().all()

@@ -32,6 +32,11 @@ exact              bool      exact ESVs (else approximate)
 samples_per_scale  int32     subsets per size of the approximation (0 when exact)
 iterations         int32     approximate runs pooled (1 when exact)
 seed               int32     sampling seed (-1 when exact or unseeded)
+std_error          float64   standard error of ``esv`` (methods that report one, e.g. the
+                             long-clip surrogate; null otherwise)
+prob_estimated     bool      ``prob``, ``predicted`` are the method's estimate of the model on
+                             all n frames (long clips: the full multiscale forward is out of
+                             reach above ~20 frames), not the model's output
 status             string    ``ok``, or ``too_short`` (clip has fewer than n feature frames:
                              one row with frame_position = -1 and null ESVs/probs records
                              the skip, following the sampling module's refuse-short policy)
@@ -91,10 +96,14 @@ SCHEMA = pa.schema(
         ("samples_per_scale", pa.int32()),
         ("iterations", pa.int32()),
         ("seed", pa.int32()),
+        ("std_error", pa.float64()),
+        ("prob_estimated", pa.bool_()),
         ("status", pa.string()),
     ]
 )
 COLUMNS = [f.name for f in SCHEMA]
+# Columns added since the first release, with the value older files mean (read_results fills them).
+ADDED_COLUMNS: dict[str, Any] = {"std_error": None, "prob_estimated": False}
 
 
 def _settings_hash(settings: dict[str, Any]) -> str:
@@ -191,7 +200,8 @@ def clip_rows(
                     )
                 esvs = ex.esv_result.esvs.detach().double().cpu().numpy()
                 pred = ex.predicted_class
-                probs = ex.model_probs  # the full model's output, whatever the ESV method
+                probs = ex.model_probs  # the full model's output, whatever the ESV method (long clips: the estimate)
+                std = ex.std_errors_of(label)
                 for pos, fi in enumerate(ex.frame_indices.tolist()):
                     rows.append(
                         {
@@ -208,6 +218,8 @@ def clip_rows(
                             "correct": pred == label,
                             "in_key": bool(int(clip["key_start"]) <= fi < int(clip["key_stop"])) if has_key else None,
                             "exact": ex.exact,
+                            "std_error": None if std is None else float(std[pos]),
+                            "prob_estimated": ex.prediction_estimated,
                             "status": "ok",
                         }
                     )
@@ -328,10 +340,14 @@ def read_results(path: Path | str) -> pd.DataFrame:
     if not path.exists():
         raise UserError(f"Results file {path} does not exist.", "Run `python -m core esvs`.")
     table = pq.read_table(path)
-    missing = [c for c in COLUMNS if c not in table.column_names]
+    missing = [c for c in COLUMNS if c not in table.column_names and c not in ADDED_COLUMNS]
     if missing:
         raise UserError(f"{path} is not a Play Fair explorer results file (missing {missing}).", "Recompute it with `python -m core esvs`.")
-    return table.to_pandas()
+    df = table.to_pandas()
+    for name, value in ADDED_COLUMNS.items():  # files written before these columns existed
+        if name not in df.columns:
+            df[name] = value
+    return df[COLUMNS]
 
 
 def results_settings(path: Path | str) -> dict[str, Any]:

@@ -127,6 +127,10 @@ def check_settings(
         raise UserError(f"Unknown explanation method {resolved!r}.", f"Use one of {sorted(set(ESV_METHODS) | set(APPROXIMATORS))}.")
     if resolved == "constructive" and samples_per_scale is None:
         raise UserError("The constructive sampler needs a number of samples per scale.", "Give samples per scale, e.g. 128.")
+    if resolved not in ESV_METHODS and samples_per_scale is not None:  # it would be ignored
+        raise UserError(f"{resolved} spends a budget of head evaluations, not samples per scale (those are for "
+                        f"{', '.join(m for m in ESV_METHODS if m != 'exact')}).",
+                        "Give a budget instead: budget=2000 in Python, --budget 2000 on the command line.")
     return resolved
 
 

@@ -91,6 +91,10 @@ class ClipExplanation:
             estimate; equal to ``prob`` for exact ESVs).
         requested_method: the method asked for; differs from :attr:`method` when the
             settings evaluated every subset and the exact path ran instead.
+        prediction_estimated: True when ``top5``, ``prob`` and ``model_probs`` are the
+            approximate method's own estimate of v(N), not the full model's output (long
+            clips, whose full multiscale forward is out of reach: see
+            ``core.explain.service.FULL_MODEL_MAX_EVALUATIONS``).
     """
 
     clip_id: str
@@ -110,6 +114,7 @@ class ClipExplanation:
     model_probs: np.ndarray | None = None
     estimated_prob: float | None = None
     requested_method: str | None = None
+    prediction_estimated: bool = False
     _names: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -159,7 +164,8 @@ def describe(
     :class:`ClipExplanation` of the class ``target`` names.
 
     ``model_probs`` (C,): the full model's output on all n frames when ``result.probs`` is
-    only an estimate (approximate results); the prediction, p and efficiency use it.
+    only an estimate (approximate results); the prediction, p and efficiency use it. None
+    for an approximate result marks the prediction as the estimate (``prediction_estimated``).
     """
     estimated = result.probs.detach().double().cpu()
     probs = estimated if model_probs is None else model_probs.detach().double().cpu()
@@ -189,5 +195,6 @@ def describe(
         model_probs=probs.numpy(),
         estimated_prob=float(estimated[cls]),
         requested_method=requested,
+        prediction_estimated=model_probs is None and not getattr(result, "exact", True),
         _names=list(names),
     )

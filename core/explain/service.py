@@ -21,6 +21,7 @@ with ``budget`` head evaluations (None = saturated).
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import weakref
 from dataclasses import replace
@@ -55,6 +56,12 @@ class _Plan(NamedTuple):
     key: str | None
 
 
+# The full multiscale model on n frames averages every head over every subset it can see:
+# sum_{s <= nmax} C(n, s) head evaluations (39,202 at n = 16, 0.2 s; 1.3 M at n = 24, 4 s;
+# 15 M at n = 32, 43 s; 5e9 at n = 64). Above this many an approximate explanation reports
+# its estimator's v(N) as the prediction instead (ClipExplanation.prediction_estimated).
+FULL_MODEL_MAX_EVALUATIONS = 300_000
+
 # Bump when the key's fields, the on-disk entry layout or an estimator's results change
 # (old entries are then ignored). 3: the long-clip surrogate is cross-fitted.
 CACHE_VERSION = 3
@@ -71,6 +78,11 @@ def available_methods() -> tuple[str, ...]:
     """Method names :meth:`ExplanationService.explain` accepts: the engine's entry-point
     methods, then every other registered approximator."""
     return tuple(esv.ESV_METHODS) + tuple(n for n in APPROXIMATORS if n not in esv.ESV_METHODS)
+
+
+def full_model_evaluations(n: int, n_scales: int) -> int:
+    """Head evaluations of the multiscale model on n frames: ``sum_{s <= min(n, n_scales)} C(n, s)``."""
+    return sum(math.comb(n, s) for s in range(1, min(n, n_scales) + 1))
 
 
 class ExplanationService:
@@ -331,13 +343,23 @@ class ExplanationService:
         self._clip_row(clip_id)
         rows = np.asarray(self.provider.feature_rows(clip_id, n_frames))
         features = np.ascontiguousarray(self.provider.features(clip_id, rows))
-        return self._model_probs(clip_id, task, model, rows, features).numpy()
+        probs = self._model_probs(clip_id, task, model, rows, features)
+        if probs is None:
+            cost = full_model_evaluations(len(rows), self.provider.heads(task).max_frames)
+            raise UserError(f"The full multiscale model on {len(rows)} frames averages {cost:,} head evaluations: too slow "
+                            f"to predict directly (the limit is {FULL_MODEL_MAX_EVALUATIONS:,}).",
+                            "Predict on fewer frames, or explain with an approximate method, which reports its estimate of the prediction.")
+        return probs.numpy()
 
-    def _model_probs(self, clip_id: str, task: str, model: str, rows: np.ndarray, features: np.ndarray) -> torch.Tensor:
+    def _model_probs(self, clip_id: str, task: str, model: str, rows: np.ndarray, features: np.ndarray) -> torch.Tensor | None:
         """``(C,)`` the full model's softmax on all n frames (one forward; an approximator's
-        v(N) is an estimate, so the prediction shown never depends on the ESV method)."""
+        v(N) is an estimate, so the prediction shown never depends on the ESV method), or
+        None for a multiscale model whose forward on n frames exceeds
+        :data:`FULL_MODEL_MAX_EVALUATIONS` head evaluations (long clips)."""
         p = self.provider
         heads, priors = p.heads(task), p.priors(task)
+        if model == "mtrn" and full_model_evaluations(len(rows), heads.max_frames) > FULL_MODEL_MAX_EVALUATIONS:
+            return None
         key = self.key(clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
                        priors_hash=self._hash_priors(task, priors), method="model", samples_per_scale=None, iterations=1, seed=None)
         found = self._predictions.get(key, None)

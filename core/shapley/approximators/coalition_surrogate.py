@@ -259,7 +259,8 @@ class CoalitionSurrogate(Approximator):
         if n > MAX_MASK_FRAMES:
             raise UserError(f"approximate ESVs support at most {MAX_MASK_FRAMES} frames (bit masks), got {n}")
         if budget is None and n > MAX_EXACT_FRAMES:
-            raise UserError(f"Evaluating every coalition of {n} frames is infeasible.", "Pass a budget.")
+            raise UserError(f"Evaluating every coalition of {n} frames is infeasible.",
+                            "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line.")
         budget = self.saturating_budget(game) if budget is None else budget
         with torch_threads(1 if game.device.type == "cpu" else None):  # small ops: see AdditiveSurrogate
             return self._estimate(game, budget, np.random.default_rng(seed))

@@ -59,7 +59,8 @@ class ConstructiveSampler(Approximator):
         """Subsets drawn per size for ``budget`` (None: every subset)."""
         if budget is None:
             if game.n_players > MAX_EXACT_FRAMES:
-                raise UserError(f"Drawing every subset of {game.n_players} frames is infeasible.", "Pass a budget.")
+                raise UserError(f"Drawing every subset of {game.n_players} frames is infeasible.",
+                                "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line.")
             return max(math.comb(game.n_players, t) for t in range(1, game.n_players + 1))
         return largest_per_size(game, budget, self.iterations)
 

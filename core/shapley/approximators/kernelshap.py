@@ -96,7 +96,8 @@ class KernelSHAP(Approximator):
             return masks, weights
         if budget is None or budget >= self.saturating_budget(game):
             if n > MAX_EXACT_FRAMES:
-                raise UserError(f"Every coalition of {n} frames is infeasible.", "Pass a budget.")
+                raise UserError(f"Every coalition of {n} frames is infeasible.",
+                                "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line.")
             return kernel_design(n, full, seed)
         # design(lo) fits (min_budget) and design(hi) does not (every coalition costs >= 1):
         # bisect for the largest fitting count.

@@ -156,7 +156,8 @@ class AdditiveSurrogate(Approximator):
         if n > MAX_MASK_FRAMES:
             raise UserError(f"approximate ESVs support at most {MAX_MASK_FRAMES} frames (bit masks), got {n}")
         if budget is None and n > MAX_EXACT_FRAMES:
-            raise UserError(f"Fitting every subset of {n} frames is infeasible.", "Pass a budget.")
+            raise UserError(f"Fitting every subset of {n} frames is infeasible.",
+                            "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line.")
         samples_per_scale = largest_per_size(game, self.saturating_budget(game) if budget is None else budget)
         # Hundreds of small ops: a second CPU thread gains little on an idle CPU and, on a
         # busy 2-core machine, stalls each op (measured 0.2 s with one thread, 3-12 s with two, n = 32).
