@@ -61,7 +61,7 @@ import torch
 
 from core.errors import UserError
 from core.runtime import report, sub_reporting, torch_threads
-from core.shapley.approximators.base import MAX_EXACT_FRAMES, MAX_MASK_FRAMES, Approximator, Estimate, largest_per_size, per_size_cost
+from core.shapley.approximators.base import MAX_EXACT_FRAMES, Approximator, Estimate, check_sampled_frames, largest_per_size, per_size_cost
 from core.shapley.approximators.exact import ExactShapley
 from core.shapley.approximators.residual_cv import holdout_design, residual_correction
 from core.shapley.approximators.surrogate_fit import (
@@ -152,12 +152,7 @@ class AdditiveSurrogate(Approximator):
         if not isinstance(game, ScaleHeads):
             raise UserError("the additive-surrogate estimator models single-scale heads: use it through explain_multiscale "
                             "(for a variable-length model use the constructive sampler or exact ESVs)")
-        n = game.n_players
-        if n > MAX_MASK_FRAMES:
-            raise UserError(f"approximate ESVs support at most {MAX_MASK_FRAMES} frames (bit masks), got {n}")
-        if budget is None and n > MAX_EXACT_FRAMES:
-            raise UserError(f"Fitting every subset of {n} frames is infeasible.",
-                            "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line.")
+        check_sampled_frames(game.n_players, budget, "Fitting every subset")
         samples_per_scale = largest_per_size(game, self.saturating_budget(game) if budget is None else budget)
         # Hundreds of small ops: a second CPU thread gains little on an idle CPU and, on a
         # busy 2-core machine, stalls each op (measured 0.2 s with one thread, 3-12 s with two, n = 32).
@@ -169,11 +164,13 @@ class AdditiveSurrogate(Approximator):
         n, nmax, priors = game.n_players, game.n_scales, game.priors
         rng = np.random.default_rng(seed)
         holdout = self.holdout_for(n)
-        # at least 2 held-out draws for a spread, at least 1 fitted subset
-        held = min(samples_per_scale - 1, max(2, round(holdout * samples_per_scale))) if holdout > 0 else 0
         if self.cross_fit and holdout == HOLDOUT and samples_per_scale >= 4:
             return self._cross_fitted(game, samples_per_scale, rng)
-        scales: list[tuple[int, bool, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
+        # at least 2 held-out draws for a spread, at least 1 fitted subset
+        held = min(samples_per_scale - 1, max(2, round(holdout * samples_per_scale))) if holdout > 0 else 0
+        models: list[ScaleModel] = []
+        held_combos: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        dtype = torch.float64
         for s in range(1, min(n, nmax) + 1):
             report(0.5 * (s - 1) / min(n, nmax), f"fitting head {s}/{min(n, nmax)}")
             complete = math.comb(n, s) <= samples_per_scale
@@ -181,11 +178,23 @@ class AdditiveSurrogate(Approximator):
             fit = torch.from_numpy(balanced_design(n, s, samples_per_scale - extra, rng)).to(priors.device)
             combos = torch.cat([fit, torch.from_numpy(holdout_design(n, s, extra, rng)).to(priors.device)]) if extra else fit
             logits = game.head_logits(s, combos)
-            k = fit.shape[0]
-            scales.append((s, complete, fit, logits[:k], combos[k:] if extra else None, logits[k:] if extra else None))
-        values, std, probs, info = self._fold(game, scales, holdout > 0, rng, (0.5, 1.0))
-        info |= {"samples_per_scale": samples_per_scale, "held_out_per_scale": held if info.pop("corrected_scales") else 0}
-        return Estimate(values, probs, all(c for _, c, *_ in scales), info, std)
+            dtype = _fit_dtype(logits)
+            models.append(scale_model(fit, logits[: fit.shape[0]], n, complete, self.ridge_grid))
+            if extra:
+                out = combos[fit.shape[0]:]
+                held_combos.append((s, out, logits[fit.shape[0]:].to(torch.float64) - models[-1].additive(out)))
+        corrected = holdout > 0
+        # the sampled surrogate game and the correction's anchors read the same means
+        means = scale_conditional_means(models, n, nmax) if corrected or n > self.enumerate_up_to else None
+        values, std, probs = self._surrogate_shapley(game, models, dtype, rng, corrected, means)
+        if held_combos:
+            assert means is not None and std is not None
+            values, std, probs = _residual_shares(values, std, probs, [(means[0], held_combos)], n, nmax)
+        info = {"samples_per_scale": samples_per_scale, "ridge": [m.ridge for m in models], "enumerated": n <= self.enumerate_up_to,
+                "held_out_per_scale": held if held_combos else 0}
+        if n > self.enumerate_up_to:
+            info["bases_per_size"] = self.bases_per_size
+        return Estimate(values, probs, all(m.complete for m in models), info, std)
 
     def _cross_fitted(self, game: ScaleHeads, samples_per_scale: int, rng: np.random.Generator) -> Estimate:
         """Cross-fitting: each incomplete scale's draws (uniform, i.i.d.) split in two halves
@@ -207,14 +216,14 @@ class AdditiveSurrogate(Approximator):
             if math.comb(n, s) <= samples_per_scale:  # complete: the head itself, no residual, in both folds
                 every = torch.from_numpy(balanced_design(n, s, samples_per_scale, rng)).to(device)
                 logits = game.head_logits(s, every)
-                dtype = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
+                dtype = _fit_dtype(logits)
                 model = scale_model(every, logits, n, True, self.ridge_grid)
                 folds[0].append(model)
                 folds[1].append(model)
                 continue
             combos = torch.from_numpy(holdout_design(n, s, samples_per_scale, rng)).to(device)
             logits = game.head_logits(s, combos)
-            dtype = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
+            dtype = _fit_dtype(logits)
             half = samples_per_scale // 2
             parts = ((combos[:half], logits[:half]), (combos[half:], logits[half:]))
             for f, ((fit, fit_logits), (out, out_logits)) in enumerate((parts, parts[::-1])):
@@ -223,70 +232,62 @@ class AdditiveSurrogate(Approximator):
                 held[f].append((s, out, out_logits.to(torch.float64) - model.additive(out)))
         average = [a if a is b else dataclasses.replace(a, effects=(a.effects + b.effects) / 2, bias=(a.bias + b.bias) / 2)
                    for a, b in zip(*folds)]
-        enumerated = n <= self.enumerate_up_to
-        with sub_reporting(0.5, 0.9, "surrogate game: "):
-            if enumerated:
-                table_game = MultiscaleGame.from_level_tables(level_tables(average, n, dtype), nmax, priors)
-                est = ExactShapley()._approximate(table_game, None, None)
-                values, std, probs = est.values, torch.zeros_like(est.values), est.probs
-            else:
-                tables, means = rank_tables(average, n, nmax), scale_conditional_means(average, n, nmax)
-                values, std, probs = _sampled_shapley(tables, means, complete_residuals(average, nmax), priors, n, nmax,
-                                                      self.bases_per_size, rng)
-        report(0.9, "residual corrections")
-        variance, shift = std**2, torch.zeros_like(probs)
-        for models, out in zip(folds, held):
-            if out:
-                correction, var = residual_correction(scale_conditional_means(models, n, nmax)[0], out, nmax)
-                values, variance = values + correction / 2, variance + var / 4
-                # v(N): the residuals' mean moves the full clip's logits without bias
-                shift += sum(r.mean(dim=0) for _, _, r in out) / (2 * min(n, nmax))
-        probs = torch.softmax(torch.log(probs.clamp(min=1e-300)) + shift, dim=-1)
-        info = {"samples_per_scale": samples_per_scale, "ridge": [[m.ridge for m in f] for f in folds], "enumerated": enumerated,
-                "held_out_per_scale": samples_per_scale // 2 if held[0] else 0, "cross_fitted": True}
-        if not enumerated:
+        values, std, probs = self._surrogate_shapley(game, average, dtype, rng, True)
+        assert std is not None
+        anchors = [scale_conditional_means(models, n, nmax)[0] if out else None for models, out in zip(folds, held)]
+        values, std, probs = _residual_shares(values, std, probs, list(zip(anchors, held)), n, nmax)
+        info = {"samples_per_scale": samples_per_scale, "ridge": [[m.ridge for m in f] for f in folds],
+                "enumerated": n <= self.enumerate_up_to, "held_out_per_scale": samples_per_scale // 2 if held[0] else 0,
+                "cross_fitted": True}
+        if n > self.enumerate_up_to:
             info["bases_per_size"] = self.bases_per_size
-        return Estimate(values, probs, all(m.complete for m in average), info, variance.sqrt())
+        return Estimate(values, probs, all(m.complete for m in average), info, std)
 
-    def _fold(self, game: ScaleHeads, scales: list, corrected: bool, rng: np.random.Generator,
-              span: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, dict]:
-        """ESVs ``(n, C)``, their s.e. (or None), v~(N) ``(C,)`` and info of one surrogate fit.
+    def _surrogate_shapley(
+        self, game: ScaleHeads, models: list[ScaleModel], dtype: torch.dtype, rng: np.random.Generator, with_std: bool,
+        means: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Shapley values ``(n, C)`` of the surrogate game of ``models``, their s.e. and v~(N) ``(C,)``.
 
-        ``scales``: per scale ``(s, complete, fit combos, fit logits, held-out combos or
-        None, held-out logits or None)``; the held-out draws (uniform, i.i.d.) give the
-        residual correction when ``corrected``.
+        Enumerated exactly for n <= ``enumerate_up_to`` (s.e. zero when ``with_std``, else
+        None), else sampled (:func:`_sampled_shapley`, s.e. of the sampling; ``means`` are
+        :func:`scale_conditional_means` of ``models`` when the caller already has them).
         """
         n, nmax, priors = game.n_players, game.n_scales, game.priors
-        models: list[ScaleModel] = []
-        held_combos: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-        dtype = torch.float64
-        for s, complete, fit, fit_logits, out, out_logits in scales:
-            dtype = fit_logits.dtype if fit_logits.dtype in (torch.float32, torch.float64) else torch.float32
-            models.append(scale_model(fit, fit_logits, n, complete, self.ridge_grid))
-            if out is not None:
-                held_combos.append((s, out, out_logits.to(torch.float64) - models[-1].additive(out)))
-        enumerated = n <= self.enumerate_up_to
-        info: dict = {"ridge": [m.ridge for m in models], "enumerated": enumerated, "corrected_scales": len(held_combos)}
-        tables = rank_tables(models, n, nmax) if corrected or not enumerated else None
-        means = scale_conditional_means(models, n, nmax) if tables is not None else None
-        if enumerated:
-            table_game = MultiscaleGame.from_level_tables(level_tables(models, n, dtype), nmax, priors)
-            with sub_reporting(*span, "surrogate game: "):
+        with sub_reporting(0.5, 1.0, "surrogate game: "):
+            if n <= self.enumerate_up_to:
+                table_game = MultiscaleGame.from_level_tables(level_tables(models, n, dtype), nmax, priors)
                 est = ExactShapley()._approximate(table_game, None, None)
-            values, probs, std = est.values, est.probs, torch.zeros_like(est.values) if corrected else None
-        else:
-            assert tables is not None and means is not None
-            values, std, probs = _sampled_shapley(tables, means, complete_residuals(models, nmax), priors, n, nmax, self.bases_per_size, rng)
-            info["bases_per_size"] = self.bases_per_size
-        report(span[1], "surrogate game")
-        if held_combos:
-            assert means is not None and std is not None
-            correction, variance = residual_correction(means[0], held_combos, nmax)
-            values, std = values + correction, (std**2 + variance).sqrt()
+                return est.values, torch.zeros_like(est.values) if with_std else None, est.probs
+            means = scale_conditional_means(models, n, nmax) if means is None else means
+            return _sampled_shapley(rank_tables(models, n, nmax), means, complete_residuals(models, nmax), priors, n, nmax,
+                                    self.bases_per_size, rng)
+
+
+def _fit_dtype(logits: torch.Tensor) -> torch.dtype:
+    """The dtype the surrogate game's tables take from head logits (float32 for half precisions)."""
+    return logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _residual_shares(
+    values: torch.Tensor, std: torch.Tensor, probs: torch.Tensor,
+    folds: list[tuple[torch.Tensor | None, list[tuple[int, torch.Tensor, torch.Tensor]]]], n: int, nmax: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Surrogate ESVs ``(n, C)``, their s.e. and v~(N) ``(C,)`` plus the residual heads' share,
+    averaged over ``folds``: per fit, its anchors (:func:`scale_conditional_means` ``[0]``)
+    and held-out residuals (:func:`~core.shapley.approximators.residual_cv.residual_correction`).
+    One fold is the single-split estimate; two are cross-fitting's."""
+    k = len(folds)
+    variance, shift = std**2, torch.zeros_like(probs)
+    for anchors, held in folds:
+        if held:
+            assert anchors is not None
+            correction, var = residual_correction(anchors, held, nmax)
+            values, variance = values + correction / k, variance + var / k**2
             # v(N): the residuals' mean moves the full clip's logits without bias
-            shift = sum(r.mean(dim=0) for _, _, r in held_combos) / min(n, nmax)
-            probs = torch.softmax(torch.log(probs.clamp(min=1e-300)) + shift, dim=-1)
-        return values, std, probs, info
+            shift = shift + sum(r.mean(dim=0) for _, _, r in held) / (k * min(n, nmax))
+    probs = torch.softmax(torch.log(probs.clamp(min=1e-300)) + shift, dim=-1)
+    return values, variance.sqrt(), probs
 
 
 def _sampled_shapley(
