@@ -24,6 +24,7 @@ from core.errors import UserError
 from core.esv import ESV_METHODS, SURROGATE_DEFAULT_SAMPLES
 from core.shapley import APPROXIMATORS, MAX_EXACT_FRAMES, MultiscaleGame, VariableLengthGame, make_approximator
 from core.shapley.approximators import per_size_cost
+from core.shapley.approximators.base import BUDGET_FIX
 from core.shapley.game import VALUE_CHUNK_EVALUATIONS, Game
 from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES
 
@@ -130,7 +131,7 @@ def check_settings(
     if resolved not in ESV_METHODS and samples_per_scale is not None:  # it would be ignored
         raise UserError(f"{resolved} spends a budget of head evaluations, not samples per scale (those are for "
                         f"{', '.join(m for m in ESV_METHODS if m != 'exact')}).",
-                        "Give a budget instead: budget=2000 in Python, --budget 2000 on the command line.")
+                        BUDGET_FIX)
     return resolved
 
 
@@ -220,7 +221,7 @@ def estimate_cost(
             raise UserError(f"A budget of {budget:,} head evaluations is below what {runs} needs on {n} frames "
                             f"({approximator.min_budget(game):,}).", "Raise the budget or leave it empty.")
         if budget is None and saturating is None:
-            raise UserError(f"{runs} needs a budget of head evaluations.", "Pass a budget (e.g. 2000).")
+            raise UserError(f"{runs} needs a budget of head evaluations.", BUDGET_FIX)
         evals = int(budget if saturating is None else (saturating if budget is None else min(budget, saturating)))
         seconds = SECONDS_PER_VALUE_EVALUATION * evals * max(1.0, (h + c) / 600)
         peak = min(evals, VALUE_CHUNK_EVALUATIONS) * (4 * h + 8 * c + 8 * scales) + min(evals, 2**n) * 8 * (c + n)

@@ -21,7 +21,6 @@ with ``budget`` head evaluations (None = saturated).
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import weakref
 from dataclasses import replace
@@ -78,11 +77,6 @@ def available_methods() -> tuple[str, ...]:
     """Method names :meth:`ExplanationService.explain` accepts: the engine's entry-point
     methods, then every other registered approximator."""
     return tuple(esv.ESV_METHODS) + tuple(n for n in APPROXIMATORS if n not in esv.ESV_METHODS)
-
-
-def full_model_evaluations(n: int, n_scales: int) -> int:
-    """Head evaluations of the multiscale model on n frames: ``sum_{s <= min(n, n_scales)} C(n, s)``."""
-    return sum(math.comb(n, s) for s in range(1, min(n, n_scales) + 1))
 
 
 class ExplanationService:
@@ -345,21 +339,18 @@ class ExplanationService:
         features = np.ascontiguousarray(self.provider.features(clip_id, rows))
         probs = self._model_probs(clip_id, task, model, rows, features)
         if probs is None:
-            cost = full_model_evaluations(len(rows), self.provider.heads(task).max_frames)
-            raise UserError(f"The full multiscale model on {len(rows)} frames averages {cost:,} head evaluations: too slow "
-                            f"to predict directly (the limit is {FULL_MODEL_MAX_EVALUATIONS:,}).",
+            raise UserError(f"The full multiscale model on {len(rows)} frames averages every head over every subset, more than "
+                            f"{FULL_MODEL_MAX_EVALUATIONS:,} head evaluations: too slow to predict directly.",
                             "Predict on fewer frames, or explain with an approximate method, which reports its estimate of the prediction.")
         return probs.numpy()
 
     def _model_probs(self, clip_id: str, task: str, model: str, rows: np.ndarray, features: np.ndarray) -> torch.Tensor | None:
         """``(C,)`` the full model's softmax on all n frames (one forward; an approximator's
         v(N) is an estimate, so the prediction shown never depends on the ESV method), or
-        None for a multiscale model whose forward on n frames exceeds
-        :data:`FULL_MODEL_MAX_EVALUATIONS` head evaluations (long clips)."""
+        None when that forward costs more than :data:`FULL_MODEL_MAX_EVALUATIONS` head
+        evaluations (a multiscale model on a long clip)."""
         p = self.provider
         heads, priors = p.heads(task), p.priors(task)
-        if model == "mtrn" and full_model_evaluations(len(rows), heads.max_frames) > FULL_MODEL_MAX_EVALUATIONS:
-            return None
         key = self.key(clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
                        priors_hash=self._hash_priors(task, priors), method="model", samples_per_scale=None, iterations=1, seed=None)
         found = self._predictions.get(key, None)
@@ -371,6 +362,8 @@ class ExplanationService:
         modules = list(heads.mtrn) if model == "mtrn" else [heads.tsn]
         with torch.inference_mode(), eval_mode(modules), torch_threads(getattr(self.provider, "threads", None)):
             game = MultiscaleGame(modules, x, priors64) if model == "mtrn" else VariableLengthGame(heads.tsn, x, priors64)
+            if game.value_cost([game.n_players]) > FULL_MODEL_MAX_EVALUATIONS:
+                return None
             probs = game.value(torch.ones(1, game.n_players, dtype=torch.bool))[0]
         self._predictions.remember(key, probs)
         return probs

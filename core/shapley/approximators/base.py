@@ -22,7 +22,8 @@ from core.errors import UserError
 from core.shapley.game import Game
 from core.shapley.result import ESVResult
 
-__all__ = ["Approximator", "Estimate", "largest_per_size", "per_size_cost", "MAX_EXACT_FRAMES", "MAX_MASK_FRAMES"]
+__all__ = ["Approximator", "Estimate", "largest_per_size", "per_size_cost", "MAX_EXACT_FRAMES", "MAX_MASK_FRAMES",
+           "BUDGET_FIX", "check_sampled_frames"]
 
 # 2^n subsets x C classes in float64: n = 22 is ~3 GB of logits per level pair.
 MAX_EXACT_FRAMES = 22
@@ -136,6 +137,20 @@ def per_size_cost(game: Game, per_size: int, iterations: int = 1) -> int:
     (``iterations`` times): the head budget of the constructive sampler and the surrogate."""
     n = game.n_players
     return iterations * game.level_cost([min(per_size, math.comb(n, t)) for t in range(1, n + 1)])
+
+
+# The fix a run without a budget (saturated) names when visiting every subset is out of reach.
+BUDGET_FIX = "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line."
+
+
+def check_sampled_frames(n: int, budget: int | None, work: str) -> None:
+    """Refuse what a sampling approximator cannot do on n frames: more than
+    :data:`MAX_MASK_FRAMES` (coalitions are bit masks), or, without a budget, ``work``
+    (e.g. ``"Fitting every subset"``) beyond :data:`MAX_EXACT_FRAMES` frames."""
+    if n > MAX_MASK_FRAMES:
+        raise UserError(f"approximate ESVs support at most {MAX_MASK_FRAMES} frames (bit masks), got {n}")
+    if budget is None and n > MAX_EXACT_FRAMES:
+        raise UserError(f"{work} of {n} frames is infeasible.", BUDGET_FIX)
 
 
 def largest_per_size(game: Game, budget: int, iterations: int = 1) -> int:

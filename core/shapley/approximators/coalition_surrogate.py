@@ -42,7 +42,7 @@ import torch
 
 from core.errors import UserError
 from core.runtime import torch_threads
-from core.shapley.approximators.base import MAX_EXACT_FRAMES, MAX_MASK_FRAMES, Approximator, Estimate
+from core.shapley.approximators.base import MAX_EXACT_FRAMES, Approximator, Estimate, check_sampled_frames
 from core.shapley.approximators.exact import ExactShapley
 from core.shapley.approximators.kernelshap import constrained_kernel_fit
 from core.shapley.approximators.surrogate_fit import RIDGE_GRID, checked_settings, linearised, ridge_loo
@@ -255,12 +255,7 @@ class CoalitionSurrogate(Approximator):
         return sum(math.comb(n, t) * game.value_cost([t]) for t in range(1, n + 1))
 
     def _approximate(self, game: Game, budget: int | None, seed: int | None) -> Estimate:
-        n = game.n_players
-        if n > MAX_MASK_FRAMES:
-            raise UserError(f"approximate ESVs support at most {MAX_MASK_FRAMES} frames (bit masks), got {n}")
-        if budget is None and n > MAX_EXACT_FRAMES:
-            raise UserError(f"Evaluating every coalition of {n} frames is infeasible.",
-                            "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line.")
+        check_sampled_frames(game.n_players, budget, "Evaluating every coalition")
         budget = self.saturating_budget(game) if budget is None else budget
         with torch_threads(1 if game.device.type == "cpu" else None):  # small ops: see AdditiveSurrogate
             return self._estimate(game, budget, np.random.default_rng(seed))

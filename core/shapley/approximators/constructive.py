@@ -23,7 +23,7 @@ import torch
 from core.errors import UserError
 from core.runtime import report, sub_reporting
 from core.shapley.accumulator import ShapleyAccumulator
-from core.shapley.approximators.base import MAX_EXACT_FRAMES, MAX_MASK_FRAMES, Approximator, Estimate, largest_per_size, per_size_cost
+from core.shapley.approximators.base import BUDGET_FIX, MAX_EXACT_FRAMES, MAX_MASK_FRAMES, Approximator, Estimate, largest_per_size, per_size_cost
 from core.shapley.game import Game, SampledLogits
 
 __all__ = ["ConstructiveSampler", "draw_constructive", "masks_to_combos"]
@@ -59,8 +59,7 @@ class ConstructiveSampler(Approximator):
         """Subsets drawn per size for ``budget`` (None: every subset)."""
         if budget is None:
             if game.n_players > MAX_EXACT_FRAMES:
-                raise UserError(f"Drawing every subset of {game.n_players} frames is infeasible.",
-                                "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line.")
+                raise UserError(f"Drawing every subset of {game.n_players} frames is infeasible.", BUDGET_FIX)
             return max(math.comb(game.n_players, t) for t in range(1, game.n_players + 1))
         return largest_per_size(game, budget, self.iterations)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from core.shapley.approximators.base import MAX_EXACT_FRAMES, Approximator, Estimate
+from core.shapley.approximators.base import BUDGET_FIX, MAX_EXACT_FRAMES, Approximator, Estimate
 from core.shapley.game import Game
 
 __all__ = ["KernelSHAP", "kernel_design", "constrained_kernel_fit"]
@@ -96,8 +96,7 @@ class KernelSHAP(Approximator):
             return masks, weights
         if budget is None or budget >= self.saturating_budget(game):
             if n > MAX_EXACT_FRAMES:
-                raise UserError(f"Every coalition of {n} frames is infeasible.",
-                                "Pass a budget of head evaluations: budget=2000 in Python, --budget 2000 on the command line.")
+                raise UserError(f"Every coalition of {n} frames is infeasible.", BUDGET_FIX)
             return kernel_design(n, full, seed)
         # design(lo) fits (min_budget) and design(hi) does not (every coalition costs >= 1):
         # bisect for the largest fitting count.
