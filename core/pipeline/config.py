@@ -15,13 +15,7 @@ from typing import Any
 
 from core.errors import UserError
 from core.io_utils import atomic_write_text
-from core.paths import PROJECT_ROOT
-
-
-def default_config_path() -> Path:
-    """``$PLAYFAIR_CONFIG`` or ``<repo>/config.local.toml``."""
-    env = os.environ.get("PLAYFAIR_CONFIG")
-    return Path(env).expanduser().resolve() if env else PROJECT_ROOT / "config.local.toml"
+from core.paths import default_config_path  # noqa: F401  (re-exported: callers import it from here)
 
 
 def read_config(path: Path) -> dict[str, Any]:
