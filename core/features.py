@@ -4,17 +4,24 @@ stored and reused.
 Layout::
 
     <root>/<dataset.name>/<encoder.name>-<fingerprint[:12]>-stride<stride>/
-        store.json               {"format_version", "encoder", "fingerprint", "feature_dim", "stride", "dataset"}
-        <narration_id>.npy       float32 (ceil(n_frames / stride), feature_dim): every row of the clip
-        <narration_id>.rows.npz  "rows" (k,) int64 sorted, "features" (k, feature_dim) float32:
-                                 the rows computed so far of a clip that is not complete yet
+        store.json                       {"format_version", "encoder", "fingerprint", "feature_dim", "stride", "dataset"}
+        <narration_id>.<content>.npy     float32 (ceil(n_frames / stride), feature_dim): every row of the clip
+        <narration_id>.<content>.rows.npz  "rows" (k,) int64 sorted, "features" (k, feature_dim) float32:
+                                         the rows computed so far of a clip that is not complete yet
+
+``<content>`` is the first 16 hex digits of the clip's content hash
+(``dataset.fingerprint(id)``: the SHA-256 of its stored frames). Re-ingesting a clip with
+other frames (another stride, a repaired chunk) gives it another content hash, so rows
+computed on the old frames are never read as rows of the new ones: stale features are
+impossible by construction, not removed by a cleanup step (the next write of the clip
+deletes its files of other content).
 
 Feature row ``r`` of a clip is the encoding of its frame ``r * stride``. Explaining n
 sampled frames (:meth:`FeatureStore.get_rows`) computes only the rows not stored yet and
 merges them into the clip's ``.rows.npz``; when every row is there the clip becomes one
 dense ``.npy`` (read back with a memory map, so a few rows of a long clip cost a few
-reads). Format version 1 stores held dense files only, which version 2 reads unchanged:
-their ``store.json`` is rewritten as version 2 on the next write (the migration).
+reads). Files of format versions 1 and 2 (named by clip id alone: what they were computed
+from is unknown) are never read; the clips are computed again.
 
 The folder name carries the encoder fingerprint, so features of different weights or
 preprocessing never mix. Every file is written to a temporary name and renamed into
@@ -54,8 +61,8 @@ from core.runtime import Progress, or_silent
 LOG = logging.getLogger(__name__)
 
 # Bump when the store layout or file format changes; versions outside READABLE_VERSIONS are refused.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: dense files only, read as they are
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # 1 and 2: files without a content hash in their name, ignored
 STORE_FILE = "store.json"
 PARTIAL_SUFFIX = ".rows.npz"
 # Below this many frames to extract, decoding in this process beats starting worker processes (~2 s each).
@@ -69,6 +76,10 @@ class ClipSource(FrameSource, Protocol):
 
     name: str
     meta: pd.DataFrame  # indexed by narration_id, with an ``n_frames`` column
+
+    def fingerprint(self, narration_id: str) -> str:
+        """A hash of the clip's stored frames (hex): what its features are derived from."""
+        ...
 
 
 class DamagedClip(NamedTuple):
@@ -96,11 +107,14 @@ class ExtractReport(NamedTuple):
     seconds: float = 0.0
 
 
-def _file_name(narration_id: str) -> str:
+def _file_stem(narration_id: str) -> str:
     # EPIC ids (P01_101_12) are used as is; anything odd is hashed so it cannot escape the folder.
     if _SAFE_NAME.match(narration_id):
-        return f"{narration_id}.npy"
-    return f"_{hashlib.sha1(narration_id.encode('utf-8')).hexdigest()}.npy"
+        return narration_id
+    return f"_{hashlib.sha1(narration_id.encode('utf-8')).hexdigest()}"
+
+
+_CONTENT_DIGITS = 16
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -196,13 +210,48 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ files of one clip
 
+    def _stem(self, narration_id: str) -> str:
+        """``<id>.<content hash>``: the clip's files are named by what they were computed from."""
+        id_ = str(narration_id)
+        self.n_frames(id_)  # unknown ids: a UserError before any file is named
+        content = str(self.dataset.fingerprint(id_))[:_CONTENT_DIGITS]
+        return f"{_file_stem(id_)}.{content}"
+
     def path(self, narration_id: str) -> Path:
         """The clip's complete ``.npy`` file (it may not exist yet)."""
-        return self.directory / _file_name(str(narration_id))
+        return self.directory / f"{self._stem(narration_id)}.npy"
 
     def partial_path(self, narration_id: str) -> Path:
         """The clip's ``.rows.npz`` of rows computed so far (it may not exist)."""
-        return self.directory / (_file_name(str(narration_id))[: -len(".npy")] + PARTIAL_SUFFIX)
+        return self.directory / f"{self._stem(narration_id)}{PARTIAL_SUFFIX}"
+
+    def _drop_legacy_files(self, narration_id: str) -> None:
+        """Delete the clip's files of format versions 1-2 (no content hash: never read)."""
+        stem = _file_stem(str(narration_id))
+        for name in (f"{stem}.npy", f"{stem}{PARTIAL_SUFFIX}"):
+            (self.directory / name).unlink(missing_ok=True)
+
+    def collect_garbage(self) -> int:
+        """Delete files of this store computed from other content than the dataset's now (an
+        earlier ingest) or of clips it no longer has; returns how many. Never needed for
+        correctness (such files are never read): it only frees the disk. One directory scan."""
+        if not self.directory.is_dir():
+            return 0
+        current = {_file_stem(str(i)): str(i) for i in self.dataset.meta.index}
+        # Clips that are damaged or lost for now keep their files: they hold features of their intact content.
+        kept = {_file_stem(str(i)) for i in getattr(self.dataset, "unavailable", {})}
+        named = re.compile(rf"^(?P<stem>.+?)(\.(?P<content>[0-9a-f]{{{_CONTENT_DIGITS}}}))?(\.npy|{re.escape(PARTIAL_SUFFIX)})$")
+        removed = 0
+        for entry in os.scandir(self.directory):
+            m = named.match(entry.name)
+            if not m or entry.name.startswith(".") or m["stem"] in kept:
+                continue
+            id_ = current.get(m["stem"])
+            stale = id_ is None or m["content"] != str(self.dataset.fingerprint(id_))[:_CONTENT_DIGITS]
+            if stale:
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def n_frames(self, narration_id: str) -> int:
         """Frames of the clip in the dataset (UserError for an unknown id)."""
@@ -362,6 +411,7 @@ class FeatureStore:
                 buf = io.BytesIO()
                 np.savez(buf, rows=all_rows, features=all_feats)
                 atomic_write_bytes(self.partial_path(id_), buf.getvalue())
+            self._drop_legacy_files(id_)
 
     def _encode(self, narration_id: str, rows: np.ndarray, device: DeviceLike, batch_size: int) -> np.ndarray:
         """``(k, D)`` features of ``rows``, decoding and encoding READ_CHUNK frames at a time."""
@@ -440,6 +490,7 @@ class FeatureStore:
                 ``--threads`` count), 1 = one pass at a time on torch's threads.
         """
         self.check()
+        self.collect_garbage()
         t0 = time.perf_counter()
         dev = resolve_device(device)
         batch_size = batch_size or (256 if dev.type == "cuda" else 16)

@@ -136,7 +136,7 @@ def test_damaged_chunk_is_not_built_and_ingest_repairs_it(tree: dict[str, Path],
     (gulp / "meta_0.gmeta").unlink()
     status = {s.name: s for s in ws.status()}
     assert not status["dataset"].done
-    assert "1 damaged chunk(s) (data_0.gulp/meta_0.gmeta missing): 9 of 9 segments unreadable" in status["dataset"].detail
+    assert "1 damaged chunk(s) (data_0.gulp/meta_0.gmeta missing): 9 of 9 segments damaged" in status["dataset"].detail
     assert "python -m core ingest --dataset epic-P01" in status["dataset"].detail
     assert main(["ingest", "--dataset", "epic-P01", "--config", str(tree["cfg"]), "--quiet"]) == 0
     assert {p.name: p.read_bytes() for p in gulp.glob("data_*.gulp")} == {"data_0.gulp": before["data_0.gulp"]}

@@ -160,7 +160,7 @@ def test_interrupted_ingest_resumes(epic_tree: dict[str, Path], monkeypatch: pyt
     report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert report.gulp.skipped == ["P01_01_0", "P01_01_1"] and len(report.gulp.written) == 4
     files = sorted(p.name for p in (out / "gulp").iterdir())
-    assert files == ["data_0.gulp", "data_1.gulp", "manifest.json", "meta_0.gmeta", "meta_1.gmeta"]
+    assert files == ["data_0.gulp", "data_1.gulp", "manifest.json", "meta_0.gmeta", "meta_1.gmeta", "order.json"]
     ds = GulpClipDataset(out)
     assert len(ds) == 6 and ds.frames("P01_01_2").shape == (7, H, W, 3)
 

@@ -49,7 +49,7 @@ def _make_dataset(root: Path, n: int = 6, per_chunk: int = 2) -> Path:
 
 
 def _gulp_files(gulp_dir: Path) -> list[str]:
-    return sorted(p.name for p in gulp_dir.iterdir() if p.name != "manifest.json")
+    return sorted(p.name for p in gulp_dir.iterdir() if p.name not in ("manifest.json", "order.json"))
 
 
 def test_roundtrip_and_gulpio2_compat(tmp_path: Path) -> None:
@@ -127,8 +127,8 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     (gulp_dir / "data_1.gulp").write_bytes(b"\xff\xd8 half a jpeg")
     (gulp_dir / ".partial_data_2.gulp.tmp").write_bytes(b"junk")
     (gulp_dir / ".partial_meta_2.gmeta.tmp").write_text("{")
-    with pytest.raises(UserError, match="incomplete chunk"):
-        GulpClipDataset(tmp_path)
+    # Uncommitted leftovers are never read: the committed clips are served as they are.
+    assert GulpClipDataset(tmp_path).ids == ["s0", "s1"]
     seen: list[tuple[float, str]] = []
     report = write_gulp(gulp_dir, _segments(4), segments_per_chunk=2, progress=lambda f, m: seen.append((f, m)), total=4)
     assert seen[-1] == (1.0, "4/4 segments") and all(0.0 <= f <= 1.0 for f, _ in seen)
@@ -137,40 +137,96 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     assert len(GulpClipDataset(tmp_path)) == 4
 
 
-def test_corrupt_chunks_name_the_file(tmp_path: Path) -> None:
+def test_damaged_segments_are_never_served_and_counted_exactly(tmp_path: Path) -> None:
     root = _make_dataset(tmp_path / "ds")
     data1 = root / "gulp" / "data_1.gulp"
-    # Garbled bytes, same size: detected when decoding.
     good = data1.read_bytes()
-    data1.write_bytes(b"\x00" * len(good))
-    ds = GulpClipDataset(root)
-    with pytest.raises(UserError, match=r"data_1\.gulp.*corrupt") as exc:
+    data1.write_bytes(b"\x00" * len(good))  # garbled, same size: both its segments changed
+    ds = GulpClipDataset(root, repair_command="fix-it --now")
+    with pytest.raises(UserError, match=r"'s2' .*damaged \(bytes changed in data_1\.gulp\)") as exc:
         ds.frames("s2")
-    assert "Delete" in str(exc.value) and "rerun" in str(exc.value)
+    assert "`fix-it --now`" in str(exc.value)
+    assert sorted(ds.unavailable) == ["s2", "s3"] and ds.ids == ["s0", "s1", "s4", "s5"]
     ds.frames("s0")  # other chunks still readable
-    # Truncated: detected on open and by write_gulp.
+    check = check_gulp(root / "gulp")
+    assert check.lost_segments == 2 and "2 of 6 segments damaged (s2, s3)" in check.describe()
+    # Truncated: its segments are damaged, the rest is served.
     data1.write_bytes(good[:10])
-    with pytest.raises(UserError, match=r"data_1\.gulp is truncated"):
-        GulpClipDataset(root)
-    assert "data_1.gulp" in check_gulp(root / "gulp").describe() and not check_gulp(root / "gulp").ok
-    # Unreadable meta.
+    assert sorted(GulpClipDataset(root).unavailable) == ["s2", "s3"]
+    # Unreadable meta: neither offsets nor labels can be trusted, every segment it listed is damaged.
     (root / "gulp" / "meta_2.gmeta").write_text('{"s4": {"frame_info": [[0, 1')
-    with pytest.raises(UserError, match=r"meta_2\.gmeta is corrupt") as exc:
-        GulpClipDataset(root)
-    assert "Delete that file" in str(exc.value)
+    ds = GulpClipDataset(root)
+    assert sorted(ds.unavailable) == ["s2", "s3", "s4", "s5"] and "meta file" in ds.unavailable["s4"]
     # Resuming the write repairs exactly the damaged chunks (checked against the manifest).
     data0 = root / "gulp" / "data_0.gulp"
     data0.write_bytes(bytes(reversed(data0.read_bytes())))  # same size, other bytes
     calls: list[str] = []
     report = write_gulp(root / "gulp", _segments(6, calls))
-    assert report.repaired == [
-        "data_0.gulp: checksum differs from the manifest",
-        f"data_1.gulp: size 10 bytes, manifest says {len(good):,}",
-        "data_2.gulp: meta size 28 bytes, manifest says 304",
-    ]
-    assert sorted(calls) == ["s0", "s1", "s2", "s3", "s4", "s5"] and check_gulp(root / "gulp").ok
+    assert [r.split(":")[0] for r in report.repaired] == ["data_0.gulp", "data_1.gulp", "data_2.gulp"]
+    assert sorted(report.damaged) == sorted(calls) == ["s0", "s1", "s2", "s3", "s4", "s5"] and check_gulp(root / "gulp").ok
     ds = GulpClipDataset(root)
-    assert len(ds) == 6 and ds.frames("s2").shape[0] > 0
+    assert len(ds) == 6 and ds.frames("s2").shape[0] > 0 and not ds.unavailable
+
+
+def _overwrite_in_segment(root: Path, id_: str, n_bytes: int = 40) -> None:
+    """Overwrite bytes in the middle of one segment's first record (the others untouched)."""
+    for meta_path in (root / "gulp").glob("meta_*.gmeta"):
+        chunk = json.loads(meta_path.read_text())
+        if id_ in chunk:
+            loc, _pad, length = chunk[id_]["frame_info"][0]
+            data = meta_path.with_name(meta_path.name.replace("meta_", "data_").replace(".gmeta", ".gulp"))
+            raw = bytearray(data.read_bytes())
+            mid = loc + length // 2
+            raw[mid : mid + n_bytes] = bytes((b ^ 0x5A) for b in raw[mid : mid + n_bytes])
+            data.write_bytes(bytes(raw))
+            return
+    raise AssertionError(id_)
+
+
+def test_repair_keeps_intact_segments_byte_for_byte_and_records_lost_ones(tmp_path: Path) -> None:
+    root = _make_dataset(tmp_path / "ds", n=6, per_chunk=3)
+    before = GulpClipDataset(root)
+    kept = {i: before.fingerprint(i) for i in ("s0", "s2")}
+    frames_s0 = before.frames("s0")
+    _overwrite_in_segment(root, "s1")
+    assert check_gulp(root / "gulp").damaged_segments.keys() == {"s1"}
+    # Sources of s1 gone: s0 and s2 are kept, s1 is recorded lost (never silently dropped).
+    calls: list[str] = []
+    report = write_gulp(root / "gulp", _segments(6, calls, fail={1: FileNotFoundError(2, "gone", "/src/s1.jpg")}))
+    assert calls == ["s1"] and report.damaged == ["s1"] and list(report.lost) == ["s1"] and "/src/s1.jpg" in report.lost["s1"]
+    ds = GulpClipDataset(root, repair_command="restore")
+    assert {i: ds.fingerprint(i) for i in kept} == kept and np.array_equal(ds.frames("s0"), frames_s0)
+    assert list(ds.unavailable) == ["s1"] and "lost" in ds.unavailable["s1"] and check_gulp(root / "gulp").ok
+    with pytest.raises(UserError, match="'s1' .* is lost.*Fix: Repair it: `restore`"):
+        ds.frames("s1")
+    # Sources back: the same command restores it and the lost record goes.
+    calls.clear()
+    report = write_gulp(root / "gulp", _segments(6, calls))
+    assert calls == ["s1"] and not report.lost and not (root / "gulp" / "lost.json").exists()
+    assert sorted(GulpClipDataset(root).ids) == [f"s{i}" for i in range(6)]
+
+
+def test_repair_killed_after_its_copy_commits_neither_loses_nor_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.data.gulp_writer as writer
+
+    root = _make_dataset(tmp_path / "ds", n=6, per_chunk=3)
+    _overwrite_in_segment(root, "s4")
+    real = writer._finish_journal
+
+    def killed(gulp_dir: Path, manifest: dict) -> None:
+        if (gulp_dir / writer._JOURNAL).exists():
+            raise KeyboardInterrupt  # after the copy of chunk 1's intact segments is committed
+        real(gulp_dir, manifest)
+
+    monkeypatch.setattr(writer, "_finish_journal", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_gulp(root / "gulp", _segments(6))
+    monkeypatch.setattr(writer, "_finish_journal", real)
+    calls: list[str] = []
+    write_gulp(root / "gulp", _segments(6, calls))
+    assert calls == ["s4"] and check_gulp(root / "gulp").ok
+    ds = GulpClipDataset(root)
+    assert sorted(ds.ids) == [f"s{i}" for i in range(6)] and not ds.unavailable
 
 
 def test_format_version_mismatch(tmp_path: Path) -> None:
@@ -197,5 +253,5 @@ def test_duplicate_segment_across_chunks(tmp_path: Path) -> None:
     g = root / "gulp"
     (g / "data_7.gulp").write_bytes((g / "data_0.gulp").read_bytes())
     (g / "meta_7.gmeta").write_text((g / "meta_0.gmeta").read_text())
-    with pytest.raises(UserError, match=r"'s0' appears in both .*data_0\.gulp and .*data_7\.gulp"):
+    with pytest.raises(UserError, match=r"'s0' appears in both .*data_0\.gulp and .*data_7\.gulp \(a repair was interrupted\)"):
         GulpClipDataset(root)

@@ -63,22 +63,46 @@ def test_rows_are_computed_once_and_merged_into_a_complete_clip(tmp_path: Path) 
     assert not list(store.directory.glob(".*.tmp"))
 
 
-def test_version_1_store_is_read_and_migrated(tmp_path: Path) -> None:
+def test_files_of_older_versions_are_never_read(tmp_path: Path) -> None:
+    """Version 1-2 files are named by clip id alone: what they were computed from is unknown."""
     ds, enc = FakeDataset(LENGTHS), RowCountingEncoder()
     store = FeatureStore(tmp_path, enc, ds)
-    old = np.tile(np.arange(10, dtype=np.float32)[:, None], (1, 8))
     store.directory.mkdir(parents=True)
-    np.save(store.path("a"), old)  # a version-1 store: dense files only
-    info = {**store._store_info(), "format_version": 1}
-    (store.directory / "store.json").write_text(json.dumps(info))
+    legacy = store.directory / "a.npy"
+    np.save(legacy, np.full((10, 8), 99.0, np.float32))  # stale values a version-2 store left
+    (store.directory / "store.json").write_text(json.dumps({**store._store_info(), "format_version": 2}))
     fresh = FeatureStore(tmp_path, enc, ds)
-    np.testing.assert_array_equal(fresh.get("a"), old)
-    np.testing.assert_array_equal(fresh.get_rows("a", [9, 2]), old[[9, 2]])
-    assert enc.frames == 0 and json.loads((store.directory / "store.json").read_text())["format_version"] == 1
-    fresh.get_rows("b", [0])  # the first write upgrades the description; old files stay valid
-    assert json.loads((store.directory / "store.json").read_text())["format_version"] == FORMAT_VERSION == 2
-    np.testing.assert_array_equal(FeatureStore(tmp_path, enc, ds).get("a"), old)
+    np.testing.assert_array_equal(fresh.get("a")[:, 0], np.arange(10))  # computed again, not served stale
+    assert enc.frames == 10 and not legacy.exists()
+    assert json.loads((store.directory / "store.json").read_text())["format_version"] == FORMAT_VERSION == 3
 
+
+class ReingestedDataset(FakeDataset):
+    """The same clip ids with other frames (as after a re-ingest at another stride)."""
+
+    def __init__(self, lengths: dict[str, int], offset: int) -> None:
+        super().__init__(lengths)
+        self.offset = offset
+
+    def fingerprint(self, narration_id: str) -> str:
+        return f"{self.offset:08x}{super().fingerprint(narration_id)[8:]}"
+
+    def frames(self, narration_id: str, indices=None) -> np.ndarray:
+        return super().frames(narration_id, indices) + self.offset
+
+
+def test_rows_of_old_content_are_never_served_after_a_reingest(tmp_path: Path) -> None:
+    """Issue 16, item 1: rows computed on the stride-2 frames were reused as rows of the new frames."""
+    enc = RowCountingEncoder()
+    old = FeatureStore(tmp_path, enc, ReingestedDataset(LENGTHS, offset=0))
+    old.get_rows("a", [0, 3])  # partial rows, as `train` leaves them
+    old.get("b")  # a complete clip
+    new = FeatureStore(tmp_path, enc, ReingestedDataset(LENGTHS, offset=50))
+    assert new.directory == old.directory  # same dataset name, encoder and stride
+    np.testing.assert_array_equal(new.get("a")[:, 0], np.arange(10) + 50)
+    np.testing.assert_array_equal(new.get_rows("b", [1, 6])[:, 0], [51, 56])
+    # The old files are garbage now: a bulk run removes them, and nothing else.
+    assert new.collect_garbage() == 2 and new.has("a") and new.partial_path("b").exists()
 
 def test_damaged_partial_file_is_recomputed(tmp_path: Path) -> None:
     enc = RowCountingEncoder()

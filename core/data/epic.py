@@ -287,7 +287,8 @@ class IngestReport:
         return self.segments_of_missing_videos + len(self.missing) + len(self.other_failures)
 
     def summary(self) -> str:
-        repaired = f", {len(self.gulp.repaired)} damaged chunks rewritten" if self.gulp.repaired else ""
+        repaired = (f", {len(self.gulp.repaired)} damaged chunks repaired ({len(self.gulp.damaged)} damaged segments, "
+                    f"{len(self.gulp.damaged) - len(self.gulp.lost)} restored, {len(self.gulp.lost)} lost)") if self.gulp.repaired else ""
         return (
             f"EPIC ingest into {self.out_root}: {self.n_segments} segments, "
             f"{len(self.gulp.written)} written, {len(self.gulp.skipped)} already present{repaired}, "
@@ -316,6 +317,12 @@ class IngestReport:
         if self.other_failures:
             lines.append(f"{len(self.other_failures):,} segments have unreadable frames: "
                          + names([f"{n} ({why.split(' Fix:')[0]})" for n, why in self.other_failures]) + ".")
+        if self.gulp.repaired:
+            lines.append(f"Repaired {len(self.gulp.repaired)} damaged chunk(s): " + "; ".join(self.gulp.repaired) + ".")
+        if self.gulp.lost:
+            lines.append(f"{len(self.gulp.lost):,} segments the dataset had are lost (their stored data was damaged and their "
+                         f"source frames are missing): {names(sorted(self.gulp.lost, key=natural_key))}; "
+                         f"listed in {self.out_root / GULP_SUBDIR / 'lost.json'}.")
         if self.failures_path is not None:
             lines.append(f"Full list: {self.failures_path}")
         return "\n".join(lines)
@@ -366,6 +373,7 @@ def ingest_epic(
     val_annotations: Path | None = None,
     threads: int = 1,
     allow_missing: bool = False,
+    verify: bool = False,
     command: str | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
@@ -386,6 +394,7 @@ def ingest_epic(
     is written; the failures are in ``out_root/ingest_failures.csv``; a dataset built
     before with skipped segments accepts as many again). ``dataset.json``
     (kind ``"epic"``) is written last. Rerunning resumes and repairs damaged chunks.
+    ``verify``: hash every stored chunk first (finds damage that kept the files' mtimes).
     ``command``: the command line that runs this ingest, quoted in fixes (default
     ``python -m core ingest --dataset <folder name>``).
     """
@@ -454,7 +463,8 @@ def ingest_epic(
 
     pool = ThreadPoolExecutor(threads, thread_name_prefix="ingest-jpeg") if threads > 1 else None
     try:
-        gulp_report = write_gulp(out_root / GULP_SUBDIR, segments(pool), progress=progress, total=len(todo), jpeg_quality=JPEG_QUALITY)
+        gulp_report = write_gulp(out_root / GULP_SUBDIR, segments(pool), progress=progress, total=len(todo), jpeg_quality=JPEG_QUALITY,
+                                 verify=verify)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -468,12 +478,15 @@ def ingest_epic(
     if val_ids is not None:
         final_val = {str(m.get("video_id")) for n, m in stored.items() if n in val_ids}
 
-    missing_rows = [(str(n), v, str(video_dirs[v])) for n, v in zip(ann.index, ann["video_id"]) if v not in set(present)]
+    # Segments of a missing video folder that the dataset already holds are not skipped (a repair
+    # keeps them); only those it lacks are.
+    missing_rows = [(str(n), v, str(video_dirs[v])) for n, v in zip(ann.index, ann["video_id"])
+                    if v not in set(present) and str(n) not in stored]
     report = IngestReport(
         out_root=out_root, n_segments=len(ann), gulp=gulp_report, val_videos=sorted(final_val, key=natural_key),
         missing=[(nid, missing[nid]) for nid, _ in gulp_report.failed if nid in missing],
         other_failures=[(nid, reason) for nid, reason in gulp_report.failed if nid not in missing],
-        missing_videos=[v for v in videos if v not in set(present)], n_videos=len(videos),
+        missing_videos=sorted({v for _n, v, _p in missing_rows}, key=natural_key), n_videos=len(videos),
         segments_of_missing_videos=len(missing_rows), video_of=dict(zip(ann.index.astype(str), ann["video_id"])), split_moved=moved,
     )
     write_class_csvs(out_root, verb_names, noun_names)
@@ -485,8 +498,9 @@ def ingest_epic(
         failures_path.unlink(missing_ok=True)
     # A dataset already built with skipped segments accepted them: resuming or repairing it
     # with the same inputs (checked above) keeps accepting as many.
-    accepted = _accepted_skips(out_root)
-    if report.n_skipped and not allow_missing and report.n_skipped > accepted:
+    accepted, accepted_lost = _accepted_skips(out_root)
+    lost = set(gulp_report.lost)
+    if not allow_missing and ((report.n_skipped and report.n_skipped > accepted) or not lost <= accepted_lost):
         raise IngestIncomplete(report, "Extract the missing frames and rerun the ingest (it resumes), or accept the skipped segments with allow_missing.")
     # dataset.json last: its presence means the folder is a usable dataset.
     write_dataset_info(
@@ -503,16 +517,20 @@ def ingest_epic(
             "val_fraction_default": VAL_FRACTION if val_videos is None and val_annotations is None else None,
             "short_side": SHORT_SIDE,
             "n_skipped": report.n_skipped,
+            # Segments the dataset had and lost (damaged, sources gone) that this ingest accepted.
+            "accepted_lost": sorted(lost),
         },
     )
     return report
 
 
-def _accepted_skips(out_root: Path) -> int:
+def _accepted_skips(out_root: Path) -> tuple[int, set[str]]:
+    """(segments skipped, ids lost) that the dataset already built accepted (--allow-missing)."""
     try:
-        return int(json.loads((out_root / DATASET_INFO_FILE).read_text(encoding="utf-8")).get("n_skipped") or 0)
+        info = json.loads((out_root / DATASET_INFO_FILE).read_text(encoding="utf-8"))
+        return int(info.get("n_skipped") or 0), set(info.get("accepted_lost") or [])
     except (OSError, ValueError, TypeError, AttributeError):
-        return 0
+        return 0, set()
 
 
 def _frame_loader(nid: str, video_dir: Path, numbers: list[int], missing: dict[str, str], pool: ThreadPoolExecutor | None, window: int):

@@ -22,6 +22,10 @@ _META_RE = re.compile(r"^meta_(\d+)\.gmeta$")
 _TMP_PREFIX = ".partial_"
 _TMP_SUFFIX = ".tmp"
 
+#: Key of a segment's meta dict holding the SHA-256 of its stored records (JPEG + padding, in
+#: order): what every derived file (features, heads) records as the clip's content.
+CONTENT_KEY = "content_sha256"
+
 _REBUILD_FIX = (
     "Delete that file (and its partner data_<k>.gulp / meta_<k>.gmeta) and rerun the "
     "ingest or demo generation: it resumes and rewrites only the missing segments."
@@ -93,7 +97,7 @@ def _validate_chunk_meta(meta: Any, meta_path: Path) -> None:
         raise UserError(f"Gulp chunk meta file {meta_path} is corrupt ({exc}).", _REBUILD_FIX) from exc
 
 
-def _load_chunk_meta(meta_path: Path) -> "OrderedDict[str, Any]":
+def load_chunk_meta(meta_path: Path) -> "OrderedDict[str, Any]":
     """Parse and check one ``meta_<k>.gmeta``; UserError naming it if unreadable."""
     try:
         with open(meta_path, "r", encoding="utf-8") as fh:
@@ -102,6 +106,9 @@ def _load_chunk_meta(meta_path: Path) -> "OrderedDict[str, Any]":
         raise UserError(f"Gulp chunk meta file {meta_path} is corrupt or unreadable ({exc}).", _REBUILD_FIX) from exc
     _validate_chunk_meta(meta, meta_path)
     return meta
+
+
+_load_chunk_meta = load_chunk_meta
 
 
 def _required_data_size(meta: dict) -> int:
