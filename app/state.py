@@ -439,11 +439,23 @@ def pick_clip(ws: Workspace, default: Callable[[], str] | None = None) -> str:
         st.sidebar.warning("No clip matches these filters.")
         st.stop()
     if st.session_state.get("pf_clip") not in options:
+        asked = st.session_state.get("pf_clip")
         first = default() if default is not None else None
         st.session_state["pf_clip"] = first if first in options else default_clip(view)
+        if asked and str(asked) not in clips.index:  # a deep link to a clip the dataset does not serve: say so
+            st.warning(missing_clip_message(ws, str(asked), st.session_state["pf_clip"]))
     st.sidebar.caption(f"{len(options)} of {len(clips)} clips")
     labels = clip_labels(view)
     return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: labels.get(i, i))
+
+
+def missing_clip_message(ws: Workspace, asked: str, shown: str) -> str:
+    """Why the linked clip ``asked`` is not shown (lost, damaged or unknown) and what is shown instead."""
+    why = ws.dataset.unavailable.get(asked)
+    if why is not None:
+        return (f"The linked clip {asked} is {why}; showing {shown} instead. Fix: restore its source frames and run "
+                f"`{ws.source.how('dataset')}`.")
+    return f"The linked clip {asked!r} is not in dataset {ws.name}; showing {shown} instead."
 
 
 def default_clip(clips: pd.DataFrame) -> str:
@@ -578,7 +590,7 @@ def clip_mp4(dataset: str, clip_id: str, n_frames: int, fps: float, version: str
 def _unreadable(ws: Workspace, clip_id: str, exc: Exception) -> str:
     problem = exc.problem if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
     return (f"The frames of clip {clip_id} cannot be read: {problem} "
-            f"Fix: rerun `{ws.source.how('dataset')}`; it rewrites damaged chunks (the ESVs above come from cached features).")
+            f"Fix: run `{ws.repair_command(clip_id)}` (the ESVs above come from cached features).")
 
 
 def clip_video(ws: Workspace, clip_id: str) -> tuple[bytes | None, str | None]:

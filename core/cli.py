@@ -26,8 +26,10 @@ from typing import Callable, Sequence
 
 from core.analysis import faithfulness_cli
 from core.analysis.batch import compute_batch_esvs, read_results
+from core.cli_checks import check_esvs_flags, check_ingest_checkpoint, check_output_name
+from core.commands import python_command
 from core.data.epic_annotations import parse_participants
-from core.data.sources import check_dataset_name, dataset_name_for, dataset_names
+from core.data.sources import dataset_name_for, dataset_names
 from core.distributed import RayESVEngine, RayOptions, extract_features, import_ray, plan_extraction
 from core.errors import UserError
 from core.explain import available_methods
@@ -138,7 +140,7 @@ def _ingest_name(args: argparse.Namespace) -> str:
     """``--output``, else ``--dataset``, else the name of ``--participants`` (epic-P01-P02), else ``epic``."""
     if args.output:
         args.derive_from = args.dataset  # `--dataset A --output B`: B starts from A's settings
-        return check_dataset_name(args.output)
+        return check_output_name(args.output, args.argv)
     if args.dataset:
         return args.dataset
     if args.participants:
@@ -148,14 +150,18 @@ def _ingest_name(args: argparse.Namespace) -> str:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     args.dataset = _ingest_name(args)
+    check_ingest_checkpoint(args.checkpoint, args.argv)  # before anything is built or saved
     ws = _workspace(args)
     taken = ws.source.take_cli_settings(vars(args))
     if hasattr(ws.source, "run_options"):  # fixes quote the command as typed: its flags are saved only on success
-        ws.source.run_options["command"] = "python -m core " + shlex.join(args.argv)
+        ws.source.run_options["command"] = f"{python_command()} -m core " + shlex.join(args.argv)
     conflict = getattr(ws.source, "settings_conflict", lambda: None)()
     if conflict and args.force:
         print(f"--force: deleting {ws.source.root} (built from other inputs: {conflict}) and ingesting again")
         ws.source.discard_dataset()  # type: ignore[attr-defined]
+    note = getattr(ws.source, "ingest_options_note", None)
+    if note is not None:  # stride and cap come from the dataset's own record unless given: say which
+        print(note())
     with TqdmProgress(f"ingest {ws.name}", enabled=not args.quiet, count_unit="segments") as bar:
         reports = ws.build(["dataset"], progress=bar, force=args.force)
     last = getattr(ws.source, "last_report", None)
@@ -187,9 +193,31 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         return _extract_ray(args)
     ws = _workspace(args, device=args.device, threads=args.threads, decode_workers=args.decode_workers)
-    reports = _build(ws, ["dataset", "backbone"], "dataset and backbone", quiet=args.quiet)
+    incomplete: UserError | None = None
+    try:
+        reports = _build(ws, ["dataset"], "dataset", quiet=args.quiet)
+    except UserError as exc:
+        if not ws.source.dataset_built():
+            raise
+        # A repair that could not restore every clip (sources gone): the clips the dataset still
+        # serves get their features all the same, and the run ends with exit 2 naming the rest.
+        incomplete, reports = exc, []
+        print("warning: the dataset could not be fully repaired (what and why at the end); extracting the clips it serves",
+              file=sys.stderr)
+    _print_repairs(ws)
+    reports += _build(ws, ["backbone"], "backbone", quiet=args.quiet)
     _print_reports(reports + _extract_features(ws, args.quiet))
+    if incomplete is not None:
+        raise incomplete
     return 0
+
+
+def _print_repairs(ws: Workspace) -> None:
+    """What a resumed build of the dataset repaired (damaged chunks: segments kept, rewritten, lost)."""
+    last = getattr(ws.source, "last_report", None)
+    repaired = getattr(getattr(last, "gulp", None), "repaired", None)
+    if repaired:
+        print(f"repaired {len(repaired)} damaged chunk(s) of {ws.name}: " + "; ".join(repaired))
 
 
 def _extract_features(ws: Workspace, quiet: bool) -> list[StepReport]:
@@ -218,7 +246,9 @@ def _extract_ray(args: argparse.Namespace) -> int:
 
 def cmd_priors(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    _print_reports(_build(ws, ["dataset", "priors"], "priors", force=args.force, quiet=args.quiet))
+    # --force recomputes the priors only (the fix printed for a bad priors file), never the dataset.
+    reports = _build(ws, ["dataset"], "dataset", quiet=args.quiet)
+    _print_reports(reports + _build(ws, ["priors"], "priors", force=args.force, quiet=args.quiet))
     for task in TASKS:
         p = ws.priors(task)
         names = ws.class_names(task)
@@ -245,7 +275,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     ws = _workspace(args, train_config=cfg, device=args.device, threads=args.threads, decode_workers=args.decode_workers)
     if ws.train_config.frames_per_clip is None:
         print(f"the heads read {ws.pipeline.steps['heads'].work_summary()}")  # type: ignore[attr-defined]
-        _print_reports(_build(ws, ["dataset", "backbone", "features", "priors", "heads"], "train", force=args.force, quiet=args.quiet))
+        # --force retrains the heads only (the fix printed for a bad head file), never the dataset or the backbone.
+        reports = _build(ws, ["dataset", "backbone", "features", "priors"], "train", quiet=args.quiet)
+        _print_reports(reports + _build(ws, ["heads"], "heads", force=args.force, quiet=args.quiet))
     else:  # only the frames the heads sample get features, under their own bar counted in frames
         reports = _build(ws, ["dataset", "backbone", "priors"], "dataset, backbone, priors", quiet=args.quiet)
         _extract_sampled_frames(ws, args.quiet)
@@ -256,6 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_esvs(args: argparse.Namespace) -> int:
+    check_esvs_flags(args)  # before any work: a flag the method ignores would be recorded as if used
     ws = _workspace(args)
     missing = [s for s in ws.status() if not s.done and s.name in EXPLORE_STEPS]  # features are computed as needed
     if missing:
@@ -268,7 +301,8 @@ def cmd_esvs(args: argparse.Namespace) -> int:
     with TqdmProgress("esvs" + (" (ray)" if engine else ""), total=n_clips, unit="clips", enabled=not args.quiet) as bar:
         out = compute_batch_esvs(
             ws, split=args.split, out_path=args.out, progress=bar, n_frames=args.frames, tasks=args.tasks, models=args.models,
-            samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=args.seed, limit=args.limit, engine=engine,
+            samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=0 if args.seed is None else args.seed,
+            limit=args.limit, engine=engine,
             method=args.method, budget=args.budget,
         )
     df = read_results(out)
@@ -335,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participants", default=None, help="P01,P02,... or 'all': one dataset named epic-P01-P02 / epic-all")
     p.add_argument("--participant", default=None, help="one participant id for the dataset `epic` (default P01)")
     p.add_argument("--output", default=None, help="dataset name (folder under datasets/), e.g. epic-kitchens-test")
-    p.add_argument("--stride", "--frame-stride", dest="frame_stride", type=int, default=None, help="keep every n-th frame of each segment")
-    p.add_argument("--max-frames", dest="max_frames_per_segment", type=int, default=None, help="cap frames per segment (uniformly subsampled)")
+    p.add_argument("--stride", "--frame-stride", dest="frame_stride", type=int, default=None, help="keep every n-th frame of each segment (default: what the dataset recorded, else 1)")
+    p.add_argument("--max-frames", dest="max_frames_per_segment", type=int, default=None, help="cap frames per segment (uniformly subsampled; 0 = no cap); default: what the dataset recorded, else none")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="JPEG decode/encode workers (default: all cores)")
     p.add_argument("--allow-missing", dest="allow_missing", action="store_true",
                    help="build the dataset even when segments are skipped (missing folders or frames); exit 0")
@@ -380,9 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explanation method by name (default: exact, or constructive with --samples-per-scale)")
     p.add_argument("--budget", type=int, default=None, help="head evaluations per explanation for a registry approximator "
                    "(kernelshap, loo, ...; default: saturated)")
-    p.add_argument("--iterations", type=int, default=1, help="approximate runs pooled")
-    p.add_argument("--seed", type=int, default=0, help="approximation seed")
-    p.add_argument("--limit", type=int, default=None, help="only the first N clips")
+    p.add_argument("--iterations", type=int, default=1, help="constructive sampling runs pooled")
+    p.add_argument("--seed", type=int, default=None, help="approximation seed (default 0; not with exact ESVs)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N clips (N >= 1)")
     p.add_argument("--out", type=Path, default=None, help="results file (default cache/results/<dataset>/<heads>/esvs-<split>.parquet)")
     _add_engine_flags(p)
 

@@ -25,10 +25,14 @@ from is unknown) are never read; the clips are computed again.
 
 The folder name carries the encoder fingerprint, so features of different weights or
 preprocessing never mix. Every file is written to a temporary name and renamed into
-place, so a killed extraction leaves only whole files (a rerun resumes). Merges in one
+place, so a killed extraction leaves only whole files (a rerun resumes); the temporary
+names say which process wrote them (``.<name>.<host>-<pid>.<random>.tmp``), so the next
+extraction deletes those of a killed process and never those of a running one. Merges in one
 process hold a lock; two processes merging rows of one clip at once can drop the other's
 new rows (never corrupt a file): they are recomputed when next asked for.
-A damaged file is detected on read (header, size, shape, dtype, values) and recomputed.
+A damaged file is detected on read (header, size, shape, dtype, values), deleted (so that
+``has`` and ``status`` stop counting it) and recomputed; whatever a damaged file makes the
+parsers raise (numpy, zip, tokenizer errors) counts as damage, never as a crash.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -55,7 +60,7 @@ import torch
 from core.backbones.base import DeviceLike, FrameEncoder, TorchFrameEncoder, resolve_device
 from core.errors import UserError
 from core.frame_reader import READ_CHUNK, FrameJob, FrameSource, read_batches
-from core.io_utils import atomic_write_bytes, atomic_write_text
+from core.io_utils import _UMASK
 from core.runtime import Progress, or_silent
 
 LOG = logging.getLogger(__name__)
@@ -115,6 +120,40 @@ def _file_stem(narration_id: str) -> str:
 
 
 _CONTENT_DIGITS = 16
+
+# Temporary files name their writer, so that those of a killed process can be told apart.
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically through ``.<name>.<host>-<pid>.<random>.tmp``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _writer_gone(name: str) -> bool:
+    """A temporary file of a process of this host that no longer runs (killed mid-write)."""
+    m = _TEMP_NAME.match(name)
+    if m is None or m["host"] != _HOST:
+        return False
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # alive but not ours (EPERM), or not a pid at all
+        return False
+    return False
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -195,7 +234,7 @@ class FeatureStore:
         self.check()
         if self._version != FORMAT_VERSION:
             # New store, or the version-1 migration: its dense files are valid version-2 files.
-            atomic_write_text(self.directory / STORE_FILE, json.dumps(self._store_info(), indent=2) + "\n")
+            _atomic_write(self.directory / STORE_FILE, (json.dumps(self._store_info(), indent=2) + "\n").encode("utf-8"))
             self._version = FORMAT_VERSION
 
     def clear(self) -> None:
@@ -234,7 +273,8 @@ class FeatureStore:
     def collect_garbage(self) -> int:
         """Delete files of this store computed from other content than the dataset's now (an
         earlier ingest) or of clips it no longer has; returns how many. Never needed for
-        correctness (such files are never read): it only frees the disk. One directory scan."""
+        correctness (such files are never read): it only frees the disk. One directory scan;
+        it also deletes the temporary files of writers that were killed (:func:`_writer_gone`)."""
         if not self.directory.is_dir():
             return 0
         current = {_file_stem(str(i)): str(i) for i in self.dataset.meta.index}
@@ -243,6 +283,11 @@ class FeatureStore:
         named = re.compile(rf"^(?P<stem>.+?)(\.(?P<content>[0-9a-f]{{{_CONTENT_DIGITS}}}))?(\.npy|{re.escape(PARTIAL_SUFFIX)})$")
         removed = 0
         for entry in os.scandir(self.directory):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                if _writer_gone(entry.name):
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
+                continue
             m = named.match(entry.name)
             if not m or entry.name.startswith(".") or m["stem"] in kept:
                 continue
@@ -285,7 +330,7 @@ class FeatureStore:
                     return False
                 offset = fh.tell()
             size = path.stat().st_size
-        except (OSError, ValueError, EOFError):
+        except Exception:  # a garbled header makes numpy raise about anything (TokenError, SyntaxError, ...)
             return False
         return tuple(fshape) == tuple(shape) and dtype == np.dtype("<f4") and not fortran and size == offset + int(np.prod(shape)) * 4
 
@@ -296,9 +341,15 @@ class FeatureStore:
         return path.exists() and self._file_ok(path, self.expected_shape(narration_id))
 
     def _damaged(self, path: Path, problem: str) -> None:
+        """Report a damaged file and delete it: left in place, a file whose header is intact
+        would still count as complete (``has``), so nothing would ever write it again."""
         msg = f"Cached features {path} are damaged ({problem}); computing them again."
         LOG.warning(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def _load(self, narration_id: str) -> np.ndarray | None:
         """The whole ``.npy`` of a complete clip, validated (None when absent or damaged)."""
@@ -313,8 +364,8 @@ class FeatureStore:
                 problem = f"shape {arr.shape} dtype {arr.dtype}, expected {shape} float32"
             elif not np.isfinite(arr).all():
                 problem = "non-finite values"
-        except (OSError, ValueError, EOFError) as exc:
-            problem = str(exc)
+        except Exception as exc:  # damaged bytes: numpy, tokenizer and zip errors alike
+            problem = str(exc) or type(exc).__name__
         if problem is not None:
             self._damaged(path, problem)
             return None
@@ -337,7 +388,7 @@ class FeatureStore:
                 problem = "rows out of order or out of range"
             elif not np.isfinite(feats).all():
                 problem = "non-finite values"
-        except (OSError, ValueError, EOFError, KeyError) as exc:
+        except Exception as exc:  # damaged bytes: zipfile.BadZipFile, zlib.error, KeyError, ...
             problem = str(exc) or type(exc).__name__
         if problem is not None:
             self._damaged(path, problem)
@@ -351,8 +402,8 @@ class FeatureStore:
         path = self.path(narration_id)
         try:
             out = np.array(np.load(path, mmap_mode="r", allow_pickle=False)[rows], dtype=np.float32)
-        except (OSError, ValueError, EOFError) as exc:
-            self._damaged(path, str(exc))
+        except Exception as exc:  # damaged bytes
+            self._damaged(path, str(exc) or type(exc).__name__)
             return None
         if not np.isfinite(out).all():
             self._damaged(path, "non-finite values")
@@ -405,12 +456,12 @@ class FeatureStore:
             order = keep[np.argsort(all_rows[keep])]
             all_rows, all_feats = all_rows[order], all_feats[order]
             if len(all_rows) == n:
-                atomic_write_bytes(self.path(id_), _npy_bytes(all_feats))
+                _atomic_write(self.path(id_), _npy_bytes(all_feats))
                 self.partial_path(id_).unlink(missing_ok=True)
             else:
                 buf = io.BytesIO()
                 np.savez(buf, rows=all_rows, features=all_feats)
-                atomic_write_bytes(self.partial_path(id_), buf.getvalue())
+                _atomic_write(self.partial_path(id_), buf.getvalue())
             self._drop_legacy_files(id_)
 
     def _encode(self, narration_id: str, rows: np.ndarray, device: DeviceLike, batch_size: int) -> np.ndarray:

@@ -38,6 +38,7 @@ import torch
 from core.backbones.base import FrameEncoder
 from core.data.gulp import GulpClipDataset
 from core.data.sources import DatasetSource, get_source
+from core.errors import UserError
 from core.explain import ClipExplanation, ExplanationService, Limits, limits_from_config
 from core.models.io import HeadSet
 from core.models.training import FeatureBank, TrainConfig
@@ -230,6 +231,14 @@ class Workspace:
     def default_results_path(self, split: str = "val") -> Path:
         """Where batch ESVs go by default: ``cache/results/<dataset>/<heads key>/esvs-<split>.parquet``."""
         return cache_dir() / "results" / self.name / self.heads_key() / f"esvs-{split}.parquet"
+
+    def repair_command(self, clip_id: str) -> str:
+        """One shell line that rewrites the gulp chunk holding ``clip_id`` (the source's exact
+        repair commands), or the dataset's build command when the chunk cannot be named."""
+        try:
+            return " && ".join(self.source.repair_commands(list(self.dataset.chunk_files(clip_id))))
+        except (UserError, OSError, KeyError, ValueError):  # the dataset itself is unreadable
+            return self.source.how("dataset")
 
     def problem(self) -> str | None:
         """Why this dataset cannot be explored now (invalid settings, or a step the explorer

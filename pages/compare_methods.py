@@ -71,7 +71,7 @@ st.subheader("Faithfulness over the validation split")
 path = faithfulness.default_table_path(ws)
 table = faithfulness.load_table(path)
 if table is None:
-    st.info(f"Not computed yet for this dataset. Command line: `python -m core faithfulness --dataset {ws.name}`.")
+    st.info(f"Not computed yet for this dataset. Command line: `{OPTIONAL_STEPS['faithfulness'].how(ws)}`.")
     if st.button("Compute now (every method, verb and noun, 8 frames)", key="cm_build_faithfulness"):
         if state.run_optional(ws, "faithfulness", OPTIONAL_STEPS["faithfulness"].label):
             st.rerun()

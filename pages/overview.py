@@ -8,6 +8,7 @@ import streamlit as st
 from app import charts, exports, state
 from core.analysis import overview
 from core.analysis.optional_steps import OPTIONAL_STEPS
+from core.commands import dataset_command
 from core.errors import UserError
 
 state.keep_shared_state()
@@ -18,7 +19,7 @@ ws = state.pick_dataset()
 # ---------------------------------------------------------------- accuracy per scale
 st.subheader("Accuracy of the heads per number of frames")
 try:
-    acc = overview.accuracy_long(ws.accuracy())
+    acc = overview.accuracy_long(ws.accuracy(), retrain=lambda: dataset_command(ws, "train", "--force"))
 except UserError as exc:
     state.show_error(exc)
     st.stop()
@@ -53,8 +54,9 @@ if results_path.exists():
     e2.caption("One row per clip, task, frame count and sampled frame; its Parquet metadata records the dataset, "
                "heads, method, budget and seed.")
 elif split == "val":
-    if e1.button("Compute the full results file", key="ov_build_batch", help="Same as `python -m core esvs`: batch ESVs of "
-                 "every validation clip for 1..8 frames (optional step; progress and Stop below)."):
+    if e1.button("Compute the full results file", key="ov_build_batch",
+                 help=f"Same as `{OPTIONAL_STEPS['batch_esvs'].how(ws)}`: batch ESVs of every validation clip for 1..8 "
+                      "frames (optional step; progress and Stop below)."):
         if state.run_optional(ws, "batch_esvs", OPTIONAL_STEPS["batch_esvs"].label):
             st.rerun()
 

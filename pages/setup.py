@@ -9,6 +9,7 @@ import streamlit as st
 from app import state
 from core.analysis.optional_steps import OPTIONAL_STEPS, full_status
 from core.data.sources import validate_settings
+from core.data.sources.epic_settings import parse_form
 from core.errors import UserError
 
 state.keep_shared_state()
@@ -91,11 +92,12 @@ with st.form("epic_paths"):
     submitted = st.form_submit_button("Save paths", type="primary")
 
 if submitted:
-    cleaned: dict[str, object] = {k: v.strip() for k, v in values.items()}
-    cleaned = {k: v for k, v in cleaned.items() if v != ""}
+    # The form has only text: it converts its own fields (numbers, empty = unset) before validating,
+    # so an unchanged form validates as what it shows.
+    cleaned, problems = parse_form(values)
     labels = {key: label for key, label, _h, _r in EPIC_FIELDS} | {"participant": "Participant", "participants": "Participant",
                                                                     "stride": "Feature stride"}
-    problems = validate_settings(cleaned)
+    problems += validate_settings(cleaned)
     if problems:
         for p in problems:
             st.error(f"**{labels.get(p.field, p.field)}:** {p.problem}  \n**Fix:** {p.fix}")
@@ -103,9 +105,9 @@ if submitted:
     else:
         try:
             section = epic_ws.config.setdefault("epic", {})
-            for key, *_rest in EPIC_FIELDS:  # a field emptied in the form is removed from the file
+            for key in values:  # a field emptied in the form is removed from the file
                 section.pop(key, None)
-            section.update({k: (int(v) if k == "stride" else v) for k, v in cleaned.items()})
+            section.update(cleaned)
             path = epic_ws.save_config()
         except (OSError, UserError) as exc:
             state.show_error(exc if isinstance(exc, UserError) else UserError(f"Could not write {epic_ws.config_path}: {exc}", "Check the folder is writable."))

@@ -179,6 +179,24 @@ def test_explore_restores_a_deep_link_and_publishes_the_view(demo: Workspace) ->
     at2.query_params.update({"n": "abc"})
     at2.run()
     assert any("n=abc" in w.value for w in at2.warning)
+    # a link to a clip the dataset does not serve says so, never silently opens another one (issue 16, item 2)
+    at3 = new_app()
+    at3.query_params.update({"clip": "P01_108_33"})
+    at3.run()
+    shown = at3.sidebar.selectbox(key="pf_clip").value
+    assert any(f"The linked clip 'P01_108_33' is not in dataset {DEMO}; showing {shown} instead." in w.value for w in at3.warning)
+
+
+def test_a_lost_clip_is_named_with_its_repair_command() -> None:
+    from types import SimpleNamespace
+
+    from app.state import missing_clip_message
+
+    ws = SimpleNamespace(name="epic-small", dataset=SimpleNamespace(unavailable={"P01_108_33": "lost: its source is gone"}),
+                         source=SimpleNamespace(how=lambda step: ".venv/bin/python -m core ingest --dataset epic-small"))
+    msg = missing_clip_message(ws, "P01_108_33", "P01_107_0")  # type: ignore[arg-type]
+    assert msg == ("The linked clip P01_108_33 is lost: its source is gone; showing P01_107_0 instead. Fix: restore its source "
+                   "frames and run `.venv/bin/python -m core ingest --dataset epic-small`.")
 
 
 def test_explore_asks_before_an_expensive_setting(demo: Workspace) -> None:

@@ -41,7 +41,7 @@ def test_user_error_exits_2_without_traceback(tmp_path, monkeypatch, capsys):
     assert err.startswith("error: Config file") and "Traceback" not in err
     # esvs before anything is built names the step to run
     assert main(["esvs", "--dataset", "epic", "--config", str(tmp_path / "none.toml")]) == 2
-    assert "python -m core ingest" in capsys.readouterr().err
+    assert "-m core ingest --dataset epic" in capsys.readouterr().err
 
 
 def test_status_prints_steps(tmp_path, monkeypatch, capsys):
@@ -49,7 +49,7 @@ def test_status_prints_steps(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PLAYFAIR_DATASETS", str(tmp_path / "datasets"))
     assert main(["status", "--dataset", "demo-small", "--config", str(tmp_path / "c.toml")]) == 0
     out = capsys.readouterr().out
-    assert "[ ] dataset" in out and "python -m core demo --small" in out
+    assert "[ ] dataset" in out and "-m core demo --config" in out and "--small" in out  # the config it read: not the default
 
 
 def test_python_dash_m_core_subprocess(tmp_path):

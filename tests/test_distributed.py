@@ -48,10 +48,10 @@ def _copy_demo(ws, root: Path) -> tuple[Path, Path]:
 
 def test_missing_ray_is_a_user_error_naming_the_install(monkeypatch, demo_small, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the extra
-    with pytest.raises(UserError, match=r"pip install -e \.\[distributed\]"):
+    with pytest.raises(UserError, match=r" -m pip install -e '?\.\[distributed\]"):
         import_ray()
     assert main(["esvs", "--dataset", "demo-small", "--engine", "ray", "--frames", "2", "--quiet", "--limit", "2"]) == 2
-    assert "pip install -e .[distributed]" in capsys.readouterr().err
+    assert "-m pip install -e '.[distributed]'" in capsys.readouterr().err  # this environment's pip, quoted for zsh
 
 
 def test_address_needs_the_ray_engine(demo_small, capsys):
@@ -87,7 +87,7 @@ def test_extract_on_ray_resumes_after_ctrl_c_and_equals_local(demo_small, ray_lo
     with pytest.raises(KeyboardInterrupt):
         extract_features(store, RayOptions(), plan=plan_extraction(store), progress=ctrl_c)
     assert not [p for p in store.directory.iterdir() if p.name.endswith(".tmp")]  # nothing half-written
-    assert all(store.has(p.name[: -len(".npy")]) for p in store.directory.glob("*.npy"))  # every file whole
+    assert all(store.has(p.name.rsplit(".", 2)[0]) for p in store.directory.glob("*.npy"))  # every file whole
 
     assert main(["extract", "--dataset", ws.name, "--engine", "ray", "--quiet"]) == 0
     assert "ray:" in capsys.readouterr().out
@@ -112,7 +112,7 @@ def test_damaged_chunk_is_skipped_and_the_rest_extracted(demo_small, ray_local, 
             fh.write(b"\0" * length)
     store = FeatureStore(cache / "features", ws.artifacts.encoder, ds, stride=ws.feature_stride)
     report = extract_features(store, RayOptions(), plan=plan_extraction(store, damaged + healthy))
-    assert [d.clip_id for d in report.failed] == sorted(damaged) and all("corrupt" in d.problem for d in report.failed)
+    assert [d.clip_id for d in report.failed] == sorted(damaged) and all("damaged" in d.problem for d in report.failed)
     assert report.extracted == 3 and all(store.has(i) for i in healthy)
     assert not any(store.path(i).exists() or store.partial_path(i).exists() for i in damaged)
     local = ws.artifacts.feature_store

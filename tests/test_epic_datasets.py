@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from core.cli import main
+from core.commands import python_command
 from core.data.gulp import GulpClipDataset
 from core.data.sources import dataset_names, get_source
 from core.pipeline.config import read_config
@@ -54,7 +55,7 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
 def _run_printed(err: str, flag: str) -> int:
     """Run, literally, the command quoted in an error's fix that carries ``flag``."""
     command = next(c for c in re.findall(r"`([^`]+)`", err) if flag in c.split())
-    assert command.startswith("python -m core ingest ")
+    assert command.startswith(f"{python_command()} -m core ingest ")  # the running interpreter (core.commands)
     return main(shlex.split(command)[3:])
 
 

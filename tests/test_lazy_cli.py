@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core import cli
+from core.commands import cli_command
 
 
 def test_cli_train_with_frames_per_clip_skips_the_features_step(demo_small, capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,7 +28,7 @@ def test_cli_extract_counts_frames(demo_small, capsys: pytest.CaptureFixture[str
 def test_demo_repair_regenerates_the_dataset(demo_small) -> None:
     """A damaged demo chunk is fixed by rendering the demo again (same seed, same clips)."""
     commands = demo_small.source.repair_commands([demo_small.source.root / "gulp" / "data_0.gulp"])
-    assert commands == [f"rm -rf {demo_small.source.root}", "python -m core demo --small"]
+    assert commands == [f"rm -rf {demo_small.source.root}", cli_command("demo", "--small")]
 
 
 def test_app_explores_a_clip_without_features(app_demo) -> None:

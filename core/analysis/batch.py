@@ -62,6 +62,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.commands import LazyCommand
 from core.errors import UserError
 from core.explain import ClipExplanation, ExplanationProvider, ExplanationService, check_settings, explanation_service
 from core.io_utils import atomic_path, stable_hash
@@ -334,15 +335,21 @@ def compute_batch_esvs(
     return out
 
 
-def read_results(path: Path | str) -> pd.DataFrame:
-    """Read a results file (UserError if missing or not ours)."""
+def _recompute_fix(recompute: LazyCommand | None) -> str:
+    # The caller knows the file's dataset and config (this function does not): it names the command.
+    return f"Compute it with `{recompute()}`." if recompute else "Compute it again (batch ESVs of its dataset: the esvs command)."
+
+
+def read_results(path: Path | str, *, recompute: LazyCommand | None = None) -> pd.DataFrame:
+    """Read a results file (UserError if missing or not ours, naming ``recompute``, the
+    command that writes it, as the fix)."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"Results file {path} does not exist.", "Run `python -m core esvs`.")
+        raise UserError(f"Results file {path} does not exist.", _recompute_fix(recompute))
     table = pq.read_table(path)
     missing = [c for c in COLUMNS if c not in table.column_names and c not in ADDED_COLUMNS]
     if missing:
-        raise UserError(f"{path} is not a Play Fair explorer results file (missing {missing}).", "Recompute it with `python -m core esvs`.")
+        raise UserError(f"{path} is not a Play Fair explorer results file (missing {missing}).", _recompute_fix(recompute))
     df = table.to_pandas()
     for name, value in ADDED_COLUMNS.items():  # files written before these columns existed
         if name not in df.columns:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from core.analysis.batch import compute_batch_esvs
 from core.analysis.faithfulness import default_table_path, run_faithfulness
+from core.commands import dataset_command
 from core.errors import UserError
 from core.pipeline.steps import BuildStep, StepReport
 from core.runtime import Progress
@@ -73,9 +74,9 @@ OPTIONAL_STEPS: dict[str, OptionalStep] = {
     step.name: step
     for step in (
         OptionalStep("batch_esvs", "batch ESVs (validation split)", _check_batch, _build_batch,
-                     lambda ws: f"python -m core esvs --dataset {ws.name}"),
+                     lambda ws: dataset_command(ws, "esvs")),
         OptionalStep("faithfulness", "faithfulness table", _check_faithfulness, _build_faithfulness,
-                     lambda ws: f"python -m core faithfulness --dataset {ws.name}"),
+                     lambda ws: dataset_command(ws, "faithfulness")),
     )
 }
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.analysis.batch import compute_batch_esvs, read_results
+from core.commands import LazyCommand, dataset_command
 from core.errors import UserError
 from core.explain import Target, explanation_service
 from core.runtime import Progress
@@ -21,11 +22,13 @@ from core.runtime import Progress
 MODEL_NAMES = {"mtrn_head": "single-scale head", "mtrn": "multiscale TRN", "tsn": "TSN"}
 
 
-def accuracy_long(acc: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+def accuracy_long(acc: pd.DataFrame, metric: str = "top1", *, retrain: LazyCommand | None = None) -> pd.DataFrame:
     """The workspace accuracy table -> ``task, model, n_frames, accuracy, model_name,
-    series`` rows (``model_name`` readable, ``series`` = task · model_name)."""
+    series`` rows (``model_name`` readable, ``series`` = task · model_name). ``retrain``:
+    the command that writes the table again, named when it lacks ``metric``."""
     if metric not in acc.columns:
-        raise UserError(f"The accuracy table has no {metric!r} column.", "Retrain the heads with `python -m core train`.")
+        fix = f"Retrain the heads with `{retrain()}`." if retrain else "Retrain the heads (their dataset's 'heads' step, forced)."
+        raise UserError(f"The accuracy table has no {metric!r} column.", fix)
     out = acc[["task", "model", "n_frames", metric]].rename(columns={metric: "accuracy"}).copy()
     out["model_name"] = out["model"].map(lambda m: MODEL_NAMES.get(m, m))
     out["series"] = out["task"] + " · " + out["model_name"]
@@ -50,8 +53,9 @@ def results_or_sample(
     """The full batch results of ``split`` when present, else the first ``sample_clips``
     clips of it (computed once, cached on disk). Returns ``(results, description)``."""
     full = Path(ws.default_results_path(split))
+    esvs = lambda: dataset_command(ws, "esvs", "--split", split)  # noqa: E731 -- the command that writes `full`
     if full.exists():
-        df = read_results(full)
+        df = read_results(full, recompute=esvs)
         return df, f"full results file {full} ({df['narration_id'].nunique()} clips)"
     n_available = len(ws.clips(split))
     n_clips = max(1, min(int(sample_clips), n_available))
@@ -59,7 +63,7 @@ def results_or_sample(
     if not path.exists():
         compute_batch_esvs(ws, split=split, n_frames=n_frames, limit=n_clips, out_path=path, progress=progress)
     df = read_results(path)
-    return df, f"a sample of {n_clips} of {n_available} {split} clips (no full results file yet: `python -m core esvs`)"
+    return df, f"a sample of {n_clips} of {n_available} {split} clips (no full results file yet: `{esvs()}`)"
 
 
 def ok_rows(results: pd.DataFrame) -> pd.DataFrame:

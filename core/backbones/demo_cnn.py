@@ -32,6 +32,7 @@ from torch import nn
 
 from core.backbones.base import DeviceLike, TorchFrameEncoder, resolve_device
 from core.data.demo.plan import ACTION_FAMILIES, N_STATE_BINS
+from core.commands import LazyCommand
 from core.errors import UserError
 from core.io_utils import atomic_path, file_sha256
 from core.runtime import Progress, or_silent, torch_threads
@@ -138,18 +139,24 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- training
 
 
-def _label_list(value: Any, n: int, column: str, narration_id: str) -> np.ndarray:
+def _regenerate_fix(regenerate: LazyCommand | None) -> str:
+    """The fix for a dataset the demo CNN cannot train on; ``regenerate`` is the exact
+    command (the caller knows the dataset and config; this module does not)."""
+    if regenerate is None:
+        return "Regenerate the demo dataset (delete its folder and build it again)."
+    return f"Regenerate the demo dataset: `{regenerate()}`."
+
+
+def _label_list(value: Any, n: int, column: str, narration_id: str, regenerate: LazyCommand | None = None) -> np.ndarray:
     arr = np.asarray(value if value is not None else [], dtype=np.int64).reshape(-1)
     if arr.shape != (n,):
-        raise UserError(
-            f"Clip {narration_id!r} has {arr.size} {column} labels for {n} frames.",
-            "Regenerate the demo dataset (delete its folder and rerun `python -m core demo`).",
-        )
+        raise UserError(f"Clip {narration_id!r} has {arr.size} {column} labels for {n} frames.", _regenerate_fix(regenerate))
     return arr
 
 
 def _load_training_frames(
-    dataset: Any, ids: Sequence[str], size: int, stride: int, rng: np.random.Generator, report: Callable[[int], None]
+    dataset: Any, ids: Sequence[str], size: int, stride: int, rng: np.random.Generator, report: Callable[[int], None],
+    regenerate: LazyCommand | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The clips' frames showing the object plus every ``stride``-th other frame, downsampled.
 
@@ -161,14 +168,14 @@ def _load_training_frames(
         if col not in meta.columns:
             raise UserError(
                 f"Dataset {getattr(dataset, 'name', '?')!r} lacks the per-frame column {col!r} the demo CNN trains on.",
-                "Train the demo CNN on the built-in demo dataset only (`python -m core demo`).",
+                "Train the demo CNN on the built-in demo datasets only" + (f" (`{regenerate()}`)." if regenerate else "."),
             )
     picks: list[np.ndarray] = []
     labels: dict[str, list[np.ndarray]] = {"noun": [], "state": [], "action": []}
     for id_ in ids:
         row = meta.loc[id_]
         n = int(row["n_frames"]) if "n_frames" in meta.columns else len(row["frame_states"])
-        visible = _label_list(row["frame_visible"], n, "frame_visible", id_) > 0
+        visible = _label_list(row["frame_visible"], n, "frame_visible", id_, regenerate) > 0
         # Every frame showing the object; every `stride`-th look-away frame (they are
         # all alike and only teach "idle").
         away = np.flatnonzero(~visible)
@@ -178,12 +185,12 @@ def _load_training_frames(
         # are ignored by the loss (the action target, "idle", still applies).
         hidden = ~visible[idx]
         noun = np.full(len(idx), int(row["noun_class"]), dtype=np.int64)
-        state = _label_list(row["frame_states"], n, "frame_states", id_)[idx]
+        state = _label_list(row["frame_states"], n, "frame_states", id_, regenerate)[idx]
         noun[hidden] = _IGNORE
         state[hidden] = _IGNORE
         labels["noun"].append(noun)
         labels["state"].append(state)
-        labels["action"].append(_label_list(row["frame_actions"], n, "frame_actions", id_)[idx])
+        labels["action"].append(_label_list(row["frame_actions"], n, "frame_actions", id_, regenerate)[idx])
     # One preallocated buffer: no concatenation copy of the whole set at the end.
     x = torch.empty((sum(len(i) for i in picks), 3, size, size), dtype=torch.uint8)
     at = 0
@@ -234,6 +241,7 @@ def train_demo_cnn(
     small: bool = False,
     progress: Progress | None = None,
     time_budget_s: float | None = None,
+    regenerate: LazyCommand | None = None,
 ) -> Path:
     """Train the demo CNN on ``dataset``'s training split and save it atomically to ``out_path``.
 
@@ -255,12 +263,15 @@ def train_demo_cnn(
         time_budget_s: wall-clock cap for the optimisation loop (None = no cap). The
             cosine schedule runs on ``max(step / total_steps, elapsed / budget)`` so a
             capped run still ends with a small learning rate.
+        regenerate: the command(s) that render the dataset again, named in the fix when
+            its labels do not fit the demo CNN (None = described in words).
 
     Returns:
         ``out_path``.
     """
     with torch_threads("load"):
-        return _train(dataset, Path(out_path), epochs, batch_size, lr, away_stride, seed, small, or_silent(progress), time_budget_s)
+        return _train(dataset, Path(out_path), epochs, batch_size, lr, away_stride, seed, small, or_silent(progress), time_budget_s,
+                      regenerate)
 
 
 def _train(
@@ -274,6 +285,7 @@ def _train(
     small: bool,
     report: Progress,
     time_budget_s: float | None,
+    regenerate: LazyCommand | None = None,
 ) -> Path:
     if epochs <= 0 or batch_size < 1 or lr <= 0 or away_stride < 1:
         raise UserError(
@@ -282,7 +294,7 @@ def _train(
         )
     ids = list(dataset.split_ids("train"))
     if not ids:
-        raise UserError(f"Dataset {getattr(dataset, 'name', '?')!r} has no training clips.", "Regenerate the demo dataset.")
+        raise UserError(f"Dataset {getattr(dataset, 'name', '?')!r} has no training clips.", _regenerate_fix(regenerate))
     t_start = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -292,9 +304,10 @@ def _train(
     size = int(config["input_size"])
 
     # Loading is ~10 % of the work; weight it so the bar moves evenly.
-    x, y = _load_training_frames(dataset, ids, size, away_stride, rng, lambda k: report(0.1 * k / len(ids), f"loading {k}/{len(ids)} clips"))
+    x, y = _load_training_frames(dataset, ids, size, away_stride, rng,
+                                 lambda k: report(0.1 * k / len(ids), f"loading {k}/{len(ids)} clips"), regenerate)
     if int(y["noun"].max()) >= n_nouns or int(y["state"].max()) >= N_STATE_BINS or int(y["action"].max()) >= len(ACTION_FAMILIES) or int(y["action"].min()) < 0:
-        raise UserError("Demo CNN labels are out of range for this dataset.", "Regenerate the demo dataset.")
+        raise UserError("Demo CNN labels are out of range for this dataset.", _regenerate_fix(regenerate))
     n = x.shape[0]
     steps_per_epoch = max(1, n // batch_size)
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
@@ -363,35 +376,39 @@ def _train(
 # ----------------------------------------------------------------------------- encoder
 
 
-def _bad_checkpoint(path: Path, why: str) -> UserError:
-    return UserError(
-        f"{path} is not a demo CNN checkpoint ({why}).",
-        "Retrain it: delete the file and run `python -m core demo` (or build the 'backbone' step).",
-    )
+def _retrain_fix(retrain: LazyCommand | None) -> str:
+    """``retrain``: the exact command that trains this checkpoint again (its dataset's demo
+    command; this module does not know which dataset the file belongs to)."""
+    return f"Retrain it with `{retrain()}`." if retrain else "Retrain it: delete the file and build its dataset's 'backbone' step again."
 
 
-def load_demo_cnn(path: Path) -> tuple[DemoCNN, dict[str, Any]]:
-    """Load a checkpoint written by :func:`train_demo_cnn`; UserError if missing or wrong."""
+def _bad_checkpoint(path: Path, why: str, retrain: LazyCommand | None = None) -> UserError:
+    return UserError(f"{path} is not a demo CNN checkpoint ({why}).", _retrain_fix(retrain))
+
+
+def load_demo_cnn(path: Path, *, retrain: LazyCommand | None = None) -> tuple[DemoCNN, dict[str, Any]]:
+    """Load a checkpoint written by :func:`train_demo_cnn`; UserError if missing or wrong,
+    naming ``retrain`` (the command that trains it again) as the fix."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Demo CNN checkpoint {path} does not exist.", "Run `python -m core demo` to train it.")
+        raise UserError(f"Demo CNN checkpoint {path} does not exist.", _retrain_fix(retrain))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip/pickle/unpickler errors vary by torch version
-        raise _bad_checkpoint(path, f"unreadable: {type(exc).__name__}") from exc
+        raise _bad_checkpoint(path, f"unreadable: {type(exc).__name__}", retrain) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise _bad_checkpoint(path, "no demo CNN format marker")
+        raise _bad_checkpoint(path, "no demo CNN format marker", retrain)
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise _bad_checkpoint(path, f"version {payload.get('version')!r}, this tool reads {CHECKPOINT_VERSION}")
+        raise _bad_checkpoint(path, f"version {payload.get('version')!r}, this tool reads {CHECKPOINT_VERSION}", retrain)
     config = payload.get("config")
     state = payload.get("state_dict")
     if not isinstance(config, dict) or not isinstance(state, dict):
-        raise _bad_checkpoint(path, "config or state_dict missing")
+        raise _bad_checkpoint(path, "config or state_dict missing", retrain)
     try:
         model = DemoCNN(config)
         model.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise _bad_checkpoint(path, f"weights do not match the network: {str(exc)[:200]}") from exc
+        raise _bad_checkpoint(path, f"weights do not match the network: {str(exc)[:200]}", retrain) from exc
     model.eval()
     return model, config
 
@@ -406,10 +423,10 @@ class DemoCNNEncoder(TorchFrameEncoder):
     name = "demo-cnn"
     feature_dim = FEATURE_DIM
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retrain: LazyCommand | None = None) -> None:
         super().__init__()
         self.path = Path(path)
-        model, self.config = load_demo_cnn(self.path)
+        model, self.config = load_demo_cnn(self.path, retrain=retrain)
         self.input_size = int(self.config["input_size"])
         self.feature_dim = int(self.config["feature_dim"])
         self.network = _FeatureNet(model)

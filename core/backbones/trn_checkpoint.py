@@ -153,8 +153,10 @@ def read_trn_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> TRN
     elif any(isinstance(k, str) and k.startswith(BASE_PREFIX) for k in ck):
         sd = ck  # a bare state_dict saved without the Lightning wrapper
     else:
+        # A bare torchvision/TSN state dict (conv1.weight, ...) is a common wrong download: say so.
+        bare = " It looks like a plain ResNet state dict (conv1.weight, ...), not the TRN model." if "conv1.weight" in ck else ""
         raise UserError(
-            f"{path} has no 'state_dict' (top-level keys: {_list(sorted(map(str, ck)))}).",
+            f"{path} has no 'state_dict' (top-level keys: {_list(sorted(map(str, ck)))}).{bare}",
             f"Expected an EPIC TRN Lightning checkpoint. {_DOWNLOAD_FIX}",
         )
     if not isinstance(sd, Mapping):
@@ -353,6 +355,30 @@ def check_trn_checkpoint(path: str | os.PathLike[str]) -> str:
     if isinstance(result, UserError):
         raise result
     return result
+
+
+def checkpoint_in_folder(folder: str | os.PathLike[str]) -> Path | None:
+    """The one valid TRN checkpoint inside ``folder`` (``trn_rgb.ckpt``, else its only ``*.ckpt``),
+    or None: when a folder is given as the checkpoint, the file a fix can name exactly."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    named = folder / "trn_rgb.ckpt"
+    found = [named] if named.is_file() else sorted(p for p in folder.glob("*.ckpt") if p.is_file())
+    if len(found) != 1:
+        return None  # none, or several: which one is the user's choice
+    try:
+        check_trn_checkpoint(found[0])
+    except UserError:
+        return None
+    return found[0]
+
+
+def retarget_fix(fix: str | None, target: str) -> str:
+    """A checkpoint checker's fix with "the config's `checkpoint`" replaced by ``target``, where
+    the caller actually takes the path from (``--checkpoint``, ``[epic-x] checkpoint in <file>``)."""
+    text = fix or _DOWNLOAD_FIX
+    return text.replace("the config's `checkpoint`", target).replace("`checkpoint`", target)
 
 
 # (path, size, mtime_ns) -> sha256: hashing a ~100 MB checkpoint once per process is enough.

@@ -61,6 +61,7 @@ from core.data.gulp import (
     write_dataset_info,
     write_gulp,
 )
+from core.commands import cli_command
 from core.data.gulp_manifest import file_record
 from core.errors import UserError
 from core.io_utils import atomic_write_text
@@ -396,7 +397,7 @@ def ingest_epic(
     (kind ``"epic"``) is written last. Rerunning resumes and repairs damaged chunks.
     ``verify``: hash every stored chunk first (finds damage that kept the files' mtimes).
     ``command``: the command line that runs this ingest, quoted in fixes (default
-    ``python -m core ingest --dataset <folder name>``).
+    :func:`core.commands.cli_command` ``ingest --dataset <folder name>``).
     """
     frames_root, out_root = Path(frames_root), Path(out_root)
     if frame_stride < 1:
@@ -435,7 +436,8 @@ def ingest_epic(
     inputs = ingest_inputs(annotations, participants=wanted, frame_stride=frame_stride, max_frames_per_segment=max_frames_per_segment,
                            val_videos=val_videos, val_annotations=val_annotations)
     out_root.mkdir(parents=True, exist_ok=True)
-    _check_inputs(out_root, inputs, command or f"python -m core ingest --dataset {out_root.name}")
+    _remove_leftover_temp_files(out_root)
+    _check_inputs(out_root, inputs, command or cli_command("ingest", dataset=out_root.name))
     atomic_write_text(out_root / SETTINGS_FILE, json.dumps({"inputs": inputs}, indent=2) + "\n")
 
     def split_of(nid: str, video: str, val: set[str]) -> str:
@@ -522,6 +524,16 @@ def ingest_epic(
         },
     )
     return report
+
+
+def _remove_leftover_temp_files(out_root: Path) -> None:
+    """Delete the temporary files of an ingest killed while writing the files it keeps in
+    ``out_root`` (``.dataset.json.<random>.tmp``, ...: ``atomic_write_text``'s names). An
+    ingest is the only writer of these files (the gulp folder cleans up after itself)."""
+    names = (DATASET_INFO_FILE, SETTINGS_FILE, FAILURES_FILE, "verb_classes.csv", "noun_classes.csv")
+    for p in out_root.glob(".*.tmp"):
+        if any(p.name.startswith(f".{name}.") for name in names):
+            p.unlink(missing_ok=True)
 
 
 def _accepted_skips(out_root: Path) -> tuple[int, set[str]]:

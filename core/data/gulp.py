@@ -179,7 +179,7 @@ def _read_info(root: Path) -> dict:
     if version != FORMAT_VERSION:
         raise UserError(
             f"Dataset {root} has format_version {version!r}; this version of the tool reads {FORMAT_VERSION}.",
-            "Rebuild the dataset: delete the folder and rerun the demo generation or EPIC ingest.",
+            "Rebuild the dataset: delete the folder and run its build again (`status --dataset <name>` prints the command).",
         )
     return info
 
@@ -233,6 +233,7 @@ class GulpClipDataset:
         self.noun_names: list[str] = read_class_names_csv(self.root / NOUN_CSV, "noun")
         self._fingerprints: dict[str, str] = {}
         self._content: str | None = None
+        self._verified: set[str] = set()  # segments whose records were hashed against content_sha256
 
     def _fix(self) -> str:
         return f"Repair it: `{self.repair_command}`." if self.repair_command else _REBUILD_FIX
@@ -357,7 +358,34 @@ class GulpClipDataset:
         k = int(_DATA_RE.match(data.name).group(1))  # type: ignore[union-attr]
         return _chunk_paths(data.parent, k)
 
+    def _verify(self, id_: str) -> None:
+        """Hash the segment's stored records against its ``content_sha256`` on its first read.
+
+        Bit rot that kept a chunk's size and mtime is invisible to the manifest's quick check,
+        and a JPEG with changed bytes often decodes without an error: without this, features
+        computed from damaged frames would be stored under the intact content's hash and
+        served after the repair. One extra read of the segment, once per segment and object.
+        """
+        if id_ in self._verified:
+            return
+        expected = self.meta.at[id_, CONTENT_KEY] if CONTENT_KEY in self.meta.columns else None
+        if isinstance(expected, str) and expected:  # legacy segments carry no hash to check
+            data_path = self._chunk_of[id_]
+            try:
+                with open(data_path, "rb") as fh:
+                    actual = segment_record_hash(fh, self._frame_info[id_])
+            except (OSError, EOFError) as exc:
+                actual = f"unreadable ({exc})"
+            if actual != expected:
+                fix = self._fix()
+                if self.repair_command and self.info.get("kind") == "epic" and "--force" not in self.repair_command.split():
+                    fix = f"Repair it: `{self.repair_command} --force` (only --force hashes chunks whose size and time did not change)."
+                raise UserError(f"Gulp chunk {data_path} is corrupt: the stored bytes of segment {id_!r} changed since they were "
+                                "written (checksum differs); they are not decoded.", fix)
+        self._verified.add(id_)
+
     def _decode(self, id_: str, idx: list[int]) -> list[np.ndarray]:
+        self._verify(id_)
         chunk = self._chunks[self._chunk_of[id_]]
         try:
             with chunk.open():

@@ -27,8 +27,8 @@ _TMP_SUFFIX = ".tmp"
 CONTENT_KEY = "content_sha256"
 
 _REBUILD_FIX = (
-    "Delete that file (and its partner data_<k>.gulp / meta_<k>.gmeta) and rerun the "
-    "ingest or demo generation: it resumes and rewrites only the missing segments."
+    "Run the dataset's build again (`status --dataset <name>` prints the exact command): it repairs damaged "
+    "chunks segment by segment, keeping the intact segments; delete nothing by hand."
 )
 
 

@@ -384,7 +384,8 @@ def write_gulp(
     finally:
         if builder is not None:
             builder.discard()
-        report.lost = {i: why for i, why in lost.items() if i not in present}
+        report.lost = {i: why if (i in seen or "source" in why) else f"{why} and this build had no source for it"
+                       for i, why in lost.items() if i not in present}
         _write_lost(out_dir, report.lost)
         _write_order(out_dir, given)
     return report

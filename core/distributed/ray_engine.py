@@ -30,14 +30,25 @@ import numpy as np
 import torch
 
 from core.backbones.base import FrameEncoder
+from core.commands import pip_command, tool_command
 from core.data.gulp import GulpClipDataset
 from core.errors import UserError
 from core.features import DamagedClip, ExtractReport, FeatureStore
+from core.paths import PROJECT_ROOT
 from core.runtime import Progress, or_silent
 
 LOG = logging.getLogger(__name__)
 
-INSTALL_FIX = "Install the optional Ray extra: `pip install -e .[distributed]` (or `pip install -r requirements-distributed.txt`), then rerun."
+
+def install_fix() -> str:
+    """The install commands for the environment that is running, from the current folder
+    (a bare ``pip`` may belong to another Python; the project may be elsewhere)."""
+    root = os.path.relpath(PROJECT_ROOT)
+    extra = pip_command("-e", f"{root}[distributed]")
+    pinned = pip_command("-r", Path(root) / "requirements-distributed.txt")
+    return f"Install the optional Ray extra: `{extra}` (or `{pinned}`), then rerun."
+
+
 #: Feature rows per work unit: bounds the frames one unit holds (128 x 456x256x3 ~ 45 MB).
 UNIT_FRAMES = 128
 #: Units per encoder call: several small clips share one batched forward pass.
@@ -51,7 +62,7 @@ def import_ray() -> Any:
         import ray
         import ray.data  # loads Ray Data (same optional extra)
     except ImportError as exc:
-        raise UserError(f"--engine ray needs Ray, which is not installed ({exc}).", INSTALL_FIX) from exc
+        raise UserError(f"--engine ray needs Ray, which is not installed ({exc}).", install_fix()) from exc
     return ray
 
 
@@ -96,7 +107,8 @@ def ray_cluster(options: RayOptions) -> Iterator[Any]:
         where = "a local Ray cluster" if options.address is None else f"the Ray cluster at {options.address!r}"
         raise UserError(
             f"Could not start or join {where} ({exc}).",
-            "Start the head with `ray start --head` (and `ray start --address=HEAD_IP:6379` on each worker) and pass "
+            f"Start the head with `{tool_command('ray', 'start', '--head')}` (and `ray start --address=HEAD_IP:6379` on each "
+            "worker, with that machine's ray) and pass "
             "--address auto, or leave --address out to run a local cluster on this machine.",
         ) from exc
     try:
@@ -222,7 +234,9 @@ def _pools(ray: Any, device: str | None) -> tuple[str, dict[str, Any], int, int]
     if device not in (None, "cpu", "cuda"):
         raise UserError(f"--engine ray runs on 'cpu' or 'cuda', not {device!r}.", "Use --device cpu or --device cuda (or leave it out).")
     if device == "cuda" and gpus == 0:
-        raise UserError("--device cuda was asked for but the Ray cluster has no GPUs.", "Start GPU workers with `ray start`, or use --device cpu.")
+        raise UserError("--device cuda was asked for but the Ray cluster has no GPUs.",
+                        "Start workers on machines with GPUs (`ray start --address=HEAD_IP:6379`, with each machine's own ray), "
+                        "or use --device cpu.")
     if gpus and device != "cpu":
         return "cuda", {"num_gpus": 1, "num_cpus": 1}, gpus, max(1, cpus - gpus)
     decoders = max(1, cpus // 8)  # JPEG decoding costs a fraction of a CPU forward pass

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from core.commands import LazyCommand
 from core.errors import UserError
 from core.io_utils import atomic_path
 from core.models.heads import MTRNHead, TSNHead
@@ -121,22 +122,29 @@ def save_head_set(heads: HeadSet, path: str | Path) -> Path:
     return path
 
 
-def load_head_set(path: str | Path) -> HeadSet:
-    """Read a file written by :func:`save_head_set`; heads come back in eval mode."""
+def _retrain_fix(retrain: LazyCommand | None) -> str:
+    """``retrain``: the exact command that trains the heads again (the caller knows their
+    dataset and config; this module does not)."""
+    return f"Retrain them with `{retrain()}`." if retrain else "Retrain them (their dataset's 'heads' step, forced)."
+
+
+def load_head_set(path: str | Path, *, retrain: LazyCommand | None = None) -> HeadSet:
+    """Read a file written by :func:`save_head_set`; heads come back in eval mode.
+    ``retrain`` is the command named as the fix of a missing or bad file."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"Head file {path} does not exist.", "Train heads with `python -m core train`.")
+        raise UserError(f"Head file {path} does not exist.", _retrain_fix(retrain))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt / foreign pickle
-        raise UserError(f"Cannot read head file {path}: {exc}", "Delete it and retrain with `python -m core train`.") from exc
+        raise UserError(f"Cannot read head file {path}: {exc}", _retrain_fix(retrain)) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(
             f"{path} is not a Play Fair explorer head file.",
             "For Play Fair fork heads (mtrn-frames=k-type=task.pt) point `heads_dir` at their folder instead.",
         )
     if payload.get("version") != VERSION:
-        raise UserError(f"{path} has head-file version {payload.get('version')}, expected {VERSION}.", "Retrain with `python -m core train`.")
+        raise UserError(f"{path} has head-file version {payload.get('version')}, expected {VERSION}.", _retrain_fix(retrain))
     try:
         mtrn = []
         for entry in payload["mtrn"]:
@@ -149,9 +157,9 @@ def load_head_set(path: str | Path) -> HeadSet:
             tsn = TSNHead(t["feature_dim"], t["n_classes"], t["hidden_dim"], t.get("dropout", 0.0))
             tsn.load_state_dict(t["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:  # malformed entry / shape mismatch
-        raise UserError(f"Head file {path} is damaged: {exc}", "Delete it and retrain with `python -m core train`.") from exc
+        raise UserError(f"Head file {path} is damaged: {exc}", _retrain_fix(retrain)) from exc
     if not mtrn:
-        raise UserError(f"Head file {path} holds no MTRN heads.", "Retrain with `python -m core train`.")
+        raise UserError(f"Head file {path} holds no MTRN heads.", _retrain_fix(retrain))
     acc = pd.DataFrame(payload["accuracy"]) if payload.get("accuracy") is not None else None
     return HeadSet(payload["task"], mtrn, tsn, acc, dict(payload.get("meta") or {})).eval()
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.commands import LazyCommand
 from core.errors import UserError
 from core.io_utils import atomic_write_text
 
@@ -85,25 +86,32 @@ def save_priors_csv(priors: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_priors_csv(path: str | Path) -> pd.DataFrame:
-    """Read a priors CSV (``class_id,name,count,prior``); the ``prior`` column is required."""
+def _recompute_fix(recompute: LazyCommand | None) -> str:
+    """``recompute``: the exact command that writes the file again (the caller knows its
+    dataset and config; this module does not)."""
+    return f"Recompute it with `{recompute()}`." if recompute else "Recompute it (its dataset's 'priors' step, forced)."
+
+
+def read_priors_csv(path: str | Path, *, recompute: LazyCommand | None = None) -> pd.DataFrame:
+    """Read a priors CSV (``class_id,name,count,prior``); the ``prior`` column is required.
+    ``recompute`` is the command named as the fix of a missing or bad file."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"Class priors file {path} does not exist.", "Run `python -m core priors`.")
+        raise UserError(f"Class priors file {path} does not exist.", _recompute_fix(recompute))
     df = pd.read_csv(path, keep_default_na=False)
     if "prior" not in df.columns:
-        raise UserError(f"{path} has no 'prior' column (columns: {list(df.columns)}).", "Recompute it with `python -m core priors`.")
+        raise UserError(f"{path} has no 'prior' column (columns: {list(df.columns)}).", _recompute_fix(recompute))
     if "class_id" in df.columns:
         df = df.sort_values("class_id").reset_index(drop=True)
         if not np.array_equal(df["class_id"].to_numpy(), np.arange(len(df))):
-            raise UserError(f"{path}: class_id must run 0..C-1 without gaps.", "Recompute it with `python -m core priors`.")
+            raise UserError(f"{path}: class_id must run 0..C-1 without gaps.", _recompute_fix(recompute))
     return df
 
 
-def load_priors(path: str | Path) -> torch.Tensor:
+def load_priors(path: str | Path, *, recompute: LazyCommand | None = None) -> torch.Tensor:
     """Priors CSV -> (C,) float32 tensor, renormalised to sum to exactly 1 in float64 first."""
-    df = read_priors_csv(path)
+    df = read_priors_csv(path, recompute=recompute)
     p = df["prior"].to_numpy(dtype=np.float64)
     if (p <= 0).any() or not np.isfinite(p).all():
-        raise UserError(f"{path} has non-positive or non-finite priors.", "Recompute it with `python -m core priors`.")
+        raise UserError(f"{path} has non-positive or non-finite priors.", _recompute_fix(recompute))
     return torch.from_numpy(p / p.sum()).float()

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from core.backbones.base import FrameEncoder
+from core.commands import dataset_command
 from core.data.gulp import GulpClipDataset
 from core.data.sampling import segment_centre_indices
 from core.data.sources.base import DatasetSource
@@ -74,6 +75,7 @@ class Artifacts:
             self._clips: pd.DataFrame | None = None
             self._features: OrderedDict[str, np.ndarray] = OrderedDict()
             self._heads_key: str | None = None
+            self._content_key: str | None = None
             self.forget_heads()
             self.forget_priors()
 
@@ -90,8 +92,18 @@ class Artifacts:
     def dataset_key(self) -> str:
         return self.source.dataset_key()
 
+    def content_key(self) -> str:
+        """Hash of the dataset's settings record and of everything it serves (every clip's
+        content hash and labels, the class lists): priors and heads are keyed by it, so a
+        re-ingest, a repair or a lost clip that changes what they were derived from gives
+        them a new folder (never a stale one)."""
+        with self.lock:
+            if self._content_key is None:
+                self._content_key = stable_hash({"dataset": self.dataset_key(), "content": self.dataset.content_fingerprint()})
+            return self._content_key
+
     def priors_dir(self) -> Path:
-        return cache_dir() / "priors" / self.source.name / self.dataset_key()
+        return cache_dir() / "priors" / self.source.name / self.content_key()
 
     def heads_dir(self) -> Path:
         return cache_dir() / "heads" / self.source.name / self.heads_key()
@@ -101,7 +113,7 @@ class Artifacts:
         config, or the fork heads' files). Memoised; a rebuild resets it."""
         with self.lock:
             if self._heads_key is None:
-                inputs: dict[str, Any] = {"dataset": self.dataset_key(), "features": self.feature_store.directory.name}
+                inputs: dict[str, Any] = {"dataset": self.content_key(), "features": self.feature_store.directory.name}
                 fork = self.source.fork_heads_dir()
                 if fork is not None:
                     files = sorted(fork.glob("mtrn-frames=*-type=*.pt")) if fork.is_dir() else []
@@ -127,13 +139,14 @@ class Artifacts:
             self.refresh()
             if self._dataset is None:
                 self._dataset_token = self._disk_token()
-                self._dataset = GulpClipDataset(self.source.root)
+                self._dataset = GulpClipDataset(self.source.root, repair_command=self.source.how("dataset"))
             return self._dataset
 
     def _disk_token(self) -> tuple:
-        """(mtime, size) of dataset.json and the chunk manifest: both change when the dataset is rebuilt or repaired."""
+        """(mtime, size) of dataset.json, the chunk manifest and the lost record: they change when
+        the dataset is rebuilt or repaired."""
         out = []
-        for path in (self.source.root / "dataset.json", self.source.root / "gulp" / "manifest.json"):
+        for path in (self.source.root / "dataset.json", self.source.root / "gulp" / "manifest.json", self.source.root / "gulp" / "lost.json"):
             try:
                 st = path.stat()
                 out.append((st.st_mtime_ns, st.st_size))
@@ -274,8 +287,10 @@ class Artifacts:
             if task not in self._priors:
                 path = self.priors_dir() / f"{task}.csv"
                 if not path.exists():
-                    raise UserError(f"Class priors for {self.source.name} are not computed yet ({path}).", "Run `python -m core priors` (or build the 'priors' step).")
-                self._priors[task] = load_priors(path)
+                    raise UserError(f"Class priors for {self.source.name} are not computed yet ({path}).",
+                                    f"Run `{dataset_command(self.source, 'priors')}` (or build the 'priors' step).")
+                # A bad file counts as built: only a forced run writes it again.
+                self._priors[task] = load_priors(path, recompute=lambda: dataset_command(self.source, "priors", "--force"))
             return self._priors[task]
 
     def heads(self, task: str) -> HeadSet:
@@ -292,13 +307,15 @@ class Artifacts:
                 else:
                     path = self.heads_dir() / f"{task}.pt"
                     if not path.exists():
-                        raise UserError(f"The {task} heads for {self.source.name} are not trained yet.", "Run `python -m core train` (or build the 'heads' step).")
-                    hs = load_head_set(path)
+                        raise UserError(f"The {task} heads for {self.source.name} are not trained yet.",
+                                        f"Run `{dataset_command(self.source, 'train')}` (or build the 'heads' step).")
+                    hs = load_head_set(path, retrain=lambda: dataset_command(self.source, "train", "--force"))
                 n_classes = len(self.class_names(task))
                 if hs.n_classes != n_classes:
                     raise UserError(
                         f"The {task} heads output {hs.n_classes} classes but dataset {self.source.name} has {n_classes} {task} classes.",
-                        "Use heads trained on this dataset's class list (retrain with `python -m core train`).",
+                        f"Point heads_dir at heads trained on this dataset's class list (in {self.source.config_path})." if fork is not None
+                        else f"Retrain them on this dataset's class list: `{dataset_command(self.source, 'train', '--force')}`.",
                     )
                 self._heads[task] = hs
             return self._heads[task]
@@ -306,7 +323,7 @@ class Artifacts:
     def accuracy(self) -> pd.DataFrame:
         path = self.heads_dir() / "accuracy.csv"
         if not path.exists():
-            raise UserError("No accuracy table yet: the heads are not built.", "Run `python -m core train`.")
+            raise UserError("No accuracy table yet: the heads are not built.", f"Run `{dataset_command(self.source, 'train')}`.")
         return pd.read_csv(path)
 
     def load_split(self, split: str, progress: Progress | None = None, rows: dict[str, np.ndarray] | None = None,

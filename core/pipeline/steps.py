@@ -123,7 +123,19 @@ class DatasetStep(PipelineStep):
             return False, f"dataset at {source.root} is not intact: {problem}"
         ds = self.art.dataset
         n_val = len(ds.split_ids("val"))
-        return True, f"{len(ds)} clips ({len(ds) - n_val} train, {n_val} val) at {source.root}"
+        served = f"{len(ds)} clips ({len(ds) - n_val} train, {n_val} val) at {source.root}"
+        if not ds.unavailable:
+            return True, served
+        # Lost clips are never hidden behind a smaller count: built only once their loss was accepted.
+        accepted = set(ds.info.get("accepted_lost") or [])
+        ids = sorted(ds.unavailable)
+        named = ", ".join(ids[:5]) + (f", ... ({len(ids)} in all)" if len(ids) > 5 else "")
+        first = ds.unavailable[ids[0]]
+        detail = (f"{served}; {len(ids)} more clip(s) lost ({named}; {ids[0]}: {first}; list in "
+                  f"{source.root / 'gulp' / 'lost.json'})")
+        if set(ids) <= accepted:
+            return True, detail + "; accepted as lost by an ingest with --allow-missing"
+        return False, detail + f"; restore their source frames and run `{self.how}`"
 
     def build(self, progress: Progress) -> None:
         self.art.source.build_dataset(progress)
@@ -285,7 +297,8 @@ class HeadsStep(PipelineStep):
             train, ytr = art.load_split("train", scaled(progress, 0.1, 0.2), rows=train_rows, exclude=damaged)
             n_classes = {t: len(art.class_names(t)) for t in TASKS}
             result = train_heads(train, ytr, val, yva, n_classes, art.train_config, scaled(progress, 0.2, 1.0))
-            meta = {"dataset": art.source.name, "dataset_key": art.dataset_key(), "features": art.feature_store.directory.name}
+            meta = {"dataset": art.source.name, "dataset_key": art.dataset_key(), "content_key": art.content_key(),
+                    "features": art.feature_store.directory.name}
             for t in TASKS:
                 hs = result.heads[t]
                 hs.meta.update(meta)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import json
-import shlex
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -74,16 +73,22 @@ class DatasetSource(abc.ABC):
         ``what`` names the file in messages ("EPIC frames folder").
         """
         value = self.setting(key)
-        where = f"[{self.section}] {key}"
+        section = self.section_of(key)  # the table that holds the value (or should): fixes name that one
+        where = f"[{section}] {key}"
         if not value:
             raise UserError(
                 f"The {what} is not configured ({where} in {self.config_path}).",
-                f"Add `{key} = \"/path/...\"` under [{self.section}] in {self.config_path} (or set it on the app's setup page).",
+                f"Add `{key} = \"/path/...\"` under [{section}] in {self.config_path} (or set it on the app's setup page).",
             )
         path = Path(str(value)).expanduser()
         if not path.exists():
             raise UserError(f"The configured {what} {path} does not exist ({where}).", f"Fix {where} in {self.config_path}.")
         return path
+
+    def section_of(self, key: str) -> str | None:
+        """The config table holding ``key`` (where to set it when unset): :attr:`section` here;
+        sources whose tables fall back to a shared one say which table a value came from."""
+        return self.section
 
     def optional_path(self, key: str) -> Path | None:
         """``[section] key`` as a path, or None when unset (existence is checked by the reader)."""
@@ -156,13 +161,12 @@ class DatasetSource(abc.ABC):
         """One line (a CLI command) that builds ``step`` of this dataset."""
 
     def repair_commands(self, damaged_chunks: Sequence[Path]) -> list[str]:
-        """Shell commands, in order, that rebuild damaged gulp chunks (deleted first, then
-        written again by a resuming build of the dataset) and finish the feature extraction."""
-        return [
-            "rm -f " + " ".join(shlex.quote(str(p)) for p in damaged_chunks),
-            f"{self.how('dataset')} --force",
-            self.how("features"),
-        ]
+        """Shell commands, in order, that repair damaged gulp chunks and finish the feature
+        extraction. Nothing is deleted by hand: a build of the dataset finds the damaged
+        chunks against the manifest, keeps their intact segments and writes the others again
+        (:mod:`core.data.gulp_writer`). ``--force`` makes it hash every chunk: damage that kept
+        a file's size and mtime (bit rot) is found only so."""
+        return [f"{self.how('dataset')} --force", self.how("features")]
 
     def take_cli_settings(self, values: Mapping[str, Any]) -> str | None:
         """Copy the CLI's ingest flags (None = not given) into :attr:`config`.

@@ -13,6 +13,7 @@ import torch
 
 from core.backbones.base import FrameEncoder
 from core.backbones.demo_cnn import DemoCNNEncoder, train_demo_cnn
+from core.commands import cli_command
 from core.data.demo import build_demo_dataset
 from core.data.sources.base import DatasetSource
 from core.errors import UserError
@@ -24,8 +25,9 @@ from core.runtime import Progress
 COMMITTED_BACKBONE = PROJECT_ROOT / "assets" / "demo" / "demo_cnn.pt"
 
 # Demo presets: name -> build_demo_dataset kwargs, TrainConfig overrides, train_demo_cnn
-# kwargs, picker label and CLI command. "demo-small" is the tiny end-to-end run used by
-# tests (seconds, not minutes).
+# kwargs, picker label and the flags of the CLI's `demo` command that build it (the command
+# is rendered by core.commands). "demo-small" is the tiny end-to-end run used by tests
+# (seconds, not minutes).
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "dataset": {"n_clips": 480, "size": 128, "seed": 0},
@@ -33,14 +35,14 @@ DEMO_PRESETS: dict[str, dict[str, Any]] = {
         "cnn": {},
         "committed_backbone": True,  # assets/demo/demo_cnn.pt: first launch skips training the CNN
         "label": "Demo clips (built in)",
-        "cli": "python -m core demo",
+        "cli_args": (),
     },
     "demo-small": {
         "dataset": {"n_clips": 48, "size": 64, "seed": 0},
         "training": {"scales": [1, 2, 3, 4], "hidden_dim": 64, "epochs": 6, "patience": None, "tsn_max_frames": 4},
         "cnn": {"small": True, "epochs": 2.0, "time_budget_s": 6.0},
         "label": "Demo clips (small)",
-        "cli": "python -m core demo --small",
+        "cli_args": ("--small",),
     },
 }
 
@@ -75,12 +77,17 @@ class DemoSource(DatasetSource):
     def train_overrides(self) -> dict[str, Any]:
         return dict(self.preset["training"])
 
+    def demo_command(self, *args: str) -> str:
+        """``<python> -m core demo [--small] [--config C] args``: the CLI's ``demo`` command
+        names the preset by a flag (it has no ``--dataset``)."""
+        return cli_command("demo", *self.preset["cli_args"], *args, config=self.config_path)
+
     def how(self, step: str) -> str:
-        return str(self.preset["cli"])  # one command builds every step
+        return self.demo_command()  # one command builds every step
 
     def repair_commands(self, damaged_chunks: Sequence[Path]) -> list[str]:
         # The demo renders the same clips again from its seed: rebuild the whole folder.
-        return [f"rm -rf {shlex.quote(str(self.root))}", str(self.preset["cli"])]
+        return [f"rm -rf {shlex.quote(str(self.root))}", self.demo_command()]
 
     def backbone_path(self) -> Path:
         """Demo CNN weights, keyed by the dataset they were trained on."""
@@ -124,7 +131,9 @@ class DemoSource(DatasetSource):
                 shutil.copyfile(committed, tmp)
             progress(1.0, "committed demo CNN in place")
             return
-        train_demo_cnn(dataset, self.backbone_path(), progress=progress, **self.preset["cnn"])
+        # A dataset without the demo's labels: render it again (rendered only if that error is shown).
+        regenerate = lambda: " && ".join(self.repair_commands([]))  # noqa: E731
+        train_demo_cnn(dataset, self.backbone_path(), progress=progress, regenerate=regenerate, **self.preset["cnn"])
 
     def commit_backbone(self) -> Path:
         """Copy this dataset's trained demo CNN to ``assets/demo/demo_cnn.pt`` with a record
@@ -133,7 +142,7 @@ class DemoSource(DatasetSource):
             raise UserError(f"{self.name} has no committed backbone (its CNN trains within a time budget).", "Use --dataset demo.")
         source = self.backbone_path()
         if not source.exists():
-            raise UserError(f"No trained demo CNN at {source}.", "Run `python -m core demo --retrain-backbone` first.")
+            raise UserError(f"No trained demo CNN at {source}.", f"Run `{self.demo_command('--retrain-backbone')}` first.")
         with atomic_path(COMMITTED_BACKBONE) as tmp:
             shutil.copyfile(source, tmp)
         info = json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
@@ -147,5 +156,7 @@ class DemoSource(DatasetSource):
     def load_encoder(self) -> FrameEncoder:
         path = self.backbone_path() if self.dataset_built() else None
         if path is None or not path.exists():
-            raise UserError(f"The demo CNN is not trained yet ({path or self.root}).", "Run `python -m core demo` (or build the 'backbone' step).")
-        return DemoCNNEncoder(path)
+            raise UserError(f"The demo CNN is not trained yet ({path or self.root}).",
+                            f"Run `{self.how('backbone')}` (or build the 'backbone' step).")
+        # A damaged file is not replaced by `demo` (the step counts as built): retrain it outright.
+        return DemoCNNEncoder(path, retrain=lambda: self.demo_command("--retrain-backbone"))

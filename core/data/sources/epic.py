@@ -18,12 +18,16 @@ config; keys it does not set (paths, checkpoint, heads) come from ``[epic]``::
     heads_dir = ""                            # optional: Play Fair fork heads mtrn-frames={k}-type={task}.pt
     participant = "P01"                       # dataset `epic` only; others: participants = ["P01", "P02"] or "all"
     val_videos = []                           # optional; default: last ~15% of each participant's ingested videos
-    frame_stride = 1                          # ingest: keep every n-th frame of each segment
-    max_frames_per_segment = 0                # ingest: 0 = no cap
     stride = 1                                # features: every n-th stored frame
 
     [epic-P01-P02]                            # written by `ingest --participants P01,P02` on success
     participants = ["P01", "P02"]
+
+The ingest's frame stride and per-segment cap (``ingest --stride N --max-frames M``) are
+not config settings: they live with the dataset they built (``ingest_settings.json`` in
+its folder), so resuming or repairing it reads them from there, and a new value is given
+on the command line (with ``--force`` when the dataset exists). Values left in a config
+by older versions are ignored.
 
     [training]                                # overrides of the heads' TrainConfig
     epochs = 60
@@ -38,7 +42,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from core.backbones.base import FrameEncoder
-from core.backbones.trn_checkpoint import TRNCheckpointEncoder, check_trn_checkpoint
+from core.backbones.trn_checkpoint import TRNCheckpointEncoder, check_trn_checkpoint, retarget_fix
+from core.commands import dataset_command
 from core.data.epic import (
     IngestIncomplete,
     IngestReport,
@@ -86,8 +91,23 @@ def check_dataset_name(name: str) -> str:
         return name
     raise UserError(
         f"{name!r} cannot name an EPIC dataset: names are `epic` or `epic-` followed by letters, digits, '.', '_' or '-'.",
-        f"Pass e.g. --output epic-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-') or 'mine'}.",
+        f"Pass e.g. --output {suggest_dataset_name(name)}.",
     )
+
+
+def suggest_dataset_name(name: str) -> str:
+    """A valid EPIC dataset name close to ``name``: ``../../tmp/x`` -> ``epic-tmp-x``.
+
+    The output is a dataset name, not a path: separators, spaces and runs of dots split it
+    into words (so ``..`` never survives), words are joined by '-', a leading ``epic`` is
+    not doubled, and the result always passes :func:`check_dataset_name`.
+    """
+    words = [w.strip("._-") for w in re.split(r"[^A-Za-z0-9_.]+|\.{2,}", name)]
+    words = [w for w in words if w]
+    if words and words[0].lower() == BASE:
+        words = words[1:]
+    suggestion = f"{BASE}-" + ("-".join(words) or "mine")
+    return suggestion if _NAME_RE.match(suggestion) else f"{BASE}-mine"
 
 
 class EpicSource(DatasetSource):
@@ -128,6 +148,13 @@ class EpicSource(DatasetSource):
             return own
         base = self.config.get(BASE, {})
         return {**{k: base[k] for k in _SHARED_KEYS if k in base}, **own}
+
+    def section_of(self, key: str) -> str:
+        """The table :meth:`settings` takes ``key`` from: the own table when it has the key (it
+        overrides ``[epic]``), else ``[epic]`` for the shared keys; when unset, where to set it."""
+        if self.name == BASE or key in self.config.get(self.name, {}):
+            return self.name
+        return BASE if key in _SHARED_KEYS else self.name
 
     @property
     def participants(self) -> list[str] | str:
@@ -174,7 +201,7 @@ class EpicSource(DatasetSource):
     @property
     def video_fps(self) -> float:
         # EPIC footage is ~50-60 fps; shown at 30 fps divided by the ingest frame stride.
-        return max(1.0, 30.0 / max(1, int(self.setting("frame_stride", 1) or 1)))
+        return max(1.0, 30.0 / self.ingest_options()["frame_stride"])
 
     def train_overrides(self) -> dict[str, Any]:
         return {"frames_per_clip": EPIC_FRAMES_PER_CLIP, "val_clips": EPIC_VAL_CLIPS, **self.config.get("training", {})}
@@ -183,14 +210,12 @@ class EpicSource(DatasetSource):
         return self.optional_path("heads_dir")
 
     def how(self, step: str) -> str:
-        d = f"--dataset {self.name}"
-        return {
-            "dataset": f"python -m core ingest {d}",
-            "backbone": f"python -m core ingest {d} --checkpoint PATH/trn_rgb.ckpt (or set checkpoint under [{BASE}] in {self.config_path})",
-            "features": f"python -m core extract {d}",
-            "priors": f"python -m core priors {d}",
-            "heads": f"python -m core train {d}",
-        }[step]
+        # Commands only (status prints them as `build:` lines, pasted as printed); which config
+        # table holds a path is said by the step's own message (require_path, _check_checkpoint).
+        if step == "backbone":
+            return dataset_command(self, "ingest", "--checkpoint", "PATH/trn_rgb.ckpt")
+        command = {"dataset": "ingest", "features": "extract", "priors": "priors", "heads": "train"}[step]
+        return dataset_command(self, command)
 
     def take_cli_settings(self, values: Mapping[str, Any]) -> str | None:
         own = self.config.setdefault(self.name, {})  # type: ignore[attr-defined]
@@ -215,9 +240,9 @@ class EpicSource(DatasetSource):
         elif values.get("participant") is not None:
             own["participant"] = values["participant"]
         for key in ("frame_stride", "max_frames_per_segment"):
-            if values.get(key) is not None:
-                own[key] = values[key]
-        self.run_options = {k: values[k] for k in ("threads", "allow_missing") if values.get(k) is not None}
+            own.pop(key, None)  # older versions saved them here; they now live with the dataset
+        self.run_options = {k: values[k] for k in ("threads", "allow_missing", "frame_stride", "max_frames_per_segment", "force")
+                            if values.get(k) is not None}
         return f"EPIC settings ([{self.name}]" + ("" if self.name == BASE else f", shared paths in [{BASE}]") + ")"
 
     # ------------------------------------------------------------------ dataset
@@ -229,9 +254,30 @@ class EpicSource(DatasetSource):
     def _inputs(self) -> dict[str, Any]:
         return ingest_inputs(
             self.require_path("annotations", "EPIC annotation file"), participants=self.participants,
-            frame_stride=int(self.setting("frame_stride", 1)), max_frames_per_segment=self.setting("max_frames_per_segment") or None,
+            **self.ingest_options(),
             val_videos=self.setting("val_videos") or None, val_annotations=self._val_annotations(),
         )
+
+    def ingest_options(self) -> dict[str, Any]:
+        """``frame_stride`` and ``max_frames_per_segment`` of the ingest: given on the command line
+        now, else those the built dataset recorded, else 1 and no cap. Never from the config."""
+        recorded = self.run_options.get("recorded_options") or recorded_inputs(self.root) or {}
+        out: dict[str, Any] = {}
+        for key, default in (("frame_stride", 1), ("max_frames_per_segment", None)):
+            given = self.run_options.get(key)
+            out[key] = given if given is not None else recorded.get(key, default)
+        out["frame_stride"] = int(out["frame_stride"] or 1)
+        out["max_frames_per_segment"] = int(out["max_frames_per_segment"]) if out["max_frames_per_segment"] else None
+        return out
+
+    def ingest_options_note(self) -> str:
+        """One line saying which stride and cap the ingest uses and where they come from."""
+        opts, recorded = self.ingest_options(), self.run_options.get("recorded_options") or recorded_inputs(self.root)
+        given = [k for k in ("frame_stride", "max_frames_per_segment") if self.run_options.get(k) is not None]
+        origin = "given" if given else ("recorded with the dataset" if recorded else "defaults")
+        cap = opts["max_frames_per_segment"] or "none"
+        return (f"ingest settings of {self.name}: frame stride {opts['frame_stride']}, frames per segment cap {cap} ({origin}; "
+                f"--stride N / --max-frames M change them)")
 
     def _val_annotations(self) -> Path | None:
         return self.require_path("val_annotations", "EPIC validation annotation file") if self.setting("val_annotations") else None
@@ -245,7 +291,9 @@ class EpicSource(DatasetSource):
         return "; ".join(diffs) or None
 
     def discard_dataset(self) -> None:
-        """Delete the built dataset (``ingest --force`` when the inputs changed)."""
+        """Delete the built dataset (``ingest --force`` when the inputs changed); the stride and cap
+        it recorded still apply to the rebuild unless given anew."""
+        self.run_options["recorded_options"] = self.ingest_options()
         discard_ingest(self.root)
 
     def verify_dataset(self) -> str | None:
@@ -258,7 +306,7 @@ class EpicSource(DatasetSource):
             return None  # a configured file vanished: the dataset itself is still usable
         if conflict:
             return (f"built from other inputs than configured ({conflict}); rebuild with "
-                    f"`python -m core ingest --dataset {self.name} --force` or ingest into another dataset with --output")
+                    f"`{dataset_command(self, 'ingest', '--force')}` or ingest into another dataset with --output")
         return None
 
     def build_dataset(self, progress: Progress) -> None:
@@ -273,14 +321,15 @@ class EpicSource(DatasetSource):
                 noun_classes=self.optional_path("noun_classes"),
                 val_videos=self.setting("val_videos") or None,
                 val_annotations=self._val_annotations(),
-                frame_stride=int(self.setting("frame_stride", 1)),
-                max_frames_per_segment=self.setting("max_frames_per_segment") or None,
+                **self.ingest_options(),
                 threads=int(self.run_options.get("threads") or 1),
                 allow_missing=bool(self.run_options.get("allow_missing")),
+                verify=bool(self.run_options.get("force")),  # --force rehashes every chunk
                 command=cmd,
                 progress=progress,
             )
         except IngestIncomplete as exc:
+            self.last_report = exc.report  # what was repaired and written before the stop
             raise UserError(
                 exc.problem,
                 f"Extract the missing frames and rerun `{cmd}` (it resumes and writes only the skipped segments), "
@@ -292,11 +341,21 @@ class EpicSource(DatasetSource):
     # ------------------------------------------------------------------ backbone
 
     def check_backbone(self) -> tuple[bool, str]:
-        path = self.require_path("checkpoint", "EPIC TRN checkpoint")
-        return True, check_trn_checkpoint(path)
+        return True, self._check_checkpoint()
 
     def build_backbone(self, dataset: Any, progress: Progress) -> None:
-        check_trn_checkpoint(self.require_path("checkpoint", "EPIC TRN checkpoint"))  # nothing to train: the checkpoint is the backbone
+        self._check_checkpoint()  # nothing to train: the checkpoint is the backbone
+
+    def _check_checkpoint(self) -> str:
+        """The configured checkpoint's summary; its UserError names the table that holds the path
+        (``[epic-x]`` overrides ``[epic]``: "fix the config" alone sends users to the wrong one)."""
+        path = self.require_path("checkpoint", "EPIC TRN checkpoint")
+        try:
+            return check_trn_checkpoint(path)
+        except UserError as exc:
+            where = f"[{self.section_of('checkpoint')}] checkpoint"
+            raise UserError(f"{exc.problem} (configured as {where} in {self.config_path})",
+                            retarget_fix(exc.fix, f"{where} in {self.config_path}")) from exc
 
     def load_encoder(self) -> FrameEncoder:
         return TRNCheckpointEncoder(self.require_path("checkpoint", "EPIC TRN checkpoint"))

@@ -19,7 +19,7 @@ from core.data.epic_annotations import ALL_PARTICIPANTS, load_annotations, natur
 from core.data.gulp import read_class_names_csv
 from core.errors import UserError
 
-__all__ = ["SettingProblem", "validate_settings", "PARTICIPANT_PATTERN", "PATH_FIELDS"]
+__all__ = ["SettingProblem", "validate_settings", "parse_form", "PARTICIPANT_PATTERN", "PATH_FIELDS", "INT_FIELDS"]
 
 PARTICIPANT_PATTERN = re.compile(r"^P\d\d$")
 
@@ -33,8 +33,8 @@ PATH_FIELDS: dict[str, tuple[str, bool, str]] = {
     "checkpoint": ("file", True, "the EPIC TRN checkpoint (trn_rgb.ckpt)"),
     "heads_dir": ("folder", False, "the Play Fair fork heads folder (mtrn-frames={k}-type={verb|noun}.pt)"),
 }
-# field -> smallest allowed value
-INT_FIELDS: dict[str, int] = {"frame_stride": 1, "max_frames_per_segment": 0, "stride": 1}
+# field -> smallest allowed value (the ingest's frame stride and cap are not settings: they live with the dataset)
+INT_FIELDS: dict[str, int] = {"stride": 1}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,37 @@ class SettingProblem:
 
     def __str__(self) -> str:
         return f"{self.field}: {self.problem} Fix: {self.fix}"
+
+
+_WHOLE_NUMBER = re.compile(r"^[+-]?\d+$")
+
+
+def parse_form(texts: Mapping[str, str]) -> tuple[dict[str, Any], list[SettingProblem]]:
+    """A settings form's text fields -> (settings for :func:`validate_settings`, problems).
+
+    Text is stripped and an empty field is unset (left out). Fields of :data:`INT_FIELDS`
+    become ints: a form only has text, and validation (like the TOML file) wants numbers,
+    so each field that is not a whole number in range gets its own problem here and is left
+    out of the settings (validation then does not report it a second time).
+    """
+    settings: dict[str, Any] = {}
+    problems: list[SettingProblem] = []
+    for field, text in texts.items():
+        value = str(text).strip()
+        if value == "":
+            continue
+        if field not in INT_FIELDS:
+            settings[field] = value
+            continue
+        low = INT_FIELDS[field]
+        fix = f"Enter a whole number of at least {low} (e.g. {max(low, 1)}), or leave the field empty for the default."
+        if not _WHOLE_NUMBER.match(value):
+            problems.append(SettingProblem(field, f"{value!r} is not a whole number.", fix))
+        elif int(value) < low:
+            problems.append(SettingProblem(field, f"{int(value)} is less than {low}.", fix))
+        else:
+            settings[field] = int(value)
+    return settings, problems
 
 
 def _participants(value: Any) -> tuple[list[str] | str, list[SettingProblem]]:
