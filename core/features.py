@@ -45,7 +45,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -60,7 +59,7 @@ import torch
 from core.backbones.base import DeviceLike, FrameEncoder, TorchFrameEncoder, resolve_device
 from core.errors import UserError
 from core.frame_reader import READ_CHUNK, FrameJob, FrameSource, read_batches
-from core.io_utils import _UMASK
+from core.io_utils import atomic_write_bytes, atomic_write_text, remove_dead_temp_files
 from core.runtime import Progress, or_silent
 
 LOG = logging.getLogger(__name__)
@@ -120,41 +119,6 @@ def _file_stem(narration_id: str) -> str:
 
 
 _CONTENT_DIGITS = 16
-
-# Temporary files name their writer, so that those of a killed process can be told apart.
-_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
-_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically through ``.<name>.<host>-<pid>.<random>.tmp``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _writer_gone(name: str) -> bool:
-    """A temporary file of a process of this host that no longer runs (killed mid-write)."""
-    m = _TEMP_NAME.match(name)
-    if m is None or m["host"] != _HOST:
-        return False
-    try:
-        os.kill(int(m["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (OSError, OverflowError):  # alive but not ours (EPERM), or not a pid at all
-        return False
-    return False
-
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -234,7 +198,7 @@ class FeatureStore:
         self.check()
         if self._version != FORMAT_VERSION:
             # New store, or the version-1 migration: its dense files are valid version-2 files.
-            _atomic_write(self.directory / STORE_FILE, (json.dumps(self._store_info(), indent=2) + "\n").encode("utf-8"))
+            atomic_write_text(self.directory / STORE_FILE, json.dumps(self._store_info(), indent=2) + "\n")
             self._version = FORMAT_VERSION
 
     def clear(self) -> None:
@@ -274,20 +238,16 @@ class FeatureStore:
         """Delete files of this store computed from other content than the dataset's now (an
         earlier ingest) or of clips it no longer has; returns how many. Never needed for
         correctness (such files are never read): it only frees the disk. One directory scan;
-        it also deletes the temporary files of writers that were killed (:func:`_writer_gone`)."""
+        it also deletes the temporary files of writers that were killed
+        (:func:`core.io_utils.remove_dead_temp_files`)."""
         if not self.directory.is_dir():
             return 0
+        removed = remove_dead_temp_files(self.directory)
         current = {_file_stem(str(i)): str(i) for i in self.dataset.meta.index}
         # Clips that are damaged or lost for now keep their files: they hold features of their intact content.
         kept = {_file_stem(str(i)) for i in getattr(self.dataset, "unavailable", {})}
         named = re.compile(rf"^(?P<stem>.+?)(\.(?P<content>[0-9a-f]{{{_CONTENT_DIGITS}}}))?(\.npy|{re.escape(PARTIAL_SUFFIX)})$")
-        removed = 0
         for entry in os.scandir(self.directory):
-            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                if _writer_gone(entry.name):
-                    Path(entry.path).unlink(missing_ok=True)
-                    removed += 1
-                continue
             m = named.match(entry.name)
             if not m or entry.name.startswith(".") or m["stem"] in kept:
                 continue
@@ -456,12 +416,12 @@ class FeatureStore:
             order = keep[np.argsort(all_rows[keep])]
             all_rows, all_feats = all_rows[order], all_feats[order]
             if len(all_rows) == n:
-                _atomic_write(self.path(id_), _npy_bytes(all_feats))
+                atomic_write_bytes(self.path(id_), _npy_bytes(all_feats))
                 self.partial_path(id_).unlink(missing_ok=True)
             else:
                 buf = io.BytesIO()
                 np.savez(buf, rows=all_rows, features=all_feats)
-                _atomic_write(self.partial_path(id_), buf.getvalue())
+                atomic_write_bytes(self.partial_path(id_), buf.getvalue())
             self._drop_legacy_files(id_)
 
     def _encode(self, narration_id: str, rows: np.ndarray, device: DeviceLike, batch_size: int) -> np.ndarray:

@@ -10,6 +10,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,15 +26,51 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+# Temporary files name their writer (``.<name>.<host>-<pid>.<random>.tmp``), so that those
+# of a process killed mid-write can be told from those of a writer still at work.
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _writer_gone(name: str) -> bool:
+    """A temporary file of a process of this host that no longer runs (killed mid-write)."""
+    m = _TEMP_NAME.match(name)
+    if m is None or m["host"] != _HOST:
+        return False
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # alive but not ours (EPERM), or not a pid at all
+        return False
+    return False
+
+
+def remove_dead_temp_files(folder: str | os.PathLike[str]) -> int:
+    """Delete the temporary files in ``folder`` whose writer (a process of this host) is gone;
+    returns how many. Never touches the files of a writer still running."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name.endswith(".tmp") and _writer_gone(entry.name):
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched; a process
+    killed before either leaves a temporary file that :func:`remove_dead_temp_files` removes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -168,12 +168,12 @@ def test_damaged_segments_are_never_served_and_counted_exactly(tmp_path: Path) -
     assert len(ds) == 6 and ds.frames("s2").shape[0] > 0 and not ds.unavailable
 
 
-def _overwrite_in_segment(root: Path, id_: str, n_bytes: int = 40) -> None:
-    """Overwrite bytes in the middle of one segment's first record (the others untouched)."""
+def _overwrite_in_segment(root: Path, id_: str, n_bytes: int = 40, frame: int = 0) -> None:
+    """Overwrite bytes in the middle of one segment's record of ``frame`` (the others untouched)."""
     for meta_path in (root / "gulp").glob("meta_*.gmeta"):
         chunk = json.loads(meta_path.read_text())
         if id_ in chunk:
-            loc, _pad, length = chunk[id_]["frame_info"][0]
+            loc, _pad, length = chunk[id_]["frame_info"][frame]
             data = meta_path.with_name(meta_path.name.replace("meta_", "data_").replace(".gmeta", ".gulp"))
             raw = bytearray(data.read_bytes())
             mid = loc + length // 2

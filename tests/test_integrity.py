@@ -22,6 +22,7 @@ from core.pipeline.config import read_config
 from core.workspace import Workspace
 from test_epic_datasets import tree  # noqa: F401  (fixture: 5 videos x 9 frames at 456x256, isolated folders)
 from test_extract_damage import _trn_checkpoint
+from test_gulp import _overwrite_in_segment
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -74,17 +75,8 @@ def test_reingest_at_another_stride_serves_no_stale_features(tree: dict[str, Pat
 
 
 def _overwrite_inside(dataset_root: Path, clip_id: str) -> None:
-    """Overwrite bytes in the middle of one clip's second frame (the rest of the chunk intact)."""
-    for meta_path in (dataset_root / "gulp").glob("meta_*.gmeta"):
-        chunk = json.loads(meta_path.read_text())
-        if clip_id in chunk:
-            loc, _pad, length = chunk[clip_id]["frame_info"][1]
-            data = meta_path.with_name(meta_path.name.replace("meta_", "data_").replace(".gmeta", ".gulp"))
-            raw = bytearray(data.read_bytes())
-            raw[loc + length // 3 : loc + length // 3 + 600] = os.urandom(600)
-            data.write_bytes(bytes(raw))
-            return
-    raise AssertionError(clip_id)
+    """Overwrite 600 bytes in the middle of one clip's second frame (the rest of the chunk intact)."""
+    _overwrite_in_segment(dataset_root, clip_id, n_bytes=600, frame=1)
 
 
 @pytest.mark.slow

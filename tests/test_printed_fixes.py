@@ -186,6 +186,7 @@ def test_fixes_for_missing_steps_run_as_printed(demo_small, tmp_path: Path, monk
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # ~25 s: outside the default run (pytest -m soak), like the long fault trials
 def test_demo_fixes_from_nothing_and_for_damaged_files_run_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Unbuilt demo-small: `status`'s fix builds it all. Then a garbled priors file, head file and
@@ -241,6 +242,7 @@ def test_demo_fixes_from_nothing_and_for_damaged_files_run_as_printed(tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # ~35 s: outside the default run (pytest -m soak); the EPIC repair fixes also run in test_integrity
 @pytest.mark.usefixtures("one_torch_thread")
 def test_epic_fixes_run_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """An EPIC-layout tree (456x256 frames) and a checkpoint in the C1 layout: `status` before and

@@ -64,7 +64,7 @@ from core.data.gulp import (
 from core.commands import cli_command
 from core.data.gulp_manifest import file_record
 from core.errors import UserError
-from core.io_utils import atomic_write_text
+from core.io_utils import atomic_write_text, remove_dead_temp_files
 from core.runtime import Progress
 
 __all__ = [
@@ -436,7 +436,7 @@ def ingest_epic(
     inputs = ingest_inputs(annotations, participants=wanted, frame_stride=frame_stride, max_frames_per_segment=max_frames_per_segment,
                            val_videos=val_videos, val_annotations=val_annotations)
     out_root.mkdir(parents=True, exist_ok=True)
-    _remove_leftover_temp_files(out_root)
+    remove_dead_temp_files(out_root)  # an ingest killed while writing dataset.json, the CSVs, ...
     _check_inputs(out_root, inputs, command or cli_command("ingest", dataset=out_root.name))
     atomic_write_text(out_root / SETTINGS_FILE, json.dumps({"inputs": inputs}, indent=2) + "\n")
 
@@ -524,16 +524,6 @@ def ingest_epic(
         },
     )
     return report
-
-
-def _remove_leftover_temp_files(out_root: Path) -> None:
-    """Delete the temporary files of an ingest killed while writing the files it keeps in
-    ``out_root`` (``.dataset.json.<random>.tmp``, ...: ``atomic_write_text``'s names). An
-    ingest is the only writer of these files (the gulp folder cleans up after itself)."""
-    names = (DATASET_INFO_FILE, SETTINGS_FILE, FAILURES_FILE, "verb_classes.csv", "noun_classes.csv")
-    for p in out_root.glob(".*.tmp"):
-        if any(p.name.startswith(f".{name}.") for name in names):
-            p.unlink(missing_ok=True)
 
 
 def _accepted_skips(out_root: Path) -> tuple[int, set[str]]:

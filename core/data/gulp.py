@@ -22,7 +22,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -198,13 +198,15 @@ class GulpClipDataset:
     raises a UserError that says so, with ``repair_command`` as the fix.
     """
 
-    def __init__(self, root: Path, repair_command: str | None = None) -> None:
+    def __init__(self, root: Path, repair_command: str | None = None,
+                 rehash_commands: Callable[[], Sequence[str]] | None = None) -> None:
         from gulpio2.fileio import GulpChunk  # imported lazily: it pulls in `sh`
 
         self.root = Path(root)
         self.info: dict = _read_info(self.root)
         self.name: str = str(self.info.get("name") or self.root.name)
         self.repair_command = repair_command
+        self.rehash_commands = rehash_commands  # repair damage that kept a chunk's size and mtime (bit rot)
         gulp_dir = self.root / GULP_SUBDIR
         data, meta = _scan_chunks(gulp_dir)
         if not meta:
@@ -378,8 +380,9 @@ class GulpClipDataset:
                 actual = f"unreadable ({exc})"
             if actual != expected:
                 fix = self._fix()
-                if self.repair_command and self.info.get("kind") == "epic" and "--force" not in self.repair_command.split():
-                    fix = f"Repair it: `{self.repair_command} --force` (only --force hashes chunks whose size and time did not change)."
+                if self.rehash_commands is not None:  # the quick manifest check cannot see this damage: the repair must rehash
+                    fix = ("Repair it (rehashing every chunk: this damage kept the file's size and time): "
+                           + ", then ".join(f"`{c}`" for c in self.rehash_commands()) + ".")
                 raise UserError(f"Gulp chunk {data_path} is corrupt: the stored bytes of segment {id_!r} changed since they were "
                                 "written (checksum differs); they are not decoded.", fix)
         self._verified.add(id_)

@@ -252,6 +252,9 @@ def _prepare_gulp_dir(gulp_dir: Path, report: GulpWriteReport, verify: bool = Fa
     data, meta = _scan_chunks(gulp_dir)
     check = check_chunks(data, meta, manifest, deep=verify)
     next_free = max([*data, *meta, *manifest, -1]) + 1
+    doomed = {i: "its stored data was damaged" for k in check.damaged for i in check.broken.get(k, [])}
+    if doomed:  # recorded before any chunk is dropped: a repair killed halfway never leaves them unlisted
+        _write_lost(gulp_dir, {**doomed, **read_lost(gulp_dir)})
     for k, why in sorted(check.damaged.items()):
         healthy = check.healthy.get(k, {})
         bad = check.broken.get(k, [])

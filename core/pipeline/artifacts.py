@@ -139,7 +139,8 @@ class Artifacts:
             self.refresh()
             if self._dataset is None:
                 self._dataset_token = self._disk_token()
-                self._dataset = GulpClipDataset(self.source.root, repair_command=self.source.how("dataset"))
+                self._dataset = GulpClipDataset(self.source.root, repair_command=self.source.how("dataset"),
+                                                rehash_commands=lambda: self.source.repair_commands([]))
             return self._dataset
 
     def _disk_token(self) -> tuple:
@@ -212,8 +213,12 @@ class Artifacts:
         return df
 
     def clip_row(self, clip_id: str) -> pd.Series:
-        """The clip's row of :meth:`clips` (UserError for an unknown id)."""
+        """The clip's row of :meth:`clips` (UserError for an unknown id, or one the dataset lost)."""
         df = self.clips()
+        why = self.dataset.unavailable.get(str(clip_id))
+        if why is not None:
+            raise UserError(f"Clip {clip_id!r} of dataset {self.source.name!r} is {why}.",
+                            f"Restore its source frames and run `{self.source.how('dataset')}`.")
         if str(clip_id) not in df.index:
             raise UserError(f"Clip {clip_id!r} is not in dataset {self.source.name!r}.", f"Pick one of its {len(df)} clips (e.g. {', '.join(df.index[:3])}).")
         return df.loc[str(clip_id)]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
-from core.io_utils import atomic_write_text
+from core.io_utils import atomic_write_text, remove_dead_temp_files
 from core.paths import default_config_path  # noqa: F401  (re-exported: callers import it from here)
 
 
@@ -30,6 +30,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     """Write ``config`` to ``path`` atomically as TOML; returns ``path``."""
+    remove_dead_temp_files(Path(path).parent)  # a config write killed midway left its temp file
     atomic_write_text(path, dumps_toml(config))
     return path
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from core.errors import UserError
 from core.features import DamagedClip
-from core.io_utils import atomic_write_text
+from core.io_utils import atomic_write_text, remove_dead_temp_files
 from core.models.io import load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
 from core.models.training import evaluate, train_heads
@@ -218,6 +218,7 @@ class PriorsStep(PipelineStep):
 
     def build(self, progress: Progress) -> None:
         train = self.art.clips("train")
+        remove_dead_temp_files(self.art.priors_dir())  # what a killed run left half-written
         for task in TASKS:
             priors = compute_priors(train[f"{task}_class"].to_numpy(), self.art.class_names(task))
             save_priors_csv(priors, self.art.priors_dir() / f"{task}.csv")
@@ -281,6 +282,7 @@ class HeadsStep(PipelineStep):
     def build(self, progress: Progress) -> None:
         art = self.art
         out = art.heads_dir()
+        remove_dead_temp_files(out)  # what a killed run left half-written
         fork = art.source.fork_heads_dir()
         train_rows, val_rows = self.sampled_rows()
         damaged: frozenset[str] = frozenset()
