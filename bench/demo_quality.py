@@ -43,10 +43,11 @@ from core.runtime import torch_threads  # noqa: E402
 
 def extract_all(ds: GulpClipDataset, enc: DemoCNNEncoder, root: Path) -> dict[str, np.ndarray]:
     """(T, 256) features of every clip, through the real FeatureStore (as `python -m core demo`)."""
+    from core.feature_extraction import FeatureExtractor
     from core.features import FeatureStore
 
     store = FeatureStore(root, enc, ds, stride=1)
-    store.extract_all(device="cpu")
+    FeatureExtractor(store).extract(device="cpu")
     return {id_: store.get(id_) for id_ in ds.ids}
 
 

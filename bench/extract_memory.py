@@ -2,7 +2,7 @@
 frames at 456x256) by default, generated once under ``--root`` (~450 MB of JPEGs).
 
 The extraction runs in a fresh process through the real path
-(``FeatureStore.extract_all``: decode worker processes, batches of ``--chunk`` frames,
+(``FeatureExtractor.extract``: decode worker processes, batches of ``--chunk`` frames,
 the encoder on each batch as it arrives) and reports the peak RSS of the extracting
 process and of its decode workers. Holding every frame of the segment at once, as
 decoding used to, would need 7,911 x 456 x 256 x 3 B = 2.77 GB for the frames alone.
@@ -38,6 +38,7 @@ def measure(root: Path, encoder_kind: str, rows: int | None, chunk: int, workers
 
     from core.backbones.trn_checkpoint import random_trn_encoder
     from core.data.gulp import GulpClipDataset
+    from core.feature_extraction import FeatureExtractor
     from core.features import FeatureStore
 
     torch.set_num_threads(threads)
@@ -47,7 +48,7 @@ def measure(root: Path, encoder_kind: str, rows: int | None, chunk: int, workers
         store = FeatureStore(Path(cache), encoder, ds)
         n = int(ds.meta.at["c0", "n_frames"]) if rows is None else rows
         t0 = time.perf_counter()
-        report = store.extract_all(rows={"c0": np.arange(n)}, device="cpu", workers=workers, chunk=chunk,
+        report = FeatureExtractor(store).extract(rows={"c0": np.arange(n)}, device="cpu", workers=workers, chunk=chunk,
                                    open_dataset=functools.partial(GulpClipDataset, root))
         seconds = time.perf_counter() - t0
     return {

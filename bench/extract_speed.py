@@ -8,7 +8,7 @@ not depend on the values). Three modes per device:
   (host->device copy, resize/centre-crop/normalise on the device, forward).
 - ``jpeg``:    JPEG bytes -> simplejpeg decode (thread pool, next batch decoded while
   the current one is encoded) -> ``encode``.
-- ``pipeline``: the real bulk path, ``FeatureStore.extract_all`` on a generated gulp
+- ``pipeline``: the real bulk path, ``FeatureExtractor.extract`` on a generated gulp
   dataset of 456x256 JPEG clips: decode worker processes overlapped with encoding,
   features written to a store. Every ``--pipeline-threads`` count (default 1 and all
   cores) and ``--encode-modes`` setting runs ``--repeats`` times, alternating, so a loaded
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core.backbones.base import resolve_device  # noqa: E402
 from core.backbones.trn_checkpoint import random_trn_encoder  # noqa: E402
 from core.data.gulp import GulpClipDataset  # noqa: E402
+from core.feature_extraction import FeatureExtractor
 from core.features import FeatureStore  # noqa: E402
 from epic_like import make_dataset  # noqa: E402
 
@@ -124,7 +125,7 @@ def bench_jpeg(encoder, device: torch.device, n: int, bs: int, jpegs: list[bytes
 
 
 def bench_pipeline(encoder, device: torch.device, n: int, bs: int | None, threads: int, workers: int | None, parallel: int | None = None) -> float:
-    """``FeatureStore.extract_all`` over ``n`` frames of generated 456x256 clips (120 frames each).
+    """``FeatureExtractor.extract`` over ``n`` frames of generated 456x256 clips (120 frames each).
 
     ``parallel``: forward passes side by side on a CPU (None: the default, one per thread; 1:
     one pass at a time on ``threads`` torch threads, the path before issue 9's change)."""
@@ -136,7 +137,7 @@ def bench_pipeline(encoder, device: torch.device, n: int, bs: int | None, thread
         with tempfile.TemporaryDirectory() as cache:
             store = FeatureStore(Path(cache), encoder, ds)
             t0 = time.perf_counter()
-            report = store.extract_all(device=device, batch_size=bs, workers=workers, parallel=parallel,
+            report = FeatureExtractor(store).extract(device=device, batch_size=bs, workers=workers, parallel=parallel,
                                        open_dataset=functools.partial(GulpClipDataset, root))
             return report.frames / (time.perf_counter() - t0)
     finally:

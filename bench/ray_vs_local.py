@@ -2,7 +2,7 @@
 
 Builds the demo (``--dataset demo-small`` by default) in temporary folders, then times:
 
-- extraction of every clip's features: ``FeatureStore.extract_all`` (this process, torch
+- extraction of every clip's features: ``FeatureExtractor.extract`` (this process, torch
   at ``--threads``) vs ``core.distributed.extract_features`` (a local Ray cluster with
   ``--cpus`` CPUs: decoder + encoder actors), each into an empty store; features compared;
 - batch ESVs of the validation split (exact, n = 1..max): ``compute_batch_esvs`` vs the same
@@ -48,6 +48,7 @@ def main() -> None:
     from core.analysis.batch import compute_batch_esvs, read_results
     from core.data.gulp import GulpClipDataset
     from core.distributed import RayESVEngine, RayOptions, extract_features, plan_extraction, ray_cluster
+    from core.feature_extraction import FeatureExtractor
     from core.features import FeatureStore
     from core.runtime import torch_threads
     from core.workspace import Workspace
@@ -69,7 +70,7 @@ def main() -> None:
         local_store, ray_store = fresh_store("local"), fresh_store("ray")
         with torch_threads(args.threads):
             t0 = time.perf_counter()
-            rep = local_store.extract_all(device="cpu", workers=0)
+            rep = FeatureExtractor(local_store).extract(device="cpu", workers=0)
             local_s = time.perf_counter() - t0
         plan = plan_extraction(ray_store)
         t0 = time.perf_counter()

@@ -34,7 +34,7 @@ from core.distributed import RayESVEngine, RayOptions, extract_features, import_
 from core.errors import UserError
 from core.explain import available_methods
 from core.models.training import TrainConfig, format_accuracy
-from core.pipeline.steps import EXPLORE_STEPS, StepReport, damaged_data_error
+from core.pipeline.steps import EXPLORE_STEPS, StepReport
 from core.runtime import TASKS, StepBars, TqdmProgress
 from core.workspace import Workspace
 
@@ -175,12 +175,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _extract_sampled_frames(ws: Workspace, quiet: bool) -> None:
-    print(f"the heads read {ws.pipeline.steps['heads'].work_summary()}")  # type: ignore[attr-defined]
-    train_rows, val_rows = ws.pipeline.steps["heads"].sampled_rows()  # type: ignore[attr-defined]
-    rows = {**(train_rows or {}), **(val_rows or {})}
-    total = ws.artifacts.frames_todo(rows)
-    with TqdmProgress("features of sampled frames", total=total, unit="frames", enabled=not quiet) as bar:
-        report = ws.artifacts.extract(rows, bar)
+    print(f"the heads read {ws.heads_work()}")
+    rows = ws.sampled_rows()
+    with TqdmProgress("features of sampled frames", total=ws.frames_todo(rows), unit="frames", enabled=not quiet) as bar:
+        report = ws.extract(rows, bar)
     print(f"  sampled frames: {report.frames:,} extracted now for {len(rows)} clips" + (f" in {report.seconds:.0f} s" if report.frames else ""))
     if report.failed:
         print(f"warning: {len(report.failed)} clip(s) could not be decoded and are left out of training: "
@@ -222,8 +220,7 @@ def _print_repairs(ws: Workspace) -> None:
 
 def _extract_features(ws: Workspace, quiet: bool) -> list[StepReport]:
     """The features step under its own bar, counted in frames (its ETA comes from extraction's rate)."""
-    total = ws.pipeline.steps["features"].frames_todo()  # type: ignore[attr-defined]
-    with TqdmProgress("features", total=total, unit="frames", enabled=not quiet) as bar:
+    with TqdmProgress("features", total=ws.frames_todo(), unit="frames", enabled=not quiet) as bar:
         return ws.build(["features"], progress=bar)
 
 
@@ -232,7 +229,7 @@ def _extract_ray(args: argparse.Namespace) -> int:
     import_ray()  # fails before any work when the extra is missing
     ws = _workspace(args, device=args.device)
     _print_reports(_build(ws, ["dataset", "backbone"], "dataset", quiet=args.quiet))
-    store = ws.artifacts.feature_store
+    store = ws.feature_store
     plan = plan_extraction(store)
     options = RayOptions(address=args.address, cpus=args.threads)
     with TqdmProgress("features (ray)", total=plan.frames, unit="frames", enabled=not args.quiet) as bar:
@@ -240,7 +237,7 @@ def _extract_ray(args: argparse.Namespace) -> int:
     rate = f", {report.frames / report.seconds:,.0f} frames/s" if report.seconds > 0 else ""
     print(f"  features  {report.seconds:6.1f} s  ray: {report.extracted} clips ({report.frames:,} frames{rate}), {report.skipped} already stored")
     if report.failed:  # the local path's summary, CSV list and repair commands
-        raise damaged_data_error(ws.artifacts, report.failed, len(ws.clips()))
+        raise ws.damaged_data_error(report.failed)
     return 0
 
 
@@ -274,7 +271,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_dict({**base.train_config.to_dict(), **overrides}) if overrides else None
     ws = _workspace(args, train_config=cfg, device=args.device, threads=args.threads, decode_workers=args.decode_workers)
     if ws.train_config.frames_per_clip is None:
-        print(f"the heads read {ws.pipeline.steps['heads'].work_summary()}")  # type: ignore[attr-defined]
+        print(f"the heads read {ws.heads_work()}")
         # --force retrains the heads only (the fix printed for a bad head file), never the dataset or the backbone.
         reports = _build(ws, ["dataset", "backbone", "features", "priors"], "train", quiet=args.quiet)
         _print_reports(reports + _build(ws, ["heads"], "heads", force=args.force, quiet=args.quiet))

@@ -47,20 +47,17 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from core.backbones.base import DeviceLike, FrameEncoder, TorchFrameEncoder, resolve_device
+from core.backbones.base import DeviceLike, FrameEncoder
 from core.errors import UserError
-from core.frame_reader import READ_CHUNK, FrameJob, FrameSource, read_batches
+from core.frame_reader import READ_CHUNK, FrameSource
 from core.io_utils import atomic_write_bytes, atomic_write_text, remove_dead_temp_files
-from core.runtime import Progress, or_silent
 
 LOG = logging.getLogger(__name__)
 
@@ -69,8 +66,6 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)  # 1 and 2: files without a content hash in their name, ignored
 STORE_FILE = "store.json"
 PARTIAL_SUFFIX = ".rows.npz"
-# Below this many frames to extract, decoding in this process beats starting worker processes (~2 s each).
-WORKER_MIN_FRAMES = 2000
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,150}$")
 
@@ -86,31 +81,6 @@ class ClipSource(FrameSource, Protocol):
         ...
 
 
-class DamagedClip(NamedTuple):
-    """A clip whose frames could not be decoded during an extraction, and why."""
-
-    clip_id: str
-    problem: str
-
-
-class ExtractReport(NamedTuple):
-    """Outcome of :meth:`FeatureStore.extract_all`.
-
-    Attributes:
-        extracted: clips whose missing rows were computed now.
-        skipped: clips that already had every requested row.
-        frames: feature rows computed now.
-        failed: clips skipped because their frames could not be decoded.
-        seconds: wall time.
-    """
-
-    extracted: int
-    skipped: int
-    frames: int = 0
-    failed: tuple[DamagedClip, ...] = ()
-    seconds: float = 0.0
-
-
 def _file_stem(narration_id: str) -> str:
     # EPIC ids (P01_101_12) are used as is; anything odd is hashed so it cannot escape the folder.
     if _SAFE_NAME.match(narration_id):
@@ -124,11 +94,6 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
-
-
-def _eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class FeatureStore:
@@ -463,94 +428,3 @@ class FeatureStore:
         return arr
 
     # ------------------------------------------------------------------ bulk
-
-    def extract_all(
-        self,
-        ids: Iterable[str] | None = None,
-        progress: Progress | None = None,
-        device: DeviceLike = None,
-        batch_size: int | None = None,
-        *,
-        rows: Mapping[str, np.ndarray] | None = None,
-        workers: int | None = 0,
-        open_dataset: Callable[[], FrameSource] | None = None,
-        chunk: int = READ_CHUNK,
-        parallel: int | None = None,
-    ) -> ExtractReport:
-        """Compute every missing feature row of many clips (all rows of every clip by default).
-
-        Frames are decoded ahead of the encoder (:func:`core.frame_reader.read_batches`:
-        worker processes, ``chunk`` frames per batch, bounded memory). A clip whose frames
-        cannot be decoded is recorded in ``failed`` and skipped; the run goes on. Safe to
-        interrupt: each finished clip is written at once, and a rerun computes only what is
-        still missing.
-
-        Args:
-            ids: clips (default: ``dataset.meta.index``, or the keys of ``rows``).
-            progress: ``(fraction of frames done, "1,200/9,000 frames · 12.0 frames/s · ETA 10:40")``.
-            device: encoder device (default: CUDA if available).
-            batch_size: frames per forward pass (None: 256 on CUDA; 16 on CPU, where larger
-                batches are no faster and only hold more activations in memory).
-            rows: only these feature rows per clip (e.g. the frames training samples).
-            workers: decoding processes; None = 1 on CPU, up to 8 on CUDA, 0 below
-                WORKER_MIN_FRAMES frames; 0 = one background thread here.
-            open_dataset: picklable callable opening the dataset in a worker (without it, workers are 0).
-            chunk: frames per decoded batch.
-            parallel: on a CPU, forward passes run side by side, one torch thread each
-                (``TorchFrameEncoder.encode``); None = as many as torch has threads (the
-                ``--threads`` count), 1 = one pass at a time on torch's threads.
-        """
-        self.check()
-        self.collect_garbage()
-        t0 = time.perf_counter()
-        dev = resolve_device(device)
-        batch_size = batch_size or (256 if dev.type == "cuda" else 16)
-        if parallel is None:
-            parallel = torch.get_num_threads() if dev.type == "cpu" else 1
-        encode_kw = {"parallel": parallel} if isinstance(self.encoder, TorchFrameEncoder) and parallel > 1 else {}
-        if rows is not None:
-            wanted: dict[str, np.ndarray | None] = {str(k): np.asarray(v, np.int64) for k, v in rows.items()}
-        else:
-            wanted = {str(i): None for i in (self.dataset.meta.index if ids is None else ids)}
-        jobs = []
-        for id_, want in wanted.items():
-            need = self.missing_rows(id_, want)  # unknown ids fail here, before any work
-            if len(need):
-                jobs.append(FrameJob(id_, need, need * self.stride))
-        skipped = len(wanted) - len(jobs)
-        total = int(sum(len(j.rows) for j in jobs))
-        if workers is None:
-            workers = 0 if total < WORKER_MIN_FRAMES else (min(8, os.cpu_count() or 1) if dev.type == "cuda" else 1)
-        report = or_silent(progress)
-        report(0.0, f"0/{total:,} frames of {len(jobs)} clips" + (f" ({skipped} clips already done)" if skipped else ""))
-        failed: list[DamagedClip] = []
-        pending: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        counted: dict[str, int] = {}
-        frames_done = extracted = computed = 0
-        for batch in read_batches(self.dataset, jobs, chunk=chunk, workers=workers, open_dataset=open_dataset):
-            if batch.error is not None:
-                failed.append(DamagedClip(batch.clip_id, batch.error))
-                pending.pop(batch.clip_id, None)
-                job_rows = next(len(j.rows) for j in jobs if j.clip_id == batch.clip_id)
-                frames_done += job_rows - counted.get(batch.clip_id, 0)  # its frames will not come: count them handled
-                LOG.warning("clip %s skipped: %s", batch.clip_id, batch.error)
-            else:
-                feats = self.encoder.encode(batch.frames, device=dev, batch_size=batch_size, **encode_kw).numpy()
-                got_rows, got_feats = pending.setdefault(batch.clip_id, ([], []))
-                got_rows.append(batch.rows)
-                got_feats.append(feats)
-                counted[batch.clip_id] = counted.get(batch.clip_id, 0) + len(batch.rows)
-                frames_done += len(batch.rows)
-                computed += len(batch.rows)
-                if batch.last:
-                    r, f = pending.pop(batch.clip_id)
-                    self.write(batch.clip_id, np.concatenate(r), np.concatenate(f))
-                    extracted += 1
-            elapsed = time.perf_counter() - t0
-            rate = computed / elapsed if elapsed > 0 else 0.0
-            eta = f" · ETA {_eta((total - frames_done) / rate)}" if rate > 0 else ""
-            bad = f" · {len(failed)} damaged clip(s) skipped" if failed else ""
-            report(frames_done / max(total, 1), f"{frames_done:,}/{total:,} frames · {rate:.1f} frames/s{eta}{bad}")
-        if not jobs:
-            report(1.0, f"nothing to do ({skipped} clips already done)")
-        return ExtractReport(extracted, skipped, computed, tuple(failed), time.perf_counter() - t0)

@@ -39,13 +39,15 @@ from core.backbones.base import FrameEncoder
 from core.data.gulp import GulpClipDataset
 from core.data.sources import DatasetSource, get_source
 from core.errors import UserError
+from core.feature_extraction import DamagedClip, ExtractReport
+from core.features import FeatureStore
 from core.explain import ClipExplanation, ExplanationService, Limits, limits_from_config
 from core.models.io import HeadSet
 from core.models.training import FeatureBank, TrainConfig
 from core.paths import cache_dir
 from core.pipeline.artifacts import Artifacts
 from core.pipeline.config import default_config_path, read_config, write_config
-from core.pipeline.steps import EXPLORE_STEPS, STEP_ORDER, BuildStep, Pipeline, StepReport
+from core.pipeline.steps import EXPLORE_STEPS, STEP_ORDER, BuildStep, Pipeline, StepReport, damaged_data_error
 from core.runtime import Progress
 
 __all__ = ["BuildStep", "ClipExplanation", "STEP_ORDER", "StepReport", "Workspace"]
@@ -167,6 +169,32 @@ class Workspace:
         if not all(r.skipped for r in reports):
             self.explanations.clear()
         return reports
+
+    @property
+    def feature_store(self) -> FeatureStore:
+        """The dataset's per-frame feature store (this encoder and stride)."""
+        return self.artifacts.feature_store
+
+    def heads_work(self) -> str:
+        """One line: which feature rows building the heads reads and how many are still to extract."""
+        return self.pipeline.steps["heads"].work_summary()  # type: ignore[attr-defined]
+
+    def sampled_rows(self) -> dict[str, np.ndarray]:
+        """Feature rows per clip the heads sample (training K per clip + the validation sample)."""
+        train_rows, val_rows = self.pipeline.steps["heads"].sampled_rows()  # type: ignore[attr-defined]
+        return {**(train_rows or {}), **(val_rows or {})}
+
+    def frames_todo(self, rows: dict[str, np.ndarray] | None = None) -> int:
+        """Feature rows an extraction would compute now (every missing row, or those among ``rows``)."""
+        return self.artifacts.frames_todo(rows)
+
+    def extract(self, rows: dict[str, np.ndarray] | None = None, progress: Progress | None = None) -> ExtractReport:
+        """Extract features (every missing row, or only ``rows`` per clip); damaged clips are skipped and listed."""
+        return self.artifacts.extract(rows, progress)
+
+    def damaged_data_error(self, failed: Sequence[DamagedClip]) -> UserError:
+        """The end-of-run error of an extraction that skipped damaged clips (summary, CSV list, repair commands)."""
+        return damaged_data_error(self.artifacts, failed, len(self.clips()))
 
     # ------------------------------------------------------------------ clips, features, heads, priors
 

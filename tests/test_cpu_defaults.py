@@ -94,8 +94,9 @@ def test_p01_plan_of_the_defaults() -> None:
 
 
 def test_bulk_extraction_on_two_threads_matches_one_pass_at_a_time(tmp_path: Path) -> None:
-    """``extract_all`` with 2 torch threads encodes side by side (the default) and stores
+    """``FeatureExtractor.extract`` with 2 torch threads encodes side by side (the default) and stores
     the features a one-pass-at-a-time run stores, for any TorchFrameEncoder."""
+    from core.feature_extraction import FeatureExtractor
     from core.features import FeatureStore
     from test_features import FakeDataset
 
@@ -105,8 +106,8 @@ def test_bulk_extraction_on_two_threads_matches_one_pass_at_a_time(tmp_path: Pat
     saved = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        side = FeatureStore(tmp_path / "side", enc, ds).extract_all(device="cpu", batch_size=2)
-        one = FeatureStore(tmp_path / "one", enc, ds).extract_all(device="cpu", batch_size=2, parallel=1)
+        side = FeatureExtractor(FeatureStore(tmp_path / "side", enc, ds)).extract(device="cpu", batch_size=2)
+        one = FeatureExtractor(FeatureStore(tmp_path / "one", enc, ds)).extract(device="cpu", batch_size=2, parallel=1)
     finally:
         torch.set_num_threads(saved)
     assert side.frames == one.frames == 13 and not side.failed
@@ -116,7 +117,7 @@ def test_bulk_extraction_on_two_threads_matches_one_pass_at_a_time(tmp_path: Pat
 
 
 def test_every_torch_encoder_takes_parallel() -> None:
-    """``extract_all`` passes ``parallel`` to every TorchFrameEncoder (the demo CNN ignores it)."""
+    """``FeatureExtractor.extract`` passes ``parallel`` to every TorchFrameEncoder (the demo CNN ignores it)."""
     import inspect
 
     from core.backbones import demo_cnn, trn_checkpoint  # noqa: F401  (registers the subclasses)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from core.errors import UserError
+from core.feature_extraction import FeatureExtractor
 from core.features import FORMAT_VERSION, FeatureStore
 
 
@@ -85,21 +86,21 @@ def test_lazy_get_writes_once(tmp_path: Path) -> None:
 def test_resume_after_interrupted_bulk_extraction(tmp_path: Path) -> None:
     ds = FakeDataset(LENGTHS)
     with pytest.raises(KeyboardInterrupt):
-        FeatureStore(tmp_path, CountingEncoder(fail_after=2), ds).extract_all()
+        FeatureExtractor(FeatureStore(tmp_path, CountingEncoder(fail_after=2), ds)).extract()
     store = FeatureStore(tmp_path, CountingEncoder(), ds)
     done = [i for i in LENGTHS if store.has(i)]
     assert len(done) == 2
     assert not list(store.directory.glob(".*.tmp"))  # nothing half-written
     enc = CountingEncoder()
     seen: list[tuple[float, str]] = []
-    report = FeatureStore(tmp_path, enc, ds).extract_all(progress=lambda f, m: seen.append((f, m)))
+    report = FeatureExtractor(FeatureStore(tmp_path, enc, ds)).extract(progress=lambda f, m: seen.append((f, m)))
     assert enc.calls == len(LENGTHS) - 2
     assert report.extracted == len(LENGTHS) - 2 and report.skipped == 2
     remaining = sum(math.ceil(n / 1) for i, n in LENGTHS.items() if i not in done)
     assert seen[0][0] == 0.0 and seen[-1][0] == 1.0 and seen[-1][1].startswith(f"{remaining}/{remaining} frames")
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)  # counted in frames, never backwards
     assert all(store.has(i) for i in LENGTHS)
-    assert FeatureStore(tmp_path, enc, ds).extract_all().extracted == 0
+    assert FeatureExtractor(FeatureStore(tmp_path, enc, ds)).extract().extracted == 0
 
 
 def test_corrupt_file_is_reextracted(tmp_path: Path) -> None:
@@ -117,7 +118,7 @@ def test_corrupt_file_is_reextracted(tmp_path: Path) -> None:
     with pytest.warns(RuntimeWarning, match="damaged"):
         store.get("P01_01_0")
     path.write_bytes(b"garbage")
-    assert store.extract_all(["P01_01_0"]).extracted == 1
+    assert FeatureExtractor(store).extract(["P01_01_0"]).extracted == 1
     np.testing.assert_array_equal(store.get("P01_01_0"), good)
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from core.data.gulp import GulpClipDataset, SegmentToWrite, write_dataset_info, write_gulp
+from core.feature_extraction import FeatureExtractor
 from core.features import FORMAT_VERSION, FeatureStore
 from core.frame_reader import FrameJob, read_batches
 from core.models.training import FeatureBank, centre_rows, uniform_rows
@@ -119,7 +120,7 @@ def test_bulk_run_skips_a_damaged_clip_and_finishes_the_rest(tmp_path: Path) -> 
     ds = BrokenDataset({"a": 10, "bad": 6, "c": 3})
     store = FeatureStore(tmp_path, RowCountingEncoder(), ds)
     seen: list[tuple[float, str]] = []
-    report = store.extract_all(progress=lambda f, m: seen.append((f, m)), chunk=4)
+    report = FeatureExtractor(store).extract(progress=lambda f, m: seen.append((f, m)), chunk=4)
     assert report.extracted == 2 and report.frames == 13 and [c.clip_id for c in report.failed] == ["bad"]
     assert "Not a JPEG" in report.failed[0].problem
     assert store.has("a") and store.has("c") and not store.has("bad") and not store.partial_path("bad").exists()
@@ -132,10 +133,10 @@ def test_bulk_run_of_chosen_rows_only(tmp_path: Path) -> None:
     enc = RowCountingEncoder()
     store = FeatureStore(tmp_path, enc, FakeDataset(LENGTHS))
     rows = {"a": uniform_rows(10, 4), "b": centre_rows(7, 3)}
-    report = store.extract_all(rows=rows)
+    report = FeatureExtractor(store).extract(rows=rows)
     assert report.frames == enc.frames == 4 + len(rows["b"]) and report.extracted == 2
     np.testing.assert_array_equal(store.filled_rows("a"), rows["a"])
-    assert store.extract_all(rows=rows).frames == 0  # all there: nothing recomputed
+    assert FeatureExtractor(store).extract(rows=rows).frames == 0  # all there: nothing recomputed
 
 
 def test_uniform_and_centre_rows() -> None:

@@ -22,13 +22,11 @@ per video, listed in ``ingest_failures.csv`` and make the ingest raise
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -62,6 +60,7 @@ from core.data.gulp import (
     write_gulp,
 )
 from core.commands import cli_command
+from core.data.epic_report import IngestIncomplete, IngestReport, failures_csv
 from core.data.gulp_manifest import file_record
 from core.errors import UserError
 from core.io_utils import atomic_write_text, remove_dead_temp_files
@@ -258,95 +257,6 @@ def _ordered(pool: ThreadPoolExecutor | None, paths: list[Path], window: int) ->
             f.cancel()
 
 
-# ----------------------------------------------------------------------------- report
-
-
-@dataclass
-class IngestReport:
-    """Result of :func:`ingest_epic`.
-
-    ``missing``: (narration_id, first missing frame path) of segments whose video folder
-    exists; ``missing_videos``: video ids without a folder (their segments are not tried);
-    ``other_failures``: (narration_id, reason), e.g. an unreadable frame.
-    """
-
-    out_root: Path
-    n_segments: int
-    gulp: GulpWriteReport
-    val_videos: list[str]
-    missing: list[tuple[str, str]] = field(default_factory=list)
-    other_failures: list[tuple[str, str]] = field(default_factory=list)
-    missing_videos: list[str] = field(default_factory=list)
-    n_videos: int = 0
-    segments_of_missing_videos: int = 0
-    video_of: dict[str, str] = field(default_factory=dict)
-    failures_path: Path | None = None
-    split_moved: int = 0
-
-    @property
-    def n_skipped(self) -> int:
-        return self.segments_of_missing_videos + len(self.missing) + len(self.other_failures)
-
-    def summary(self) -> str:
-        repaired = (f", {len(self.gulp.repaired)} damaged chunks repaired ({len(self.gulp.damaged)} damaged segments, "
-                    f"{len(self.gulp.damaged) - len(self.gulp.lost)} restored, {len(self.gulp.lost)} lost)") if self.gulp.repaired else ""
-        return (
-            f"EPIC ingest into {self.out_root}: {self.n_segments} segments, "
-            f"{len(self.gulp.written)} written, {len(self.gulp.skipped)} already present{repaired}, "
-            f"{self.n_skipped} skipped ({self.segments_of_missing_videos} of missing video folders, "
-            f"{len(self.missing)} for missing frames, {len(self.other_failures)} other failures); "
-            f"val videos: {', '.join(self.val_videos) or 'none'}."
-        )
-
-    def failure_summary(self, limit: int = 8) -> str:
-        """Per video first ("15 of 22 video folders are missing: P01_01, …"), then per-segment problems."""
-        def names(items: list[str]) -> str:
-            return ", ".join(items[:limit]) + (f", … ({len(items)} in all)" if len(items) > limit else "")
-
-        lines = [f"{self.n_skipped:,} of {self.n_segments:,} segments were skipped."]
-        if self.missing_videos:
-            lines.append(f"{len(self.missing_videos)} of {self.n_videos} video folders are missing: {names(self.missing_videos)} "
-                         f"({self.segments_of_missing_videos:,} segments).")
-        if self.missing:
-            per_video = Counter(self.video_of.get(n, "?") for n, _ in self.missing)
-            example: dict[str, str] = {}
-            for n, path in self.missing:
-                example.setdefault(self.video_of.get(n, "?"), path)
-            lines.append(f"{len(self.missing):,} segments in {len(per_video)} videos miss frames: "
-                         + names([f"{v} ({c} segments, e.g. {example[v]})"
-                                  for v, c in sorted(per_video.items(), key=lambda kv: natural_key(kv[0]))]) + ".")
-        if self.other_failures:
-            lines.append(f"{len(self.other_failures):,} segments have unreadable frames: "
-                         + names([f"{n} ({why.split(' Fix:')[0]})" for n, why in self.other_failures]) + ".")
-        if self.gulp.repaired:
-            lines.append(f"Repaired {len(self.gulp.repaired)} damaged chunk(s): " + "; ".join(self.gulp.repaired) + ".")
-        if self.gulp.lost:
-            lines.append(f"{len(self.gulp.lost):,} segments the dataset had are lost (their stored data was damaged and their "
-                         f"source frames are missing): {names(sorted(self.gulp.lost, key=natural_key))}; "
-                         f"listed in {self.out_root / GULP_SUBDIR / 'lost.json'}.")
-        if self.failures_path is not None:
-            lines.append(f"Full list: {self.failures_path}")
-        return "\n".join(lines)
-
-
-class IngestIncomplete(UserError):
-    """Segments were skipped and ``allow_missing`` was off; ``report`` says which."""
-
-    def __init__(self, report: IngestReport, fix: str) -> None:
-        self.report = report
-        super().__init__(report.failure_summary(), fix)
-
-
-def _failures_csv(report: IngestReport, missing_rows: list[tuple[str, str, str]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["narration_id", "video_id", "problem", "path"])
-    w.writerows((nid, video, "video folder missing", path) for nid, video, path in missing_rows)
-    w.writerows((nid, report.video_of.get(nid, ""), "missing frame", path) for nid, path in report.missing)
-    w.writerows((nid, report.video_of.get(nid, ""), reason, "") for nid, reason in report.other_failures)
-    return buf.getvalue()
-
-
 # ----------------------------------------------------------------------------- ingest
 
 
@@ -400,13 +310,59 @@ def ingest_epic(
     :func:`core.commands.cli_command` ``ingest --dataset <folder name>``).
     """
     frames_root, out_root = Path(frames_root), Path(out_root)
+    plan = _plan(frames_root, annotations, out_root, participants=participants if participants is not None else participant,
+                 verb_classes=verb_classes, noun_classes=noun_classes, val_videos=val_videos, frame_stride=frame_stride,
+                 max_frames_per_segment=max_frames_per_segment, val_annotations=val_annotations, threads=threads)
+    out_root.mkdir(parents=True, exist_ok=True)
+    remove_dead_temp_files(out_root)  # an ingest killed while writing dataset.json, the CSVs, ...
+    _check_inputs(out_root, plan.inputs, command or cli_command("ingest", dataset=out_root.name))
+    atomic_write_text(out_root / SETTINGS_FILE, json.dumps({"inputs": plan.inputs}, indent=2) + "\n")
+    missing: dict[str, str] = {}
+    gulp_report = _write(plan, out_root, missing, threads=threads, verify=verify, progress=progress)
+    stored, final_val, moved = _settle_splits(plan, out_root)
+    report = _report(plan, out_root, gulp_report, missing, stored, final_val, moved)
+    _finish(plan, out_root, report, allow_missing)
+    return report
+
+
+@dataclass
+class _IngestPlan:
+    """What an ingest will write: the annotations in writing order, where each video's frames
+    are, which videos are present, the provisional val split and the content's inputs."""
+
+    ann: pd.DataFrame  # every segment, in writing order (video, start frame, id)
+    videos: list[str]
+    video_dirs: dict[str, Path]
+    present: list[str]
+    wanted: list[str] | str
+    val_videos: Sequence[str] | None
+    val_ids: set[str] | None  # the val split's segments when a validation annotation file defines it
+    val_set: set[str]  # provisional val videos (fixed from what was ingested)
+    verb_names: list[str]
+    noun_names: list[str]
+    frame_stride: int
+    max_frames_per_segment: int | None
+    inputs: dict[str, Any]
+
+    def split_of(self, nid: str, video: str, val: set[str]) -> str:
+        return "val" if (nid in self.val_ids if self.val_ids is not None else video in val) else "train"
+
+    @property
+    def todo(self) -> pd.DataFrame:
+        return self.ann[self.ann["video_id"].isin(self.present)]
+
+
+def _plan(frames_root: Path, annotations: Path, out_root: Path, *, participants: str | Sequence[str] | None,
+          verb_classes: Path | None, noun_classes: Path | None, val_videos: Sequence[str] | None, frame_stride: int,
+          max_frames_per_segment: int | None, val_annotations: Path | None, threads: int) -> _IngestPlan:
+    """Check the settings and read the annotations; nothing is written (UserError on any problem)."""
     if frame_stride < 1:
         raise UserError(f"frame_stride must be at least 1, got {frame_stride}.", "Pass 1 to keep every frame.")
     if max_frames_per_segment is not None and max_frames_per_segment < 1:
         raise UserError(f"max_frames_per_segment must be at least 1, got {max_frames_per_segment}.", "Pass a positive number or None.")
     if threads < 1:
         raise UserError(f"threads must be at least 1, got {threads}.", "Pass 1 or more JPEG workers.")
-    wanted = parse_participants(participants if participants is not None else participant)
+    wanted = parse_participants(participants)
     ann = select_participants(load_annotations(annotations, None), wanted, Path(annotations))
     val_ids: set[str] | None = None
     if val_annotations is not None:
@@ -417,15 +373,13 @@ def ingest_epic(
         val_ids = set(val_ann.index)
         ann = pd.concat([ann[~ann.index.isin(val_ann.index)], val_ann])
     verb_names, noun_names = load_class_names(verb_classes, noun_classes, ann)
-
     videos = sorted(ann["video_id"].unique(), key=natural_key)
     participant_of = dict(zip(ann["video_id"], ann["participant_id"]))
     video_dirs = {v: _video_dir(frames_root, participant_of[v], v) for v in videos}
     present = [v for v in videos if video_dirs[v].is_dir()]
     if not present:
-        first = video_dirs[videos[0]]
         raise UserError(
-            f"None of the {len(videos)} video folders exist under {frames_root} (e.g. expected {first}).",
+            f"None of the {len(videos)} video folders exist under {frames_root} (e.g. expected {video_dirs[videos[0]]}).",
             f"Extract each video's RGB frames into {frames_root}/<participant>/<video_id>/frame_0000000001.jpg, "
             "or pass the folder that contains the participant folders.",
         )
@@ -435,95 +389,108 @@ def ingest_epic(
             raise UserError(f"val_videos {', '.join(unknown)} have no annotations for these participants.", f"Pick from {', '.join(videos)}.")
     inputs = ingest_inputs(annotations, participants=wanted, frame_stride=frame_stride, max_frames_per_segment=max_frames_per_segment,
                            val_videos=val_videos, val_annotations=val_annotations)
-    out_root.mkdir(parents=True, exist_ok=True)
-    remove_dead_temp_files(out_root)  # an ingest killed while writing dataset.json, the CSVs, ...
-    _check_inputs(out_root, inputs, command or cli_command("ingest", dataset=out_root.name))
-    atomic_write_text(out_root / SETTINGS_FILE, json.dumps({"inputs": inputs}, indent=2) + "\n")
-
-    def split_of(nid: str, video: str, val: set[str]) -> str:
-        return "val" if (nid in val_ids if val_ids is not None else video in val) else "train"
-
-    # Provisional default split among the videos present; fixed below from what was ingested.
-    val_set = set(map(str, val_videos)) if val_videos is not None else set(_val_split(ann, present))
     video_rank = {v: i for i, v in enumerate(videos)}
     order = np.lexsort((ann.index.to_numpy().astype(str), ann["start_frame"].to_numpy(), ann["video_id"].map(video_rank).to_numpy()))
-    ann = ann.iloc[order]
-    todo = ann[ann["video_id"].isin(present)]
-    missing: dict[str, str] = {}
+    # Provisional default split among the videos present; fixed from what was ingested (_settle_splits).
+    val_set = set(map(str, val_videos)) if val_videos is not None else set(_val_split(ann, present))
+    return _IngestPlan(ann=ann.iloc[order], videos=videos, video_dirs=video_dirs, present=present, wanted=wanted, val_videos=val_videos,
+                       val_ids=val_ids, val_set=val_set, verb_names=verb_names, noun_names=noun_names, frame_stride=int(frame_stride),
+                       max_frames_per_segment=max_frames_per_segment, inputs=inputs)
+
+
+def _write(plan: _IngestPlan, out_root: Path, missing: dict[str, str], *, threads: int, verify: bool,
+           progress: Progress | None) -> GulpWriteReport:
+    """Gulp the segments of the videos present (resuming and repairing); ``missing`` collects
+    the first missing frame of each segment that lacks one."""
+    todo, stride, cap = plan.todo, plan.frame_stride, plan.max_frames_per_segment
 
     def segments(pool: ThreadPoolExecutor | None) -> Iterator[SegmentToWrite]:
         for nid, row in todo.iterrows():
             meta = {"narration_id": nid}
             meta.update({c: row[c] for c in REQUIRED_COLUMNS if c != "narration_id"})
             meta.update({c: str(row[c]) for c in OPTIONAL_META_COLUMNS if c in row.index and pd.notna(row[c])})
-            meta["split"] = split_of(str(nid), row["video_id"], val_set)
-            numbers = segment_frame_numbers(row["start_frame"], row["stop_frame"], frame_stride, max_frames_per_segment)
-            meta["frame_stride"] = int(frame_stride)
+            meta["split"] = plan.split_of(str(nid), row["video_id"], plan.val_set)
+            numbers = segment_frame_numbers(row["start_frame"], row["stop_frame"], stride, cap)
+            meta["frame_stride"] = stride
             meta["first_frame"], meta["last_frame"] = numbers[0], numbers[-1]
-            meta["subsampled"] = len(numbers) < len(range(int(row["start_frame"]), int(row["stop_frame"]) + 1, frame_stride))
-            yield SegmentToWrite(meta=meta, load_frames=_frame_loader(str(nid), video_dirs[row["video_id"]], numbers, missing, pool, 4 * threads))
+            meta["subsampled"] = len(numbers) < len(range(int(row["start_frame"]), int(row["stop_frame"]) + 1, stride))
+            loader = _frame_loader(str(nid), plan.video_dirs[row["video_id"]], numbers, missing, pool, 4 * threads)
+            yield SegmentToWrite(meta=meta, load_frames=loader)
 
     pool = ThreadPoolExecutor(threads, thread_name_prefix="ingest-jpeg") if threads > 1 else None
     try:
-        gulp_report = write_gulp(out_root / GULP_SUBDIR, segments(pool), progress=progress, total=len(todo), jpeg_quality=JPEG_QUALITY,
-                                 verify=verify)
+        return write_gulp(out_root / GULP_SUBDIR, segments(pool), progress=progress, total=len(todo), jpeg_quality=JPEG_QUALITY,
+                          verify=verify)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    # The val split among the videos actually ingested (resumes may add videos: move segments).
+
+def _settle_splits(plan: _IngestPlan, out_root: Path) -> tuple[dict[str, dict], set[str], int]:
+    """The val split among the videos actually ingested (a resume may add videos: move
+    segments); returns (stored segments' meta, final val videos, segments moved)."""
     stored = read_segment_metas(out_root / GULP_SUBDIR)
     ingested = sorted({str(m.get("video_id")) for m in stored.values()}, key=natural_key)
-    final_val = set(map(str, val_videos)) if val_videos is not None else set(_val_split(ann, ingested))
-    moves = {nid: {"split": split_of(nid, str(m.get("video_id")), final_val)} for nid, m in stored.items()}
+    final_val = set(map(str, plan.val_videos)) if plan.val_videos is not None else set(_val_split(plan.ann, ingested))
+    moves = {nid: {"split": plan.split_of(nid, str(m.get("video_id")), final_val)} for nid, m in stored.items()}
     moved = update_segment_meta(out_root / GULP_SUBDIR, {n: u for n, u in moves.items() if stored[n].get("split") != u["split"]})
-    if val_ids is not None:
-        final_val = {str(m.get("video_id")) for n, m in stored.items() if n in val_ids}
+    if plan.val_ids is not None:
+        final_val = {str(m.get("video_id")) for n, m in stored.items() if n in plan.val_ids}
+    return stored, final_val, moved
 
+
+def _report(plan: _IngestPlan, out_root: Path, gulp_report: GulpWriteReport, missing: dict[str, str], stored: dict[str, dict],
+            final_val: set[str], moved: int) -> IngestReport:
+    """What was skipped and why, per video and per segment; writes ``ingest_failures.csv``."""
+    ann, present = plan.ann, set(plan.present)
     # Segments of a missing video folder that the dataset already holds are not skipped (a repair
     # keeps them); only those it lacks are.
-    missing_rows = [(str(n), v, str(video_dirs[v])) for n, v in zip(ann.index, ann["video_id"])
-                    if v not in set(present) and str(n) not in stored]
+    missing_rows = [(str(n), v, str(plan.video_dirs[v])) for n, v in zip(ann.index, ann["video_id"])
+                    if v not in present and str(n) not in stored]
     report = IngestReport(
         out_root=out_root, n_segments=len(ann), gulp=gulp_report, val_videos=sorted(final_val, key=natural_key),
         missing=[(nid, missing[nid]) for nid, _ in gulp_report.failed if nid in missing],
         other_failures=[(nid, reason) for nid, reason in gulp_report.failed if nid not in missing],
-        missing_videos=sorted({v for _n, v, _p in missing_rows}, key=natural_key), n_videos=len(videos),
+        missing_videos=sorted({v for _n, v, _p in missing_rows}, key=natural_key), n_videos=len(plan.videos),
         segments_of_missing_videos=len(missing_rows), video_of=dict(zip(ann.index.astype(str), ann["video_id"])), split_moved=moved,
     )
-    write_class_csvs(out_root, verb_names, noun_names)
     failures_path = out_root / FAILURES_FILE
     if report.n_skipped:
-        atomic_write_text(failures_path, _failures_csv(report, missing_rows))
+        atomic_write_text(failures_path, failures_csv(report, missing_rows))
         report.failures_path = failures_path
     else:
         failures_path.unlink(missing_ok=True)
+    return report
+
+
+def _finish(plan: _IngestPlan, out_root: Path, report: IngestReport, allow_missing: bool) -> None:
+    """Class CSVs, then (unless segments were skipped or lost and that was not accepted)
+    ``dataset.json``, last: its presence means the folder is a usable dataset."""
+    write_class_csvs(out_root, plan.verb_names, plan.noun_names)
     # A dataset already built with skipped segments accepted them: resuming or repairing it
-    # with the same inputs (checked above) keeps accepting as many.
+    # with the same inputs (checked before writing) keeps accepting as many.
     accepted, accepted_lost = _accepted_skips(out_root)
-    lost = set(gulp_report.lost)
+    lost = set(report.gulp.lost)
     if not allow_missing and ((report.n_skipped and report.n_skipped > accepted) or not lost <= accepted_lost):
         raise IngestIncomplete(report, "Extract the missing frames and rerun the ingest (it resumes), or accept the skipped segments with allow_missing.")
-    # dataset.json last: its presence means the folder is a usable dataset.
     write_dataset_info(
         out_root,
         {
             "name": out_root.name,
             "kind": "epic",
-            "participants": wanted,
-            "frame_stride": int(frame_stride),
-            "max_frames_per_segment": max_frames_per_segment,
+            "participants": plan.wanted,
+            "frame_stride": plan.frame_stride,
+            "max_frames_per_segment": plan.max_frames_per_segment,
             "val_videos": report.val_videos,
-            "annotations": inputs["annotations"],
-            "val_annotations": inputs["val_annotations"],
-            "val_fraction_default": VAL_FRACTION if val_videos is None and val_annotations is None else None,
+            "annotations": plan.inputs["annotations"],
+            "val_annotations": plan.inputs["val_annotations"],
+            "val_fraction_default": VAL_FRACTION if plan.val_videos is None and plan.inputs["val_annotations"] is None else None,
             "short_side": SHORT_SIDE,
             "n_skipped": report.n_skipped,
             # Segments the dataset had and lost (damaged, sources gone) that this ingest accepted.
             "accepted_lost": sorted(lost),
         },
     )
-    return report
 
 
 def _accepted_skips(out_root: Path) -> tuple[int, set[str]]:

@@ -28,16 +28,16 @@ import numpy as np
 import pandas as pd
 
 from core.data.gulp_format import (  # noqa: F401  (encode_jpeg is re-exported for the EPIC ingest)
-    _DATA_RE,
-    _REBUILD_FIX,
+    DATA_RE,
+    REBUILD_FIX,
     CONTENT_KEY,
-    _json_default,
-    _clean_meta,
+    json_default,
+    clean_meta,
     encode_jpeg,
-    _chunk_paths,
-    _scan_chunks,
-    _validate_chunk_meta,
-    _check_data_size,
+    chunk_paths,
+    scan_chunks,
+    validate_chunk_meta,
+    check_data_size,
     load_chunk_meta,
 )
 from core.data.gulp_manifest import ManifestCheck, check_chunks, chunk_record, read_manifest, segment_record_hash, write_manifest
@@ -56,14 +56,14 @@ GULP_SUBDIR = "gulp"
 def check_gulp(gulp_dir: Path) -> ManifestCheck:
     """Compare the chunks of ``gulp_dir`` with its manifest (fast: hashes only files whose
     mtime changed; a damaged chunk is read segment by segment to count exactly)."""
-    data, meta = _scan_chunks(Path(gulp_dir))
+    data, meta = scan_chunks(Path(gulp_dir))
     return check_chunks(data, meta, read_manifest(Path(gulp_dir)))
 
 
 
 def read_segment_metas(gulp_dir: Path) -> dict[str, dict]:
     """``{narration_id: meta dict}`` of every committed segment of ``gulp_dir`` (meta files only)."""
-    data, meta = _scan_chunks(Path(gulp_dir))
+    data, meta = scan_chunks(Path(gulp_dir))
     out: dict[str, dict] = {}
     for k in sorted(set(data) & set(meta)):
         for id_, entry in load_chunk_meta(meta[k]).items():
@@ -78,7 +78,7 @@ def update_segment_meta(gulp_dir: Path, updates: dict[str, dict]) -> int:
     and the manifest follows them. Returns the number of segments changed.
     """
     gulp_dir = Path(gulp_dir)
-    data, meta = _scan_chunks(gulp_dir)
+    data, meta = scan_chunks(gulp_dir)
     manifest = read_manifest(gulp_dir) or {}
     changed = 0
     for k in sorted(set(data) & set(meta)):
@@ -87,7 +87,7 @@ def update_segment_meta(gulp_dir: Path, updates: dict[str, dict]) -> int:
         for id_, entry in chunk.items():
             new = updates.get(id_)
             if new and any(entry["meta_data"][0].get(key) != value for key, value in new.items()):
-                entry["meta_data"][0].update(_clean_meta(new))
+                entry["meta_data"][0].update(clean_meta(new))
                 n += 1
         if n:
             atomic_write_text(meta[k], json.dumps(chunk))
@@ -113,9 +113,9 @@ def write_dataset_info(root: Path, info: dict) -> dict:
     out.setdefault("name", root.name)
     if "n_clips" not in out:
         gulp_dir = root / GULP_SUBDIR
-        data, meta = _scan_chunks(gulp_dir)
+        data, meta = scan_chunks(gulp_dir)
         out["n_clips"] = sum(len(load_chunk_meta(meta[k])) for k in set(data) & set(meta))
-    atomic_write_text(root / DATASET_INFO_FILE, json.dumps(out, indent=2, default=_json_default) + "\n")
+    atomic_write_text(root / DATASET_INFO_FILE, json.dumps(out, indent=2, default=json_default) + "\n")
     return out
 
 
@@ -208,7 +208,7 @@ class GulpClipDataset:
         self.repair_command = repair_command
         self.rehash_commands = rehash_commands  # repair damage that kept a chunk's size and mtime (bit rot)
         gulp_dir = self.root / GULP_SUBDIR
-        data, meta = _scan_chunks(gulp_dir)
+        data, meta = scan_chunks(gulp_dir)
         if not meta:
             raise UserError(f"Dataset {self.root} has no gulp chunks in {gulp_dir}.", self._fix())
         self.check: ManifestCheck = check_chunks(data, meta, read_manifest(gulp_dir))
@@ -238,7 +238,7 @@ class GulpClipDataset:
         self._verified: set[str] = set()  # segments whose records were hashed against content_sha256
 
     def _fix(self) -> str:
-        return f"Repair it: `{self.repair_command}`." if self.repair_command else _REBUILD_FIX
+        return f"Repair it: `{self.repair_command}`." if self.repair_command else REBUILD_FIX
 
     def _index(self, chunk_metas: list[tuple[Path, Path, dict]]) -> None:
         """Validate every chunk and build ``meta`` and the id -> data file lookup."""
@@ -246,8 +246,8 @@ class GulpClipDataset:
         self._chunk_of: dict[str, Path] = {}
         self._frame_info: dict[str, list] = {}
         for data_path, meta_path, chunk_meta in chunk_metas:
-            _validate_chunk_meta(chunk_meta, meta_path)
-            _check_data_size(data_path, chunk_meta)
+            validate_chunk_meta(chunk_meta, meta_path)
+            check_data_size(data_path, chunk_meta)
             for id_, entry in chunk_meta.items():
                 if id_ in self._chunk_of:
                     raise UserError(
@@ -286,7 +286,7 @@ class GulpClipDataset:
 
     def _legacy_fingerprint(self, id_: str) -> str:
         data_path = self._chunk_of[id_]
-        m = _DATA_RE.match(data_path.name)
+        m = DATA_RE.match(data_path.name)
         entry = self._manifest.get(int(m.group(1))) if m else None
         if entry and entry.get("data", {}).get("sha256"):
             return stable_hash({"chunk": entry["data"]["sha256"], "frame_info": self._frame_info[id_]})
@@ -357,8 +357,8 @@ class GulpClipDataset:
     def chunk_files(self, narration_id: str) -> tuple[Path, Path]:
         """``(data_<k>.gulp, meta_<k>.gmeta)`` holding the clip (what to delete when it is damaged)."""
         data = self._chunk_of[self._check_id(narration_id)]
-        k = int(_DATA_RE.match(data.name).group(1))  # type: ignore[union-attr]
-        return _chunk_paths(data.parent, k)
+        k = int(DATA_RE.match(data.name).group(1))  # type: ignore[union-attr]
+        return chunk_paths(data.parent, k)
 
     def _verify(self, id_: str) -> None:
         """Hash the segment's stored records against its ``content_sha256`` on its first read.

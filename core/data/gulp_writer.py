@@ -29,13 +29,13 @@ import numpy as np
 
 from core.data.gulp_format import (
     CONTENT_KEY,
-    _TMP_PREFIX,
-    _TMP_SUFFIX,
-    _check_data_size,
-    _chunk_paths,
-    _clean_meta,
-    _encode_jpeg,
-    _scan_chunks,
+    TMP_PREFIX,
+    TMP_SUFFIX,
+    check_data_size,
+    chunk_paths,
+    clean_meta,
+    encode_jpeg,
+    scan_chunks,
     load_chunk_meta,
 )
 from core.data.gulp_manifest import check_chunks, chunk_record, read_manifest, write_manifest
@@ -131,9 +131,9 @@ class _ChunkBuilder:
     """Streams one chunk's JPEG records to a temp file; ``commit`` renames it into place."""
 
     def __init__(self, gulp_dir: Path, k: int, quality: int) -> None:
-        self.data_path, self.meta_path = _chunk_paths(gulp_dir, k)
-        self.tmp_data = gulp_dir / f"{_TMP_PREFIX}{self.data_path.name}{_TMP_SUFFIX}"
-        self.tmp_meta = gulp_dir / f"{_TMP_PREFIX}{self.meta_path.name}{_TMP_SUFFIX}"
+        self.data_path, self.meta_path = chunk_paths(gulp_dir, k)
+        self.tmp_data = gulp_dir / f"{TMP_PREFIX}{self.data_path.name}{TMP_SUFFIX}"
+        self.tmp_meta = gulp_dir / f"{TMP_PREFIX}{self.meta_path.name}{TMP_SUFFIX}"
         self.quality = quality
         self.meta: "OrderedDict[str, Any]" = OrderedDict()
         self.fh = open(self.tmp_data, "wb")
@@ -153,7 +153,7 @@ class _ChunkBuilder:
         digest = hashlib.sha256()
         try:
             for frame in frames:
-                jpeg = frame if isinstance(frame, bytes) else _encode_jpeg(frame, self.quality)
+                jpeg = frame if isinstance(frame, bytes) else encode_jpeg(frame, self.quality)
                 record = jpeg + b"\0" * ((4 - len(jpeg) % 4) % 4)
                 infos.append([self.fh.tell(), len(record) - len(jpeg), len(record)])
                 self.fh.write(record)
@@ -203,9 +203,9 @@ def _finish_journal(gulp_dir: Path, manifest: dict[int, dict]) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return
-    new_data, new_meta = _chunk_paths(gulp_dir, new)
+    new_data, new_meta = chunk_paths(gulp_dir, new)
     if new_meta.exists() and new_data.exists():  # the copy was committed: drop the damaged original
-        for p in reversed(_chunk_paths(gulp_dir, old)):
+        for p in reversed(chunk_paths(gulp_dir, old)):
             p.unlink(missing_ok=True)
         manifest.pop(old, None)
         manifest[new] = chunk_record(new_data, new_meta, load_chunk_meta(new_meta))
@@ -220,7 +220,7 @@ def _salvage(gulp_dir: Path, k: int, healthy: dict[str, Any], new_k: int, manife
     before the commit leaves chunk ``k`` as it was (the repair starts again) and a kill
     after it finishes by deleting ``k`` (:func:`_finish_journal`).
     """
-    data_k, meta_k = _chunk_paths(gulp_dir, k)
+    data_k, meta_k = chunk_paths(gulp_dir, k)
     if healthy:
         atomic_write_text(gulp_dir / _JOURNAL, json.dumps({"old": k, "new": new_k}))
         builder = _ChunkBuilder(gulp_dir, new_k, 90)
@@ -247,9 +247,9 @@ def _prepare_gulp_dir(gulp_dir: Path, report: GulpWriteReport, verify: bool = Fa
     manifest = read_manifest(gulp_dir) or {}
     _finish_journal(gulp_dir, manifest)
     for p in gulp_dir.iterdir():
-        if p.name.startswith(_TMP_PREFIX) or (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)):
+        if p.name.startswith(TMP_PREFIX) or (p.name.startswith(".") and p.name.endswith(TMP_SUFFIX)):
             p.unlink(missing_ok=True)
-    data, meta = _scan_chunks(gulp_dir)
+    data, meta = scan_chunks(gulp_dir)
     check = check_chunks(data, meta, manifest, deep=verify)
     next_free = max([*data, *meta, *manifest, -1]) + 1
     doomed = {i: "its stored data was damaged" for k in check.damaged for i in check.broken.get(k, [])}
@@ -263,7 +263,7 @@ def _prepare_gulp_dir(gulp_dir: Path, report: GulpWriteReport, verify: bool = Fa
         _salvage(gulp_dir, k, healthy, next_free, manifest)
         if healthy:
             next_free += 1
-    data, meta = _scan_chunks(gulp_dir)
+    data, meta = scan_chunks(gulp_dir)
     # Data without meta = never committed; meta without data = its data was deleted
     # (e.g. by hand). Either way the chunk is void.
     for k in set(data) - set(meta):
@@ -276,7 +276,7 @@ def _prepare_gulp_dir(gulp_dir: Path, report: GulpWriteReport, verify: bool = Fa
     for k in committed:
         chunk_meta = load_chunk_meta(meta[k])
         if k not in manifest:  # committed by a run interrupted before its manifest update: adopt it
-            _check_data_size(data[k], chunk_meta)
+            check_data_size(data[k], chunk_meta)
             manifest[k] = chunk_record(data[k], meta[k], chunk_meta)
         present.update(chunk_meta.keys())
     for k in set(manifest) - set(committed):
@@ -351,7 +351,7 @@ def write_gulp(
             if id_ in present:
                 report.skipped.append(id_)
                 continue
-            meta = _clean_meta({k: v for k, v in seg.meta.items() if k != CONTENT_KEY})
+            meta = clean_meta({k: v for k, v in seg.meta.items() if k != CONTENT_KEY})
             if builder is None:
                 builder = _ChunkBuilder(out_dir, next_k, jpeg_quality)
             try:

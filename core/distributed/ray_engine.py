@@ -33,7 +33,8 @@ from core.backbones.base import FrameEncoder
 from core.commands import pip_command, tool_command
 from core.data.gulp import GulpClipDataset
 from core.errors import UserError
-from core.features import DamagedClip, ExtractReport, FeatureStore
+from core.feature_extraction import DamagedClip, ExtractReport
+from core.features import FeatureStore
 from core.paths import PROJECT_ROOT
 from core.runtime import Progress, or_silent
 
@@ -146,7 +147,7 @@ def plan_extraction(store: FeatureStore, ids: Iterable[str] | None = None, *, ro
 
     Args:
         ids: clips (default: every clip of the dataset, or the keys of ``rows``).
-        rows: only these feature rows per clip (as :meth:`FeatureStore.extract_all`).
+        rows: only these feature rows per clip (as :meth:`core.feature_extraction.FeatureExtractor.extract`).
         unit_frames: rows per unit.
     """
     if rows is not None:

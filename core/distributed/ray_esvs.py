@@ -165,7 +165,7 @@ class RayESVEngine:
                               "clip": json.dumps(clip.to_dict(), default=_json_default), "features": feats.tobytes()})
         shared = {
             "name": ws.name, "heads_key": ws.heads_key(), "feature_stride": ws.feature_stride,
-            "feature_dim": ws.artifacts.feature_store.feature_dim, "heads": {t: ws.heads(t) for t in job.tasks}, "priors": {t: ws.priors(t) for t in job.tasks},
+            "feature_dim": ws.feature_store.feature_dim, "heads": {t: ws.heads(t) for t in job.tasks}, "priors": {t: ws.priors(t) for t in job.tasks},
             "class_names": {t: ws.class_names(t) for t in job.tasks},
         }
         with ray_cluster(self.options) as ray:

@@ -30,7 +30,8 @@ from core.data.gulp import GulpClipDataset
 from core.data.sampling import segment_centre_indices
 from core.data.sources.base import DatasetSource
 from core.errors import UserError
-from core.features import ExtractReport, FeatureStore
+from core.feature_extraction import ExtractReport, FeatureExtractor
+from core.features import FeatureStore
 from core.io_utils import stable_hash
 from core.models.io import HeadSet, load_fork_heads, load_head_set
 from core.models.priors import load_priors
@@ -52,7 +53,7 @@ class Artifacts:
         encoder: a ready frame encoder to use instead of the source's (tests, benchmarks).
         threads: torch intra-op threads while extracting features (None = leave torch's setting).
         decode_workers: processes decoding frames during bulk extraction (None = automatic,
-            see :meth:`core.features.FeatureStore.extract_all`).
+            see :meth:`core.feature_extraction.FeatureExtractor.extract`).
     """
 
     def __init__(self, source: DatasetSource, *, train_config: TrainConfig | None = None, device: str | None = None,
@@ -253,9 +254,9 @@ class Artifacts:
 
     def extract(self, rows: dict[str, np.ndarray] | None = None, progress: Progress | None = None) -> ExtractReport:
         """Bulk extraction (every missing row of every clip, or only ``rows`` per clip) with
-        this dataset's device, threads and decode workers (:meth:`FeatureStore.extract_all`)."""
+        this dataset's device, threads and decode workers (:meth:`FeatureExtractor.extract`)."""
         with torch_threads(self.threads):
-            return self.feature_store.extract_all(
+            return FeatureExtractor(self.feature_store).extract(
                 rows=rows, progress=progress, device=self.device, workers=self.decode_workers,
                 open_dataset=functools.partial(GulpClipDataset, self.source.root),
             )

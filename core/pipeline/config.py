@@ -8,7 +8,6 @@ Only data sources that need paths (EPIC) read their section; see
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from pathlib import Path
 from typing import Any

@@ -20,7 +20,7 @@ from typing import ClassVar, Sequence
 import pandas as pd
 
 from core.errors import UserError
-from core.features import DamagedClip
+from core.feature_extraction import DamagedClip
 from core.io_utils import atomic_write_text, remove_dead_temp_files
 from core.models.io import load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
@@ -173,10 +173,6 @@ class FeaturesStep(PipelineStep):
         if missing:
             return False, f"{len(ids) - missing}/{len(ids)} clips have all their features in {store.directory} (the others are computed when explored)"
         return True, f"{len(ids)} clips, D={store.feature_dim}, stride {store.stride}"
-
-    def frames_todo(self) -> int:
-        """Feature rows a build would compute now (the CLI's progress bar counts them)."""
-        return self.art.frames_todo()
 
     def build(self, progress: Progress) -> None:
         report = self.art.extract(progress=progress)
