@@ -120,7 +120,7 @@ def mtrn_subset_logits(head: MTRNHead, table: torch.Tensor, combos: torch.Tensor
     return F.linear(hidden, head.fc2.weight, head.fc2.bias)
 
 
-def multiscale_logits(heads: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+def multiscale_logits(heads: Sequence[nn.Module], x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Multiscale TRN logits (module docstring), differentiable in ``x`` and the heads.
 
     Args:
@@ -128,9 +128,13 @@ def multiscale_logits(heads: Sequence[nn.Module], x: torch.Tensor) -> torch.Tens
             ``MTRNHead``s take the projection path; any other module runs on the
             gathered subsets.
         x: ``(B, n, D)`` frame features in temporal order, n >= 1.
+        chunk: at most this many clips at a time (bounds the memory of evaluating many
+            clips: every subset's hidden layer of a chunk is held at once); None = all.
     Returns:
         ``(B, C)`` logits.
     """
+    if chunk is not None and x.shape[0] > chunk:
+        return torch.cat([multiscale_logits(heads, x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
     b, n, _ = x.shape
     m = min(n, len(heads))
     total = None

@@ -51,7 +51,7 @@ from core.data.sampling import random_ordered_indices, segment_centre_indices
 from core.errors import UserError
 from core.models.heads import MTRNHead, TSNHead
 from core.models.io import HeadSet
-from core.models.multiscale import multiscale_logits as forward_multiscale
+from core.models.multiscale import multiscale_logits
 from core.runtime import TASKS, Progress, torch_threads
 
 ACCURACY_COLUMNS = ["task", "model", "n_frames", "top1", "top5", "n_clips", "best_epoch"]
@@ -278,20 +278,6 @@ def _topk(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def multiscale_logits(heads: Sequence[nn.Module], x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """:func:`core.models.multiscale.multiscale_logits` without autograd, ``chunk`` clips at a time.
-
-    Args:
-        heads: ``heads[k-1]`` sees k frames.
-        x: ``(B, n, D)`` frame features in temporal order.
-    Returns:
-        ``(B, C)`` logits.
-    """
-    out = [forward_multiscale(heads, x[start : start + chunk]) for start in range(0, x.shape[0], chunk)]
-    return torch.cat(out) if out else torch.zeros(0, heads[0].n_classes)
-
-
-@torch.no_grad()
 def evaluate(
     heads: HeadSet,
     bank: FeatureBank,
@@ -324,7 +310,7 @@ def evaluate(
                 logits = heads.mtrn[n - 1](x) if len(x) else torch.zeros(0, heads.n_classes)
                 epoch = (best_epochs or {}).get("mtrn_head", [-1] * heads.max_frames)[n - 1]
             elif model == "mtrn":
-                logits = multiscale_logits(heads.mtrn, x) if len(x) else torch.zeros(0, heads.n_classes)
+                logits = multiscale_logits(heads.mtrn, x, chunk=64) if len(x) else torch.zeros(0, heads.n_classes)
                 epoch = -1
             elif model == "tsn":
                 if heads.tsn is None:
