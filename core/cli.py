@@ -38,8 +38,6 @@ from core.pipeline.steps import EXPLORE_STEPS, StepReport
 from core.runtime import TASKS, StepBars, TqdmProgress
 from core.workspace import Workspace
 
-DATASETS = dataset_names()
-
 
 def _parse_frames(text: str) -> list[int]:
     """``"1-8"`` or ``"1,2,8"`` -> list of ints."""
@@ -334,12 +332,13 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Play Fair explorer: build the pipeline and compute Element Shapley Values.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    known = ", ".join(dataset_names())  # scanned when the parser is built, not when the module is imported
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, dataset: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         if dataset:
             p.add_argument("--dataset", default=None if name == "ingest" else "demo",
-                           help=f"which dataset: {', '.join(DATASETS)} or epic-<participants> (default: "
+                           help=f"which dataset: {known} or epic-<participants> (default: "
                                 + ("from --participants / --output, else epic)" if name == "ingest" else "demo)"))
         p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
