@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import altair as alt
 import streamlit as st
 
 from app import charts
@@ -40,7 +39,7 @@ def _subtitle(meta: dict[str, str]) -> str:
     return " · ".join(f"{k} {meta[k]}" for k in keys if meta.get(k))
 
 
-def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, Any], chart: alt.TopLevelMixin,
+def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, Any], chart: charts.Chart,
                     overlays: list[int]) -> None:
     """An "Export" popover: the view's ESVs (explained and overlaid classes) as CSV and
     Parquet, the chart as PNG and SVG."""
@@ -56,7 +55,7 @@ def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, An
         chart_downloads(chart, f"ESVs of {meta['task']} “{meta['explained_name']}”", meta, stem, key="explore")
 
 
-def chart_downloads(chart: alt.TopLevelMixin, title: str, meta: dict[str, str], stem: str, *, key: str) -> None:
+def chart_downloads(chart: charts.Chart, title: str, meta: dict[str, str], stem: str, *, key: str) -> None:
     """PNG and SVG of ``chart`` (rendered on request: the renderer takes a second to start)."""
     flag = f"{key}_render"  # holds the stem of the view whose pictures were asked for
     if st.session_state.get(flag) != stem:

@@ -1,26 +1,30 @@
-"""Bounded, stoppable computation in the app.
+"""Progress and bounded, stoppable computation in the app: one Stop scheme for every
+long run a page starts (explanations, builds, optional steps).
 
-Every computation a page starts goes through here:
-
+- :class:`StreamlitProgress` draws a :class:`core.runtime.Progress` (a bar and the
+  latest line of each step); :class:`StoppableProgress` throttles it and raises
+  :class:`core.runtime.Cancelled` once the browser session is gone (tab closed), so no
+  orphaned computation keeps the CPU busy.
+- :func:`run_stoppable` runs long work inside ``st.status`` with a progress bar and a
+  **Stop** button. Stopping works through Streamlit itself: a click (or any rerun)
+  interrupts the script at its next Streamlit call, and the progress callback makes
+  such a call between core's bounded chunks, so the computation unwinds there. The
+  click leaves :func:`stopped_key` set to the stopped run's settings, so the page's
+  next run does not restart it by itself (:func:`stopped_notice`).
 - :func:`explain` asks core's cost model first (head evaluations, seconds, peak
   memory); above the configured limit the page asks before running (a **Run anyway**
   button) instead of computing.
-- :func:`run_stoppable` runs long work inside ``st.status`` with a progress bar (one
-  label per phase) and a **Stop** button. Stopping works through Streamlit itself: a
-  click (or any rerun) interrupts the script at its next Streamlit call, and the
-  progress callback makes such a call between core's bounded chunks, so the
-  computation unwinds there. When the browser session is gone (tab closed) the
-  callback raises :class:`core.runtime.Cancelled`, so no orphaned computation keeps
-  the CPU busy.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, TypeVar
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from app.state import StoppableProgress, StreamlitProgress
 from core.errors import UserError
 from core.explain import ClipExplanation
 from core.io_utils import stable_hash
@@ -31,35 +35,115 @@ T = TypeVar("T")
 QUICK_S = 1.0  # below this expected time a computation runs without a status box
 
 
+class StreamlitProgress:
+    """A :class:`core.runtime.Progress` drawn by Streamlit: a progress bar and, with
+    ``log_lines``, the latest message of each of the last steps ("features: 40/96
+    clips") as a list below it. Messages are grouped by their text before ":".
+
+    Args:
+        slot: where the bar goes (e.g. an ``st.empty()`` placeholder); None draws
+            it at the current position.
+        prefix: put before every message on the bar.
+        log_lines: how many step lines to show under the bar (0: none).
+        text: the bar's message before the first call; None draws no bar until then.
+    """
+
+    def __init__(self, slot: Any = None, *, prefix: str = "", log_lines: int = 0, text: str | None = "starting") -> None:
+        self._slot = slot if slot is not None else st.empty()
+        self._prefix = prefix
+        if text is not None:
+            self._slot.progress(0.0, text=f"{prefix}{text}")
+        self._log = st.empty() if log_lines > 0 else None
+        self._log_lines = log_lines
+        self._lines: list[str] = []
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self._slot.progress(min(max(float(fraction), 0.0), 1.0), text=f"{self._prefix}{message}"[:120])
+        if self._log is None:
+            return
+        step = message.split(":", 1)[0]
+        if self._lines and self._lines[-1].startswith(step):
+            self._lines[-1] = message
+        else:
+            self._lines.append(message)
+        self._log.markdown("\n".join(f"- {line}" for line in self._lines[-self._log_lines:]))
+
+
+class StoppableProgress:
+    """A :class:`~core.runtime.Progress` that draws through ``inner`` at most every
+    ``interval`` seconds and raises :class:`~core.runtime.Cancelled` once the browser
+    session that started the work has gone (tab closed).
+
+    Each draw is a Streamlit call, which is where Streamlit interrupts a script whose
+    user pressed Stop or changed a widget: the computation unwinds there, between
+    core's bounded chunks.
+    """
+
+    def __init__(self, inner: Progress, interval: float = 0.1) -> None:
+        self.inner = inner
+        self.interval = interval
+        self._last = 0.0
+        ctx = get_script_run_ctx(suppress_warning=True)
+        self._session = ctx.session_id if ctx is not None else None
+
+    def session_gone(self) -> bool:
+        """True when this work's browser session has disconnected."""
+        if self._session is None or not runtime.exists():
+            return False
+        return not runtime.get_instance().is_active_session(self._session)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.session_gone():
+            raise Cancelled("the browser session ended")
+        now = time.monotonic()
+        if now - self._last >= self.interval or fraction >= 1.0:
+            self._last = now
+            self.inner(fraction, message)
+
+
+def stopped_key(key: str) -> str:
+    """The session-state entry the Stop button of run ``key`` leaves: the fingerprint
+    of the settings that run had."""
+    return f"{key}_stopped"
+
+
+def clear_stop(key: str) -> None:
+    """Forget that run ``key`` was stopped (the user asked to run it again)."""
+    st.session_state.pop(stopped_key(key), None)
+
+
 def _stop_clicked(key: str) -> None:
-    st.session_state[f"{key}_stopped"] = st.session_state.get(f"{key}_running")
-
-
-def _clear_stop(key: str) -> None:
-    st.session_state.pop(f"{key}_stopped", None)
+    st.session_state[stopped_key(key)] = st.session_state.get(f"{key}_running", "")
 
 
 def _confirm(key: str, fingerprint: str) -> None:
     st.session_state[f"{key}_confirmed"] = fingerprint
 
 
-def run_stoppable(label: str, work: Callable[[Progress], T], *, key: str, fingerprint: str = "") -> T:
-    """``work(progress)`` inside a status box with a progress bar and a **Stop** button.
+def run_stoppable(label: str, work: Callable[[Progress], T], *, key: str, fingerprint: str = "", log_lines: int = 4,
+                  done: Callable[[T], str] | None = None, failed: str | None = None, help: str | None = None) -> T:
+    """``work(progress)`` inside an expanded status box with a progress bar (and the
+    last ``log_lines`` step lines) and a **Stop** button (tooltip ``help``).
 
-    ``key`` names this run's widgets; ``fingerprint`` identifies its settings: after a
-    Stop, the same settings are not rerun until the user asks (:func:`stopped_notice`).
-    A stop or a closed session ends the page run (``st.stop``) with the status marked.
+    ``key`` names this run's widgets; ``fingerprint`` identifies its settings: a Stop
+    leaves it under :func:`stopped_key`, so the same settings are not rerun until the
+    user asks (:func:`stopped_notice`). ``done(result)`` labels the finished box
+    (default "label: done"). A :class:`UserError` collapses the box labelled
+    "``failed``: problem" and propagates; a closed session ends the page run
+    (``st.stop``) with the box marked.
     """
     st.session_state[f"{key}_running"] = fingerprint
     with st.status(label, expanded=True) as box:
-        st.button("Stop", key=f"{key}_stop", on_click=_stop_clicked, args=(key,), icon=":material/stop_circle:")
-        progress = StoppableProgress(StreamlitProgress(log_lines=4))
+        st.button("Stop", key=f"{key}_stop", on_click=_stop_clicked, args=(key,), icon=":material/stop_circle:", help=help)
         try:
-            out = work(progress)
+            out = work(StoppableProgress(StreamlitProgress(log_lines=log_lines)))
+        except UserError as exc:
+            box.update(label=f"{failed or label}: {exc.problem}", state="error", expanded=False)
+            raise
         except Cancelled:
-            box.update(label=f"{label}: stopped", state="error", expanded=False)
+            box.update(label=f"{label}: stopped (the browser session ended)", state="error", expanded=False)
             st.stop()
-        box.update(label=f"{label}: done", state="complete", expanded=False)
+        box.update(label=done(out) if done is not None else f"{label}: done", state="complete", expanded=False)
     st.session_state.pop(f"{key}_running", None)
     return out
 
@@ -67,10 +151,10 @@ def run_stoppable(label: str, work: Callable[[Progress], T], *, key: str, finger
 def stopped_notice(key: str, fingerprint: str) -> None:
     """When the run ``key`` was stopped with these settings: say so, offer to run it
     again, and end the page run (a Stop must not restart the same computation)."""
-    if st.session_state.get(f"{key}_stopped") != fingerprint:
+    if st.session_state.get(stopped_key(key)) != fingerprint:
         return
     st.warning("**Stopped.** Nothing was computed for these settings. Change a setting, or run it again.")
-    st.button("Run again", key=f"{key}_again", on_click=_clear_stop, args=(key,))
+    st.button("Run again", key=f"{key}_again", on_click=clear_stop, args=(key,))
     st.stop()
 
 

@@ -4,7 +4,7 @@ policy, and the two tasks.
 Progress: every long function takes ``progress: Progress | None`` and calls
 ``progress(fraction, message)`` with ``fraction`` in [0, 1] of *its own* work and a
 message in that work's real unit ("1,200/9,000 frames"). Adapters: :class:`TqdmProgress`
-(CLI), ``app/state.py``'s Streamlit adapter, :func:`scaled` (a step inside a larger
+(CLI), ``app/runs.py``'s Streamlit adapter, :func:`scaled` (a step inside a larger
 job), :data:`NO_PROGRESS`.
 
 Threads: torch's intra-op thread count is process-global, so every component that

@@ -94,8 +94,9 @@ for t, where in zip(tasks, chart_cols):
     drawn[t] = (chart, table)
     if both:
         where.markdown(f"**{t}: {expls[t].explained_name}**")
-    ev = where.altair_chart(chart, width="stretch", key=f"esv_chart_{t}" if both else "esv_chart",
-                            on_select="rerun", selection_mode=charts.FRAME_SELECTION)
+    kw = dict(width="stretch", key=f"esv_chart_{t}" if both else "esv_chart", on_select="rerun",
+              selection_mode=charts.FRAME_SELECTION)  # the bars are a template spec, the overlay an Altair chart
+    ev = where.vega_lite_chart(spec=chart, **kw) if isinstance(chart, dict) else where.altair_chart(chart, **kw)
     event = ev if t == task else event
 chart, table = drawn[task]
 
@@ -161,8 +162,8 @@ for col, t in zip(pred_cols, TASKS):
     st.session_state[f"pf_ov_{t}"] = [int(c) for c in st.session_state.get(f"pf_ov_{t}") or [] if 0 <= int(c) < len(names)]
     chosen = overlays(t, expls[t]) if t in expls else list(st.session_state[f"pf_ov_{t}"])
     rows = charts.topk_rows(predictions[t], names, k=10, explained=explained_class(t), overlays=chosen, label=int(row[f"{t}_class"]))
-    col.altair_chart(charts.topk_chart(rows, title=f"top-10 {t}s"), width="stretch", key=f"topk_{t}",
-                     on_select=lambda t=t: toggle_overlay(t), selection_mode=charts.CLASS_SELECTION)
+    col.vega_lite_chart(spec=charts.topk_chart(rows, title=f"top-10 {t}s"), width="stretch", key=f"topk_{t}",
+                        on_select=lambda t=t: toggle_overlay(t), selection_mode=charts.CLASS_SELECTION)
     col.multiselect(f"Overlaid {t} classes", range(len(names)), key=f"pf_ov_{t}", format_func=lambda c, nm=names: f"{nm[c]} ({c})",
                     placeholder="click a class above, or pick here")
 with pred_cols[2]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, exports, state
+from app import charts, exports, runs, state
 from core.analysis import overview
 from core.analysis.optional_steps import OPTIONAL_STEPS
 from core.commands import dataset_command
@@ -40,7 +40,7 @@ s1, s2, s3 = st.columns([1, 1, 2])
 split = s1.selectbox("Split", ["val", "train"], key="ov_split")
 sample = int(s2.number_input("Sample size (clips) when no results file", 1, 10000, key="ov_sample", step=1))
 bar_slot = s3.empty()
-progress = state.StreamlitProgress(bar_slot, prefix="computing ESVs of the sample: ", text=None)
+progress = runs.StreamlitProgress(bar_slot, prefix="computing ESVs of the sample: ", text=None)
 try:
     results, source = overview.results_or_sample(ws, split, sample_clips=sample, progress=progress)
 except UserError as exc:

@@ -248,7 +248,7 @@ def test_esv_chart_spec_is_valid_vega_lite() -> None:
     from app import charts
 
     table = charts.esv_frame_table([0.1, -0.2, 0.05], [1, 5, 9], clip="c")
-    spec = charts.esv_bar_chart(table).to_dict()
+    spec = charts.esv_bar_chart(table)
     alt.LayerChart.from_dict(spec, validate=True)  # raises on an invalid spec
     rows = spec["datasets"][charts.ESV_DATA]
     assert [r["esv"] for r in rows] == [0.1, -0.2, 0.05]
@@ -385,10 +385,11 @@ class UnbuiltDemo:
 
 def explore_as(monkeypatch: pytest.MonkeyPatch, fake: UnbuiltDemo) -> AppTest:
     """A new session whose only dataset is ``fake``."""
-    from app import state
+    from app.state import controls, datasets, session
 
-    monkeypatch.setattr(state, "get_workspace", lambda name: fake)
-    monkeypatch.setattr(state, "dataset_options", lambda: ["demo"])
+    monkeypatch.setattr(session, "get_workspace", lambda name: fake)  # every module reaches workspaces through it
+    monkeypatch.setattr(controls, "dataset_options", lambda: ["demo"])
+    monkeypatch.setattr(datasets, "dataset_options", lambda: ["demo"])
     at = new_app()
     at.session_state["pf_dataset"] = "demo"
     return at
@@ -408,11 +409,11 @@ def test_first_launch_builds_then_lands_on_explorer(demo: Workspace, monkeypatch
 def test_stopped_first_launch_build_waits_for_resume(demo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """After Stop, the page says the build was stopped and offers to resume; it does not
     restart by itself on the next rerun. Resuming builds (the steps skip what is done)."""
-    from app import state
+    from app import runs, state
 
     stopped = UnbuiltDemo(demo, done=("dataset",))
     at = explore_as(monkeypatch, stopped)
-    at.session_state[state.stopped_key("stop_build_demo")] = True  # what the Stop button's click leaves
+    at.session_state[runs.stopped_key(state.build_key("demo"))] = "demo"  # what the Stop button's click leaves
     at.run()
     no_errors(at)
     assert any("was stopped" in w.value and "Built so far (kept on disk): dataset" in w.value for w in at.warning)

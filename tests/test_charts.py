@@ -1,4 +1,4 @@
-"""app/charts.py: the pages' pure chart, image and table helpers, without Streamlit."""
+"""app/charts/: the pages' pure chart, image and table helpers, without Streamlit."""
 
 from __future__ import annotations
 
@@ -12,13 +12,18 @@ import pandas as pd
 import pytest
 
 from app import charts
+from app.charts import images
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _valid(chart: alt.TopLevelMixin) -> dict:
-    spec = chart.to_dict(validate=True)  # raises on an invalid Vega-Lite spec
-    return spec
+def _valid(chart: alt.TopLevelMixin | dict) -> dict:
+    """The chart's Vega-Lite spec, schema-checked (raises on an invalid spec); a spec dict
+    (the template-built charts) is checked as it is."""
+    if isinstance(chart, dict):
+        alt.LayerChart.from_dict(chart, validate=True)
+        return chart
+    return chart.to_dict(validate=True)
 
 
 def _rows(spec: dict) -> list[dict]:
@@ -26,11 +31,22 @@ def _rows(spec: dict) -> list[dict]:
     return [row for rows in spec.get("datasets", {}).values() for row in rows]
 
 
-def test_charts_module_does_not_import_streamlit() -> None:
-    tree = ast.parse((ROOT / "app" / "charts.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", sorted(p.name for p in (ROOT / "app" / "charts").glob("*.py")))
+def test_charts_modules_do_not_import_streamlit(module: str) -> None:
+    tree = ast.parse((ROOT / "app" / "charts" / module).read_text(encoding="utf-8"))
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not [n for n in names if n.split(".")[0] == "streamlit"]
+
+
+def test_template_charts_are_plain_specs() -> None:
+    """The template-built charts are plain Vega-Lite dicts (no Altair subclass), a copy each call."""
+    table = charts.esv_frame_table([0.1, -0.2], [0, 5], clip="a")
+    a, b = charts.esv_bar_chart(table), charts.esv_bar_chart(table)
+    assert type(a) is dict and a == b and a is not b
+    a["layer"].clear()
+    assert charts.esv_bar_chart(table) == b
+    assert type(charts.topk_chart(charts.topk_rows([0.7, 0.3], ["a", "b"], k=2, explained=0))) is dict
 
 
 def test_esv_frame_table_rows_and_errors() -> None:
@@ -43,14 +59,14 @@ def test_esv_frame_table_rows_and_errors() -> None:
 
 
 def test_esv_bar_chart_swaps_rows_into_one_template() -> None:
-    a = charts.esv_bar_chart(charts.esv_frame_table([0.1, -0.2], [0, 5], clip="a"), description="ESVs").to_dict()
-    b = charts.esv_bar_chart(charts.esv_frame_table([0.3, 0.4, -0.1], [1, 2, 3], clip="b"), description="ESVs").to_dict()
+    a = charts.esv_bar_chart(charts.esv_frame_table([0.1, -0.2], [0, 5], clip="a"), description="ESVs")
+    b = charts.esv_bar_chart(charts.esv_frame_table([0.3, 0.4, -0.1], [1, 2, 3], clip="b"), description="ESVs")
     assert [r["clip"] for r in a["datasets"][charts.ESV_DATA]] == ["a", "a"]
     assert [r["esv"] for r in b["datasets"][charts.ESV_DATA]] == [0.3, 0.4, -0.1]
     assert a["description"] == "ESVs"
     assert {k: v for k, v in a.items() if k != "datasets"} == {k: v for k, v in b.items() if k != "datasets"}
     alt.LayerChart.from_dict(b, validate=True)
-    unselectable = charts.esv_bar_chart(charts.esv_frame_table([0.1], [0]), selectable=False).to_dict()
+    unselectable = charts.esv_bar_chart(charts.esv_frame_table([0.1], [0]), selectable=False)
     assert "params" not in unselectable
 
 
@@ -164,7 +180,7 @@ def test_images() -> None:
 def test_tint_keeps_the_frame_visible() -> None:
     grey = np.full((16, 16, 3), 128, np.uint8)
     full = charts.tint(grey, 1.0, 1.0, border=0).astype(float)
-    green = np.array(charts._hex_rgb(charts.POSITIVE), dtype=float)
+    green = np.array(images._hex_rgb(charts.POSITIVE), dtype=float)
     # at the strongest ESV the overlay is at most 25%: the pixel stays within a quarter of the way to the colour
     assert np.all(np.abs(full[8, 8] - 128) <= 0.25 * np.abs(green - 128) + 1)
 
@@ -175,7 +191,7 @@ def test_error_bars_and_tooltip_images() -> None:
     assert list(t["lo"]) == pytest.approx([0.09, -0.22]) and list(t["hi"]) == pytest.approx([0.11, -0.18])
     url = charts.image_data_url(np.zeros((8, 8, 3), np.uint8), size=32)
     assert url.startswith("data:image/jpeg;base64,")
-    spec = charts.esv_bar_chart(t.assign(image=[url, url])).to_dict()
+    spec = charts.esv_bar_chart(t.assign(image=[url, url]))
     alt.LayerChart.from_dict(spec, validate=True)
     assert [r["hi"] for r in spec["datasets"][charts.ESV_DATA]] == pytest.approx([0.11, -0.18])
     assert any(tt.get("title") == "image" for layer in spec["layer"] for tt in layer.get("encoding", {}).get("tooltip", []) or [])

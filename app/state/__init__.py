@@ -1,0 +1,23 @@
+"""Streamlit state shared by the pages, one module per job: :mod:`.session` (cached
+workspaces, widget state kept across pages, errors), :mod:`.datasets` (which datasets,
+the default one, labels), :mod:`.builds` (first-launch and Setup builds),
+:mod:`.controls` (sidebar pickers, explanation controls, tables) and :mod:`.media`
+(clip videos and frames). Progress and the Stop scheme live in :mod:`app.runs`; pure
+drawing helpers in :mod:`app.charts`.
+"""
+
+from __future__ import annotations
+
+from app.state.session import SHARED_KEYS, get_workspace, keep_shared_state, show_error  # noqa: F401
+from app.state.media import clip_frames, clip_mp4, clip_video, compute_missing_features, video_fps  # noqa: F401
+from app.state.datasets import (  # noqa: F401
+    FALLBACK, dataset_label, dataset_options, dataset_problem, default_choice, default_dataset, fallback_banner,
+    reset_workspaces, setup_options,
+)
+from app.state.builds import (  # noqa: F401
+    LAST_BUILD_ERROR, SETUP_PAGE, build_key, ensure_ready, last_build_error, missing_steps, run_build, run_optional,
+)
+from app.state.controls import (  # noqa: F401
+    ALL, MAX_FRAMES, METHOD_LABELS, SAMPLED, TARGETS, default_clip, default_frames, explain_controls,
+    explorer_methods, method_label, missing_clip_message, pick_clip, pick_dataset, show_table, whole_number,
+)

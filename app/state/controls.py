@@ -1,0 +1,206 @@
+"""The sidebar pickers (dataset, filters, clip) and the explanation controls (frames,
+task, explained class, ESV method with its budget and seed), with widget state that
+survives invalid values, and tables drawn with labelled number formats."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+import streamlit as st
+
+from app.charts import ColumnFormats, clip_labels
+from app.state import session
+from app.state.builds import ensure_ready
+from app.state.datasets import dataset_label, dataset_options, default_dataset, fallback_banner
+from app.state.session import show_error
+from core.data.sources import dataset_names, get_source
+from core.errors import UserError
+from core.esv import ESV_METHODS
+from core.explain import available_methods
+from core.runtime import TASKS
+from core.shapley import APPROXIMATORS
+from core.workspace import Workspace
+
+ALL = "(all)"
+TARGETS = {"ground_truth": "ground truth", "predicted": "predicted", "class": "chosen class"}
+MAX_FRAMES = 16  # exact ESVs stay interactive up to 16 frames (2^16 subsets)
+
+
+def pick_dataset() -> Workspace:
+    """Sidebar dataset choice -> its ready Workspace (builds the demo on first launch;
+    stops the page with a pointer to Setup when EPIC is not built)."""
+    options = dataset_options()
+    asked = st.session_state.get("pf_dataset")
+    if asked not in options and asked in dataset_names() and get_source(asked).builds_unattended:
+        options.append(asked)  # a link to a demo that is not built yet: build it on first use
+    if st.session_state.get("pf_dataset") not in options:
+        st.session_state["pf_dataset"] = default_dataset(options)
+    name = st.sidebar.selectbox("Dataset", options, key="pf_dataset", format_func=dataset_label)
+    fallback_banner()
+    try:
+        ws = session.get_workspace(name)
+    except UserError as exc:
+        show_error(exc)
+        st.stop()
+    ensure_ready(ws)
+    return ws
+
+
+def show_table(
+    table: pd.DataFrame, formats: ColumnFormats, *, checkboxes: dict[str, str] | None = None, hide_index: bool = True
+) -> None:
+    """``table`` as a full-width dataframe, numeric columns labelled and formatted by
+    ``formats`` (see :mod:`app.charts`), ``checkboxes`` ``{column: label}`` as ticks."""
+    config: dict[str, Any] = {c: st.column_config.NumberColumn(label, format=fmt) for c, (label, fmt) in formats.items()}
+    config.update({c: st.column_config.CheckboxColumn(label) for c, label in (checkboxes or {}).items()})
+    st.dataframe(table, hide_index=hide_index, width="stretch", column_config=config)
+
+
+def _filter_select(label: str, key: str, values: Iterable[str]) -> str:
+    options = [ALL] + sorted({str(v) for v in values})
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = ALL
+    return st.sidebar.selectbox(label, options, key=key)
+
+
+def pick_clip(ws: Workspace, default: Callable[[], str] | None = None) -> str:
+    """Sidebar filters (video, verb, noun) then a clip; returns its narration_id.
+
+    A session without a chosen clip starts on ``default()`` when given, else on the
+    first validation clip (a held-out clip: its prediction is not memorised)."""
+    clips = ws.clips()
+    video = _filter_select("Video", "pf_video", clips["video_id"])
+    view = clips if video == ALL else clips[clips["video_id"] == video]
+    verb = _filter_select("Verb", "pf_verb", view["verb"])
+    view = view if verb == ALL else view[view["verb"] == verb]
+    noun = _filter_select("Noun", "pf_noun", view["noun"])
+    view = view if noun == ALL else view[view["noun"] == noun]
+    options = list(view.index)
+    if not options:
+        st.sidebar.warning("No clip matches these filters.")
+        st.stop()
+    if st.session_state.get("pf_clip") not in options:
+        asked = st.session_state.get("pf_clip")
+        first = default() if default is not None else None
+        st.session_state["pf_clip"] = first if first in options else default_clip(view)
+        if asked and str(asked) not in clips.index:  # a deep link to a clip the dataset does not serve: say so
+            st.warning(missing_clip_message(ws, str(asked), st.session_state["pf_clip"]))
+    st.sidebar.caption(f"{len(options)} of {len(clips)} clips")
+    labels = clip_labels(view)
+    return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: labels.get(i, i))
+
+
+def missing_clip_message(ws: Workspace, asked: str, shown: str) -> str:
+    """Why the linked clip ``asked`` is not shown (lost, damaged or unknown) and what is shown instead."""
+    why = ws.dataset.unavailable.get(asked)
+    if why is not None:
+        return (f"The linked clip {asked} is {why}; showing {shown} instead. Fix: restore its source frames and run "
+                f"`{ws.source.how('dataset')}`.")
+    return f"The linked clip {asked!r} is not in dataset {ws.name}; showing {shown} instead."
+
+
+def default_clip(clips: pd.DataFrame) -> str:
+    """The clip a session starts on: the first validation clip of ``clips`` (held out, so
+    its prediction is not memorised), else the first clip."""
+    val = clips.index[clips["split"] == "val"] if "split" in clips.columns else clips.index[:0]
+    return str(val[0] if len(val) else clips.index[0])
+
+
+def default_frames(ws: Workspace, clip_id: str) -> int:
+    """Sampled frames a session starts with: 8, or fewer when the clip has fewer."""
+    return int(min(8, MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
+
+
+def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> None:
+    if key not in st.session_state or (valid is not None and not valid(st.session_state[key])):
+        st.session_state[key] = value
+
+
+# Engine methods budgeted in samples per scale (+ iterations); every other registered
+# approximator takes a budget in head evaluations.
+SAMPLED = ("constructive", "surrogate")
+METHOD_LABELS = {"exact": "exact", "constructive": "paper sampler", "surrogate": "surrogate"}
+
+
+def explorer_methods() -> list[str]:
+    """ESV methods the explorer offers by name: core's engine methods, then every
+    registered approximator that values the multiscale TRN's game."""
+    return [m for m in available_methods() if m in ESV_METHODS or (m in APPROXIMATORS and APPROXIMATORS[m].supports_kind("multiscale"))]
+
+
+def method_label(name: str) -> str:
+    """A method's display name (its approximator's label)."""
+    if name in METHOD_LABELS:
+        return METHOD_LABELS[name]
+    return APPROXIMATORS[name].label if name in APPROXIMATORS else name
+
+
+def whole_number(where: Any, label: str, key: str, lo: int, hi: int, default: int, help: str | None = None) -> int | None:
+    """An integer input that accepts any number and says what is wrong with one out of
+    ``lo..hi`` (a clamped widget would silently show a value it does not use).
+    Returns the value, or None after drawing the message."""
+    _init(key, default, lambda v: isinstance(v, (int, float)))
+    value = where.number_input(label, key=key, step=1, format="%d", help=help)
+    if value is None or int(value) != value or not lo <= int(value) <= hi:
+        where.error(f"{label} must be a whole number from {lo:,} to {hi:,}; got {value}.")
+        return None
+    return int(value)
+
+
+def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dict[str, Any]:
+    """Frame count, task, explained class and (with ``method``) the ESV method by name
+    with its budget and seed.
+
+    Returns keyword arguments for :meth:`Workspace.explain` (without ``clip_id``);
+    stops the page with a message when a number is out of range.
+    """
+    n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
+    methods = explorer_methods()
+    _init("pf_task", "verb", lambda v: v in TASKS)
+    _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
+    _init("pf_method", "exact", lambda v: v in methods)
+    _init("pf_target", "ground_truth", lambda v: v in TARGETS)
+
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 3])
+    with c1:
+        if n_max > 1:
+            n = st.slider("Sampled frames", 1, n_max, key="pf_n", help="Frames sampled at segment centres; exact ESVs up to 16 frames.")
+        else:
+            n = 1
+            st.caption("This clip has a single frame.")
+    with c2:
+        task = st.radio("Task", list(TASKS), key="pf_task", horizontal=True)
+    name = "exact"
+    if method:
+        name = c3.selectbox("ESV method", methods, key="pf_method", format_func=method_label,
+                            help="exact: every subset of frames; paper sampler: Play Fair's constructive sampling; "
+                                 "surrogate: an additive surrogate at the sampler's budget; others: registered approximators.")
+    with c4:
+        target = st.radio("Explain", list(TARGETS), key="pf_target", horizontal=True, format_func=TARGETS.get)
+    out: dict[str, Any] = {"task": task, "n_frames": int(n)}
+    if target == "class":
+        names = ws.class_names(task)
+        _init("pf_class", 0, lambda v: isinstance(v, int) and 0 <= v < len(names))
+        out["target"] = int(st.selectbox(f"{task.capitalize()} class to explain", range(len(names)), key="pf_class",
+                                         format_func=lambda c: f"{names[c]} ({c})"))
+    else:
+        out["target"] = target
+    if name == "exact":
+        return out
+    out["method"] = name
+    a1, a2, a3 = st.columns(3)
+    if name in SAMPLED:
+        every = math.comb(int(n), int(n) // 2)
+        sps = whole_number(a1, "Samples per scale", "pf_sps", 1, 1_000_000, 16,
+                           help=f"{every:,} or more draw every subset of {n} frames: the exact path then runs (labelled exact).")
+        it = whole_number(a2, "Iterations", "pf_iter", 1, 1000, 1)
+        out.update(samples_per_scale=sps, iterations=it)
+    else:
+        out["budget"] = whole_number(a1, "Budget (head evaluations)", "pf_budget", 1, 10_000_000, 512,
+                                     help="Model evaluations the approximator may spend; enough to cover every subset gives exact values.")
+    out["seed"] = whole_number(a3, "Seed", "pf_seed", 0, 2**31 - 1, 0)
+    if any(v is None for v in out.values()):
+        st.stop()
+    return out
