@@ -18,6 +18,7 @@ from core.errors import UserError
 from core.models.training import TrainConfig, binomial_interval, validation_sample
 from core.pipeline.config import dumps_toml
 from core.workspace import Workspace
+from tolerances import reordering_tolerance  # 2^6 float32 ulps of the output's largest value
 
 ROOT = Path(__file__).resolve().parent.parent
 P01 = ROOT.parent / "shared" / "epic" / "P01_train_annotations.pkl"
@@ -54,15 +55,6 @@ def test_epic_defaults_and_their_override(tmp_path: Path, monkeypatch: pytest.Mo
     cfg.write_text(dumps_toml({"epic": {"frames_dir": str(tmp_path)}, "training": {"frames_per_clip": 0, "val_clips": 0}}))
     tc = Workspace("epic", cfg).train_config
     assert (tc.frames_per_clip, tc.val_clips) == (None, None)  # 0 = every frame, every validation clip
-
-
-def reordering_tolerance(features: np.ndarray) -> float:
-    """How far two runs of one float32 network that sum in other orders (batch sizes, threads,
-    oneDNN kernels) may differ: each layer's reductions round differently by a few ulps of its
-    largest activation, and ~20 layers compound that; 2^6 ulps of the output's largest value
-    covers it on any machine (one machine measured 3 ulps, another 3.5) without hiding a real
-    difference (a wrong frame or weight moves features by a sizeable fraction of that value)."""
-    return 64 * float(np.finfo(np.float32).eps) * float(np.abs(features).max())
 
 
 def test_side_by_side_encoding_gives_the_same_features() -> None:

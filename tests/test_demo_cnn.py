@@ -13,6 +13,7 @@ from core.backbones.demo_cnn import DemoCNN, DemoCNNEncoder, _default_config, do
 from core.data.demo import build_demo_dataset
 from core.data.gulp import GulpClipDataset
 from core.errors import UserError
+from tolerances import reordering_tolerance
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def test_encoder_encodes_frames(tiny: GulpClipDataset, checkpoint: Path) -> None
     assert feats.shape == (len(frames), 256) and feats.dtype == torch.float32
     assert torch.isfinite(feats).all() and feats.abs().sum() > 0
     # Batching does not change the result; neither does the frame size (area resize).
-    assert torch.allclose(feats, enc.encode(frames, device="cpu", batch_size=64), atol=1e-5)
+    # batch 7 vs 64 sums in other orders: 2^6 float32 ulps of the largest feature (tolerances.py)
+    torch.testing.assert_close(enc.encode(frames, device="cpu", batch_size=64), feats, rtol=0, atol=reordering_tolerance(feats))
     big = np.repeat(np.repeat(frames[:3], 2, axis=1), 2, axis=2)
     assert enc.encode(big, device="cpu").shape == (3, 256)
     fp = enc.fingerprint()

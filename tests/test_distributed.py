@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from core.analysis.batch import compute_batch_esvs, read_results
 from core.cli import main
@@ -22,7 +23,9 @@ from core.distributed import RayOptions, extract_features, import_ray, plan_extr
 from core.distributed.ray_esvs import regroup_chunks, sampled_rows
 from core.errors import UserError
 from core.features import FeatureStore
+from core.models.multiscale import multiscale_logits
 from core.paths import cache_dir
+from tolerances import esv_reordering_tolerance, reordering_tolerance
 
 # Ray Data's own context warns about its renamed settings; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
@@ -93,7 +96,8 @@ def test_extract_on_ray_resumes_after_ctrl_c_and_equals_local(demo_small, ray_lo
     assert "ray:" in capsys.readouterr().out
     for id_ in ws.clips().index:
         assert store.has(id_) and not store.partial_path(id_).exists()
-        np.testing.assert_allclose(np.load(store.path(id_)), np.load(local.path(id_)), atol=1e-6, rtol=0)
+        want = np.load(local.path(id_))  # ray workers batch and thread otherwise: float32 reordering only
+        np.testing.assert_allclose(np.load(store.path(id_)), want, atol=reordering_tolerance(want), rtol=0)
     assert plan_extraction(store).frames == 0  # a rerun has nothing to do
 
 
@@ -117,7 +121,8 @@ def test_damaged_chunk_is_skipped_and_the_rest_extracted(demo_small, ray_local, 
     assert not any(store.path(i).exists() or store.partial_path(i).exists() for i in damaged)
     local = ws.artifacts.feature_store
     for id_ in healthy:
-        np.testing.assert_allclose(np.load(store.path(id_)), local.get(id_), atol=1e-6, rtol=0)
+        want = local.get(id_)  # ray workers batch and thread otherwise: float32 reordering only
+        np.testing.assert_allclose(np.load(store.path(id_)), want, atol=reordering_tolerance(want), rtol=0)
 
 
 @pytest.mark.slow
@@ -129,4 +134,14 @@ def test_esvs_on_ray_equal_local(demo_small, ray_local, tmp_path):
     assert main(["esvs", "--dataset", ws.name, "--engine", "ray", "--frames", "1,2,4,1000", "--out", str(out), "--quiet"]) == 0
     remote = read_results(out)
     assert len(remote) == len(local) and (remote.status == "too_short").sum() == len(ws.clips("val")) * 2
-    pd.testing.assert_frame_equal(remote, local, check_exact=False, atol=1e-6, rtol=0)
+    # Ray workers run the float32 heads in other processes and thread counts on the same feature
+    # files: summation order only, so ESVs and probabilities agree to the heads' reordering
+    # tolerance (tolerances.esv_reordering_tolerance), over the largest of the clips' scales.
+    tols = []
+    with torch.no_grad():
+        for c in ws.clips("val").index:
+            sampled = torch.from_numpy(ws.features(c, ws.feature_rows(c, 4)))  # the largest n run (n = 1000: no ESVs)
+            tols += [esv_reordering_tolerance(torch.from_numpy(ws.features(c)), multiscale_logits(ws.heads(t).mtrn, sampled[None]))
+                     for t in ("verb", "noun")]
+    tol = max(tols)
+    pd.testing.assert_frame_equal(remote, local, check_exact=False, atol=tol, rtol=0)

@@ -10,10 +10,12 @@ import core.shapley.batch as batch_module
 from core.errors import UserError
 from core.esv import ESVBatchResult, ESVResult, explain_multiscale, explain_multiscale_batch
 from core.models import MTRNHead
+from core.models.multiscale import multiscale_logits
 from core.models.packed import packed_heads
 from core.runtime import reporting
 from core.shapley import ExactShapley, MultiscaleGame, MultiscaleGameBatch, check_clip
 from test_esv import C, D, H, GenericHead, brute_multiscale, make_heads, make_priors
+from tolerances import esv_reordering_tolerance
 
 
 def make_clips(b: int, n: int, dtype=torch.float64, seed: int = 3) -> torch.Tensor:
@@ -48,7 +50,9 @@ def test_float32_heads_close_to_per_clip():
     heads, priors, clips = make_heads(8, torch.float32), make_priors(), make_clips(4, 8, torch.float32)
     res = explain_multiscale_batch(heads, priors, clips)
     for b in range(4):
-        torch.testing.assert_close(res.esvs[b], explain_multiscale(heads, priors, clips[b]).esvs, atol=1e-6, rtol=0)
+        with torch.no_grad():  # batched vs per-clip float32 heads: other summation orders
+            delta = esv_reordering_tolerance(clips[b], multiscale_logits(heads, clips[b][None]))
+        torch.testing.assert_close(res.esvs[b], explain_multiscale(heads, priors, clips[b]).esvs, atol=delta, rtol=0)
 
 
 def test_single_clip_batch_and_result_items():

@@ -10,6 +10,8 @@ import torch
 from core.analysis.batch import BatchJob, clip_rows, explain_chunk
 from core.errors import UserError
 from core.explain import ExplanationService
+from core.models.multiscale import multiscale_logits
+from tolerances import esv_reordering_tolerance
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,10 +33,14 @@ def test_same_explanations_as_one_by_one_in_order(ws, ids):
     one_by_one = ExplanationService(ws, disk=False)
     for ex in many:
         single = one_by_one.explain(ex.clip_id, task="noun", n_frames=5, target="predicted")
-        torch.testing.assert_close(ex.esv_result.esvs, single.esv_result.esvs, atol=1e-6, rtol=0)  # float32 heads
+        rows = ex.frame_indices // ws.feature_stride  # one pass for all clips vs one clip: float32 heads, other orders
+        with torch.no_grad():
+            x = torch.from_numpy(ws.features(ex.clip_id, rows))
+            delta = esv_reordering_tolerance(x, multiscale_logits(ws.heads("noun").mtrn, x[None]))
+        torch.testing.assert_close(ex.esv_result.esvs, single.esv_result.esvs, atol=delta, rtol=0)
         assert ex.explained_class == single.explained_class and ex.label == single.label
         assert [c for c, _, _ in ex.top5] == [c for c, _, _ in single.top5]
-        np.testing.assert_allclose([p for _, _, p in ex.top5], [p for _, _, p in single.top5], atol=1e-6)
+        np.testing.assert_allclose([p for _, _, p in ex.top5], [p for _, _, p in single.top5], rtol=0, atol=delta / 2)
         np.testing.assert_array_equal(ex.frame_indices, single.frame_indices)
         assert ex.exact and ex.esv_result.n_head_evaluations == single.esv_result.n_head_evaluations
     # Now cached: explain() and explain_many() read the stored results.

@@ -23,6 +23,7 @@ from core.backbones.trn_checkpoint import TRNCheckpointEncoder
 from core.workspace import Workspace
 from test_epic_ingest import _annotations_df
 from test_trn_checkpoint import FRAME_COUNT, N_CLASSES, _hparams, _save
+from tolerances import RESNET50_ULPS, reordering_tolerance
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -110,4 +111,6 @@ def test_damaged_jpeg_is_skipped_and_the_printed_fix_works(epic_env: dict[str, P
         np.testing.assert_array_equal(again.dataset.frames(i), before[i])
         assert again.artifacts.feature_store.has(i)
     want = TRNCheckpointEncoder(epic_env["ckpt"]).encode(before[bad], device="cpu").numpy()
-    np.testing.assert_allclose(again.features(bad), want, rtol=1e-4, atol=1e-5)
+    # the CLI's extraction batches otherwise than this one pass: float32 reordering through
+    # ResNet-50, 2^8 ulps of the largest feature (tolerances.py)
+    np.testing.assert_allclose(again.features(bad), want, rtol=0, atol=reordering_tolerance(want, RESNET50_ULPS))

@@ -25,6 +25,7 @@ from core.backbones.trn_checkpoint import (
     random_trn_encoder,
 )
 from core.errors import UserError
+from tolerances import RESNET50_ULPS, reordering_tolerance
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -105,7 +106,8 @@ def test_encodes_frames_of_any_size(ckpt_path: Path, state_dict) -> None:
     assert x.shape == (1, 3, 224, 224)
     with torch.inference_mode():
         expected = fc(ref.eval()(x))
-    torch.testing.assert_close(feats[1:2], expected, rtol=1e-4, atol=1e-4)
+    # batch of 2 vs one frame: float32 reordering through ResNet-50, 2^8 ulps of the largest feature
+    torch.testing.assert_close(feats[1:2], expected, rtol=0, atol=reordering_tolerance(expected, RESNET50_ULPS))
 
     # Fingerprint: stable for the file, changes with the preprocessing config.
     assert enc.fingerprint() == TRNCheckpointEncoder(ckpt_path).fingerprint()
