@@ -211,8 +211,9 @@ class GulpClipDataset:
         data, meta = scan_chunks(gulp_dir)
         if not meta:
             raise UserError(f"Dataset {self.root} has no gulp chunks in {gulp_dir}.", self._fix())
-        self.check: ManifestCheck = check_chunks(data, meta, read_manifest(gulp_dir))
-        self._manifest = read_manifest(gulp_dir) or {}
+        manifest = read_manifest(gulp_dir)
+        self.check: ManifestCheck = check_chunks(data, meta, manifest)
+        self._manifest = manifest or {}
         self.unavailable: dict[str, str] = {i: f"lost: {why}" for i, why in read_lost(gulp_dir).items()}
         self.unavailable.update({i: f"damaged ({why}), not repaired yet" for i, why in self.check.damaged_segments.items()})
         chunk_metas = []

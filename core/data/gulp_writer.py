@@ -223,7 +223,7 @@ def _salvage(gulp_dir: Path, k: int, healthy: dict[str, Any], new_k: int, manife
     data_k, meta_k = chunk_paths(gulp_dir, k)
     if healthy:
         atomic_write_text(gulp_dir / _JOURNAL, json.dumps({"old": k, "new": new_k}))
-        builder = _ChunkBuilder(gulp_dir, new_k, 90)
+        builder = _ChunkBuilder(gulp_dir, new_k, quality=90)  # unused: stored JPEG bytes are copied, never re-encoded
         try:
             for id_, seg in healthy.items():
                 meta = {key: v for key, v in seg["meta_data"][0].items() if key != CONTENT_KEY}
