@@ -13,6 +13,8 @@
    under :data:`MAX_WORKSPACE_LINES`.
 5. The layer order of docs/architecture.md (:data:`LAYERS`, bottom first): every module
    belongs to one layer and imports (at module level) only its own layer and those below.
+6. ``core`` and ``app`` are installed packages (pyproject's package list holds every folder
+   of theirs), and nothing in ``core/``, ``app/`` or ``pages/`` edits ``sys.path``.
 
 Each check is a function of a source folder, so the tests at the bottom also run it on
 small synthetic trees to show that it catches what it should.
@@ -21,7 +23,9 @@ small synthetic trees to show that it catches what it should.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,6 +255,30 @@ def layer_violations(package_dir: Path, layers: tuple[tuple[str, ...], ...]) -> 
     return out
 
 
+def path_edits(folder: Path) -> list[str]:
+    """Every use of ``sys.path`` in the ``.py`` files below ``folder``, as ``path:line``."""
+    out = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) and node.value.id == "sys":
+                out.append(f"{path.relative_to(folder.parent)}:{node.lineno}")
+    return out
+
+
+def uninstalled_folders(root: Path, tops: tuple[str, ...], include: list[str]) -> list[str]:
+    """Folders below ``root/<top>`` holding ``.py`` files that an install leaves out: no
+    ``__init__.py`` (not a package), or a dotted name no ``include`` pattern matches."""
+    folders = sorted({p.parent for top in tops for p in (root / top).rglob("*.py")})
+    out = []
+    for folder in folders:
+        name = ".".join(folder.relative_to(root).parts)
+        if not (folder / "__init__.py").is_file():
+            out.append(f"{name}: no __init__.py")
+        elif not any(fnmatch.fnmatchcase(name, pattern) for pattern in include):
+            out.append(f"{name}: not in pyproject's packages")
+    return out
+
+
 # --------------------------------------------------------------------------- the rules on core/
 
 
@@ -267,6 +295,13 @@ def test_no_imports_inside_functions_in_core() -> None:
 def test_core_imports_follow_the_documented_layer_order() -> None:
     bad = layer_violations(CORE, LAYERS)
     assert not bad, "imports against the layer order of docs/architecture.md:\n" + "\n".join(bad)
+
+
+def test_core_and_app_are_installed_and_edit_no_path() -> None:
+    """`streamlit run app/main.py` puts only app/ on the path: app and core come from the install."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert uninstalled_folders(ROOT, ("core", "app"), include) == []
+    assert [edit for folder in ("core", "app", "pages") for edit in path_edits(ROOT / folder)] == []
 
 
 def test_core_never_imports_streamlit() -> None:
@@ -377,3 +412,15 @@ def test_upward_import_and_unlisted_module_found(tmp_path: Path) -> None:
         "pkg.stray is in no layer: add it to LAYERS",
         "pkg.low.a (pkg.low) imports pkg.high.b (pkg.high), a layer above its own",
     ]
+
+
+def test_path_edits_and_uninstalled_folders_found(tmp_path: Path) -> None:
+    _tree(tmp_path, {
+        "pkg/m.py": "import sys\nfrom pathlib import Path\nsys.path.insert(0, str(Path(__file__).parent))\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/n.py": "import os\nos.path.join('a', 'b')\n",
+        "pkg/loose/o.py": "import sys\nprint(sys.argv)\n",  # a folder without __init__.py
+        "other/__init__.py": "",
+    })
+    assert path_edits(tmp_path / "pkg") == ["pkg/m.py:3"]
+    assert uninstalled_folders(tmp_path, ("pkg", "other"), ["pkg*"]) == ["other: not in pyproject's packages", "pkg.loose: no __init__.py"]

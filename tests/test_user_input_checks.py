@@ -255,8 +255,6 @@ def test_parse_form_converts_and_checks_each_field() -> None:
 def setup_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The Setup page on a config whose [epic] holds valid settings, as the form shows them."""
     pytest.importorskip("streamlit")
-    if str(ROOT) not in sys.path:  # `app` is not an installed package
-        sys.path.insert(0, str(ROOT))
     from streamlit.testing.v1 import AppTest
 
     from app import state
