@@ -10,7 +10,7 @@ import streamlit as st
 from app import state
 from core.analysis.optional_steps import OPTIONAL_STEPS, full_status
 from core.data.sources import SOURCE_CLASSES, DatasetSource, parse_form
-from core.data.sources.settings import PATH_KINDS, form_text
+from core.data.sources.settings import PATH_KINDS, Setting, form_text
 from core.errors import UserError
 
 state.keep_shared_state()
@@ -76,12 +76,15 @@ def settings_form(cls: type[DatasetSource]) -> None:
     st.subheader(cls.settings_title or f"{base} settings")
     st.caption(f"Saved to `{base_ws.config_path}` (TOML, `[{base}]` table) only when every setting checks out.")
     current = dict(base_ws.config.get(base, {}))
+
+    def field(where, setting: Setting) -> str:  # where: st or a column
+        return where.text_input(setting.label, value=form_text(setting, current.get(setting.key)), help=setting.help,
+                                key=f"{base}_{setting.key}")
+
     with st.form(f"{base}_paths"):
-        values = {}
+        values = {s.key: field(st, s) for s in schema if s.kind in PATH_KINDS}
         short = [s for s in schema if s.kind not in PATH_KINDS]  # numbers and ids side by side under the paths
-        for setting, column in [(s, st) for s in schema if s.kind in PATH_KINDS] + list(zip(short, st.columns(max(1, len(short))))):
-            values[setting.key] = column.text_input(setting.label, value=form_text(setting, current.get(setting.key)), help=setting.help,
-                                                    key=f"{base}_{setting.key}")
+        values |= {s.key: field(column, s) for s, column in zip(short, st.columns(len(short)) if short else [])}
         submitted = st.form_submit_button("Save paths", type="primary")
     if not submitted:
         return
