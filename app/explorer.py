@@ -5,16 +5,9 @@ reads its widgets, calls core and draws.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run` puts only app/ on the path
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from app import links, warmup  # noqa: E402
+from app import links, warmup
 
 # An emoji icon: a Material icon would make the browser fetch an icon font (no request leaves the machine).
 st.set_page_config(page_title="Play Fair explorer", page_icon="🎬", layout="wide")

@@ -29,7 +29,7 @@ from core.analysis.batch import compute_batch_esvs, read_results
 from core.cli_checks import check_esvs_flags, check_ingest_checkpoint, check_output_name
 from core.commands import python_command
 from core.data.epic_annotations import parse_participants
-from core.data.sources import dataset_name_for, dataset_names
+from core.data.sources import dataset_name_for, dataset_names, ingest_settings
 from core.distributed import RayESVEngine, RayOptions, extract_features, import_ray, plan_extraction
 from core.errors import UserError
 from core.explain import available_methods
@@ -355,15 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the demo CNN afresh and write it to assets/demo/demo_cnn.pt (+ .json record)")
 
     p = add("ingest", cmd_ingest, "gulp EPIC frames + annotations into datasets/<name> (settings are saved to the config on success)")
-    p.add_argument("--frames-dir", dest="frames_dir", help="folder holding <participant>/<video_id>/frame_0000000001.jpg")
-    p.add_argument("--annotations", help="EPIC annotation file (.pkl or .csv)")
-    p.add_argument("--val-annotations", dest="val_annotations", help="optional second annotation file whose clips form the val split (EPIC_100_validation.pkl)")
-    p.add_argument("--verb-classes", dest="verb_classes", help="EPIC_100_verb_classes.csv")
-    p.add_argument("--noun-classes", dest="noun_classes", help="EPIC_100_noun_classes.csv")
-    p.add_argument("--checkpoint", help="EPIC TRN RGB checkpoint (backbone for features)")
-    p.add_argument("--heads-dir", dest="heads_dir", help="optional folder of Play Fair fork heads mtrn-frames={k}-type={verb|noun}.pt")
-    p.add_argument("--participants", default=None, help="P01,P02,... or 'all': one dataset named epic-P01-P02 / epic-all")
-    p.add_argument("--participant", default=None, help="one participant id for the dataset `epic` (default P01)")
+    for setting in ingest_settings():  # the sources' settings (saved to the config on success)
+        p.add_argument(setting.flag_name, dest=setting.key, type=int if setting.kind == "int" else str, default=None,
+                       help=setting.help)
     p.add_argument("--output", default=None, help="dataset name (folder under datasets/), e.g. epic-kitchens-test")
     p.add_argument("--stride", "--frame-stride", dest="frame_stride", type=int, default=None, help="keep every n-th frame of each segment (default: what the dataset recorded, else 1)")
     p.add_argument("--max-frames", dest="max_frames_per_segment", type=int, default=None, help="cap frames per segment (uniformly subsampled; 0 = no cap); default: what the dataset recorded, else none")

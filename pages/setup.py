@@ -1,5 +1,6 @@
 """Setup: what is built for each dataset, buttons that build the missing pieces with
-live progress, and the EPIC paths (saved to the config file through the Workspace)."""
+live progress, and a form per source with settings (EPIC's paths), made from the source's
+settings schema and saved to the config file through the Workspace."""
 
 from __future__ import annotations
 
@@ -8,24 +9,12 @@ import streamlit as st
 
 from app import state
 from core.analysis.optional_steps import OPTIONAL_STEPS, full_status
-from core.data.sources import validate_settings
-from core.data.sources.epic_settings import parse_form
+from core.data.sources import SOURCE_CLASSES, DatasetSource, parse_form
+from core.data.sources.settings import PATH_KINDS, Setting, form_text
 from core.errors import UserError
 
 state.keep_shared_state()
 st.title("Setup")
-
-EPIC_FIELDS = [
-    ("frames_dir", "EPIC frames folder", "Folder holding P01/rgb_frames/P01_01/frame_0000000001.jpg …", True),
-    ("annotations", "Annotations (.pkl or .csv)", "EPIC_100_train.pkl (or a CSV with the same columns)", True),
-    ("val_annotations", "Validation annotations (optional)",
-     "EPIC_100_validation.pkl (or a CSV with the same columns): this participant's clips in it form the val split "
-     "instead of the held-out videos (read when the dataset step ingests EPIC)", False),
-    ("verb_classes", "Verb classes CSV", "EPIC_100_verb_classes.csv", False),
-    ("noun_classes", "Noun classes CSV", "EPIC_100_noun_classes.csv", False),
-    ("checkpoint", "TRN checkpoint (backbone)", "EPIC TRN Lightning checkpoint (.ckpt)", True),
-    ("heads_dir", "Play Fair heads folder (optional)", "Folder of mtrn-frames={k}-type={verb|noun}.pt; empty = train heads here", False),
-]
 
 names = state.setup_options()
 st.session_state.setdefault("setup_dataset", state.default_dataset(state.dataset_options()))
@@ -75,42 +64,53 @@ with b3.popover("Rebuild one step"):
         if state.run_build(ws, [step]):
             st.rerun()
 
-# ---------------------------------------------------------------- EPIC paths
-st.subheader("EPIC-KITCHENS paths")
-st.caption(f"Saved to `{ws.config_path}` (TOML, `[epic]` table) only when every setting checks out.")
-epic_ws = state.get_workspace("epic")
-current = dict(epic_ws.config.get("epic", {}))
-with st.form("epic_paths"):
-    values = {}
-    for key, label, help_, _required in EPIC_FIELDS:
-        values[key] = st.text_input(label, value=str(current.get(key, "") or ""), help=help_, key=f"epic_{key}")
-    c1, c2 = st.columns(2)
-    values["participant"] = c1.text_input("Participant", value=str(current.get("participant", "P01") or "P01"), key="epic_participant",
-                                          help="An EPIC participant id: P followed by two digits (P01).")
-    values["stride"] = c2.text_input("Feature stride", value=str(current.get("stride", 1) or 1), key="epic_stride",
-                                     help="Every stride-th stored frame gets a feature (a whole number from 1).")
-    submitted = st.form_submit_button("Save paths", type="primary")
+# ---------------------------------------------------------------- settings of each source that has some
 
-if submitted:
+
+def settings_form(cls: type[DatasetSource]) -> None:
+    """The form of ``cls``'s settings (its first dataset name's table): one text field per
+    setting of its schema, saved only when every setting checks out."""
+    base = cls.names[0]
+    schema = [s for s in cls.settings_schema() if s.form]
+    base_ws = state.get_workspace(base)
+    st.subheader(cls.settings_title or f"{base} settings")
+    st.caption(f"Saved to `{base_ws.config_path}` (TOML, `[{base}]` table) only when every setting checks out.")
+    current = dict(base_ws.config.get(base, {}))
+
+    def field(where, setting: Setting) -> str:  # where: st or a column
+        return where.text_input(setting.label, value=form_text(setting, current.get(setting.key)), help=setting.help,
+                                key=f"{base}_{setting.key}")
+
+    with st.form(f"{base}_paths"):
+        values = {s.key: field(st, s) for s in schema if s.kind in PATH_KINDS}
+        short = [s for s in schema if s.kind not in PATH_KINDS]  # numbers and ids side by side under the paths
+        values |= {s.key: field(column, s) for s, column in zip(short, st.columns(len(short)) if short else [])}
+        submitted = st.form_submit_button("Save paths", type="primary")
+    if not submitted:
+        return
     # The form has only text: it converts its own fields (numbers, empty = unset) before validating,
     # so an unchanged form validates as what it shows.
-    cleaned, problems = parse_form(values)
-    labels = {key: label for key, label, _h, _r in EPIC_FIELDS} | {"participant": "Participant", "participants": "Participant",
-                                                                    "stride": "Feature stride"}
-    problems += validate_settings(cleaned)
+    cleaned, problems = parse_form(schema, values)
+    labels = {s.key: s.label for s in cls.settings_schema()}
+    problems += cls.check_settings(cleaned)
     if problems:
         for p in problems:
             st.error(f"**{labels.get(p.field, p.field)}:** {p.problem}  \n**Fix:** {p.fix}")
-        st.error(f"**Nothing was saved** ({len(problems)} problem{'s' * (len(problems) != 1)}); `{ws.config_path}` is unchanged.")
+        st.error(f"**Nothing was saved** ({len(problems)} problem{'s' * (len(problems) != 1)}); `{base_ws.config_path}` is unchanged.")
+        return
+    try:
+        section = base_ws.config.setdefault(base, {})
+        for key in values:  # a field emptied in the form is removed from the file
+            section.pop(key, None)
+        section.update(cleaned)
+        path = base_ws.save_config()
+    except (OSError, UserError) as exc:
+        state.show_error(exc if isinstance(exc, UserError) else UserError(f"Could not write {base_ws.config_path}: {exc}", "Check the folder is writable."))
     else:
-        try:
-            section = epic_ws.config.setdefault("epic", {})
-            for key in values:  # a field emptied in the form is removed from the file
-                section.pop(key, None)
-            section.update(cleaned)
-            path = epic_ws.save_config()
-        except (OSError, UserError) as exc:
-            state.show_error(exc if isinstance(exc, UserError) else UserError(f"Could not write {epic_ws.config_path}: {exc}", "Check the folder is writable."))
-        else:
-            state.reset_workspaces()
-            st.success(f"Saved to {path}. Now build EPIC above (select the EPIC dataset, then **Build missing**).")
+        state.reset_workspaces()
+        st.success(f"Saved to {path}. Now build {base_ws.source.label} above (select it, then **Build missing**).")
+
+
+for source_class in SOURCE_CLASSES:
+    if source_class.settings_schema():
+        settings_form(source_class)

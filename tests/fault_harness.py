@@ -219,7 +219,7 @@ class Run:
 
 
 def _resolve(target: str) -> tuple[Any, str]:
-    """``"core.data.epic:_load_jpeg"`` / ``"core.features:FeatureStore.write"`` -> (owner, attribute)."""
+    """``"core.data.epic_frames:load_jpeg"`` / ``"core.features:FeatureStore.write"`` -> (owner, attribute)."""
     module, _, attr = target.partition(":")
     owner: Any = importlib.import_module(module)
     *path, name = attr.split(".")
@@ -431,7 +431,7 @@ def run_sigkilled(env: Env, argv: list[str], rng: np.random.Generator, started: 
 UNITS = {
     # unit of work -> the commands it runs in
     "os:replace": "ingest extract train",  # every atomic commit (files, chunks, manifests)
-    "core.data.epic:_load_jpeg": "ingest",
+    "core.data.epic_frames:load_jpeg": "ingest",
     "core.data.gulp_writer:_ChunkBuilder.commit": "ingest",
     "core.data.gulp_writer:write_manifest": "ingest",
     "core.data.gulp_writer:_stored_jpegs": "ingest",

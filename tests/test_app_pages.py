@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,6 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `app` is not an installed package (pyproject installs core only)
-    sys.path.insert(0, str(ROOT))
 
 pytest.importorskip("streamlit")
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df  # noqa: E402

@@ -11,6 +11,10 @@
 3. ``core`` never imports Streamlit (anywhere, at any depth).
 4. No module in ``core/`` is over :data:`MAX_LINES` lines; ``core/workspace.py`` is
    under :data:`MAX_WORKSPACE_LINES`.
+5. The layer order of docs/architecture.md (:data:`LAYERS`, bottom first): every module
+   belongs to one layer and imports (at module level) only its own layer and those below.
+6. ``core`` and ``app`` are installed packages (pyproject's package list holds every folder
+   of theirs), and nothing in ``core/``, ``app/`` or ``pages/`` edits ``sys.path``.
 
 Each check is a function of a source folder, so the tests at the bottom also run it on
 small synthetic trees to show that it catches what it should.
@@ -19,7 +23,9 @@ small synthetic trees to show that it catches what it should.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +37,28 @@ CORE = ROOT / "core"
 OPTIONAL_DEPS = frozenset({"ray", "tqdm", "av", "simplejpeg", "gulpio2"})
 MAX_LINES = 600
 MAX_WORKSPACE_LINES = 300
+
+#: The layers of ``core/``, bottom first, as docs/architecture.md draws them (its arrows, "may be
+#: imported by", point up this list). An entry is a module or a package (with everything below
+#: it; the longest entry that holds a module decides; the top package ``core`` holds only its
+#: ``__init__``). ``core.data.sources`` sits above the backbones: a source names its encoder.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("core", "core.runtime", "core.errors", "core.io_utils", "core.paths", "core.commands", "core.video"),
+    ("core.data",),
+    ("core.backbones",),
+    ("core.data.sources",),
+    ("core.features", "core.feature_extraction", "core.frame_reader"),
+    ("core.models",),
+    ("core.shapley",),
+    ("core.esv",),
+    ("core.attribution",),
+    ("core.explain",),
+    ("core.pipeline",),
+    ("core.workspace",),
+    ("core.analysis",),
+    ("core.distributed",),
+    ("core.cli", "core.cli_checks", "core.__main__"),
+)
 
 
 # --------------------------------------------------------------------------- reading the source
@@ -201,6 +229,56 @@ def long_modules(package_dir: Path, limit: int) -> list[str]:
     return out
 
 
+def layer_of(module: str, layers: tuple[tuple[str, ...], ...]) -> int | None:
+    """The index of the layer holding ``module`` (its longest matching entry), None when none does."""
+    top = module.split(".")[0]
+    best: tuple[int, int] | None = None  # (entry length, layer)
+    for index, entries in enumerate(layers):
+        for entry in entries:
+            holds = module == entry or (entry != top and module.startswith(entry + "."))
+            if holds and (best is None or len(entry) > best[0]):
+                best = (len(entry), index)
+    return None if best is None else best[1]
+
+
+def layer_violations(package_dir: Path, layers: tuple[tuple[str, ...], ...]) -> list[str]:
+    """Modules in no layer, and module-level imports of a layer above the importer's, as
+    ``module (layer) imports target (layer)``; the layer is named by its first entry."""
+    graph = import_graph(package_dir)
+    out = [f"{m} is in no layer: add it to LAYERS" for m in sorted(graph) if layer_of(m, layers) is None]
+    for module in sorted(graph):
+        here = layer_of(module, layers)
+        for target in sorted(graph[module]):
+            there = layer_of(target, layers)
+            if here is not None and there is not None and there > here:
+                out.append(f"{module} ({layers[here][0]}) imports {target} ({layers[there][0]}), a layer above its own")
+    return out
+
+
+def path_edits(folder: Path) -> list[str]:
+    """Every use of ``sys.path`` in the ``.py`` files below ``folder``, as ``path:line``."""
+    out = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) and node.value.id == "sys":
+                out.append(f"{path.relative_to(folder.parent)}:{node.lineno}")
+    return out
+
+
+def uninstalled_folders(root: Path, tops: tuple[str, ...], include: list[str]) -> list[str]:
+    """Folders below ``root/<top>`` holding ``.py`` files that an install leaves out: no
+    ``__init__.py`` (not a package), or a dotted name no ``include`` pattern matches."""
+    folders = sorted({p.parent for top in tops for p in (root / top).rglob("*.py")})
+    out = []
+    for folder in folders:
+        name = ".".join(folder.relative_to(root).parts)
+        if not (folder / "__init__.py").is_file():
+            out.append(f"{name}: no __init__.py")
+        elif not any(fnmatch.fnmatchcase(name, pattern) for pattern in include):
+            out.append(f"{name}: not in pyproject's packages")
+    return out
+
+
 # --------------------------------------------------------------------------- the rules on core/
 
 
@@ -212,6 +290,18 @@ def test_no_import_cycles_in_core() -> None:
 def test_no_imports_inside_functions_in_core() -> None:
     bad = function_import_violations(CORE)
     assert not bad, "imports inside functions (only optional heavy dependencies, with a comment why):\n" + "\n".join(bad)
+
+
+def test_core_imports_follow_the_documented_layer_order() -> None:
+    bad = layer_violations(CORE, LAYERS)
+    assert not bad, "imports against the layer order of docs/architecture.md:\n" + "\n".join(bad)
+
+
+def test_core_and_app_are_installed_and_edit_no_path() -> None:
+    """`streamlit run app/main.py` puts only app/ on the path: app and core come from the install."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert uninstalled_folders(ROOT, ("core", "app"), include) == []
+    assert [edit for folder in ("core", "app", "pages") for edit in path_edits(ROOT / folder)] == []
 
 
 def test_core_never_imports_streamlit() -> None:
@@ -302,3 +392,35 @@ def test_streamlit_imports_found_at_any_depth(tmp_path: Path) -> None:
 def test_long_modules_listed(tmp_path: Path) -> None:
     pkg = _tree(tmp_path, {"pkg/short.py": "x = 1\n" * 600, "pkg/sub/long.py": "x = 1\n" * 601})
     assert long_modules(pkg, 600) == ["pkg/sub/long.py (601 lines)"]
+
+
+def test_upward_import_and_unlisted_module_found(tmp_path: Path) -> None:
+    pkg = _tree(tmp_path, {
+        "pkg/__init__.py": "from pkg.base import x\n",  # the top package re-exporting its base is fine
+        "pkg/base.py": "import json\n",
+        "pkg/low/__init__.py": "",
+        "pkg/low/a.py": "from pkg.base import x\nfrom pkg.high.b import y\n",  # the second import points up
+        "pkg/low/top/__init__.py": "",
+        "pkg/low/top/c.py": "from pkg.high import b\n",  # its own (longer) entry puts it above pkg.high
+        "pkg/high/__init__.py": "",
+        "pkg/high/b.py": "from pkg.low import a\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.low.top import c\n",
+        "pkg/stray.py": "",
+    })
+    layers = (("pkg", "pkg.base"), ("pkg.low",), ("pkg.high",), ("pkg.low.top",))
+    assert layer_of("pkg.low.top.c", layers) == 3 and layer_of("pkg.low.a", layers) == 1 and layer_of("pkg.stray", layers) is None
+    assert layer_violations(pkg, layers) == [
+        "pkg.stray is in no layer: add it to LAYERS",
+        "pkg.low.a (pkg.low) imports pkg.high.b (pkg.high), a layer above its own",
+    ]
+
+
+def test_path_edits_and_uninstalled_folders_found(tmp_path: Path) -> None:
+    _tree(tmp_path, {
+        "pkg/m.py": "import sys\nfrom pathlib import Path\nsys.path.insert(0, str(Path(__file__).parent))\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/n.py": "import os\nos.path.join('a', 'b')\n",
+        "pkg/loose/o.py": "import sys\nprint(sys.argv)\n",  # a folder without __init__.py
+        "other/__init__.py": "",
+    })
+    assert path_edits(tmp_path / "pkg") == ["pkg/m.py:3"]
+    assert uninstalled_folders(tmp_path, ("pkg", "other"), ["pkg*"]) == ["other: not in pyproject's packages", "pkg.loose: no __init__.py"]

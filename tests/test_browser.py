@@ -30,7 +30,7 @@ from typing import Iterator
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `app` is not an installed package (also when run as a script)
+if str(ROOT) not in sys.path:  # run as a script: this checkout's app, whichever is installed (pytest puts it first itself)
     sys.path.insert(0, str(ROOT))
 from app.launch import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
 # Screenshots go to test-artifacts/ (git-ignored); PLAYFAIR_SCREENSHOTS_DIR=docs/screenshots refreshes the README ones.

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import core.data.epic as epic
+import core.data.epic_frames as epic_frames
 from core.data.epic import (
     REQUIRED_COLUMNS,
     IngestIncomplete,
@@ -142,7 +143,7 @@ def test_missing_frames_are_listed(epic_tree: dict[str, Path], capsys: pytest.Ca
 
 
 def test_interrupted_ingest_resumes(epic_tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    real = epic._load_jpeg  # the per-frame unit of work (read, check, maybe re-encode)
+    real = epic_frames.load_jpeg  # the per-frame unit of work (read, check, maybe re-encode)
     count = {"n": 0}
 
     def flaky(path: Path) -> bytes:
@@ -151,12 +152,12 @@ def test_interrupted_ingest_resumes(epic_tree: dict[str, Path], monkeypatch: pyt
             raise KeyboardInterrupt
         return real(path)
 
-    monkeypatch.setattr(epic, "_load_jpeg", flaky)
+    monkeypatch.setattr(epic_frames, "load_jpeg", flaky)
     out = epic_tree["tmp"] / "ds"
     with pytest.raises(KeyboardInterrupt):
         ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert not (out / "dataset.json").exists()
-    monkeypatch.setattr(epic, "_load_jpeg", real)
+    monkeypatch.setattr(epic_frames, "load_jpeg", real)
     report = ingest_epic(epic_tree["frames"], epic_tree["pkl"], out)
     assert report.gulp.skipped == ["P01_01_0", "P01_01_1"] and len(report.gulp.written) == 4
     files = sorted(p.name for p in (out / "gulp").iterdir())

@@ -15,6 +15,7 @@ is one zero broadcast to its shape (stride 0): ~50 KB on disk instead of ~100 MB
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 import shutil
@@ -33,7 +34,8 @@ from core.cli import build_parser, main
 from core.cli_checks import check_esvs_flags, with_value, without_flag
 from core.commands import cli_command
 from core.data.sources.epic import EpicSource, check_dataset_name, suggest_dataset_name
-from core.data.sources.epic_settings import parse_form
+from core.data import sources
+from core.data.sources import DEMO_PRESETS, DemoSource, Setting, parse_form
 from core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,10 +243,11 @@ def test_hints_name_the_table_that_holds_the_value(tmp_path: Path) -> None:
 
 
 def test_parse_form_converts_and_checks_each_field() -> None:
-    settings, problems = parse_form({"frames_dir": " /data ", "stride": " 2 ", "participant": "P01", "heads_dir": "  "})
+    schema = EpicSource.settings_schema()
+    settings, problems = parse_form(schema, {"frames_dir": " /data ", "stride": " 2 ", "participant": "P01", "heads_dir": "  "})
     assert settings == {"frames_dir": "/data", "stride": 2, "participant": "P01"} and problems == []
     for text, says in (("abc", "not a whole number"), ("1.5", "not a whole number"), ("0", "less than 1"), ("-3", "less than 1")):
-        settings, problems = parse_form({"stride": text, "frames_dir": "/data"})
+        settings, problems = parse_form(schema, {"stride": text, "frames_dir": "/data"})
         assert settings == {"frames_dir": "/data"} and [p.field for p in problems] == ["stride"] and says in problems[0].problem
 
 
@@ -252,8 +255,6 @@ def test_parse_form_converts_and_checks_each_field() -> None:
 def setup_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The Setup page on a config whose [epic] holds valid settings, as the form shows them."""
     pytest.importorskip("streamlit")
-    if str(ROOT) not in sys.path:  # `app` is not an installed package
-        sys.path.insert(0, str(ROOT))
     from streamlit.testing.v1 import AppTest
 
     from app import state
@@ -316,6 +317,71 @@ def test_setup_empty_stride_means_unset(setup_page) -> None:
     at = _save(at)
     assert not at.error, [e.value for e in at.error]
     assert "stride" not in tomllib.loads(cfg.read_text())["epic"]
+
+
+# ----------------------------------------------------------------------------- a source declares its settings
+
+
+TOY_SETTINGS = (
+    Setting("clips_dir", "folder", "Clips folder", "the toy clips folder", "Folder of the toy clips", required=True),
+    Setting("size", "int", "Frame size", "the frame size", "Pixels on the shorter side", default=64, minimum=8, flag=False),
+)
+
+
+class ToySource(DemoSource):
+    """Test-only: the small demo under another name, with settings of its own (one registration)."""
+
+    names = ("toy",)
+    section = "toy"
+    settings_title = "Toy clips"
+
+    @property
+    def preset(self) -> dict:
+        return {**DEMO_PRESETS["demo-small"], "label": "Toy clips"}
+
+    @classmethod
+    def settings_schema(cls) -> tuple[Setting, ...]:
+        return TOY_SETTINGS
+
+
+@pytest.fixture
+def toy_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources, "SOURCE_CLASSES", (*sources.SOURCE_CLASSES, ToySource))
+
+
+def _ingest_flags() -> dict[str, str | None]:
+    ingest = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["ingest"]
+    return {opt: a.help for a in ingest._actions for opt in a.option_strings}
+
+
+def test_ingest_flags_come_from_the_sources_schemas(toy_registered) -> None:
+    flags = _ingest_flags()
+    for setting in EpicSource.settings_schema() + TOY_SETTINGS:
+        assert (flags.get(setting.flag_name) == setting.help) == setting.flag, setting.key
+    assert DemoSource.settings_schema() == () and flags["--stride"] != EpicSource.settings_schema()[-1].help  # the ingest's own --stride
+
+
+def test_a_registered_source_gets_a_checked_settings_form(toy_registered, setup_page, tmp_path: Path) -> None:
+    at, cfg = setup_page
+    assert [h.value for h in at.subheader][-2:] == ["EPIC-KITCHENS paths", "Toy clips"]
+    assert at.text_input(key="toy_size").value == "64"  # the default, the config has no [toy]
+    before = cfg.read_bytes()
+    at.text_input(key="toy_clips_dir").input(str(cfg))  # a file, not a folder
+    at.text_input(key="toy_size").input("4")
+    [save] = [b for b in at.button if b.label == "Save paths" and "toy" in b.form_id]
+    at = save.click().run()
+    errors = [e.value for e in at.error]
+    assert errors[:2] == ["**Frame size:** 4 is less than 8.  \n**Fix:** Enter a whole number of at least 8 (e.g. 8), or leave the field empty for the default.",
+                          f"**Clips folder:** {cfg} is a file, not a folder.  \n**Fix:** Enter the folder: the toy clips folder."]
+    assert len(errors) == 3 and errors[2].startswith("**Nothing was saved** (2 problems)")
+    assert cfg.read_bytes() == before
+    at.text_input(key="toy_clips_dir").input(str(tmp_path))
+    at.text_input(key="toy_size").input("16")
+    [save] = [b for b in at.button if b.label == "Save paths" and "toy" in b.form_id]
+    at = save.click().run()
+    assert not at.error, [e.value for e in at.error]
+    saved = tomllib.loads(cfg.read_text())
+    assert saved["toy"] == {"clips_dir": str(tmp_path), "size": 16} and saved["epic"] == tomllib.loads(before.decode())["epic"]
 
 
 # ----------------------------------------------------------------------------- esvs flags, --output names

@@ -6,7 +6,8 @@ the ``<participant>/rgb_frames/<video_id>/`` layout of the official download scr
 accepted too) for any set of participants (or all of them) and writes a dataset folder
 (``gulp/`` with its chunk manifest, class CSVs, ``dataset.json``) through
 :func:`core.data.gulp.write_gulp`, so an interrupted ingest resumes and a damaged chunk
-is rewritten by the next run. Annotation helpers live in :mod:`core.data.epic_annotations`.
+is rewritten by the next run. Annotation helpers live in :mod:`core.data.epic_annotations`,
+reading the frames in :mod:`core.data.epic_frames`.
 
 Splits: holding out whole videos keeps near-duplicate neighbouring segments out of both
 splits. By default each participant's last ~15% of the videos *actually ingested*
@@ -24,16 +25,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import simplejpeg
-from PIL import Image
 
 from core.data.epic_annotations import (
     ALL_PARTICIPANTS,
@@ -52,7 +50,6 @@ from core.data.gulp import (
     GULP_SUBDIR,
     GulpWriteReport,
     SegmentToWrite,
-    encode_jpeg,
     read_segment_metas,
     update_segment_meta,
     write_class_csvs,
@@ -60,6 +57,7 @@ from core.data.gulp import (
     write_gulp,
 )
 from core.commands import cli_command
+from core.data.epic_frames import JPEG_QUALITY, SHORT_SIDE, frame_loader, segment_frame_numbers, video_dir
 from core.data.epic_report import IngestIncomplete, IngestReport, failures_csv
 from core.data.gulp_manifest import file_record
 from core.errors import UserError
@@ -71,9 +69,6 @@ __all__ = [
     "ingest_epic", "ingest_inputs", "load_annotations", "load_class_names", "recorded_inputs", "segment_frame_numbers",
 ]
 
-#: Frames whose shorter side exceeds this are downscaled to it (EPIC frames are 456x256).
-SHORT_SIDE = 256
-JPEG_QUALITY = 90
 SETTINGS_FILE = "ingest_settings.json"
 FAILURES_FILE = "ingest_failures.csv"
 
@@ -161,100 +156,6 @@ def _check_inputs(out_root: Path, inputs: dict[str, Any], command: str) -> None:
                 f"Either rebuild it from the new inputs: `{with_flag(command, '--force')}` (deletes the old one), "
                 f"or keep it and ingest into another dataset: `{command} --output epic-<new name>`.",
             )
-
-
-# ----------------------------------------------------------------------------- frames
-
-
-def _frame_path(video_dir: Path, frame: int) -> Path:
-    return video_dir / f"frame_{frame:010d}.jpg"
-
-
-def _video_dir(frames_root: Path, participant: str, video_id: str) -> Path:
-    plain = frames_root / participant / video_id
-    if plain.is_dir():
-        return plain
-    alt = frames_root / participant / "rgb_frames" / video_id
-    return alt if alt.is_dir() else plain
-
-
-def segment_frame_numbers(start_frame: int, stop_frame: int, frame_stride: int = 1, max_frames: int | None = None) -> list[int]:
-    """1-based EPIC frame numbers read for a segment: start..stop inclusive every ``frame_stride``.
-
-    If more than ``max_frames`` remain they are subsampled uniformly keeping the first and
-    last (``round(linspace)``), so a 7,910-frame segment still spans its whole action.
-    """
-    numbers = list(range(int(start_frame), int(stop_frame) + 1, int(frame_stride)))
-    if max_frames is not None and len(numbers) > max_frames:
-        pick = np.round(np.linspace(0, len(numbers) - 1, max_frames)).astype(int)
-        numbers = [numbers[i] for i in pick]
-    return numbers
-
-
-def _load_frame(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            scale = SHORT_SIDE / min(w, h)
-            if scale < 1:
-                size = (max(1, round(w * scale)), max(1, round(h * scale)))
-                img.draft("RGB", size)  # JPEG DCT-domain downscale: cheap decode of big frames
-                img = img.convert("RGB").resize(size, Image.BILINEAR)
-            else:
-                img = img.convert("RGB")
-            return np.asarray(img, dtype=np.uint8)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise UserError(f"Frame {path} could not be decoded ({exc}).", "Re-extract that video's frames and rerun the ingest.") from exc
-
-
-def _load_jpeg(path: Path) -> bytes:
-    """One frame's JPEG for the chunk: the unit of work of a worker.
-
-    A colour JPEG already at most SHORT_SIDE on its shorter side (EPIC's 456x256 frames) is
-    stored as it is, once a strict decode shows it is whole: no second lossy encode, and
-    ~2.5x less work than decoding, resizing and encoding (docs/features.md, the P01 wait).
-    Anything else (bigger, grey, not a JPEG simplejpeg reads) is decoded, downscaled and
-    encoded as before, which also names a damaged frame.
-    """
-    data = path.read_bytes()
-    try:
-        h, w, colorspace, _subsampling = simplejpeg.decode_jpeg_header(data)
-        if min(h, w) <= SHORT_SIDE and colorspace == "YCbCr":
-            simplejpeg.decode_jpeg(data)  # strict: raises on corrupt or truncated data
-            return data
-    except (ValueError, RuntimeError):  # damaged or unusual: the general path below reports it
-        pass
-    return encode_jpeg(_load_frame(path), JPEG_QUALITY)
-
-
-def _ordered(pool: ThreadPoolExecutor | None, paths: list[Path], window: int) -> Iterator[bytes]:
-    """``_load_jpeg`` of every path, in order; with a pool at most ``window`` frames in flight.
-
-    PIL decoding and simplejpeg encoding release the GIL, so threads scale; the window
-    bounds memory on a 7,911-frame segment to a few dozen encoded frames.
-    """
-    if pool is None:
-        for p in paths:
-            yield _load_jpeg(p)
-        return
-    pending: deque[Future[bytes]] = deque()
-    it = iter(paths)
-    try:
-        for p in it:
-            pending.append(pool.submit(_load_jpeg, p))
-            if len(pending) >= window:
-                break
-        while pending:
-            done = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(_load_jpeg, nxt))
-            yield done.result()
-    finally:
-        for f in pending:  # a failed or interrupted segment: drop the frames in flight
-            f.cancel()
 
 
 # ----------------------------------------------------------------------------- ingest
@@ -375,7 +276,7 @@ def _plan(frames_root: Path, annotations: Path, out_root: Path, *, participants:
     verb_names, noun_names = load_class_names(verb_classes, noun_classes, ann)
     videos = sorted(ann["video_id"].unique(), key=natural_key)
     participant_of = dict(zip(ann["video_id"], ann["participant_id"]))
-    video_dirs = {v: _video_dir(frames_root, participant_of[v], v) for v in videos}
+    video_dirs = {v: video_dir(frames_root, participant_of[v], v) for v in videos}
     present = [v for v in videos if video_dirs[v].is_dir()]
     if not present:
         raise UserError(
@@ -414,7 +315,7 @@ def _write(plan: _IngestPlan, out_root: Path, missing: dict[str, str], *, thread
             meta["frame_stride"] = stride
             meta["first_frame"], meta["last_frame"] = numbers[0], numbers[-1]
             meta["subsampled"] = len(numbers) < len(range(int(row["start_frame"]), int(row["stop_frame"]) + 1, stride))
-            loader = _frame_loader(str(nid), plan.video_dirs[row["video_id"]], numbers, missing, pool, 4 * threads)
+            loader = frame_loader(str(nid), plan.video_dirs[row["video_id"]], numbers, missing, pool, 4 * threads)
             yield SegmentToWrite(meta=meta, load_frames=loader)
 
     pool = ThreadPoolExecutor(threads, thread_name_prefix="ingest-jpeg") if threads > 1 else None
@@ -500,16 +401,3 @@ def _accepted_skips(out_root: Path) -> tuple[int, set[str]]:
         return int(info.get("n_skipped") or 0), set(info.get("accepted_lost") or [])
     except (OSError, ValueError, TypeError, AttributeError):
         return 0, set()
-
-
-def _frame_loader(nid: str, video_dir: Path, numbers: list[int], missing: dict[str, str], pool: ThreadPoolExecutor | None, window: int):
-    def load() -> Iterator[bytes]:
-        # Check every file first: a segment with a gap is skipped without decoding anything.
-        for n in numbers:
-            p = _frame_path(video_dir, n)
-            if not p.is_file():
-                missing[nid] = str(p)
-                raise FileNotFoundError(2, "missing frame", str(p))
-        return _ordered(pool, [_frame_path(video_dir, n) for n in numbers], window)
-
-    return load

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 from core.data.sources.base import DatasetSource
 from core.data.sources.demo import DEMO_PRESETS, DemoSource
 from core.data.sources.epic import EpicSource, check_dataset_name, dataset_name_for
-from core.data.sources.epic_settings import SettingProblem, validate_settings
+from core.data.sources.epic_settings import validate_settings
+from core.data.sources.settings import Setting, SettingProblem, check_values, parse_form
 from core.errors import UserError
 
 SOURCE_CLASSES: tuple[type[DatasetSource], ...] = (DemoSource, EpicSource)
@@ -29,6 +30,17 @@ def dataset_names(config: Mapping[str, Any] | None = None) -> list[str]:
     return names
 
 
+def ingest_settings() -> list[Setting]:
+    """The settings that are ``ingest`` flags: every source's schema in registry order, a key
+    declared by two sources once (the first declaration names and explains the flag)."""
+    out: dict[str, Setting] = {}
+    for cls in SOURCE_CLASSES:
+        for setting in cls.settings_schema():
+            if setting.flag:
+                out.setdefault(setting.key, setting)
+    return list(out.values())
+
+
 def get_source(name: str, config: Mapping[str, Any] | None = None, config_path: Path | None = None) -> DatasetSource:
     """The source serving dataset ``name``, reading ``config`` (the parsed TOML); UserError for an unknown name."""
     cls = SOURCES.get(name) or next((c for c in SOURCE_CLASSES if c.serves(name)), None)
@@ -38,7 +50,7 @@ def get_source(name: str, config: Mapping[str, Any] | None = None, config_path: 
 
 
 __all__ = [
-    "SettingProblem", "validate_settings",
+    "Setting", "SettingProblem", "check_values", "ingest_settings", "parse_form", "validate_settings",
     "DEMO_PRESETS", "DatasetSource", "DemoSource", "EpicSource", "SOURCES", "check_dataset_name", "dataset_name_for",
     "dataset_names", "get_source",
 ]

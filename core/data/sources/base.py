@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from core.backbones.base import FrameEncoder
 from core.data.gulp import GULP_SUBDIR, check_gulp
+from core.data.sources.settings import Setting, SettingProblem, check_values
 from core.errors import UserError
 from core.io_utils import stable_hash
 from core.paths import datasets_dir
@@ -35,11 +36,13 @@ class DatasetSource(abc.ABC):
         names: dataset names served by this class (the registry's keys).
         section: the config table it reads (None = it needs no settings).
         builds_unattended: the app's first launch may build it without asking (no paths needed).
+        settings_title: the heading of its settings form on the Setup page.
     """
 
     names: ClassVar[tuple[str, ...]] = ()
     section: ClassVar[str | None] = None
     builds_unattended: ClassVar[bool] = False
+    settings_title: ClassVar[str] = ""
 
     def __init__(self, name: str, config: Mapping[str, Any] | None = None, config_path: Path | None = None) -> None:
         self.name = name
@@ -57,6 +60,22 @@ class DatasetSource(abc.ABC):
         return []
 
     # ------------------------------------------------------------------ settings and files
+
+    @classmethod
+    def settings_schema(cls) -> tuple[Setting, ...]:
+        """The keys of its config table, declared once: they make the Setup page's form and the
+        ``ingest`` flags, and each value's checks (empty: a source without settings)."""
+        return ()
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> list[SettingProblem]:
+        """Every problem of a settings table before it is saved (default: each value by its
+        :class:`Setting`; a source adds checks of the values' contents)."""
+        return check_values(cls.settings_schema(), settings)[1]
+
+    def validate(self) -> list[SettingProblem]:
+        """Problems of the configured settings (:meth:`check_settings` of :meth:`settings`)."""
+        return self.check_settings(self.settings())
 
     def settings(self) -> dict[str, Any]:
         """This source's config table (empty when absent or when it has none)."""

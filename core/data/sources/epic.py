@@ -56,7 +56,8 @@ from core.data.epic import (
 )
 from core.data.epic_annotations import ALL_PARTICIPANTS, natural_key, parse_participants
 from core.data.sources.base import DatasetSource
-from core.data.sources.epic_settings import SettingProblem, validate_settings
+from core.data.sources.epic_settings import EPIC_SETTINGS, PATH_SETTINGS, validate_settings
+from core.data.sources.settings import Setting, SettingProblem
 from core.errors import UserError
 from core.paths import datasets_dir
 from core.runtime import Progress
@@ -64,12 +65,10 @@ from core.runtime import Progress
 BASE = "epic"
 _NAME_RE = re.compile(r"^epic-[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PARTICIPANT_RE = re.compile(r"^P\d+$")
-# Keys a dataset's own table may leave to [epic]: where the EPIC download and the model are.
-_SHARED_KEYS = ("frames_dir", "annotations", "val_annotations", "verb_classes", "noun_classes", "checkpoint", "heads_dir")
-# CLI path flags (stored resolved). The annotation files define a dataset: they go to its
-# own table. The others describe the EPIC download and the model: they go to [epic], shared
-# by every EPIC dataset, unless [epic] already names another path (then to the own table).
-_CLI_PATHS = _SHARED_KEYS
+# The path settings (PATH_SETTINGS: the EPIC download and the model) are the keys a dataset's own
+# table may leave to [epic]. Their CLI flags are stored resolved. The annotation files define a
+# dataset: they go to its own table. The others go to [epic], shared by every EPIC dataset,
+# unless [epic] already names another path (then to the own table).
 _OWN_PATHS = ("annotations", "val_annotations")
 
 
@@ -116,6 +115,7 @@ class EpicSource(DatasetSource):
     names = (BASE,)
     section = BASE
     builds_unattended = False
+    settings_title = "EPIC-KITCHENS paths"
 
     def __init__(self, name: str, config: Mapping[str, Any] | None = None, config_path: Path | None = None) -> None:
         super().__init__(check_dataset_name(name), config, config_path)
@@ -147,14 +147,14 @@ class EpicSource(DatasetSource):
         if self.name == BASE:
             return own
         base = self.config.get(BASE, {})
-        return {**{k: base[k] for k in _SHARED_KEYS if k in base}, **own}
+        return {**{k: base[k] for k in PATH_SETTINGS if k in base}, **own}
 
     def section_of(self, key: str) -> str:
         """The table :meth:`settings` takes ``key`` from: the own table when it has the key (it
         overrides ``[epic]``), else ``[epic]`` for the shared keys; when unset, where to set it."""
         if self.name == BASE or key in self.config.get(self.name, {}):
             return self.name
-        return BASE if key in _SHARED_KEYS else self.name
+        return BASE if key in PATH_SETTINGS else self.name
 
     @property
     def participants(self) -> list[str] | str:
@@ -187,9 +187,14 @@ class EpicSource(DatasetSource):
         val = self.setting("val_annotations")
         return f"{self.label}: frames {frames}, annotations {ann}" + (f", val split from {val}" if val else "")
 
-    def validate(self) -> list[SettingProblem]:
-        """Problems of this dataset's settings (:func:`~core.data.sources.epic_settings.validate_settings`)."""
-        return validate_settings(self.settings())
+    @classmethod
+    def settings_schema(cls) -> tuple[Setting, ...]:
+        return EPIC_SETTINGS
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> list[SettingProblem]:
+        """:func:`~core.data.sources.epic_settings.validate_settings`: each value, then the files' contents."""
+        return validate_settings(settings)
 
     def configured(self) -> bool:
         return self.dataset_built() or bool(self.setting("frames_dir") and self.setting("annotations"))
@@ -223,7 +228,7 @@ class EpicSource(DatasetSource):
         if source and source not in (BASE, self.name):  # `--dataset A --output B`: B starts from A's settings
             for key, value in self.config.get(source, {}).items():
                 own.setdefault(key, value)
-        for key in _CLI_PATHS:
+        for key in PATH_SETTINGS:
             value = values.get(key)
             if value is not None:
                 path = Path(value).expanduser().resolve()
