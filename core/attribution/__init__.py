@@ -49,7 +49,7 @@ register_method(RandomAttribution)
 # approximator); the per-size methods default to 128 samples per scale (ESVAttribution).
 COMPARISON_SETTINGS: dict[str, dict[str, Any]] = {"kernelshap": {"coalitions": 64}}
 
-DEFAULT_METHODS: tuple[str, ...] = ("esv", "loo", "ig-zero", "ig-mean", "grad-x-input", "kernelshap", "random")
+DEFAULT_METHODS: tuple[str, ...] = ("exact", "loo", "ig-zero", "ig-mean", "grad-x-input", "kernelshap", "random")
 
 
 def attribution_methods(kind: str = "multiscale") -> tuple[str, ...]:

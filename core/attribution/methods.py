@@ -26,7 +26,8 @@ class ESVAttribution(FrameAttribution):
 
     Args:
         method: a registry name or alias that values games (e.g. ``"exact"``, ``"esv"``,
-            ``"surrogate"``, ``"kernelshap"``, ``"loo"``); the scores' ``name`` is this spelling.
+            ``"surrogate"``, ``"kernelshap"``, ``"loo"``); the scores' ``name`` is its canonical
+            name (``"esv"`` for the exact values).
         samples_per_scale: the per-size budget (converted to head evaluations); default 128
             for methods budgeted that way.
         budget: head evaluations instead (None: saturated).
@@ -46,7 +47,7 @@ class ESVAttribution(FrameAttribution):
         if samples_per_scale is None and budget is None and cls.samples_per_scale_budget:
             samples_per_scale = 128
         self.method, self.samples_per_scale, self.budget, self.seed, self.options = method, samples_per_scale, budget, seed, options
-        self.name = method
+        self.name = "esv" if cls.category == "exact" else cls.name  # tables call the exact values "esv"
         if cls.category == "exact":
             self.label = "ESV"
         elif samples_per_scale is not None:

@@ -165,7 +165,7 @@ def _run(game: Game, samples_per_scale: int | None, iterations: int, seed: int |
         raise UserError(f"{name!r} is not a Shapley method (it does not value the model's game).",
                         "Pick an explanation method, e.g. method='exact' or 'constructive'.")
     if not cls.budgeted and (samples_per_scale is not None or budget is not None):
-        raise UserError(f"method={name!r} spends a fixed number of evaluations: leave samples_per_scale and budget None")
+        raise UserError(f"method={name!r} spends a fixed number of evaluations: leave samples_per_scale=None and budget=None")
     if iterations != 1 and not cls.pools_iterations:
         raise UserError(f"method={name!r} runs once: pass iterations=1 and raise samples_per_scale instead")
     per_size = samples_per_scale if samples_per_scale is not None or budget is not None else cls.default_samples_per_scale

@@ -27,7 +27,7 @@ from core.shapley.approximators import (
     LeaveOneOut,
 )
 from core.shapley.approximators.base import MAX_EXACT_FRAMES
-from core.shapley.registry import get_method, method_names, register_method
+from core.shapley.registry import canonical_name, get_method, method_names, register_method
 from core.shapley.batch import MultiscaleGameBatch
 from core.shapley.game import AllSubsetLogits, Game, LevelRecursion, SampledLogits, ScaleHeads
 from core.shapley.games import MultiscaleGame, TableGame, VariableLengthGame
@@ -37,6 +37,7 @@ from core.shapley.validation import check_clip, check_clips, check_model_output
 __all__ = [
     "make_approximator",
     "get_method",
+    "canonical_name",
     "method_names",
     "register_method",
     "Approximator",
