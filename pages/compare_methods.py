@@ -24,6 +24,7 @@ clip_id = state.pick_clip(ws, default=lambda: default_compare_clip(ws, st.sessio
                                                                    int(st.session_state.get("pf_n", 8))))
 settings = state.explain_controls(ws, clip_id, method=False)
 st.session_state.setdefault("cm_methods", list(DEFAULT_METHODS))
+state.canonical_choice("cm_methods")
 chosen = st.multiselect(
     "Methods", list(attribution_methods("multiscale")), key="cm_methods", format_func=lambda m: f"{m} — {get_method(m).description}",
     help="All explain the multiscale TRN's probability of the explained class, frames removed (never imputed).",

@@ -127,13 +127,19 @@ def method_label(name: str) -> str:
     return get_method(name, kind="multiscale").label
 
 
-def _canonical_choice(key: str) -> None:
-    """Replace an older method name in ``key`` (a link, a saved session) by its canonical one."""
-    try:
-        if isinstance(st.session_state.get(key), str):
-            st.session_state[key] = canonical_name(st.session_state[key], kind="multiscale")
-    except UserError:
-        pass  # unknown: the widget's validity check resets it
+def canonical_choice(key: str) -> None:
+    """Replace older method names in session ``key`` (one name or a list, from a link or a
+    saved session) by their canonical ones; unknown names are left for the widget to reset."""
+    def canonical(name: Any) -> Any:
+        try:
+            return canonical_name(name, kind="multiscale")
+        except UserError:
+            return name
+    value = st.session_state.get(key)
+    if isinstance(value, str):
+        st.session_state[key] = canonical(value)
+    elif isinstance(value, list):
+        st.session_state[key] = list(dict.fromkeys(canonical(v) for v in value))
 
 
 def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: str = "pf") -> dict[str, Any]:
@@ -182,7 +188,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
     """
     n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
     methods = explorer_methods()
-    _canonical_choice("pf_method")
+    canonical_choice("pf_method")
     _init("pf_task", "verb", lambda v: v in TASKS)
     _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
     _init("pf_method", "exact", lambda v: v in methods)

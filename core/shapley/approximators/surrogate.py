@@ -30,7 +30,7 @@ has been evaluated on some s-subsets, the per-scale means
 
 4. **Long clips: the surrogate as a control variate.** Where the surrogate game is
    sampled (n > ``enumerate_up_to``; any n with ``holdout`` set, and always for the
-   registered ``surrogate_cv``), :data:`HOLDOUT` of each incomplete scale's head
+   registered ``additive-surrogate-cv``), :data:`HOLDOUT` of each incomplete scale's head
    evaluations are not fitted: drawn uniformly and independently, they estimate the
    residual heads' first-order share of the ESVs
    (:mod:`~core.shapley.approximators.residual_cv`), which is added to the surrogate's
