@@ -39,7 +39,7 @@ from core.explain.result import ClipExplanation, ExplanationProvider, Target, de
 from core.models.evaluation import eval_mode
 from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
-from core.shapley import MultiscaleGame, VariableLengthGame, check_clip, method_names
+from core.shapley import MultiscaleGame, VariableLengthGame, check_clip, get_method, method_names
 
 
 class _Plan(NamedTuple):
@@ -265,7 +265,7 @@ class ExplanationService:
         """
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         ids = [str(c) for c in clip_ids]
-        if model != "mtrn" or asked != "exact":
+        if model != "mtrn" or not get_method(asked).supports_batch:
             settings = dict(task=task, n_frames=n_frames, model=model, target=target, method=method, samples_per_scale=samples_per_scale,
                             iterations=iterations, seed=seed, budget=budget, cache=cache)
             return [self.explain(c, **settings, progress=scaled(progress, i / len(ids), (i + 1) / len(ids), f"clip {i + 1}/{len(ids)}: "))
