@@ -399,11 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_parse_frames, default=list(range(1, 9)), help="frame counts, e.g. 1-8 or 4,8 (default 1-8)")
     p.add_argument("--tasks", nargs="+", choices=["verb", "noun"], default=["verb", "noun"])
     p.add_argument("--models", nargs="+", choices=["mtrn", "tsn"], default=["mtrn"])
-    p.add_argument("--samples-per-scale", dest="samples_per_scale", type=int, default=None, help="approximate ESVs with this many subsets per size (default: exact)")
-    p.add_argument("--method", choices=available_methods(), default=None,
-                   help="explanation method by name (default: exact, or constructive with --samples-per-scale)")
-    p.add_argument("--budget", type=int, default=None, help="head evaluations per explanation for a registry approximator "
-                   "(kernelshap, loo, ...; default: saturated)")
+    p.add_argument("--samples-per-scale", dest="samples_per_scale", type=int, default=None, help="the budget as subsets per size, converted to head evaluations (default: exact)")
+    p.add_argument("--method", type=faithfulness_cli.registered_method, default=None,
+                   help=f"explanation method by name ({', '.join(available_methods())}; default: exact, or constructive "
+                   "with a budget)")
+    p.add_argument("--budget", type=int, default=None, help="head evaluations per explanation (default: the method's default, "
+                   "else saturated); --samples-per-scale gives the same budget in the paper's unit")
     p.add_argument("--iterations", type=int, default=1, help="constructive sampling runs pooled")
     p.add_argument("--seed", type=int, default=None, help="approximation seed (default 0; not with exact ESVs)")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (N >= 1)")

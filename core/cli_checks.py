@@ -19,8 +19,8 @@ from core.backbones.trn_checkpoint import check_trn_checkpoint, checkpoint_in_fo
 from core.commands import cli_command
 from core.data.sources.epic import check_dataset_name, suggest_dataset_name
 from core.errors import UserError
-from core.esv import ESV_METHODS
 from core.explain import available_methods, default_method
+from core.shapley import get_method
 
 # The file the user downloads, in a printed command (as in EpicSource.how("backbone")).
 CHECKPOINT_PLACEHOLDER = "PATH/trn_rgb.ckpt"
@@ -100,18 +100,14 @@ def check_ingest_checkpoint(value: str | None, argv: Sequence[str]) -> None:
 
 # ----------------------------------------------------------------------------- esvs
 
-# Methods that draw nothing at random: a seed changes nothing (leave-one-out is a fixed n + 1 coalitions).
-_DETERMINISTIC = ("exact", "loo")
-
-
 def _flag_methods() -> dict[str, tuple[str, ...]]:
-    """``esvs`` flag -> the methods it has an effect with (read from the registry: new methods count)."""
-    registry = tuple(m for m in available_methods() if m not in ESV_METHODS)
+    """``esvs`` flag -> the methods it has an effect with (the registry's capability flags)."""
+    methods = [get_method(m) for m in available_methods()]
     return {
-        "--budget": registry,  # head evaluations: the registry approximators only
-        "--samples-per-scale": ("constructive", "surrogate"),  # the engine's samplers
-        "--iterations": ("constructive",),  # pooled sampling runs (the surrogate runs once)
-        "--seed": tuple(m for m in available_methods() if m not in _DETERMINISTIC),
+        "--budget": tuple(m.name for m in methods if m.budgeted),  # head evaluations
+        "--samples-per-scale": tuple(m.name for m in methods if m.budgeted),  # the same budget, converted
+        "--iterations": tuple(m.name for m in methods if m.pools_iterations),  # pooled sampling runs
+        "--seed": tuple(m.name for m in methods if not m.deterministic),
     }
 
 
@@ -126,11 +122,18 @@ def check_esvs_flags(args: argparse.Namespace) -> str:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: the number of clips to explain must be at least 1.",
                         f"Pass --limit 1 or more, or leave it out for every clip: `{command_line(without_flag(argv, '--limit'))}`.")
-    method = args.method if args.method is not None else default_method(args.samples_per_scale)
+    method = args.method if args.method is not None else default_method(args.samples_per_scale, args.budget)
+    cls = get_method(method)
+    if not cls.values_game:
+        raise UserError(f"--method {method} is not an ESV method (it does not value the model's game).",
+                        f"Pick one of: {', '.join(available_methods())}.")
     given = {"--budget": args.budget is not None, "--samples-per-scale": args.samples_per_scale is not None,
              "--iterations": args.iterations != 1, "--seed": args.seed is not None}
+    if given["--budget"] and given["--samples-per-scale"]:
+        raise UserError("--budget and --samples-per-scale both set the budget (head evaluations, or the same in subsets per size).",
+                        f"Keep one: `{command_line(without_flag(argv, '--budget'))}`.")
     for flag, methods in _flag_methods().items():
-        if given[flag] and method not in methods:
+        if given[flag] and cls.name not in methods:
             chosen = f"--method {method}" if args.method is not None else f"the default method ({method})"
             raise UserError(
                 f"{flag} has no effect with {chosen}: it would be recorded in the results but not used.",

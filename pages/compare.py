@@ -11,6 +11,7 @@ import streamlit as st
 from app import charts, links, runs, state
 from core.analysis.compare import compare_clip, exhaustive_samples_per_scale, sweep_samples
 from core.errors import UserError
+from core.shapley import get_method
 
 state.keep_shared_state()
 head, link_slot = st.columns([7.4, 1.6], vertical_alignment="bottom")
@@ -22,32 +23,28 @@ settings = state.explain_controls(ws, clip_id, method=False)
 n = settings["n_frames"]
 largest_level = exhaustive_samples_per_scale(n)  # from here on the sampler draws every subset
 
-approximate = [m for m in state.explorer_methods() if m != "exact"]
+approximate = [m for m in state.explorer_methods() if get_method(m).category != "exact"]
 if st.session_state.get("cmp_method") not in approximate:
     st.session_state["cmp_method"] = approximate[0]
 a0, a1, a2, a3, a4 = st.columns([2, 2, 2, 2, 4])
 method = a0.selectbox("Approximate method", approximate, key="cmp_method", format_func=state.method_label)
-sampled = method in state.SAMPLED
-if sampled:
-    budget = state.whole_number(a1, "Samples per scale", "cmp_sps", 1, 1_000_000, 16,
-                                help=f"At {largest_level:,} or more, every subset of {n} frames is drawn: the exact path runs.")
-    iterations = state.whole_number(a2, "Iterations", "cmp_iter", 1, 1000, 1)
-else:
-    budget = state.whole_number(a1, "Budget (head evaluations)", "cmp_budget", 1, 10_000_000, 512)
-    iterations = 1
+budgeted = state.budget_controls((a1, a2), method, n, ws.heads(settings["task"]).max_frames, key="cmp")
 n_seeds = state.whole_number(a3, "Seeds (spread)", "cmp_seeds", 1, 20, 5)
-if None in (budget, iterations, n_seeds):
+if None in (*budgeted.values(), n_seeds):
     st.stop()
-sweep_options = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024} | ({largest_level} if sampled else {2048, 4096}))
-st.session_state.setdefault("cmp_sweep", [1, 2, 4, 8, 16, 32, 64, 128])
-st.session_state["cmp_sweep"] = [v for v in st.session_state["cmp_sweep"] if v in sweep_options]
-unit = "samples per scale" if sampled else "head evaluations"
-sweep = a4.multiselect(f"Sweep: {unit}", sweep_options, key="cmp_sweep",
-                       help=f"{largest_level:,} samples per scale draw every subset of {n} frames (they run exact)." if sampled else None)
+iterations = budgeted.get("iterations", 1)
+sampled = "samples_per_scale" in budgeted  # the budget in the paper's unit (the registry says which methods)
+sweep = []
+if budgeted:
+    sweep_options = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024} | ({largest_level} if sampled else {2048, 4096}))
+    st.session_state.setdefault("cmp_sweep", [1, 2, 4, 8, 16, 32, 64, 128])
+    st.session_state["cmp_sweep"] = [v for v in st.session_state["cmp_sweep"] if v in sweep_options]
+    unit = "samples per scale" if sampled else "head evaluations"
+    sweep = a4.multiselect(f"Sweep: {unit}", sweep_options, key="cmp_sweep",
+                           help=f"{largest_level:,} samples per scale draw every subset of {n} frames (they run exact)." if sampled else None)
 links.link_control(links.publish({"dataset", "clip", "n", "task", "explain"}), link_slot)
 
-kwargs = dict(settings, method=method, iterations=iterations, seeds=range(n_seeds),
-              **({"samples_per_scale": budget} if sampled else {"budget": budget}))
+kwargs = dict(settings, method=method, seeds=range(n_seeds), **budgeted)
 fp = runs.fingerprint_of(ws.name, clip_id, sorted(kwargs.items(), key=str), sorted(sweep))
 try:
     runs.stopped_notice("compare", fp)
@@ -58,7 +55,8 @@ except UserError as exc:
     st.stop()
 
 exact, approx = cmp.summary.iloc[0], cmp.summary.iloc[1]
-budget_text = f"{budget:,} samples per scale × {iterations} iteration(s)" if sampled else f"{budget:,} head evaluations"
+budget_text = (f"{budgeted['samples_per_scale']:,} samples per scale × {iterations} iteration(s)" if sampled
+               else f"{budgeted['budget']:,} head evaluations" if budgeted else "its fixed cost")
 ran_exact = all(a.exact for a in cmp.approx)
 st.markdown(
     f"**{clip_id}** · explaining the **{settings['task']} “{cmp.exact.explained_name}”** over **{n} frame{'s' * (n != 1)}** · "

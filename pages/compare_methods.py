@@ -10,8 +10,9 @@ from app import charts, runs, state
 from core.analysis import faithfulness
 from core.analysis.compare import default_compare_clip
 from core.analysis.optional_steps import OPTIONAL_STEPS
-from core.attribution import ATTRIBUTION_METHODS, DEFAULT_METHODS
+from core.attribution import DEFAULT_METHODS, attribution_methods
 from core.errors import UserError
+from core.shapley import get_method
 
 state.keep_shared_state()
 st.title("Compare attribution methods")
@@ -23,8 +24,9 @@ clip_id = state.pick_clip(ws, default=lambda: default_compare_clip(ws, st.sessio
                                                                    int(st.session_state.get("pf_n", 8))))
 settings = state.explain_controls(ws, clip_id, method=False)
 st.session_state.setdefault("cm_methods", list(DEFAULT_METHODS))
+state.canonical_choice("cm_methods")
 chosen = st.multiselect(
-    "Methods", list(ATTRIBUTION_METHODS), key="cm_methods", format_func=lambda m: f"{m} — {ATTRIBUTION_METHODS[m][1]}",
+    "Methods", list(attribution_methods("multiscale")), key="cm_methods", format_func=lambda m: f"{m} — {get_method(m).description}",
     help="All explain the multiscale TRN's probability of the explained class, frames removed (never imputed).",
 )
 

@@ -42,12 +42,12 @@ def method_text(ex) -> str:
     """How these ESVs were computed, in words."""
     if settings.get("method") in (None, "exact"):
         return "exact (every subset)"
-    budget = (f"{settings['samples_per_scale']:,} samples/scale × {settings['iterations']}" if "samples_per_scale" in settings
-              else f"budget {settings['budget']:,} head evaluations")
+    budget = (f"{settings['samples_per_scale']:,} samples/scale × {settings.get('iterations', 1)}" if "samples_per_scale" in settings
+              else f"budget {settings['budget']:,} head evaluations" if "budget" in settings else "its fixed cost")
     name = state.method_label(settings["method"])
     if ex.exact:
         return f"**exact**: {name} with {budget} would draw every subset of {n} frames, so the exact path ran"
-    return f"approximate: {name}, {budget}, seed {settings['seed']}"
+    return f"approximate: {name}, {budget}" + (f", seed {settings['seed']}" if "seed" in settings else "")
 
 
 target_word = {"ground_truth": "ground truth", "predicted": "predicted"}.get(settings["target"], "chosen")

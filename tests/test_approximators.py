@@ -7,7 +7,7 @@ import torch
 
 from core.errors import UserError
 from core.models import MTRNHead, TSNHead
-from core.shapley import APPROXIMATORS, ExactShapley, MultiscaleGame, TableGame, VariableLengthGame, make_approximator
+from core.shapley import ConstructiveSampler, ExactShapley, MultiscaleGame, TableGame, VariableLengthGame, get_method, make_approximator, method_names
 from core.shapley.game import Game
 
 D, H, C, N, NMAX = 16, 32, 5, 6, 4
@@ -52,8 +52,9 @@ def make_game(kind: str, n: int = N) -> Game:
     return TableGame(source.value(every.bool()))
 
 
-CASES = [(name, kind) for name in APPROXIMATORS for kind in KINDS if APPROXIMATORS[name].supports_kind(kind)]
-UNSUPPORTED = [(name, kind) for name in APPROXIMATORS for kind in KINDS if not APPROXIMATORS[name].supports_kind(kind)]
+APPROXIMATORS = method_names(values_game=True)  # every registered method that values a game
+CASES = [(name, kind) for name in APPROXIMATORS for kind in KINDS if get_method(name).supports_kind(kind)]
+UNSUPPORTED = [(name, kind) for name in APPROXIMATORS for kind in KINDS if not get_method(name).supports_kind(kind)]
 
 
 def _budgets(name: str, kind: str) -> list[int]:
@@ -63,11 +64,33 @@ def _budgets(name: str, kind: str) -> list[int]:
 
 
 def test_registry_names_and_lookup():
-    assert set(APPROXIMATORS) >= {"exact", "constructive", "surrogate", "kernelshap", "loo"}
-    for name, cls in APPROXIMATORS.items():
+    assert set(APPROXIMATORS) >= {"exact", "constructive", "additive-surrogate", "coalition-surrogate", "kernelshap", "loo"}
+    for name in APPROXIMATORS:
+        cls = get_method(name)
         assert cls.name == name and isinstance(make_approximator(name), cls)
-    with pytest.raises(UserError, match="Unknown approximator"):
+        assert name == name.lower() and "_" not in name  # one spelling style: lower-case words joined by "-"
+    with pytest.raises(UserError, match="Unknown explanation method 'magic'") as err:
         make_approximator("magic")
+    assert "kernelshap" in err.value.fix  # the error names the choices
+
+
+@pytest.mark.parametrize("alias,kind,canonical", [
+    ("esv", None, "exact"), ("esv-constructive", None, "constructive"), ("surrogate_cv", None, "additive-surrogate-cv"),
+    ("esv-surrogate", "multiscale", "additive-surrogate"), ("surrogate", "multiscale", "additive-surrogate"),
+    ("surrogate", "variable_length", "coalition-surrogate"), ("coalition-surrogate", None, "coalition-surrogate"),
+])
+def test_older_names_are_aliases(alias, kind, canonical):
+    assert get_method(alias, kind=kind).name == canonical
+
+
+def test_budget_for_is_the_samplers_planned_cost_and_inverts():
+    game = make_game("multiscale")
+    n, n_scales = game.n_players, game.n_scales
+    for sps in (1, 2, 5, 10):
+        budget = ConstructiveSampler.budget_for(sps, n, n_scales=n_scales, iterations=2)
+        assert budget == ConstructiveSampler(2).approximate(game, budget, seed=0).n_head_evaluations
+        assert ConstructiveSampler.samples_per_scale_for(budget, n, n_scales=n_scales, iterations=2) == sps
+    assert ConstructiveSampler.budget_for(3, 4) == 3 + 3 + 3 + 1  # variable length: min(3, C(4, k)) per size k
 
 
 @pytest.mark.parametrize("name,kind", CASES)

@@ -7,16 +7,15 @@ import torch
 from torch import nn
 
 from core.attribution import (
-    ATTRIBUTION_METHODS,
     ESVAttribution,
     GradientXInput,
     IntegratedGradients,
-    KernelSHAP,
-    LeaveOneOut,
     ModelSpec,
+    attribution_methods,
     make_attribution,
     subset_values,
 )
+from core.shapley import get_method
 from core.errors import UserError
 from core.esv import explain_multiscale, explain_variable_length
 from core.models import MTRNHead, MultiscaleModel, TSNHead, multiscale_logits
@@ -67,13 +66,13 @@ def test_multiscale_logits_match_the_model_on_both_paths():
 def test_leave_one_out_by_hand():
     hs, p, x = heads(), priors(), feats()
     model = MultiscaleModel(hs)
-    scores = LeaveOneOut().attribute(ModelSpec.multiscale(hs), p, x, target=2)
+    scores = make_attribution("loo").attribute(ModelSpec.multiscale(hs), p, x, target=2)
     full = probs_of(model, x)[2]
     for i in range(6):
         rest = torch.cat([x[:i], x[i + 1 :]])
         assert scores[i].item() == pytest.approx((full - probs_of(model, rest)[2]).item(), abs=1e-12)
     # one frame: removing it leaves the priors
-    one = LeaveOneOut().attribute(ModelSpec.multiscale(hs), p, x[:1])
+    one = make_attribution("loo").attribute(ModelSpec.multiscale(hs), p, x[:1])
     torch.testing.assert_close(one[0], probs_of(model, x[:1]) - p, atol=1e-12, rtol=0)
 
 
@@ -103,8 +102,8 @@ def test_kernelshap_all_coalitions_is_exact_and_sampled_is_efficient():
     hs, p, x = heads(), priors(), feats()
     spec = ModelSpec.multiscale(hs)
     exact = explain_multiscale(hs, p, x).esvs
-    torch.testing.assert_close(KernelSHAP(coalitions=62).attribute(spec, p, x), exact, atol=1e-10, rtol=0)
-    sampled = KernelSHAP(coalitions=20, seed=3).attribute(spec, p, x)
+    torch.testing.assert_close(make_attribution("kernelshap", coalitions=62).attribute(spec, p, x), exact, atol=1e-10, rtol=0)
+    sampled = make_attribution("kernelshap", coalitions=20, seed=3).attribute(spec, p, x)
     v = subset_values(spec, p, x, [list(range(6)), []])
     torch.testing.assert_close(sampled.sum(0), v[0] - v[1], atol=1e-10, rtol=0)
 
@@ -122,11 +121,15 @@ def test_esv_attribution_wraps_the_engine():
     )
 
 
-@pytest.mark.parametrize("name", sorted(set(ATTRIBUTION_METHODS) - {"esv-surrogate"}))
-def test_every_method_on_both_model_kinds(name):
+@pytest.mark.parametrize("name", sorted(set(attribution_methods("multiscale")) | set(attribution_methods("variable_length"))
+                                          | {"esv", "esv-surrogate", "esv-constructive"}))
+def test_every_method_on_the_model_kinds_it_supports(name):
     p, x = priors(), feats(5)
     torch.manual_seed(3)
-    for spec in (ModelSpec.multiscale(heads(3)), ModelSpec.variable_length(TSNHead(D, C, hidden_dim=8).double())):
+    specs = {"multiscale": ModelSpec.multiscale(heads(3)), "variable_length": ModelSpec.variable_length(TSNHead(D, C, hidden_dim=8).double())}
+    supported = [kind for kind in specs if name in ("esv-surrogate", "surrogate") or get_method(name).supports_kind(kind)]
+    assert supported
+    for spec in (specs[kind] for kind in supported):
         method = make_attribution(name)
         one = method.attribute(spec, p, x, target=2)
         every = method.attribute(spec, p, x)
@@ -138,14 +141,14 @@ def test_user_errors():
     hs, p, x = heads(), priors(), feats()
     spec = ModelSpec.multiscale(hs)
     with pytest.raises(UserError, match="out of range"):
-        LeaveOneOut().attribute(spec, p, x, target=C)
+        make_attribution("loo").attribute(spec, p, x, target=C)
     with pytest.raises(UserError, match="n_frames"):
-        LeaveOneOut().attribute(spec, p, x[0], target=0)
+        make_attribution("loo").attribute(spec, p, x[0], target=0)
     with pytest.raises(UserError, match="sum"):
-        LeaveOneOut().attribute(spec, p * 2, x, target=0)
+        make_attribution("loo").attribute(spec, p * 2, x, target=0)
     with pytest.raises(UserError, match="exactly one"):
         ModelSpec()
-    with pytest.raises(UserError, match="Unknown attribution"):
+    with pytest.raises(UserError, match="Unknown explanation method"):
         make_attribution("shap-magic")
     with pytest.raises(UserError, match="baseline"):
         IntegratedGradients("median")

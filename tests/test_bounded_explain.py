@@ -17,7 +17,7 @@ from core.esv import explain_multiscale
 from core.explain import DEFAULT_LIMITS, Limits, estimate_cost, explanation_service, limits_from_config
 from core.models.heads import MTRNHead
 from core.runtime import CancelToken, Cancelled
-from core.shapley import MultiscaleGame, check_clip, make_approximator
+from core.shapley import ConstructiveSampler, MultiscaleGame, check_clip, make_approximator
 from core.shapley import game as game_module
 from core.shapley import games as games_module
 
@@ -79,11 +79,14 @@ def test_meaningless_numbers_are_refused(kwargs):
         estimate_cost(kwargs.pop("method", None), n_frames=8, n_classes=5, **kwargs)
 
 
-def test_samples_per_scale_for_a_budgeted_approximator_is_refused_naming_the_budget():
-    # it would be silently ignored, and the saturated run then refused as infeasible at n > 16
-    with pytest.raises(UserError, match="budget of head evaluations") as err:
-        estimate_cost("surrogate_cv", n_frames=32, n_classes=5, samples_per_scale=128)
-    assert "--budget 2000" in err.value.fix
+def test_samples_per_scale_of_any_budgeted_method_is_the_same_budget_in_head_evaluations():
+    converted = ConstructiveSampler.budget_for(128, 32, n_scales=8)
+    assert estimate_cost("surrogate_cv", n_frames=32, n_classes=5, samples_per_scale=128).head_evaluations == converted
+    assert estimate_cost("surrogate_cv", n_frames=32, n_classes=5, budget=converted).head_evaluations == converted
+    with pytest.raises(UserError, match="both set the budget"):
+        estimate_cost("surrogate_cv", n_frames=32, n_classes=5, samples_per_scale=128, budget=2000)
+    with pytest.raises(UserError, match="fixed number of head evaluations"):
+        estimate_cost("loo", n_frames=32, n_classes=5, budget=2000)
     assert estimate_cost("surrogate_cv", n_frames=32, n_classes=5, budget=2000).head_evaluations <= 2000
 
 

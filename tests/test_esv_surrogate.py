@@ -13,7 +13,7 @@ import torch
 from core.esv import explain_multiscale, explain_variable_length
 from core.models import MTRNHead, TSNHead
 from core.models.evaluation import eval_mode
-from core.shapley import AdditiveSurrogate, MultiscaleGame
+from core.shapley import AdditiveSurrogate, ConstructiveSampler, MultiscaleGame
 from core.shapley.approximators import per_size_cost
 from core.shapley.approximators.surrogate_fit import balanced_design
 from core.shapley.approximators.surrogate_fit import conditional_means as _conditional_means
@@ -196,14 +196,19 @@ def test_method_keyword_validation():
     explicit = explain_multiscale(heads, priors, feats, samples_per_scale=4, seed=0, method="constructive")
     assert torch.equal(default.esvs, explicit.esvs) and default.method == "constructive-sampling"
     assert explain_multiscale(heads, priors, feats, method="exact").exact
-    with pytest.raises(ValueError, match="unknown ESV method"):
+    with pytest.raises(ValueError, match="Unknown explanation method 'magic'"):
         explain_multiscale(heads, priors, feats, method="magic")
     with pytest.raises(ValueError, match="iterations=1"):
         explain_multiscale(heads, priors, feats, samples_per_scale=4, iterations=2, method="surrogate")
     with pytest.raises(ValueError, match="leave samples_per_scale=None"):
         explain_multiscale(heads, priors, feats, samples_per_scale=4, method="exact")
-    with pytest.raises(ValueError, match="needs samples_per_scale"):
-        explain_multiscale(heads, priors, feats, method="constructive")
+    # no budget saturates (as for every method): the sampler draws every subset
+    saturated = explain_multiscale(heads, priors, feats, method="constructive", seed=0)
+    assert saturated.exact and saturated.n_head_evaluations == ConstructiveSampler.budget_for(10, 5, n_scales=3)
+    with pytest.raises(ValueError, match="both set the budget"):
+        explain_multiscale(heads, priors, feats, samples_per_scale=4, budget=40, method="constructive")
+    by_budget = explain_multiscale(heads, priors, feats, budget=ConstructiveSampler.budget_for(4, 5, n_scales=3), seed=0)
+    assert torch.equal(by_budget.esvs, default.esvs)  # samples per scale is the same budget in the paper's unit
     tsn = explain_variable_length(TSNHead(D, C).double(), priors, feats, samples_per_scale=4, seed=0, method="surrogate")
     assert tsn.method == "coalition-surrogate" and tsn.info["samples_per_scale"] == 4
     with pytest.raises(ValueError, match="samples_per_scale"):

@@ -122,8 +122,8 @@ def test_explained_class_resolution(ws, clip):
 def test_methods_and_errors(ws, clip):
     s = explanation_service(ws)
     assert s is explanation_service(ws)
-    assert {"exact", "constructive", "surrogate"} <= set(available_methods())
-    assert default_method(None) == "exact" and default_method(8) == "constructive"
+    assert {"exact", "constructive", "additive-surrogate", "coalition-surrogate"} <= set(available_methods())
+    assert default_method(None) == "exact" and default_method(8) == "constructive" and default_method(None, 100) == "constructive"
     assert {"kernelshap", "loo"} <= set(available_methods())  # every registered approximator passes through
     for name in ("kernelshap", "loo"):
         first = s.explain(clip, task="noun", n_frames=4, method=name, seed=0)
@@ -132,7 +132,7 @@ def test_methods_and_errors(ws, clip):
     small = s.explain(clip, task="noun", n_frames=4, method="kernelshap", budget=30, seed=0)
     assert not small.cached and small.esv_result.n_head_evaluations <= 30
     with pytest.raises(UserError, match="budget"):
-        s.explain(clip, budget=10)
+        s.explain(clip, method="exact", budget=10)
     with pytest.raises(UserError, match="Unknown explanation method"):
         s.explain(clip, method="no-such-engine")
     tsn = s.explain(clip, n_frames=3, model="tsn", method="surrogate", seed=0)  # the coalition surrogate

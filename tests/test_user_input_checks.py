@@ -401,11 +401,11 @@ def test_esvs_refuses_a_limit_below_one(tmp_path, capsys, limit) -> None:
 
 
 IGNORED_FLAGS = [
-    (("--budget", "100"), "--budget has no effect with the default method (exact)"),
+    (("--method", "exact", "--budget", "100"), "--budget has no effect with --method exact"),
     (("--iterations", "3"), "--iterations has no effect with the default method (exact)"),
     (("--seed", "7"), "--seed has no effect with the default method (exact)"),
     (("--method", "exact", "--samples-per-scale", "16"), "--samples-per-scale has no effect with --method exact"),
-    (("--samples-per-scale", "16", "--budget=100"), "--budget has no effect with the default method (constructive)"),
+    (("--samples-per-scale", "16", "--budget=100"), "--budget and --samples-per-scale both set the budget"),
     (("--method", "kernelshap", "--iterations", "2"), "--iterations has no effect with --method kernelshap"),
     (("--method", "surrogate", "--iterations", "2"), "--iterations has no effect with --method surrogate"),
     (("--method", "loo", "--seed", "1"), "--seed has no effect with --method loo"),
@@ -431,6 +431,8 @@ def test_esvs_flags_that_take_effect_pass() -> None:
     assert method("--samples-per-scale", "16", "--iterations", "2", "--seed", "3") == "constructive"  # the paper's sampler
     assert method("--method", "kernelshap", "--budget", "60", "--seed", "1") == "kernelshap"
     assert method("--method", "surrogate", "--samples-per-scale", "8") == "surrogate"
+    assert method("--method", "surrogate", "--budget", "300") == "surrogate"  # the same budget in head evaluations
+    assert method("--budget", "300") == "constructive"  # a budget without a method: the paper's sampler
     assert method("--limit", "1", "--iterations", "1") == "exact"
 
 

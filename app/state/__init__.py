@@ -18,6 +18,6 @@ from app.state.builds import (  # noqa: F401
     LAST_BUILD_ERROR, SETUP_PAGE, build_key, ensure_ready, last_build_error, missing_steps, run_build, run_optional,
 )
 from app.state.controls import (  # noqa: F401
-    ALL, MAX_FRAMES, METHOD_LABELS, SAMPLED, TARGETS, default_clip, default_frames, explain_controls,
+    ALL, MAX_FRAMES, TARGETS, budget_controls, canonical_choice, default_clip, default_frames, explain_controls,
     explorer_methods, method_label, missing_clip_message, pick_clip, pick_dataset, show_table, whole_number,
 )

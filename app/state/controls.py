@@ -17,10 +17,8 @@ from app.state.datasets import dataset_label, dataset_options, default_dataset, 
 from app.state.session import show_error
 from core.data.sources import dataset_names, get_source
 from core.errors import UserError
-from core.esv import ESV_METHODS
-from core.explain import available_methods
 from core.runtime import TASKS
-from core.shapley import APPROXIMATORS
+from core.shapley import ConstructiveSampler, canonical_name, get_method, method_names
 from core.workspace import Workspace
 
 ALL = "(all)"
@@ -118,23 +116,55 @@ def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> N
         st.session_state[key] = value
 
 
-# Engine methods budgeted in samples per scale (+ iterations); every other registered
-# approximator takes a budget in head evaluations.
-SAMPLED = ("constructive", "surrogate")
-METHOD_LABELS = {"exact": "exact", "constructive": "paper sampler", "surrogate": "surrogate"}
-
-
 def explorer_methods() -> list[str]:
-    """ESV methods the explorer offers by name: core's engine methods, then every
-    registered approximator that values the multiscale TRN's game."""
-    return [m for m in available_methods() if m in ESV_METHODS or (m in APPROXIMATORS and APPROXIMATORS[m].supports_kind("multiscale"))]
+    """ESV methods the explorer offers (canonical names): every registered method that
+    values the multiscale TRN's game."""
+    return list(method_names(kind="multiscale", values_game=True))
 
 
 def method_label(name: str) -> str:
-    """A method's display name (its approximator's label)."""
-    if name in METHOD_LABELS:
-        return METHOD_LABELS[name]
-    return APPROXIMATORS[name].label if name in APPROXIMATORS else name
+    """A method's display name (its registry label)."""
+    return get_method(name, kind="multiscale").label
+
+
+def canonical_choice(key: str) -> None:
+    """Replace older method names in session ``key`` (one name or a list, from a link or a
+    saved session) by their canonical ones; unknown names are left for the widget to reset."""
+    def canonical(name: Any) -> Any:
+        try:
+            return canonical_name(name, kind="multiscale")
+        except UserError:
+            return name
+    value = st.session_state.get(key)
+    if isinstance(value, str):
+        st.session_state[key] = canonical(value)
+    elif isinstance(value, list):
+        st.session_state[key] = list(dict.fromkeys(canonical(v) for v in value))
+
+
+def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: str = "pf") -> dict[str, Any]:
+    """The budget inputs of method ``name`` on ``n_frames`` frames, as the registry describes
+    it: samples per scale (with iterations where runs pool) for methods budgeted that way,
+    shown with the head evaluations they stand for; a budget of head evaluations for other
+    budgeted methods; nothing for fixed-cost ones. ``columns``: two Streamlit containers;
+    ``n_scales``: nmax of the explained MTRN heads.
+    Returns keyword arguments for :meth:`Workspace.explain` (a None value after a message)."""
+    cls = get_method(name, kind="multiscale")
+    if not cls.budgeted:
+        return {}
+    if not cls.samples_per_scale_budget:
+        return {"budget": whole_number(columns[0], "Budget (head evaluations)", f"{key}_budget", 1, 10_000_000, 512,
+                                       help="Model evaluations the method may spend; enough to cover every subset gives exact values.")}
+    every = math.comb(int(n_frames), int(n_frames) // 2)
+    sps = whole_number(columns[0], "Samples per scale", f"{key}_sps", 1, 1_000_000, 16,
+                       help=f"{every:,} or more draw every subset of {n_frames} frames: the exact path then runs (labelled exact).")
+    out: dict[str, Any] = {"samples_per_scale": sps}
+    if cls.pools_iterations:
+        out["iterations"] = whole_number(columns[1], "Iterations", f"{key}_iter", 1, 1000, 1)
+    if None not in out.values():
+        heads = ConstructiveSampler.budget_for(sps, n_frames, n_scales=n_scales, iterations=out.get("iterations", 1))
+        columns[0].caption(f"≤ {heads:,} head evaluations")
+    return out
 
 
 def whole_number(where: Any, label: str, key: str, lo: int, hi: int, default: int, help: str | None = None) -> int | None:
@@ -158,6 +188,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
     """
     n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
     methods = explorer_methods()
+    canonical_choice("pf_method")
     _init("pf_task", "verb", lambda v: v in TASKS)
     _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
     _init("pf_method", "exact", lambda v: v in methods)
@@ -175,8 +206,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
     name = "exact"
     if method:
         name = c3.selectbox("ESV method", methods, key="pf_method", format_func=method_label,
-                            help="exact: every subset of frames; paper sampler: Play Fair's constructive sampling; "
-                                 "surrogate: an additive surrogate at the sampler's budget; others: registered approximators.")
+                            help="; ".join(f"{method_label(m)}: {get_method(m).description}" for m in methods))
     with c4:
         target = st.radio("Explain", list(TARGETS), key="pf_target", horizontal=True, format_func=TARGETS.get)
     out: dict[str, Any] = {"task": task, "n_frames": int(n)}
@@ -191,16 +221,9 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
         return out
     out["method"] = name
     a1, a2, a3 = st.columns(3)
-    if name in SAMPLED:
-        every = math.comb(int(n), int(n) // 2)
-        sps = whole_number(a1, "Samples per scale", "pf_sps", 1, 1_000_000, 16,
-                           help=f"{every:,} or more draw every subset of {n} frames: the exact path then runs (labelled exact).")
-        it = whole_number(a2, "Iterations", "pf_iter", 1, 1000, 1)
-        out.update(samples_per_scale=sps, iterations=it)
-    else:
-        out["budget"] = whole_number(a1, "Budget (head evaluations)", "pf_budget", 1, 10_000_000, 512,
-                                     help="Model evaluations the approximator may spend; enough to cover every subset gives exact values.")
-    out["seed"] = whole_number(a3, "Seed", "pf_seed", 0, 2**31 - 1, 0)
+    out.update(budget_controls((a1, a2), name, int(n), ws.heads(task).max_frames))
+    if not get_method(name, kind="multiscale").deterministic:
+        out["seed"] = whole_number(a3, "Seed", "pf_seed", 0, 2**31 - 1, 0)
     if any(v is None for v in out.values()):
         st.stop()
     return out

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError
-from core.esv import ESV_METHODS
+from core.shapley import get_method
 from core.runtime import Progress, or_silent, scaled
 from core.explain import ClipExplanation, ExplanationProvider, Target, explanation_service
 
@@ -162,8 +162,8 @@ def compare_clip(
     """Explain ``clip_id`` exactly and approximately with each seed, and compare.
 
     The approximation: ``method`` by name (:func:`core.explain.available_methods`; None =
-    the constructive sampler) with ``samples_per_scale`` (engine methods) or ``budget``
-    (registry approximators). ``progress`` is told each seed's share (and may cancel).
+    the constructive sampler) with a budget: ``budget`` head evaluations or
+    ``samples_per_scale`` (the paper's unit). ``progress`` is told each seed's share (and may cancel).
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -235,11 +235,12 @@ def sweep_samples(
     target: Target = "ground_truth", samples: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), iterations: int = 1,
     seeds: Sequence[int] = (0, 1, 2), method: str | None = None, progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Error against cost as samples per scale grows (``method`` None / ``"constructive"`` /
-    ``"surrogate"``), or as the head-evaluation budget grows (``samples`` are budgets for a
-    registry approximator such as ``"kernelshap"``). ``progress`` is told each explanation.
+    """Error against cost as the budget grows: ``samples`` are samples per scale for a method
+    the registry budgets that way (``samples_per_scale_budget``: None / ``"constructive"`` /
+    the surrogates), else head evaluations (e.g. ``"kernelshap"``). ``progress`` is told
+    each explanation.
 
-    Returns one row per ``samples_per_scale`` (the budget, for a registry approximator):
+    Returns one row per ``samples_per_scale`` (the budget in head evaluations, for the others):
     ``head_evaluations`` (mean over seeds), ``error`` (mean), ``error_std``,
     ``error_lo``/``error_hi`` (min/max over seeds), ``spearman``, ``seconds``,
     ``exact_evaluations`` (the exact method's cost) and ``runs_exact`` (these settings
@@ -251,7 +252,7 @@ def sweep_samples(
     phi = exact.esvs
     _, exact_evals = _cost(exact)
     rows = []
-    by_budget = method is not None and method not in ESV_METHODS
+    by_budget = method is not None and not get_method(method).samples_per_scale_budget
     todo = sorted({int(s) for s in samples})
     report = or_silent(progress)
     for i, m in enumerate(todo):

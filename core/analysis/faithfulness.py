@@ -38,6 +38,7 @@ from core.errors import UserError
 from core.explain import Target, explanation_service, resolve_class
 from core.io_utils import atomic_write_text
 from core.runtime import TASKS, Progress, or_silent, scaled
+from core.shapley import get_method
 
 __all__ = [
     "ClipFaithfulness",
@@ -170,14 +171,14 @@ def _prepare_clip(workspace: Any, clip_id: str, clip: pd.Series, task: str, n_fr
     service = explanation_service(workspace)
 
     def scorer(method: FrameAttribution) -> tuple[np.ndarray, float]:
-        if not isinstance(method, ESVAttribution):
+        if not isinstance(method, ESVAttribution) or method.options:  # the service takes no approximator options
             start = time.perf_counter()
             return method.attribute(spec, priors, x, cls).numpy(), time.perf_counter() - start
         # ESVs come from the explanation service: one method resolution and one cache for the
         # app, batch runs and this table. Its time is the engine's, also when served from cache.
-        sampled = method.method != "exact"
+        sampled = not get_method(method.method).deterministic
         expl = service.explain(clip_id, task=task, n_frames=n_frames, model="mtrn", target=cls, method=method.method,
-                               samples_per_scale=method.samples_per_scale if sampled else None,
+                               samples_per_scale=method.samples_per_scale, budget=method.budget,
                                seed=method.seed if sampled else None)
         return expl.esvs, float(expl.esv_result.seconds)
 
@@ -220,7 +221,7 @@ def faithfulness_table(
     if len(clips) == 0:
         raise UserError(f"Split {split!r} of dataset {workspace.name!r} has no clips.", "Pick another split.")
     has_keys = "key_start" in clips.columns and "key_stop" in clips.columns
-    batched = any(isinstance(a, ESVAttribution) and a.method == "exact" for a in attributions)
+    batched = any(isinstance(a, ESVAttribution) and get_method(a.method).category == "exact" for a in attributions)
     rows = []
     for done, (clip_id, clip) in enumerate(clips.iterrows()):
         if progress is not None:

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from core.analysis.faithfulness import run_faithfulness, to_markdown
-from core.attribution import ATTRIBUTION_METHODS, DEFAULT_METHODS
+from core.attribution import DEFAULT_METHODS, attribution_methods
 from core.errors import UserError
 from core.runtime import TqdmProgress
+from core.shapley import get_method
 from core.workspace import Workspace
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser", "main", "registered_method"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,13 +32,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def registered_method(name: str) -> str:
+    """An argparse type: a registered method's name or alias, kept as given (otherwise the
+    error names the choices)."""
+    try:
+        get_method(name)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
+
+
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="demo", help="demo / demo-small / epic (default demo)")
     p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
     p.add_argument("--split", default="val")
     p.add_argument("--tasks", nargs="+", choices=["verb", "noun"], default=["verb", "noun"])
     p.add_argument("--frames", type=int, default=8, help="sampled frames per clip (default 8)")
-    p.add_argument("--methods", nargs="+", choices=list(ATTRIBUTION_METHODS), default=list(DEFAULT_METHODS))
+    p.add_argument("--methods", nargs="+", type=registered_method, default=list(DEFAULT_METHODS),
+                   help=f"registered methods by name (default: {' '.join(DEFAULT_METHODS)}; any of {', '.join(attribution_methods())})")
     p.add_argument("--target", choices=["predicted", "ground_truth"], default="predicted")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--out", type=Path, default=None, help="CSV path (default cache/results/<dataset>/<heads>/faithfulness.csv); .md beside it")

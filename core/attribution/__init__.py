@@ -5,9 +5,10 @@
     scores = make_attribution("loo").attribute(spec, priors, features, target=3)  # (n,)
 
 Every method maps ``(spec, priors (C,), features (n, D), target)`` to ``(n,)`` scores of
-the target class's probability, or ``(n, C)`` with ``target=None``. ESV, leave-one-out
-and KernelSHAP run :mod:`core.shapley` on the model's game; the gradient methods use the
-differentiable forward of :mod:`core.models.multiscale`.
+the target class's probability, or ``(n, C)`` with ``target=None``. Methods are named in
+the one registry of :mod:`core.shapley.registry`: the Shapley approximators registered
+there (run by :class:`ESVAttribution` through the ESV engine), and the baselines below,
+registered here with their capability flags (the gradient methods need gradients).
 """
 
 from __future__ import annotations
@@ -19,47 +20,48 @@ from core.attribution.methods import (
     ESVAttribution,
     GradientXInput,
     IntegratedGradients,
-    KernelSHAP,
-    LeaveOneOut,
+    IntegratedGradientsMean,
     RandomAttribution,
-    ShapleyAttribution,
 )
-from core.errors import UserError
+from core.shapley.registry import get_method, method_names, register_method
 
 __all__ = [
     "FrameAttribution",
     "ModelSpec",
     "ESVAttribution",
-    "LeaveOneOut",
     "IntegratedGradients",
+    "IntegratedGradientsMean",
     "GradientXInput",
-    "KernelSHAP",
     "RandomAttribution",
-    "ShapleyAttribution",
-    "ATTRIBUTION_METHODS",
     "DEFAULT_METHODS",
+    "COMPARISON_SETTINGS",
+    "attribution_methods",
     "make_attribution",
     "subset_values",
 ]
 
-# name -> (factory, one-line description) of every built-in method
-ATTRIBUTION_METHODS: dict[str, tuple[Any, str]] = {
-    "esv": (lambda **kw: ESVAttribution("exact", **kw), "exact Element Shapley Values"),
-    "esv-surrogate": (lambda **kw: ESVAttribution("surrogate", **kw), "ESVs of the additive-surrogate game (128 head evaluations per scale)"),
-    "esv-constructive": (lambda **kw: ESVAttribution("constructive", **kw), "ESVs by the paper's constructive sampler"),
-    "loo": (LeaveOneOut, "leave-one-out: v(N) - v(N minus i)"),
-    "ig-zero": (lambda **kw: IntegratedGradients("zero", **kw), "integrated gradients, zero-feature baseline"),
-    "ig-mean": (lambda **kw: IntegratedGradients("mean", **kw), "integrated gradients, clip-mean-frame baseline"),
-    "grad-x-input": (GradientXInput, "gradient x input, summed over feature dims"),
-    "kernelshap": (KernelSHAP, "KernelSHAP over frames, 64 paired coalitions"),
-    "random": (RandomAttribution, "random scores (reference floor)"),
-}
+register_method(IntegratedGradients, aliases=("ig", "integrated-gradients"))
+register_method(IntegratedGradientsMean)
+register_method(GradientXInput, aliases=("gradient-x-input",))
+register_method(RandomAttribution)
 
-DEFAULT_METHODS: tuple[str, ...] = ("esv", "loo", "ig-zero", "ig-mean", "grad-x-input", "kernelshap", "random")
+# The faithfulness comparison's settings of a method (constructor options of its
+# approximator); the per-size methods default to 128 samples per scale (ESVAttribution).
+COMPARISON_SETTINGS: dict[str, dict[str, Any]] = {"kernelshap": {"coalitions": 64}}
+
+DEFAULT_METHODS: tuple[str, ...] = ("exact", "loo", "ig-zero", "ig-mean", "grad-x-input", "kernelshap", "random")
+
+
+def attribution_methods(kind: str = "multiscale") -> tuple[str, ...]:
+    """Every registered method that explains models of this game ``kind`` (canonical names)."""
+    return method_names(kind=kind)
 
 
 def make_attribution(name: str, **kwargs: Any) -> FrameAttribution:
-    """A method by its name in :data:`ATTRIBUTION_METHODS` (keyword arguments go to its constructor)."""
-    if name not in ATTRIBUTION_METHODS:
-        raise UserError(f"Unknown attribution method {name!r}.", f"Use one of {list(ATTRIBUTION_METHODS)}.")
-    return ATTRIBUTION_METHODS[name][0](**kwargs)
+    """The registered method ``name`` (or an alias) as a :class:`FrameAttribution`:
+    a baseline built with ``kwargs``, or a Shapley method run by :class:`ESVAttribution`
+    with :data:`COMPARISON_SETTINGS` and ``kwargs``. UserError naming the choices."""
+    cls = get_method(name)
+    if issubclass(cls, FrameAttribution):
+        return cls(**kwargs)
+    return ESVAttribution(name, **{**COMPARISON_SETTINGS.get(cls.name, {}), **kwargs})

@@ -21,6 +21,7 @@ from core.errors import UserError
 from core.models.evaluation import eval_mode
 from core.models.multiscale import multiscale_logits
 from core.shapley import Game, MultiscaleGame, VariableLengthGame, check_clip
+from core.shapley.registry import MethodCapabilities
 
 
 @dataclass
@@ -96,17 +97,21 @@ def check_inputs(spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, 
     return priors, features
 
 
-class FrameAttribution(ABC):
+class FrameAttribution(MethodCapabilities, ABC):
     """One way of crediting each sampled frame for the model's output.
 
     ``attribute(spec, priors, features, target)`` returns ``(n,)`` float64 scores of the
     target class's probability, or ``(n, C)`` for every class when ``target`` is None.
     Positive = the frame raises the probability. Subclasses set ``name`` (a short id)
-    and ``label`` (for tables and charts).
+    and ``label`` (for tables and charts); a baseline registers with
+    :func:`core.shapley.registry.register_method` and declares its capability flags.
     """
 
     name: str = "attribution"
     label: str = "attribution"
+    category = "baseline"
+    budgeted = False
+    values_game = False
 
     def attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None = None) -> torch.Tensor:
         """Scores of each frame.

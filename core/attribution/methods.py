@@ -1,10 +1,10 @@
-"""Frame attribution methods, one class each: ESV (the engine's entry points),
-leave-one-out and KernelSHAP (Shapley-layer approximators over the model's game),
-integrated gradients, gradient x input, and a random reference."""
+"""Frame attribution methods, one class each: Shapley methods of the registry (through the
+ESV engine's entry points), integrated gradients, gradient x input, and a random reference."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any, ClassVar
 
 import torch
 
@@ -12,9 +12,7 @@ from core import esv
 from core.attribution.base import FrameAttribution, ModelSpec, param_dtype
 from core.errors import UserError
 from core.models.evaluation import eval_mode
-from core.shapley import Approximator, ESVResult
-from core.shapley import KernelSHAP as KernelSHAPApproximator
-from core.shapley import LeaveOneOut as LeaveOneOutApproximator
+from core.shapley import ESVResult, get_method, make_approximator
 
 
 def _pick(scores: torch.Tensor, target: int | None) -> torch.Tensor:
@@ -23,70 +21,54 @@ def _pick(scores: torch.Tensor, target: int | None) -> torch.Tensor:
 
 
 class ESVAttribution(FrameAttribution):
-    """Element Shapley Values from the ESV engine (core/esv).
+    """Scores from a Shapley method of the registry (exact ESVs, the samplers, the
+    surrogates, KernelSHAP, leave-one-out) run on the model's game.
 
     Args:
-        method: ``"exact"`` (every subset), ``"surrogate"`` (additive-surrogate game) or
-            ``"constructive"`` (the paper's sampler).
-        samples_per_scale: head evaluations per scale for the approximate methods.
+        method: a registry name or alias that values games (e.g. ``"exact"``, ``"esv"``,
+            ``"surrogate"``, ``"kernelshap"``, ``"loo"``); the scores' ``name`` is its canonical
+            name (``"esv"`` for the exact values).
+        samples_per_scale: the per-size budget (converted to head evaluations); default 128
+            for methods budgeted that way.
+        budget: head evaluations instead (None: saturated).
         seed: sampling seed.
+        options: keyword arguments of the approximator's constructor (e.g. KernelSHAP's
+            ``coalitions``); the approximator then runs here on the game (the engine's
+            entry points take none).
     """
 
     name = "esv"
 
-    def __init__(self, method: str = "exact", samples_per_scale: int = 128, seed: int | None = 0) -> None:
-        if method not in ("exact", "surrogate", "constructive"):
-            raise UserError(f"Unknown ESV method {method!r}.", "Use 'exact', 'surrogate' or 'constructive'.")
-        self.method = method
-        self.samples_per_scale = samples_per_scale
-        self.seed = seed
-        self.name = "esv" if method == "exact" else f"esv-{method}"
-        self.label = "ESV" if method == "exact" else f"ESV ({method}, {samples_per_scale}/scale)"
+    def __init__(self, method: str = "exact", samples_per_scale: int | None = None, seed: int | None = 0, *,
+                 budget: int | None = None, **options: Any) -> None:
+        cls = get_method(method)
+        if not cls.values_game:
+            raise UserError(f"{method!r} is not a Shapley method.", "Use make_attribution(name) for any method.")
+        if samples_per_scale is None and budget is None and cls.samples_per_scale_budget:
+            samples_per_scale = 128
+        self.method, self.samples_per_scale, self.budget, self.seed, self.options = method, samples_per_scale, budget, seed, options
+        self.name = "esv" if cls.category == "exact" else cls.name  # tables call the exact values "esv"
+        if cls.category == "exact":
+            self.label = "ESV"
+        elif samples_per_scale is not None:
+            self.label = f"ESV ({cls.label}, {samples_per_scale}/scale)"
+        else:
+            settings = ", ".join(f"{v} {k}" for k, v in options.items()) or (f"budget {budget:,}" if budget is not None else "")
+            self.label = cls.label[0].upper() + cls.label[1:] + (f" ({settings})" if settings else "")
         self.last_result: ESVResult | None = None  # the engine's result of the latest call
 
     def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
-        sps = None if self.method == "exact" else self.samples_per_scale
-        if spec.heads is not None:
-            res = esv.explain_multiscale(spec.heads, priors, features, samples_per_scale=sps, seed=self.seed, method=self.method)
+        settings = dict(samples_per_scale=self.samples_per_scale, budget=self.budget, seed=self.seed, method=self.method)
+        if self.options:
+            with eval_mode(spec.modules, autograd="off"):
+                game = spec.game(features, priors)
+                res = make_approximator(self.method, kind=game.kind, **self.options).approximate(game, self.budget, self.seed)
+        elif spec.heads is not None:
+            res = esv.explain_multiscale(spec.heads, priors, features, **settings)
         else:
-            res = esv.explain_variable_length(spec.model, priors, features, samples_per_scale=sps, seed=self.seed, method=self.method)
+            res = esv.explain_variable_length(spec.model, priors, features, **settings)
         self.last_result = res
         return _pick(res.esvs, target)
-
-
-class ShapleyAttribution(FrameAttribution):
-    """Scores from a :mod:`core.shapley` approximator run on the model's game.
-
-    Args:
-        approximator: what to run.
-        budget: model evaluations (None: the approximator's saturated setting).
-        seed: its seed.
-    """
-
-    def __init__(self, approximator: Approximator, budget: int | None = None, seed: int | None = 0) -> None:
-        self.approximator = approximator
-        self.budget = budget
-        self.seed = seed
-        self.last_result: ESVResult | None = None
-        if type(self).name == FrameAttribution.name:  # a subclass keeps its own table names
-            self.name, self.label = approximator.name, approximator.label
-
-    def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
-        with eval_mode(spec.modules, autograd="off"):
-            res = self.approximator.approximate(spec.game(features, priors), self.budget, self.seed)
-        self.last_result = res
-        return _pick(res.esvs, target)
-
-
-class LeaveOneOut(ShapleyAttribution):
-    """``v(N) - v(N \\ i)``: the drop in probability when frame i is removed
-    (:class:`core.shapley.LeaveOneOut`)."""
-
-    name = "loo"
-    label = "Leave-one-out"
-
-    def __init__(self) -> None:
-        super().__init__(LeaveOneOutApproximator())
 
 
 def _class_grads(spec: ModelSpec, x: torch.Tensor, target: int | None, chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,9 +103,14 @@ class IntegratedGradients(FrameAttribution):
         steps: Riemann points along the path.
     """
 
-    name = "ig"
+    name = "ig-zero"
+    description = "integrated gradients, zero-feature baseline"
+    needs_gradients = True
+    deterministic = True
+    default_baseline: ClassVar[str] = "zero"
 
-    def __init__(self, baseline: str | torch.Tensor = "zero", steps: int = 32) -> None:
+    def __init__(self, baseline: str | torch.Tensor | None = None, steps: int = 32) -> None:
+        baseline = self.default_baseline if baseline is None else baseline
         if isinstance(baseline, str) and baseline not in ("zero", "mean"):
             raise UserError(f"Unknown IG baseline {baseline!r}.", "Use 'zero', 'mean' or a feature tensor.")
         if int(steps) < 1:
@@ -158,12 +145,23 @@ class IntegratedGradients(FrameAttribution):
         return scores if target is not None else scores.T
 
 
+class IntegratedGradientsMean(IntegratedGradients):
+    """:class:`IntegratedGradients` from the clip-mean-frame baseline."""
+
+    name = "ig-mean"
+    description = "integrated gradients, clip-mean-frame baseline"
+    default_baseline: ClassVar[str] = "mean"
+
+
 class GradientXInput(FrameAttribution):
     """``sum_d x_{i,d} * d p_c(x) / d x_{i,d}``: the first-order change of the target
     probability when frame i's features go to zero."""
 
     name = "grad-x-input"
     label = "Gradient x input"
+    description = "gradient x input, summed over feature dims"
+    needs_gradients = True
+    deterministic = True
 
     def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
         x = features.to(param_dtype(spec, features.dtype))
@@ -171,25 +169,6 @@ class GradientXInput(FrameAttribution):
             _, grads = _class_grads(spec, x[None], target)
         scores = (grads[..., 0, :, :] * x).sum(dim=-1).double()  # (n,) or (C, n)
         return scores if target is not None else scores.T
-
-
-class KernelSHAP(ShapleyAttribution):
-    """KernelSHAP over frames with ``coalitions`` paired coalitions besides the empty and
-    full ones (:class:`core.shapley.KernelSHAP`; every coalition, exact, from ``2^n - 2``).
-
-    Args:
-        coalitions: coalitions evaluated (besides the empty and full ones).
-        seed: sampling seed.
-    """
-
-    name = "kernelshap"
-
-    def __init__(self, coalitions: int = 64, seed: int | None = 0) -> None:
-        if int(coalitions) < 2:
-            raise UserError(f"KernelSHAP needs at least 2 coalitions, got {coalitions}.", "Use e.g. 64.")
-        super().__init__(KernelSHAPApproximator(int(coalitions)), None, seed)
-        self.coalitions = int(coalitions)
-        self.label = f"KernelSHAP ({self.coalitions} coalitions)"
 
 
 class RandomAttribution(FrameAttribution):
@@ -200,6 +179,7 @@ class RandomAttribution(FrameAttribution):
 
     name = "random"
     label = "Random (reference)"
+    description = "random scores (reference floor)"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

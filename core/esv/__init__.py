@@ -7,17 +7,16 @@ Two entry points (used by the app, the CLI and the benchmarks alike)::
     explain_multiscale_batch(heads, priors, features)   # features (B, n, D): exact ESVs of B clips at once
 
 ``samples_per_scale=None`` computes exact ESVs; an integer uses the Play Fair
-constructive sampler with that many subsets per size. ``method`` picks the estimator
-explicitly (see :data:`ESV_METHODS`): ``"surrogate"`` is the additive-surrogate game
-(multiscale) or the coalition surrogate (variable-length), with the constructive
-sampler's budget. Work runs on the
-device of ``features``.
+constructive sampler with that many subsets per size. ``method`` picks any method of the
+registry that values a game (:func:`core.shapley.method_names`, aliases included:
+``"surrogate"`` is the additive surrogate of a multiscale model and the coalition
+surrogate of a variable-length one). Its budget is ``budget`` head evaluations, or the
+``samples_per_scale`` convenience converted by
+:meth:`~core.shapley.ConstructiveSampler.budget_for`. Work runs on the device of ``features``.
 
 Both are thin: they check the inputs (:func:`core.shapley.check_clip`), build the game
 (:class:`~core.shapley.MultiscaleGame` / :class:`~core.shapley.VariableLengthGame`)
-and run an approximator of :mod:`core.shapley` with the head budget that
-``samples_per_scale`` stands for (:func:`~core.shapley.approximators.per_size_cost`).
-Any approximator in :data:`core.shapley.APPROXIMATORS` can be run on the same games.
+and run the registered approximator with that budget.
 """
 
 from __future__ import annotations
@@ -31,9 +30,6 @@ from core.errors import UserError
 from core.models.evaluation import eval_mode
 from core.shapley import (
     MAX_EXACT_FRAMES,
-    AdditiveSurrogate,
-    CoalitionSurrogate,
-    ConstructiveSampler,
     ESVBatchResult,
     ESVResult,
     ExactShapley,
@@ -42,25 +38,27 @@ from core.shapley import (
     VariableLengthGame,
     check_clip,
     check_clips,
+    get_method,
+    make_approximator,
 )
 from core.shapley.approximators import per_size_cost
 from core.shapley.game import Game
 from core.shapley.validation import check_positive_int
 
 __all__ = ["ESVResult", "ESVBatchResult", "explain_multiscale", "explain_multiscale_batch", "explain_variable_length",
-           "MAX_EXACT_FRAMES", "ESV_METHODS"]
+           "MAX_EXACT_FRAMES", "default_method"]
 
-# Estimators ``method=`` accepts; None keeps the historical rule (exact unless
-# samples_per_scale is given, then constructive sampling).
-ESV_METHODS: tuple[str, ...] = ("exact", "constructive", "surrogate")
 
-# The surrogate's samples per scale when none are given.
-SURROGATE_DEFAULT_SAMPLES = 128
+def default_method(samples_per_scale: int | None, budget: int | None = None) -> str:
+    """The method run when none is named: exact, or the constructive sampler when a
+    sampling budget (``samples_per_scale`` or ``budget``) is given (the historical rule)."""
+    return "exact" if samples_per_scale is None and budget is None else "constructive"
 
 
 def explain_multiscale(
     heads: Sequence[nn.Module], priors: torch.Tensor, features: torch.Tensor, *,
     samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, method: str | None = None,
+    budget: int | None = None,
 ) -> ESVResult:
     """ESVs of a multiscale model built from single-scale heads.
 
@@ -71,9 +69,12 @@ def explain_multiscale(
         samples_per_scale: None for exact; else subsets drawn per size.
         iterations: independent sampling runs pooled (approximate only).
         seed: sampling seed; the same seed gives identical results.
-        method: None (exact, or constructive when ``samples_per_scale`` is given),
-            ``"exact"``, ``"constructive"`` or ``"surrogate"`` (additive-surrogate game,
-            ``samples_per_scale`` head evaluations per scale, default 128; one iteration).
+        method: None (exact, or constructive when a budget is given) or a registered
+            method that values games, by name or alias (e.g. ``"surrogate"``: the
+            additive-surrogate game, one iteration).
+        budget: head evaluations to spend (instead of ``samples_per_scale``); None with no
+            ``samples_per_scale``: the method's ``default_samples_per_scale`` (the
+            surrogates: 128), else saturated.
 
     Returns:
         ``ESVResult`` with ``esvs`` ``(n, C)``.
@@ -84,9 +85,9 @@ def explain_multiscale(
     if len(heads) == 0:
         raise UserError("no heads given: pass heads[k-1] for scales k = 1..nmax (at least one)")
     features, priors64 = check_clip(priors, features)
-    _check_sampling(samples_per_scale, iterations)
+    _check_sampling(samples_per_scale, iterations, budget)
     heads = list(heads)
-    if samples_per_scale is None and method in (None, "exact"):
+    if samples_per_scale is None and budget is None and method in (None, "exact", "esv"):
         # Packed plain MTRN heads are read, never run as modules (no dropout), so their
         # train/eval flags need no switching: a tenth of a small clip's time.
         with torch.inference_mode():
@@ -94,7 +95,7 @@ def explain_multiscale(
         if result is not None:
             return result
     with eval_mode(heads):
-        return _run(MultiscaleGame(heads, features, priors64), samples_per_scale, iterations, seed, method)
+        return _run(MultiscaleGame(heads, features, priors64), samples_per_scale, iterations, seed, method, budget)
 
 
 def explain_multiscale_batch(heads: Sequence[nn.Module], priors: torch.Tensor, features: torch.Tensor) -> ESVBatchResult:
@@ -131,6 +132,7 @@ def explain_multiscale_batch(heads: Sequence[nn.Module], priors: torch.Tensor, f
 def explain_variable_length(
     model: nn.Module, priors: torch.Tensor, features: torch.Tensor, *,
     samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, method: str | None = None,
+    budget: int | None = None,
 ) -> ESVResult:
     """ESVs of a model accepting any number of frames, v(S) = softmax(model(S)).
 
@@ -139,39 +141,40 @@ def explain_variable_length(
     constructive sampler's budget, ``samples_per_scale`` coalitions per size, default 128).
     """
     features, priors64 = check_clip(priors, features)
-    _check_sampling(samples_per_scale, iterations)
+    _check_sampling(samples_per_scale, iterations, budget)
     with eval_mode([model]):
-        return _run(VariableLengthGame(model, features, priors64), samples_per_scale, iterations, seed, method)
+        return _run(VariableLengthGame(model, features, priors64), samples_per_scale, iterations, seed, method, budget)
 
 
-def _check_sampling(samples_per_scale: int | None, iterations: int) -> None:
+def _check_sampling(samples_per_scale: int | None, iterations: int, budget: int | None) -> None:
     check_positive_int(samples_per_scale, "samples_per_scale", none_means="exact")
+    check_positive_int(budget, "budget", none_means="the method's default")
     check_positive_int(iterations, "iterations")
+    if samples_per_scale is not None and budget is not None:
+        raise UserError("samples_per_scale and budget both set the budget: pass one of them",
+                        "Keep budget (head evaluations), or samples_per_scale (converted by ConstructiveSampler.budget_for).")
 
 
-def _run(game: Game, samples_per_scale: int | None, iterations: int, seed: int | None, method: str | None) -> ESVResult:
-    """The approximator ``method`` / ``samples_per_scale`` select, with the budget they stand for."""
-    if method is not None and method not in ESV_METHODS:
-        raise UserError(f"unknown ESV method {method!r}: use one of {list(ESV_METHODS)} (or None)")
-    if method == "surrogate":
-        if iterations != 1:
-            raise UserError("method='surrogate' runs once: pass iterations=1 and raise samples_per_scale instead")
-        sps = SURROGATE_DEFAULT_SAMPLES if samples_per_scale is None else int(samples_per_scale)
-        estimator = AdditiveSurrogate() if game.kind == "multiscale" else CoalitionSurrogate()
-        return _as_requested(estimator.approximate(game, per_size_cost(game, sps), seed), sps)
-    if method == "exact" and samples_per_scale is not None:
-        raise UserError("method='exact' enumerates every subset: leave samples_per_scale=None")
-    if method == "constructive" and samples_per_scale is None:
-        raise UserError("method='constructive' needs samples_per_scale (e.g. 128)")
-    if samples_per_scale is None:
-        return ExactShapley().approximate(game, None, seed)
-    sampler = ConstructiveSampler(int(iterations))
-    budget = per_size_cost(game, int(samples_per_scale), int(iterations))
-    return _as_requested(sampler.approximate(game, budget, seed), samples_per_scale)
-
-
-def _as_requested(result: ESVResult, samples_per_scale: int) -> ESVResult:
-    # Any samples_per_scale at or above the largest level draws the same subsets; the
-    # budget maps back to that level's size, so report the setting the caller gave.
-    result.info["samples_per_scale"] = samples_per_scale
+def _run(game: Game, samples_per_scale: int | None, iterations: int, seed: int | None, method: str | None,
+         budget: int | None) -> ESVResult:
+    """The registered approximator ``method`` names on ``game``, with the head budget
+    ``budget`` or ``samples_per_scale`` stands for."""
+    name = method if method is not None else default_method(samples_per_scale, budget)
+    cls = get_method(name, kind=game.kind)
+    if not cls.values_game:
+        raise UserError(f"{name!r} is not a Shapley method (it does not value the model's game).",
+                        "Pick an explanation method, e.g. method='exact' or 'constructive'.")
+    if not cls.budgeted and (samples_per_scale is not None or budget is not None):
+        raise UserError(f"method={name!r} spends a fixed number of evaluations: leave samples_per_scale=None and budget=None")
+    if iterations != 1 and not cls.pools_iterations:
+        raise UserError(f"method={name!r} runs once: pass iterations=1 and raise samples_per_scale instead")
+    per_size = samples_per_scale if samples_per_scale is not None or budget is not None else cls.default_samples_per_scale
+    if per_size is not None:
+        budget = per_size_cost(game, int(per_size), int(iterations))
+    approximator = make_approximator(cls.name, iterations=int(iterations)) if cls.pools_iterations else make_approximator(cls.name)
+    result = approximator.approximate(game, budget, seed)
+    if per_size is not None:
+        # Any samples_per_scale at or above the largest level draws the same subsets; the
+        # budget maps back to that level's size, so report the setting the caller gave.
+        result.info["samples_per_scale"] = int(per_size)
     return result

@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass
 
 from core.errors import UserError
-from core.esv import ESV_METHODS, SURROGATE_DEFAULT_SAMPLES
-from core.shapley import APPROXIMATORS, MAX_EXACT_FRAMES, MultiscaleGame, VariableLengthGame, make_approximator
-from core.shapley.approximators import per_size_cost
+from core.esv import default_method
+from core.shapley import MAX_EXACT_FRAMES, MultiscaleGame, VariableLengthGame, get_method, make_approximator, method_names
+from core.shapley.approximators import largest_per_size, per_size_cost
 from core.shapley.approximators.base import BUDGET_FIX
 from core.shapley.game import VALUE_CHUNK_EVALUATIONS, Game
 from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES
@@ -115,23 +115,28 @@ def _positive_int(value: object, name: str, fix: str) -> int:
 def check_settings(
     method: str | None, *, n_frames: int, samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None,
 ) -> str:
-    """The method that ``method`` / ``samples_per_scale`` name (``"exact"``, ``"constructive"``,
-    ...), after rejecting numbers that mean nothing with a UserError naming the fix."""
+    """The method that ``method`` / ``samples_per_scale`` / ``budget`` name (``"exact"``,
+    ``"constructive"``, ... as given, aliases included), after rejecting numbers that mean
+    nothing, and settings the method does not use, with a UserError naming the fix.
+    ``budget`` counts head evaluations; ``samples_per_scale`` is the same budget in the
+    paper's unit (:meth:`core.shapley.ConstructiveSampler.budget_for`)."""
     _positive_int(n_frames, "The number of frames", "Pick 1..8 frames (up to 16 exact).")
     if samples_per_scale is not None:
         _positive_int(samples_per_scale, "Samples per scale", "Use e.g. 128 subsets per size, or exact ESVs.")
     _positive_int(iterations, "Iterations", "Use 1 (or more to pool independent runs).")
     if budget is not None:
         _positive_int(budget, "The budget", "Give a number of head evaluations, e.g. 2000, or leave it empty (saturated).")
-    resolved = method if method is not None else ("exact" if samples_per_scale is None else "constructive")
-    if resolved not in ESV_METHODS and resolved not in APPROXIMATORS:
-        raise UserError(f"Unknown explanation method {resolved!r}.", f"Use one of {sorted(set(ESV_METHODS) | set(APPROXIMATORS))}.")
-    if resolved == "constructive" and samples_per_scale is None:
-        raise UserError("The constructive sampler needs a number of samples per scale.", "Give samples per scale, e.g. 128.")
-    if resolved not in ESV_METHODS and samples_per_scale is not None:  # it would be ignored
-        raise UserError(f"{resolved} spends a budget of head evaluations, not samples per scale (those are for "
-                        f"{', '.join(m for m in ESV_METHODS if m != 'exact')}).",
-                        BUDGET_FIX)
+    resolved = method if method is not None else default_method(samples_per_scale, budget)
+    cls = get_method(resolved)
+    if not cls.values_game:
+        raise UserError(f"{resolved} is not an ESV method (it does not value the model's game).",
+                        f"Use one of {list(method_names(values_game=True))}.")
+    if samples_per_scale is not None and budget is not None:
+        raise UserError("Samples per scale and a budget both set the budget.",
+                        "Give one of them: a budget of head evaluations, or samples per scale (converted to one).")
+    if not cls.budgeted and (samples_per_scale is not None or budget is not None):  # it would be ignored
+        raise UserError(f"{resolved} spends a fixed number of head evaluations: it takes no budget or samples per scale.",
+                        "Leave the budget and samples per scale empty.")
     return resolved
 
 
@@ -148,24 +153,14 @@ def exact_equivalent(
     """Whether these settings make ``method`` evaluate every subset, so that its answer is
     the exact one (then the exact path gives it faster)."""
     n = int(n_frames)
-    if method == "exact":
+    cls = get_method(method, kind=_shape(n, model, n_classes, n_scales).kind)
+    if cls.category == "exact":
         return True
-    if n > MAX_EXACT_FRAMES:
-        return False
-    largest = max(math.comb(n, t) for t in range(1, n + 1))
-    if method == "constructive":
-        return samples_per_scale is not None and samples_per_scale >= largest
-    if method == "surrogate" and model == "mtrn":
-        sps = SURROGATE_DEFAULT_SAMPLES if samples_per_scale is None else samples_per_scale
-        widest = max(math.comb(n, s) for s in range(1, min(n, n_scales) + 1))
-        return n <= 16 and sps >= widest  # every scale complete and the surrogate game enumerated
-    if method in ESV_METHODS or method not in APPROXIMATORS:
-        return False
-    approximator = make_approximator(method)
-    if not approximator.exact:
-        return False
-    saturating = approximator.saturating_budget(_shape(n, model, n_classes, n_scales))
-    return budget is None or (saturating is not None and budget >= saturating)
+    game = _shape(n, model, n_classes, n_scales)
+    per_size = samples_per_scale if samples_per_scale is not None or budget is not None else cls.default_samples_per_scale
+    if per_size is not None:
+        budget = per_size_cost(game, int(per_size))
+    return make_approximator(cls.name).exact_at(game, budget)
 
 
 def estimate_cost(
@@ -188,9 +183,9 @@ def estimate_cost(
     n, c, h = int(n_frames), int(n_classes), int(hidden_dim)
     scales = n_scales if model == "mtrn" else n
     game = _shape(n, model, c, n_scales)
-    same = asked != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, model=model,
+    same = get_method(asked).category != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, model=model,
                             n_scales=n_scales, n_classes=c)
-    runs = "exact" if same else asked
+    runs = "exact" if same or get_method(asked).category == "exact" else asked
     if runs == "exact" and n > MAX_EXACT_FRAMES:
         raise UserError(f"Exact ESVs of {n} frames need 2^{n} subsets (at most {MAX_EXACT_FRAMES} frames).",
                         "Pick fewer frames or an approximate method.")
@@ -200,22 +195,24 @@ def estimate_cost(
         seconds = SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + SECONDS_PER_HEAD_UNIT * evals * h
         # two levels of logits and probabilities, the level's signed weights, children and hidden rows
         peak = widest * (8 * n + 8 * (n // 2) + 4 * h + 24 * c)
-    elif runs == "constructive":
-        sps = int(samples_per_scale or 1)
+    elif get_method(runs, kind=game.kind).name == "constructive":
+        sps = int(samples_per_scale) if samples_per_scale is not None else largest_per_size(game, int(budget or 1), iterations)
         drawn = [min(sps, math.comb(n, t)) for t in range(1, n + 1)]
         pairs = sum(drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)) if model == "mtrn" else 0
         evals = per_size_cost(game, sps, iterations)
         seconds = iterations * SECONDS_PER_CONTAINMENT * pairs * (1 + c / 64) + SECONDS_PER_HEAD_UNIT * evals * h
         widest_pair = max([drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)] or [0])
         peak = min(CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES * 8 * widest_pair) + sum(drawn) * (8 * c + 8 * n + 4 * h)
-    elif runs == "surrogate":
-        sps = SURROGATE_DEFAULT_SAMPLES if samples_per_scale is None else int(samples_per_scale)
+    elif get_method(runs, kind=game.kind).name == "additive-surrogate":
+        sps = get_method(runs, kind=game.kind).default_samples_per_scale if samples_per_scale is None else int(samples_per_scale)
         evals = per_size_cost(game, sps)
         enumerated = 2**n if n <= 16 else 0
         seconds = SECONDS_PER_SUBSET_CLASS * (enumerated * (n + c) + 16 * evals * c) + SECONDS_PER_HEAD_UNIT * evals * h
         peak = (math.comb(n, n // 2) * (8 * n + 8 * (n // 2) + 24 * c) if enumerated else 0) + evals * (8 * c + 4 * h)
     else:  # a registry approximator through Game.value
-        approximator = make_approximator(runs)
+        approximator = make_approximator(runs, kind=game.kind)
+        if samples_per_scale is not None or (budget is None and approximator.default_samples_per_scale is not None):
+            budget = per_size_cost(game, int(samples_per_scale or approximator.default_samples_per_scale))
         saturating = approximator.saturating_budget(game)
         if budget is not None and budget < approximator.min_budget(game):
             raise UserError(f"A budget of {budget:,} head evaluations is below what {runs} needs on {n} frames "

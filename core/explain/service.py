@@ -9,13 +9,13 @@ method by name, and caches results in memory (bounded LRU) and on disk under
     service = ExplanationService(ws)          # ws: any ExplanationProvider (a Workspace)
     ex = service.explain("c0", task="verb", n_frames=8)                       # exact
     ex = service.explain("c0", n_frames=8, samples_per_scale=16, seed=0)      # constructive
-    ex = service.explain("c0", n_frames=8, method="surrogate", seed=0)       # another engine
+    ex = service.explain("c0", n_frames=8, method="surrogate", seed=0)       # another method
     ex = service.explain("c0", n_frames=8, method="kernelshap", budget=500, seed=0)  # any approximator
 
-Methods: the engine's entry points (:data:`core.esv.ESV_METHODS`: exact, constructive,
-surrogate; budget = ``samples_per_scale``) produce exactly what ``core.esv`` does; any
-other name in :data:`core.shapley.APPROXIMATORS` runs that approximator on the same game
-with ``budget`` head evaluations (None = saturated).
+Methods: every method of the registry that values a game (:func:`available_methods`,
+aliases included), run by ``core.esv``'s entry points, so the numbers are exactly the
+engine's. The budget is ``budget`` head evaluations (None: the method's default, else
+saturated), or ``samples_per_scale``, the same budget in the paper's unit.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from core.explain.result import ClipExplanation, ExplanationProvider, Target, de
 from core.models.evaluation import eval_mode
 from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
-from core.shapley import APPROXIMATORS, MultiscaleGame, VariableLengthGame, check_clip, make_approximator
+from core.shapley import MultiscaleGame, VariableLengthGame, check_clip, get_method, method_names
 
 
 class _Plan(NamedTuple):
@@ -67,16 +67,13 @@ CACHE_VERSION = 3
 MODELS: tuple[str, str] = ("mtrn", "tsn")
 
 
-def default_method(samples_per_scale: int | None) -> str:
-    """The engine used when no method is named: exact, or the constructive sampler when
-    ``samples_per_scale`` is given (the engine's historical rule)."""
-    return "exact" if samples_per_scale is None else "constructive"
+default_method = esv.default_method
 
 
 def available_methods() -> tuple[str, ...]:
-    """Method names :meth:`ExplanationService.explain` accepts: the engine's entry-point
-    methods, then every other registered approximator."""
-    return tuple(esv.ESV_METHODS) + tuple(n for n in APPROXIMATORS if n not in esv.ESV_METHODS)
+    """Canonical names :meth:`ExplanationService.explain` accepts (aliases work too): every
+    registered method that values a game."""
+    return method_names(values_game=True)
 
 
 class ExplanationService:
@@ -168,13 +165,14 @@ class ExplanationService:
             model: ``"mtrn"`` (multiscale TRN of the task's heads) or ``"tsn"``.
             target: class reported in :attr:`ClipExplanation.esvs`: ``"ground_truth"``,
                 ``"predicted"`` or a class id (ESVs of every class are computed anyway).
-            method: engine name (see :func:`available_methods`); None = exact, or the
-                constructive sampler when ``samples_per_scale`` is given.
-            samples_per_scale: the sampled engines' budget (subsets per size); None = exact.
+            method: a registered method's name or alias (see :func:`available_methods`);
+                None = exact, or the constructive sampler when a budget is given.
+            samples_per_scale: the budget in the paper's unit (subsets per size; converted
+                by :meth:`core.shapley.ConstructiveSampler.budget_for`).
             iterations, seed: sampled-only; with ``seed=None`` a non-exact result is not
                 cached (each call draws anew).
-            budget: head evaluations for a registry approximator (a name outside
-                ``core.esv.ESV_METHODS``); None = saturated. Not used by the engine's methods.
+            budget: head evaluations (instead of ``samples_per_scale``); None = the method's
+                default (the surrogates: 128 per scale), else saturated.
             cache: False skips the disk cache (batch runs; the memory LRU is still read).
             progress: told ``(fraction, message)`` between bounded chunks of the computation;
                 raising :class:`core.runtime.Cancelled` from it stops the computation
@@ -197,10 +195,7 @@ class ExplanationService:
         if result is None:
             x = torch.from_numpy(features)
             with torch.inference_mode(), torch_threads(getattr(self.provider, "threads", None)), reporting(progress):
-                if method is None or method in esv.ESV_METHODS:
-                    result = self._engine(heads, model, priors, x, method, samples_per_scale, iterations, seed)
-                else:
-                    result = self._approximator(heads, model, priors, x, method, budget, seed)
+                result = self._engine(heads, model, priors, x, method, samples_per_scale, iterations, seed, budget)
             if cacheable and cache:
                 self.cache.put(key, result, directory)
         return describe(
@@ -226,7 +221,7 @@ class ExplanationService:
                                 n_scales=heads.max_frames, n_classes=int(priors.shape[0]))
         if same:
             method, samples_per_scale, iterations, seed, budget = "exact", None, 1, None, None
-        resolved = method if method is not None else default_method(samples_per_scale)
+        resolved = method if method is not None else default_method(samples_per_scale, budget)
         key = None if resolved != "exact" and seed is None else self.key(  # unseeded draws are never cached
             clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
             priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
@@ -270,7 +265,7 @@ class ExplanationService:
         """
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         ids = [str(c) for c in clip_ids]
-        if model != "mtrn" or asked != "exact":
+        if model != "mtrn" or not get_method(asked).supports_batch:
             settings = dict(task=task, n_frames=n_frames, model=model, target=target, method=method, samples_per_scale=samples_per_scale,
                             iterations=iterations, seed=seed, budget=budget, cache=cache)
             return [self.explain(c, **settings, progress=scaled(progress, i / len(ids), (i + 1) / len(ids), f"clip {i + 1}/{len(ids)}: "))
@@ -316,11 +311,6 @@ class ExplanationService:
         check_task(task)
         if model not in MODELS:
             raise UserError(f"Unknown model {model!r}.", "Use 'mtrn' or 'tsn'.")
-        if method is not None and method not in available_methods():
-            raise UserError(f"Unknown explanation method {method!r}.", f"Use one of {list(available_methods())}.")
-        if budget is not None and (method is None or method in esv.ESV_METHODS):
-            raise UserError(f"budget= is for registry approximators, not {default_method(samples_per_scale) if method is None else method!r}.",
-                            "Use samples_per_scale for exact / constructive / surrogate.")
         return check_settings(method, n_frames=n_frames, samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
 
     def _clip_row(self, clip_id: str) -> Any:
@@ -391,22 +381,13 @@ class ExplanationService:
     @staticmethod
     def _engine(
         heads: Any, model: str, priors: torch.Tensor, x: torch.Tensor, method: str | None,
-        samples_per_scale: int | None, iterations: int, seed: int | None,
+        samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None,
     ) -> Any:
         """The ``core.esv`` entry point: exactly the numbers the engine gives."""
-        kwargs = dict(samples_per_scale=samples_per_scale, iterations=iterations, seed=seed, method=method)
+        kwargs = dict(samples_per_scale=samples_per_scale, iterations=iterations, seed=seed, method=method, budget=budget)
         if model == "mtrn":
             return esv.explain_multiscale(heads.mtrn, priors, x, **kwargs)
         return esv.explain_variable_length(heads.tsn, priors, x, **kwargs)
-
-    @staticmethod
-    def _approximator(heads: Any, model: str, priors: torch.Tensor, x: torch.Tensor, method: str, budget: int | None, seed: int | None) -> Any:
-        """A registry approximator on the model's game, ``budget`` head evaluations."""
-        features, priors64 = check_clip(priors, x)
-        modules = list(heads.mtrn) if model == "mtrn" else [heads.tsn]
-        with eval_mode(modules):
-            game = MultiscaleGame(modules, features, priors64) if model == "mtrn" else VariableLengthGame(heads.tsn, features, priors64)
-            return make_approximator(method).approximate(game, budget, seed)
 
 
 # One service per provider that does not own one (a provider may offer its own as ``.explanations``).

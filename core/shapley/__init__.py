@@ -7,7 +7,8 @@
 
 A :class:`Game` gives the value of coalitions of frames and counts model evaluations;
 an :class:`Approximator` spends at most ``budget`` of them (None: saturate) and returns
-one :class:`ESVResult`. :data:`APPROXIMATORS` lists every approximator by name.
+one :class:`ESVResult`. Every approximator is registered by name in the one method
+registry (:mod:`core.shapley.registry`, below), which the attribution baselines join.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from core.shapley.approximators import (
     LeaveOneOut,
 )
 from core.shapley.approximators.base import MAX_EXACT_FRAMES
+from core.shapley.registry import canonical_name, get_method, method_names, register_method
 from core.shapley.batch import MultiscaleGameBatch
 from core.shapley.game import AllSubsetLogits, Game, LevelRecursion, SampledLogits, ScaleHeads
 from core.shapley.games import MultiscaleGame, TableGame, VariableLengthGame
@@ -33,8 +35,11 @@ from core.shapley.result import ESVBatchResult, ESVResult
 from core.shapley.validation import check_clip, check_clips, check_model_output
 
 __all__ = [
-    "APPROXIMATORS",
     "make_approximator",
+    "get_method",
+    "canonical_name",
+    "method_names",
+    "register_method",
     "Approximator",
     "ExactShapley",
     "ConstructiveSampler",
@@ -60,14 +65,20 @@ __all__ = [
     "MAX_EXACT_FRAMES",
 ]
 
-# name -> approximator class; every one has the interface of Approximator
-APPROXIMATORS: dict[str, type[Approximator]] = {
-    cls.name: cls for cls in (ExactShapley, ConstructiveSampler, AdditiveSurrogate, ControlVariateSurrogate, CoalitionSurrogate, KernelSHAP, LeaveOneOut)
-}
+register_method(ExactShapley, aliases=("esv",))
+register_method(ConstructiveSampler, aliases=("esv-constructive", "constructive-sampling"))
+register_method(AdditiveSurrogate, aliases=("surrogate", "esv-surrogate"))
+register_method(ControlVariateSurrogate, aliases=("surrogate_cv", "surrogate-cv"))
+register_method(CoalitionSurrogate, aliases=("surrogate", "esv-surrogate"))  # "surrogate" of a variable-length model
+register_method(KernelSHAP)
+register_method(LeaveOneOut, aliases=("leave-one-out",))
 
 
-def make_approximator(name: str, **kwargs: Any) -> Approximator:
-    """An approximator by its name in :data:`APPROXIMATORS` (keyword arguments go to its constructor)."""
-    if name not in APPROXIMATORS:
-        raise UserError(f"Unknown approximator {name!r}.", f"Use one of {list(APPROXIMATORS)}.")
-    return APPROXIMATORS[name](**kwargs)
+def make_approximator(name: str, *, kind: str | None = None, **kwargs: Any) -> Approximator:
+    """The registered approximator ``name`` (or an alias; ``kind``: the game kind it must
+    value), built with ``kwargs``. UserError naming the choices when it is not an approximator."""
+    cls = get_method(name, kind=kind)
+    if not issubclass(cls, Approximator):
+        raise UserError(f"{name!r} is not a Shapley approximator (it does not value a game).",
+                        f"Use one of {list(method_names(values_game=True))}.")
+    return cls(**kwargs)

@@ -20,6 +20,7 @@ import torch
 
 from core.errors import UserError
 from core.shapley.game import Game
+from core.shapley.registry import MethodCapabilities
 from core.shapley.result import ESVResult
 
 __all__ = ["Approximator", "Estimate", "largest_per_size", "per_size_cost", "MAX_EXACT_FRAMES", "MAX_MASK_FRAMES",
@@ -43,12 +44,11 @@ class Estimate:
     std_errors: torch.Tensor | None = None  # (n, C) float64
 
 
-class Approximator(ABC):
+class Approximator(MethodCapabilities, ABC):
     """Shapley values of a :class:`Game` within a budget of model evaluations.
 
-    Capabilities (class attributes):
-        multiscale / variable_length / generic: the game kinds it accepts
-            (``Game.kind``; generic = a plain game offering only ``value``).
+    Capabilities (class attributes; the registry's flags in
+    :class:`~core.shapley.registry.MethodCapabilities`, plus):
         exact: exact when the budget is saturated (None or >= :meth:`saturating_budget`).
         efficient: ``sum_i values_i = probs - priors`` always (to rounding).
         has_std_errors: the result carries per-frame standard errors (when it can
@@ -58,17 +58,9 @@ class Approximator(ABC):
     name: ClassVar[str] = "approximator"  # registry key
     method: ClassVar[str] = "approximator"  # ESVResult.method
     label: ClassVar[str] = "approximator"
-    multiscale: ClassVar[bool] = True
-    variable_length: ClassVar[bool] = True
-    generic: ClassVar[bool] = True
     exact: ClassVar[bool] = False
     efficient: ClassVar[bool] = False
     has_std_errors: ClassVar[bool] = False
-
-    @classmethod
-    def supports_kind(cls, kind: str) -> bool:
-        """Whether this approximator accepts games of this ``Game.kind``."""
-        return {"multiscale": cls.multiscale, "variable_length": cls.variable_length, "generic": cls.generic}[kind]
 
     def supports(self, game: Game) -> bool:
         """Whether this approximator accepts ``game``."""
@@ -81,6 +73,14 @@ class Approximator(ABC):
     def saturating_budget(self, game: Game) -> int | None:
         """The budget above which more does not change the answer (None: unbounded)."""
         return None
+
+    def exact_at(self, game: Game, budget: int | None) -> bool:
+        """Whether this budget (None: saturated) gives the exact values on ``game``, so
+        that the exact path may run instead."""
+        if not self.exact or game.n_players > MAX_EXACT_FRAMES:
+            return False
+        saturating = self.saturating_budget(game)
+        return budget is None or (saturating is not None and budget >= saturating)
 
     def approximate(self, game: Game, budget: int | None = None, seed: int | None = None) -> ESVResult:
         """Shapley values of ``game``.
@@ -95,7 +95,7 @@ class Approximator(ABC):
         if not self.supports(game):
             raise UserError(
                 f"The {self.label} approximator does not apply to {game.kind.replace('_', '-')} games.",
-                "Pick an approximator whose capabilities include that kind (core.shapley.APPROXIMATORS).",
+                "Pick a method whose capabilities include that kind (core.shapley.registry.method_names(kind=...)).",
             )
         if budget is not None:
             if isinstance(budget, bool) or int(budget) != budget or budget < 1:

@@ -235,6 +235,9 @@ class CoalitionSurrogate(Approximator):
     name: ClassVar[str] = "coalition-surrogate"
     method: ClassVar[str] = name
     label: ClassVar[str] = "coalition surrogate"
+    description: ClassVar[str] = "ESVs of a surrogate fitted on sampled coalitions (variable-length models)"
+    samples_per_scale_budget: ClassVar[bool] = True
+    default_samples_per_scale: ClassVar[int | None] = 128
     # a multiscale game prices a coalition at all its sub-subsets' head evaluations: AdditiveSurrogate's
     multiscale: ClassVar[bool] = False
     exact: ClassVar[bool] = True
@@ -249,6 +252,11 @@ class CoalitionSurrogate(Approximator):
     def min_budget(self, game: Game) -> int:
         n = game.n_players
         return game.value_cost([n] + [1] * (n if n > 1 else 0))  # v(N) and every singleton
+
+    def exact_at(self, game: Game, budget: int | None) -> bool:
+        # Saturated, its ridge fit matches the exact values only to rounding; the explanation
+        # service has always run it (never swapped in the exact path), so its numbers stay its own.
+        return False
 
     def saturating_budget(self, game: Game) -> int:
         n = game.n_players

@@ -25,6 +25,7 @@ from core.runtime import report, sub_reporting
 from core.shapley.accumulator import ShapleyAccumulator
 from core.shapley.approximators.base import BUDGET_FIX, MAX_EXACT_FRAMES, MAX_MASK_FRAMES, Approximator, Estimate, largest_per_size, per_size_cost
 from core.shapley.game import Game, SampledLogits
+from core.shapley.games import MultiscaleGame, VariableLengthGame
 
 __all__ = ["ConstructiveSampler", "draw_constructive", "masks_to_combos"]
 
@@ -39,7 +40,10 @@ class ConstructiveSampler(Approximator):
 
     name: ClassVar[str] = "constructive"
     method: ClassVar[str] = "constructive-sampling"
-    label: ClassVar[str] = "constructive sampler"
+    label: ClassVar[str] = "paper sampler"
+    description: ClassVar[str] = "ESVs by the Play Fair paper's constructive sampler"
+    samples_per_scale_budget: ClassVar[bool] = True
+    pools_iterations: ClassVar[bool] = True
     exact: ClassVar[bool] = True
     has_std_errors: ClassVar[bool] = True
 
@@ -54,6 +58,27 @@ class ConstructiveSampler(Approximator):
     def saturating_budget(self, game: Game) -> int:
         n = game.n_players
         return per_size_cost(game, max(math.comb(n, t) for t in range(1, n + 1)), self.iterations)
+
+    @staticmethod
+    def budget_for(samples_per_scale: int, n_frames: int, *, n_scales: int | None = None, iterations: int = 1) -> int:
+        """The head evaluations that ``samples_per_scale`` subsets per size stand for (the
+        paper's setting as a budget: :func:`per_size_cost`), ``iterations`` times.
+
+        Args:
+            samples_per_scale: subsets per size k (``min(samples_per_scale, C(n, k))`` drawn).
+            n_frames: n players.
+            n_scales: nmax of a multiscale model (heads run only up to it); None for a
+                model evaluated on any number of frames (one evaluation per coalition).
+            iterations: independent runs pooled.
+        """
+        return per_size_cost(_shape(n_frames, n_scales), int(samples_per_scale), int(iterations))
+
+    @staticmethod
+    def samples_per_scale_for(budget: int, n_frames: int, *, n_scales: int | None = None, iterations: int = 1) -> int:
+        """The inverse of :meth:`budget_for`: the largest samples per scale whose cost fits
+        ``budget`` (0 if none does); ``samples_per_scale_for(budget_for(k, ...), ...) == k``
+        for k up to the largest level."""
+        return largest_per_size(_shape(n_frames, n_scales), int(budget), int(iterations))
 
     def samples_for(self, game: Game, budget: int | None) -> int:
         """Subsets drawn per size for ``budget`` (None: every subset)."""
@@ -93,6 +118,13 @@ class ConstructiveSampler(Approximator):
         std = torch.stack(runs).std(dim=0) / math.sqrt(len(runs)) if runs else None
         info = {"samples_per_scale": samples_per_scale, "iterations": self.iterations}
         return Estimate(acc.values(), probs, complete, info, std)
+
+
+def _shape(n_frames: int, n_scales: int | None) -> Game:
+    """A shape-only game for costing: multiscale with ``n_scales`` heads, or variable-length."""
+    if n_scales is None:
+        return VariableLengthGame.shape_only(int(n_frames), 1)
+    return MultiscaleGame.shape_only(int(n_frames), int(n_scales), 1)
 
 
 def _sampled_values(game: Game, masks: list[np.ndarray], combos: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -52,6 +52,11 @@ class ExactShapley(Approximator):
     name: ClassVar[str] = "exact"
     method: ClassVar[str] = "exact"
     label: ClassVar[str] = "exact"
+    description: ClassVar[str] = "exact Element Shapley Values (every subset)"
+    category: ClassVar[str] = "exact"
+    budgeted: ClassVar[bool] = False
+    supports_batch: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
     exact: ClassVar[bool] = True
     efficient: ClassVar[bool] = True
 

@@ -63,6 +63,7 @@ class KernelSHAP(Approximator):
     name: ClassVar[str] = "kernelshap"
     method: ClassVar[str] = "kernelshap"
     label: ClassVar[str] = "KernelSHAP"
+    description: ClassVar[str] = "KernelSHAP over frames, paired coalitions"
     exact: ClassVar[bool] = True
     efficient: ClassVar[bool] = True
 

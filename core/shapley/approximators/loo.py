@@ -20,6 +20,10 @@ class LeaveOneOut(Approximator):
     name: ClassVar[str] = "loo"
     method: ClassVar[str] = "loo"
     label: ClassVar[str] = "leave-one-out"
+    description: ClassVar[str] = "leave-one-out: v(N) - v(N minus i)"
+    category: ClassVar[str] = "baseline"
+    budgeted: ClassVar[bool] = False  # a fixed n + 1 coalitions
+    deterministic: ClassVar[bool] = True
 
     def min_budget(self, game: Game) -> int:
         n = game.n_players

@@ -30,7 +30,7 @@ has been evaluated on some s-subsets, the per-scale means
 
 4. **Long clips: the surrogate as a control variate.** Where the surrogate game is
    sampled (n > ``enumerate_up_to``; any n with ``holdout`` set, and always for the
-   registered ``surrogate_cv``), :data:`HOLDOUT` of each incomplete scale's head
+   registered ``additive-surrogate-cv``), :data:`HOLDOUT` of each incomplete scale's head
    evaluations are not fitted: drawn uniformly and independently, they estimate the
    residual heads' first-order share of the ESVs
    (:mod:`~core.shapley.approximators.residual_cv`), which is added to the surrogate's
@@ -113,9 +113,12 @@ class AdditiveSurrogate(Approximator):
             the two corrected estimates (:meth:`_cross_fitted`); False keeps one split.
     """
 
-    name: ClassVar[str] = "surrogate"
+    name: ClassVar[str] = "additive-surrogate"
     method: ClassVar[str] = "additive-surrogate"
     label: ClassVar[str] = "additive surrogate"
+    description: ClassVar[str] = "ESVs of the additive-surrogate game fitted on the heads' evaluations"
+    samples_per_scale_budget: ClassVar[bool] = True
+    default_samples_per_scale: ClassVar[int | None] = 128
     variable_length: ClassVar[bool] = False
     generic: ClassVar[bool] = False
     exact: ClassVar[bool] = True
@@ -143,6 +146,10 @@ class AdditiveSurrogate(Approximator):
 
     def min_budget(self, game: Game) -> int:
         return per_size_cost(game, 1)
+
+    def exact_at(self, game: Game, budget: int | None) -> bool:
+        # exact only where the surrogate game is enumerated
+        return game.n_players <= self.enumerate_up_to and super().exact_at(game, budget)
 
     def saturating_budget(self, game: Game) -> int:
         n = game.n_players
@@ -414,9 +421,10 @@ class ControlVariateSurrogate(AdditiveSurrogate):
     evaluation in the fit, is about 2.5x more accurate (nMSE) but has no standard errors.
     The budget buys at least 3 subsets per scale (one fitted, two held out)."""
 
-    name: ClassVar[str] = "surrogate_cv"
+    name: ClassVar[str] = "additive-surrogate-cv"
     method: ClassVar[str] = "additive-surrogate-cv"
     label: ClassVar[str] = "additive surrogate with control variate"
+    description: ClassVar[str] = "the additive surrogate as a control variate, with standard errors"
     has_std_errors: ClassVar[bool] = True
 
     def __init__(self, *, enumerate_up_to: int = 16, bases_per_size: int = 16, ridge_grid: tuple[float, ...] = RIDGE_GRID,
