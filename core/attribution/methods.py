@@ -46,10 +46,7 @@ class ESVAttribution(FrameAttribution):
 
     def _attribute(self, spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, target: int | None) -> torch.Tensor:
         sps = None if self.method == "exact" else self.samples_per_scale
-        if spec.heads is not None:
-            res = esv.explain_multiscale(spec.heads, priors, features, samples_per_scale=sps, seed=self.seed, method=self.method)
-        else:
-            res = esv.explain_variable_length(spec.model, priors, features, samples_per_scale=sps, seed=self.seed, method=self.method)
+        res = esv.explain_model(spec.kind, spec.modules, priors, features, samples_per_scale=sps, seed=self.seed, method=self.method)
         self.last_result = res
         return _pick(res.esvs, target)
 

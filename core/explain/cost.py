@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from core.errors import UserError
 from core.esv import ESV_METHODS, SURROGATE_DEFAULT_SAMPLES
-from core.shapley import APPROXIMATORS, MAX_EXACT_FRAMES, MultiscaleGame, VariableLengthGame, make_approximator
+from core.shapley import APPROXIMATORS, MAX_EXACT_FRAMES, make_approximator
 from core.shapley.approximators import per_size_cost
 from core.shapley.approximators.base import BUDGET_FIX
-from core.shapley.game import VALUE_CHUNK_EVALUATIONS, Game
-from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES
+from core.shapley.game import VALUE_CHUNK_EVALUATIONS
+from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES, shape_game
 
 __all__ = ["CostEstimate", "Limits", "estimate_cost", "check_settings", "exact_equivalent", "DEFAULT_LIMITS", "limits_from_config"]
 
@@ -135,18 +135,13 @@ def check_settings(
     return resolved
 
 
-def _shape(n: int, model: str, n_classes: int, n_scales: int) -> Game:
-    if model == "tsn":
-        return VariableLengthGame.shape_only(n, n_classes)
-    return MultiscaleGame.shape_only(n, n_scales, n_classes)
-
-
 def exact_equivalent(
     method: str, *, n_frames: int, samples_per_scale: int | None = None, budget: int | None = None,
-    model: str = "mtrn", n_scales: int = 8, n_classes: int = 2,
+    game: str = "multiscale", n_scales: int = 8, n_classes: int = 2,
 ) -> bool:
     """Whether these settings make ``method`` evaluate every subset, so that its answer is
-    the exact one (then the exact path gives it faster)."""
+    the exact one (then the exact path gives it faster). ``game``: the model's game kind
+    (:class:`core.models.families.FamilyCost`), ``n_scales`` its heads when multiscale."""
     n = int(n_frames)
     if method == "exact":
         return True
@@ -155,7 +150,7 @@ def exact_equivalent(
     largest = max(math.comb(n, t) for t in range(1, n + 1))
     if method == "constructive":
         return samples_per_scale is not None and samples_per_scale >= largest
-    if method == "surrogate" and model == "mtrn":
+    if method == "surrogate" and game == "multiscale":
         sps = SURROGATE_DEFAULT_SAMPLES if samples_per_scale is None else samples_per_scale
         widest = max(math.comb(n, s) for s in range(1, min(n, n_scales) + 1))
         return n <= 16 and sps >= widest  # every scale complete and the surrogate game enumerated
@@ -164,38 +159,41 @@ def exact_equivalent(
     approximator = make_approximator(method)
     if not approximator.exact:
         return False
-    saturating = approximator.saturating_budget(_shape(n, model, n_classes, n_scales))
+    saturating = approximator.saturating_budget(shape_game(game, n, n_scales, n_classes))
     return budget is None or (saturating is not None and budget >= saturating)
 
 
 def estimate_cost(
     method: str | None, *, n_frames: int, n_classes: int, samples_per_scale: int | None = None, iterations: int = 1,
-    budget: int | None = None, model: str = "mtrn", n_scales: int = 8, hidden_dim: int = 512,
+    budget: int | None = None, game: str = "multiscale", n_scales: int = 8, hidden_dim: int = 512,
 ) -> CostEstimate:
     """Head evaluations, seconds and peak bytes of one explanation (module docstring).
 
     Args:
         method: a name of :func:`core.explain.available_methods` (None: exact, or the
             constructive sampler when ``samples_per_scale`` is given).
-        n_frames: n; n_classes: C; n_scales: nmax of the MTRN heads; hidden_dim: H.
+        n_frames: n; n_classes: C; n_scales: heads of a multiscale game (nmax); hidden_dim: H.
         samples_per_scale, iterations: the engine methods' settings.
         budget: head evaluations of a registry approximator (None: saturated).
-        model: ``"mtrn"`` or ``"tsn"``.
+        game: the model's game kind, ``"multiscale"`` or ``"variable_length"`` (a model
+            family's :meth:`~core.models.families.ModelFamily.cost` gives it with n_scales
+            and hidden_dim).
     Raises:
         UserError: settings that mean nothing (:func:`check_settings`).
     """
     asked = check_settings(method, n_frames=n_frames, samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
     n, c, h = int(n_frames), int(n_classes), int(hidden_dim)
-    scales = n_scales if model == "mtrn" else n
-    game = _shape(n, model, c, n_scales)
-    same = asked != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, model=model,
+    multiscale = game == "multiscale"
+    scales = n_scales if multiscale else n
+    shape = shape_game(game, n, n_scales, c)
+    same = asked != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, game=game,
                             n_scales=n_scales, n_classes=c)
     runs = "exact" if same else asked
     if runs == "exact" and n > MAX_EXACT_FRAMES:
         raise UserError(f"Exact ESVs of {n} frames need 2^{n} subsets (at most {MAX_EXACT_FRAMES} frames).",
                         "Pick fewer frames or an approximate method.")
     if runs == "exact":
-        evals = game.level_cost([math.comb(n, t) for t in range(1, n + 1)])
+        evals = shape.level_cost([math.comb(n, t) for t in range(1, n + 1)])
         widest = math.comb(n, n // 2)
         seconds = SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + SECONDS_PER_HEAD_UNIT * evals * h
         # two levels of logits and probabilities, the level's signed weights, children and hidden rows
@@ -203,23 +201,23 @@ def estimate_cost(
     elif runs == "constructive":
         sps = int(samples_per_scale or 1)
         drawn = [min(sps, math.comb(n, t)) for t in range(1, n + 1)]
-        pairs = sum(drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)) if model == "mtrn" else 0
-        evals = per_size_cost(game, sps, iterations)
+        pairs = sum(drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)) if multiscale else 0
+        evals = per_size_cost(shape, sps, iterations)
         seconds = iterations * SECONDS_PER_CONTAINMENT * pairs * (1 + c / 64) + SECONDS_PER_HEAD_UNIT * evals * h
         widest_pair = max([drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)] or [0])
         peak = min(CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES * 8 * widest_pair) + sum(drawn) * (8 * c + 8 * n + 4 * h)
     elif runs == "surrogate":
         sps = SURROGATE_DEFAULT_SAMPLES if samples_per_scale is None else int(samples_per_scale)
-        evals = per_size_cost(game, sps)
+        evals = per_size_cost(shape, sps)
         enumerated = 2**n if n <= 16 else 0
         seconds = SECONDS_PER_SUBSET_CLASS * (enumerated * (n + c) + 16 * evals * c) + SECONDS_PER_HEAD_UNIT * evals * h
         peak = (math.comb(n, n // 2) * (8 * n + 8 * (n // 2) + 24 * c) if enumerated else 0) + evals * (8 * c + 4 * h)
     else:  # a registry approximator through Game.value
         approximator = make_approximator(runs)
-        saturating = approximator.saturating_budget(game)
-        if budget is not None and budget < approximator.min_budget(game):
+        saturating = approximator.saturating_budget(shape)
+        if budget is not None and budget < approximator.min_budget(shape):
             raise UserError(f"A budget of {budget:,} head evaluations is below what {runs} needs on {n} frames "
-                            f"({approximator.min_budget(game):,}).", "Raise the budget or leave it empty.")
+                            f"({approximator.min_budget(shape):,}).", "Raise the budget or leave it empty.")
         if budget is None and saturating is None:
             raise UserError(f"{runs} needs a budget of head evaluations.", BUDGET_FIX)
         evals = int(budget if saturating is None else (saturating if budget is None else min(budget, saturating)))
