@@ -24,7 +24,7 @@ from torch import nn
 from core import esv
 from core.cli import main
 from core.errors import UserError
-from core.models.families import FamilyCost, ModelFamily, family_names, get_family, register_family, unregister_family
+from core.models.families import FamilyCost, ModelFamily, cpu_state, family_names, get_family, register_family, unregister_family
 from core.models.fitting import Trainer
 from core.workspace import Workspace
 
@@ -59,7 +59,7 @@ class MeanLinearFamily(ModelFamily):
                            lambda pos: trainer.ordered_frames(pos, int(trainer.rng.integers(1, top + 1))), top, self.name)
 
     def state(self, model: MeanPooledLinear) -> dict[str, Any]:
-        return {"feature_dim": model.feature_dim, "n_classes": model.n_classes, "state_dict": dict(model.state_dict())}
+        return {"feature_dim": model.feature_dim, "n_classes": model.n_classes, "state_dict": cpu_state(model)}
 
     def from_state(self, state: dict[str, Any]) -> MeanPooledLinear:
         model = MeanPooledLinear(state["feature_dim"], state["n_classes"])

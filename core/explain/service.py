@@ -218,8 +218,7 @@ class ExplanationService:
               samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None) -> _Plan:
         """What :meth:`explain` will run for these (checked) settings, and its cache key."""
         p = self.provider
-        family = get_family(model)
-        trained = p.heads(task).model(family.name)
+        family, trained = self._family_model(task, model)
         cost = family.cost(trained)
         priors = p.priors(task)
         rows = np.asarray(p.feature_rows(clip_id, n_frames))
@@ -281,7 +280,7 @@ class ExplanationService:
             return [self.explain(c, **settings, progress=scaled(progress, i / len(ids), (i + 1) / len(ids), f"clip {i + 1}/{len(ids)}: "))
                     for i, c in enumerate(ids)]
         p = self.provider
-        heads, priors = family.modules(p.heads(task).model(family.name)), p.priors(task)
+        heads, priors = family.modules(self._family_model(task, model)[1]), p.priors(task)
         priors_hash, heads_key = self._hash_priors(task, priors), p.heads_key()
         directory = self.cache_dir() if (cache and self.disk) else None
         clips, found, missing = [], {}, {}  # missing: frame count -> [(position in ids, features)]
@@ -327,6 +326,11 @@ class ExplanationService:
                             "Use samples_per_scale for exact / constructive / surrogate.")
         return check_settings(method, n_frames=n_frames, samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
 
+    def _family_model(self, task: str, model: str) -> tuple[ModelFamily, Any]:
+        """The family named ``model`` and the task's model of it (UserError when the heads have none)."""
+        family = get_family(model)
+        return family, self.provider.heads(task).model(family.name)
+
     def _clip_row(self, clip_id: str) -> Any:
         clips = self.provider.clips()
         if str(clip_id) not in clips.index:
@@ -360,7 +364,7 @@ class ExplanationService:
         found = self._predictions.get(key, None)
         if found is not None:
             return found
-        modules = family.modules(p.heads(task).model(family.name))
+        modules = family.modules(self._family_model(task, model)[1])
         x, priors64 = check_clip(priors, torch.from_numpy(features))
         with torch.inference_mode(), eval_mode(modules), torch_threads(getattr(self.provider, "threads", None)):
             game = model_game(family.game_kind, modules, x, priors64)
@@ -380,8 +384,8 @@ class ExplanationService:
         nothing is computed."""
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
-        family = get_family(model)
-        cost = family.cost(self.provider.heads(task).model(family.name))
+        family, trained = self._family_model(task, model)
+        cost = family.cost(trained)
         est = estimate_cost(
             asked, n_frames=int(n_frames), n_classes=len(self.provider.class_names(task)), samples_per_scale=samples_per_scale,
             iterations=iterations, budget=budget, game=cost.game, n_scales=cost.n_scales, hidden_dim=cost.hidden_dim,

@@ -50,20 +50,23 @@ class HeadSet:
             ``[k-1]`` seeing k frames; ``tsn``: one ``TSNHead``); fork heads have MTRN only.
         accuracy: validation accuracy table (see core.models.training), or None.
         meta: provenance (where it came from, what it was trained on).
+        retrain: the command that trains every registered family's heads (named as the fix
+            when a family is missing; not saved).
     """
 
     task: str
     models: dict[str, Any]
     accuracy: pd.DataFrame | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    retrain: LazyCommand | None = field(default=None, repr=False, compare=False)
 
     def model(self, family: str) -> Any:
         """The model of a family (UserError naming those there are when absent)."""
         if family not in self.models:
             label = get_family(family).label
             where = "Play Fair fork heads have MTRN heads only" if self.meta.get("source") == "playfair-fork" else f"it has {', '.join(self.models)}"
-            raise UserError(f"The {self.task} head set has no {label} head ({where}).",
-                            f"Use model= one of {list(self.models)}, or train heads here (the 'heads' step, forced).")
+            train = f"train them: `{self.retrain()}`" if self.retrain else "train heads here (the 'heads' step)"
+            raise UserError(f"The {self.task} head set has no {label} head ({where}).", f"Use model= one of {list(self.models)}, or {train}.")
         return self.models[family]
 
     def families(self) -> list[ModelFamily]:

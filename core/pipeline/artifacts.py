@@ -317,6 +317,7 @@ class Artifacts:
                         raise UserError(f"The {task} heads for {self.source.name} are not trained yet.",
                                         f"Run `{dataset_command(self.source, 'train')}` (or build the 'heads' step).")
                     hs = load_head_set(path, retrain=lambda: dataset_command(self.source, "train", "--force"))
+                    hs.retrain = lambda: dataset_command(self.source, "train")  # a family registered since: the step is due
                 n_classes = len(self.class_names(task))
                 if hs.n_classes != n_classes:
                     raise UserError(

@@ -13,6 +13,7 @@ from core.models.families.base import (
     family_names,
     get_family,
     register_family,
+    cpu_state,
     registered_families,
     unregister_family,
 )
@@ -22,5 +23,5 @@ from core.models.families.tsn import TSNFamily
 # The model explained when none is named (Play Fair's): the service's, the CLI's and the app's default.
 DEFAULT_FAMILY = MTRNFamily.name
 
-__all__ = ["DEFAULT_FAMILY", "AccuracyRow", "FamilyCost", "FamilyGame", "ModelFamily", "MTRNFamily", "TSNFamily", "family_names", "get_family",
+__all__ = ["DEFAULT_FAMILY", "AccuracyRow", "FamilyCost", "FamilyGame", "ModelFamily", "MTRNFamily", "TSNFamily", "cpu_state", "family_names", "get_family",
            "register_family", "registered_families", "unregister_family"]

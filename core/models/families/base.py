@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from core.models.fitting import Trainer
     from core.models.training import TrainConfig
 
-__all__ = ["ModelFamily", "FamilyCost", "AccuracyRow", "register_family", "unregister_family", "get_family", "family_names",
+__all__ = ["ModelFamily", "FamilyCost", "AccuracyRow", "cpu_state", "register_family", "unregister_family", "get_family", "family_names",
            "registered_families"]
 
 # The Shapley layer's game kinds a family's model can be explained as (core.shapley.game.GameKind):
@@ -151,6 +151,11 @@ class ModelFamily(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's ``state_dict`` as detached CPU copies (what a family's :meth:`ModelFamily.state` stores)."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 _FAMILIES: dict[str, ModelFamily] = {}

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
-from core.models.families.base import AccuracyRow, FamilyCost, ModelFamily, register_family
+from core.models.families.base import AccuracyRow, FamilyCost, ModelFamily, cpu_state, register_family
 from core.models.heads import MTRNHead
 from core.models.multiscale import multiscale_logits
 from core.runtime import TASKS
@@ -64,7 +64,7 @@ class MTRNFamily(ModelFamily):
 
     def state(self, model: list[MTRNHead]) -> list[dict[str, Any]]:
         return [{"frame_count": h.frame_count, "feature_dim": h.feature_dim, "hidden_dim": h.hidden_dim, "n_classes": h.n_classes,
-                 "state_dict": {k: v.detach().cpu().clone() for k, v in h.state_dict().items()}} for h in model]
+                 "state_dict": cpu_state(h)} for h in model]
 
     def from_state(self, state: list[dict[str, Any]]) -> list[MTRNHead]:
         heads = []

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.models.families.base import FamilyCost, ModelFamily, register_family
+from core.models.families.base import FamilyCost, ModelFamily, cpu_state, register_family
 from core.models.heads import TSNHead
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class TSNFamily(ModelFamily):
             "feature_dim": model.feature_dim, "n_classes": model.n_classes, "hidden_dim": model.hidden_dim,
             # dropout shifts the Sequential's parameter indices, so it is part of the layout
             "dropout": float(next((m.p for m in model.frame_classifier if isinstance(m, nn.Dropout)), 0.0)),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "state_dict": cpu_state(model),
         }
 
     def from_state(self, state: dict[str, Any]) -> TSNHead:
