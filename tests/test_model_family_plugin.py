@@ -85,6 +85,8 @@ def ws(demo_small: Workspace, one_torch_thread) -> Workspace:
     register_family(MeanLinearFamily())
     try:
         assert not {s.name: s.done for s in demo_small.status()}["heads"]  # a new family: the heads step is due
+        with pytest.raises(UserError, match=r"no mean-pooled linear head.*train them: `.* train --dataset demo-small`"):
+            demo_small.explain(str(demo_small.clips().index[0]), task="verb", n_frames=2, model=NAME)
         demo_small.build(["heads"])
         yield demo_small
     finally:

@@ -69,6 +69,10 @@ class HeadSet:
             raise UserError(f"The {self.task} head set has no {label} head ({where}).", f"Use model= one of {list(self.models)}, or {train}.")
         return self.models[family]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the retrain command closes over its workspace (locks): a copy sent elsewhere (Ray) goes without it
+        return {**self.__dict__, "retrain": None}
+
     def families(self) -> list[ModelFamily]:
         """The registered families this set has a model of, in registration order."""
         return [f for f in registered_families() if f.name in self.models]
