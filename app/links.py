@@ -37,6 +37,7 @@ PARAMS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "clip": ("pf_clip", str),
     "n": ("pf_n", _INT),
     "task": ("pf_task", str),
+    "model": ("pf_model", str),
     "method": ("pf_method", str),
     "sps": ("pf_sps", _INT),
     "iter": ("pf_iter", _INT),

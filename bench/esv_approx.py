@@ -96,7 +96,7 @@ def trained_setup(dataset: str, n_max: int, n_clips: int):
         missing = [s.name for s in ws.status() if not s.done]
         if missing:
             return f"dataset {dataset!r} is not built ({', '.join(missing)} missing: run `python -m core demo`)"
-        heads = ws.heads("verb").mtrn
+        heads = ws.heads("verb").model("mtrn")
         priors = ws.priors("verb")
         val = ws.clips("val")
         val = val[val["n_features"] >= n_max]

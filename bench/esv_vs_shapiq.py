@@ -97,7 +97,7 @@ def setups(heads_kinds: list[str], games: list[str], dataset: str, n_max: int, c
         except Exception as exc:  # the bench must still run without the demo
             print(f"# trained heads skipped: {exc}")
             continue
-        models = {"mtrn": hs.mtrn, "tsn": hs.tsn}
+        models = {"mtrn": hs.models.get("mtrn"), "tsn": hs.models.get("tsn")}
         out += [(heads, g, models[g], priors, feats) for g in games if models.get(g) is not None]
     return out
 

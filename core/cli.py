@@ -33,6 +33,7 @@ from core.data.sources import dataset_name_for, dataset_names, ingest_settings
 from core.distributed import RayESVEngine, RayOptions, extract_features, import_ray, plan_extraction
 from core.errors import UserError
 from core.explain import available_methods
+from core.models.families import DEFAULT_FAMILY, family_names, get_family
 from core.models.training import TrainConfig, format_accuracy
 from core.pipeline.steps import EXPLORE_STEPS, StepReport
 from core.runtime import TASKS, StepBars, TqdmProgress
@@ -108,7 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nvalidation top-1 % (top-5 %) per number of frames:")
     print(format_accuracy(acc))
     clip = ws.clips("val").index[0]
-    n = min(8, ws.heads("verb").max_frames)
+    n = min(8, get_family(DEFAULT_FAMILY).eval_frames(ws.heads("verb").model(DEFAULT_FAMILY)) or 8)
     ex = ws.explain(clip, task="verb", n_frames=n)
     print(
         f"\nexample: clip {clip}, verb '{ex.explained_name}', p={ex.prob:.3f}, prior={ex.prior:.3f}; "
@@ -398,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", help="train / val (default val)")
     p.add_argument("--frames", type=_parse_frames, default=list(range(1, 9)), help="frame counts, e.g. 1-8 or 4,8 (default 1-8)")
     p.add_argument("--tasks", nargs="+", choices=["verb", "noun"], default=["verb", "noun"])
-    p.add_argument("--models", nargs="+", choices=["mtrn", "tsn"], default=["mtrn"])
+    p.add_argument("--models", nargs="+", choices=family_names(), default=[DEFAULT_FAMILY],
+                   help=f"model families to explain (registered: {', '.join(family_names())}; default {DEFAULT_FAMILY})")
     p.add_argument("--samples-per-scale", dest="samples_per_scale", type=int, default=None, help="the budget as subsets per size, converted to head evaluations (default: exact)")
     p.add_argument("--method", type=faithfulness_cli.registered_method, default=None,
                    help=f"explanation method by name ({', '.join(available_methods())}; default: exact, or constructive "

@@ -14,7 +14,7 @@ API (stable; pages and the CLI are written against it)::
     ws.build(steps=None, progress=cb)         # builds what is missing, in order
     ws.clips(split="val") -> pd.DataFrame     # id, video_id, verb, noun, ..., n_frames
     ws.features(clip_id, rows=None) -> np.ndarray  # (T', D) float32, or (n, D) of feature rows computed on demand
-    ws.heads("verb") -> HeadSet               # .mtrn, .tsn, .accuracy
+    ws.heads("verb") -> HeadSet               # .models {family: model}, .model("mtrn"), .accuracy
     ws.priors("noun") -> torch.Tensor         # (C,), sums to 1
     ws.class_names("verb") -> list[str]
     ws.sample_frames(clip_id, 8) -> np.ndarray  # frame indices into the clip

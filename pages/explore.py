@@ -21,7 +21,7 @@ with help_slot.popover("What is an ESV?", icon=":material/help:"):
 ws = state.pick_dataset()
 clip_id = state.pick_clip(ws)
 row = ws.clips().loc[clip_id]
-settings = state.explain_controls(ws, clip_id)
+settings = state.explain_controls(ws, clip_id, model=True)
 task, n = settings["task"], settings["n_frames"]
 both = st.sidebar.toggle("Verb and noun charts side by side", key="pf_both")
 links.link_control(links.publish(), link_slot)
@@ -31,7 +31,8 @@ try:
     state.compute_missing_features(ws, clip_id, n)
     expls = {t: runs.explain(ws, clip_id, {**settings, "task": t}, key=f"explore_{t}") for t in tasks}
     # every task's top-10 chart: the full model's prediction (one forward, memoised), whatever the method
-    predictions = {t: np.asarray(ws.explanations.predict(clip_id, task=t, n_frames=n), dtype=np.float64) for t in TASKS}
+    predictions = {t: np.asarray(ws.explanations.predict(clip_id, task=t, n_frames=n, model=settings["model"]), dtype=np.float64)
+                   for t in TASKS}
 except UserError as exc:
     state.show_error(exc)
     st.stop()

@@ -141,7 +141,7 @@ def test_esvs_on_ray_equal_local(demo_small, ray_local, tmp_path):
     with torch.no_grad():
         for c in ws.clips("val").index:
             sampled = torch.from_numpy(ws.features(c, ws.feature_rows(c, 4)))  # the largest n run (n = 1000: no ESVs)
-            tols += [esv_reordering_tolerance(torch.from_numpy(ws.features(c)), multiscale_logits(ws.heads(t).mtrn, sampled[None]))
+            tols += [esv_reordering_tolerance(torch.from_numpy(ws.features(c)), multiscale_logits(ws.heads(t).model("mtrn"), sampled[None]))
                      for t in ("verb", "noun")]
     tol = max(tols)
     pd.testing.assert_frame_equal(remote, local, check_exact=False, atol=tol, rtol=0)

@@ -36,7 +36,7 @@ def test_same_explanations_as_one_by_one_in_order(ws, ids):
         rows = ex.frame_indices // ws.feature_stride  # one pass for all clips vs one clip: float32 heads, other orders
         with torch.no_grad():
             x = torch.from_numpy(ws.features(ex.clip_id, rows))
-            delta = esv_reordering_tolerance(x, multiscale_logits(ws.heads("noun").mtrn, x[None]))
+            delta = esv_reordering_tolerance(x, multiscale_logits(ws.heads("noun").model("mtrn"), x[None]))
         torch.testing.assert_close(ex.esv_result.esvs, single.esv_result.esvs, atol=delta, rtol=0)
         assert ex.explained_class == single.explained_class and ex.label == single.label
         assert [c for c, _, _ in ex.top5] == [c for c, _, _ in single.top5]

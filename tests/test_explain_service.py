@@ -35,7 +35,7 @@ def test_same_numbers_as_the_engine_and_the_workspace(ws, clip, model):
     engine = esv.explain_multiscale if model == "mtrn" else esv.explain_variable_length
     for kwargs in ({}, {"samples_per_scale": 3, "seed": 5}, {"samples_per_scale": 2, "iterations": 2, "seed": 1}):
         ours = service.explain(clip, task="noun", n_frames=4, model=model, **kwargs)
-        direct = engine(heads.mtrn if model == "mtrn" else heads.tsn, priors, x, **kwargs)
+        direct = engine(heads.model(model), priors, x, **kwargs)
         assert torch.equal(ours.esv_result.esvs, direct.esvs) and torch.equal(ours.esv_result.probs, direct.probs)
         assert ours.esv_result.n_head_evaluations == direct.n_head_evaluations
         np.testing.assert_array_equal(ours.frame_indices, rows * ws.feature_stride)

@@ -71,7 +71,7 @@ class FakeWorkspace:
 
     def __init__(self) -> None:
         torch.manual_seed(0)
-        self._heads = HeadSet("verb", [MTRNHead(k, D, 8, C) for k in range(1, 4)])
+        self._heads = HeadSet("verb", {"mtrn": [MTRNHead(k, D, 8, C) for k in range(1, 4)]})
         rng = np.random.default_rng(0)
         self._features = {f"c{i}": rng.normal(size=(10 + i, D)).astype(np.float32) for i in range(3)}
         self._clips = pd.DataFrame(

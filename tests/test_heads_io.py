@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from core.errors import UserError
+from core.models.families.mtrn import read_fork_heads
 from core.models.io import HeadSet, load_fork_heads, load_head_set, save_head_set
 from core.models import MTRNHead, TSNHead
 
@@ -30,7 +31,7 @@ def _write_fork(folder, task: str, scales=(1, 2, 3), **kw) -> None:
 
 def test_round_trip_weights_only(tmp_path):
     torch.manual_seed(0)
-    hs = HeadSet("noun", [MTRNHead(k, 6, 5, 4, dropout=0.3) for k in (1, 2)], TSNHead(6, 4, 0, dropout=0.2),
+    hs = HeadSet("noun", {"mtrn": [MTRNHead(k, 6, 5, 4, dropout=0.3) for k in (1, 2)], "tsn": TSNHead(6, 4, 0, dropout=0.2)},
                  pd.DataFrame({"task": ["noun"], "top1": [0.5]}), {"source": "trained", "n": 3})
     path = save_head_set(hs, tmp_path / "h" / "noun.pt")
     raw = torch.load(path, weights_only=True)  # plain containers only
@@ -38,10 +39,10 @@ def test_round_trip_weights_only(tmp_path):
     back = load_head_set(path)
     x = torch.randn(2, 2, 6)
     hs.eval()
-    torch.testing.assert_close(back.mtrn[1](x), hs.mtrn[1](x))
-    torch.testing.assert_close(back.tsn(x), hs.tsn(x))
+    torch.testing.assert_close(back.model("mtrn")[1](x), hs.model("mtrn")[1](x))
+    torch.testing.assert_close(back.model("tsn")(x), hs.model("tsn")(x))
     assert back.meta == {"source": "trained", "n": 3} and back.accuracy["top1"].tolist() == [0.5]
-    assert back.max_frames == 2 and back.n_classes == 4 and back.feature_dim == 6
+    assert len(back.model("mtrn")) == 2 and back.n_classes == 4 and back.model("tsn").feature_dim == 6
 
 
 def test_load_head_set_errors(tmp_path):
@@ -59,15 +60,15 @@ def test_fork_heads_load_and_compute_like_the_fork(tmp_path):
     _write_fork(tmp_path, "verb")
     _write_fork(tmp_path, "noun", c=4)
     hs = load_fork_heads(tmp_path, "verb")
-    assert [h.frame_count for h in hs.mtrn] == [1, 2, 3] and hs.tsn is None
-    assert (hs.feature_dim, hs.mtrn[0].hidden_dim, hs.n_classes) == (6, 5, 3)
+    assert [h.frame_count for h in hs.model("mtrn")] == [1, 2, 3] and "tsn" not in hs.models
+    assert (hs.model("mtrn")[0].feature_dim, hs.model("mtrn")[0].hidden_dim, hs.n_classes) == (6, 5, 3)
     st = _fork_state(3, "verb")
     x = torch.randn(2, 3, 6)
     # the fork's forward: view(-1, k*D) -> relu(fc1) -> fc2_verb
     ref = torch.relu(x.reshape(2, -1) @ st["fc1.weight"].T + st["fc1.bias"]) @ st["fc2_verb.weight"].T + st["fc2_verb.bias"]
-    torch.testing.assert_close(hs.mtrn[2](x), ref)
+    torch.testing.assert_close(hs.model("mtrn")[2](x), ref)
     assert load_fork_heads(tmp_path, "noun").n_classes == 4
-    assert load_fork_heads(tmp_path, "verb", scales=2).max_frames == 2
+    assert len(read_fork_heads(tmp_path, "verb", scales=2)) == 2
 
 
 def test_fork_heads_tolerate_wrappers_and_prefixes(tmp_path):
@@ -75,7 +76,7 @@ def test_fork_heads_tolerate_wrappers_and_prefixes(tmp_path):
     for k in (1, 2):
         state = {f"module.{n}": v for n, v in _fork_state(k, "noun").items()}
         torch.save({"state_dict": state}, tmp_path / f"mtrn-frames={k}-type=noun.pt")
-    assert load_fork_heads(tmp_path, "noun").max_frames == 2
+    assert len(load_fork_heads(tmp_path, "noun").model("mtrn")) == 2
 
 
 def test_fork_heads_errors_name_the_file(tmp_path):
@@ -87,7 +88,7 @@ def test_fork_heads_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match=r"mtrn-frames=2-type=verb\.pt"):
         load_fork_heads(tmp_path, "verb")
     with pytest.raises(UserError, match="lacks"):
-        load_fork_heads(tmp_path, "verb", scales=4)
+        read_fork_heads(tmp_path, "verb", scales=4)
 
     bad = tmp_path / "bad"
     _write_fork(bad, "verb", scales=(1, 2))

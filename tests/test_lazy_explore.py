@@ -58,5 +58,5 @@ def test_a_new_clip_gets_only_its_sampled_frames_encoded(lazy_ws: Workspace) -> 
     assert not lazy_ws.artifacts.feature_store.has(clip)  # the rest of the clip is still not extracted
     frames = lazy_ws.dataset.frames(clip, rows * lazy_ws.feature_stride)
     x = FakeEncoder().encode(frames)
-    direct = esv.explain_multiscale(lazy_ws.heads("verb").mtrn, lazy_ws.priors("verb"), x)
+    direct = esv.explain_multiscale(lazy_ws.heads("verb").model("mtrn"), lazy_ws.priors("verb"), x)
     assert torch.allclose(ex.esv_result.esvs, direct.esvs)

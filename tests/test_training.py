@@ -82,11 +82,11 @@ def test_training_reaches_high_accuracy_on_separable_features():
     # one centre frame of a 6..13-frame clip sits in the noun half: verb is near chance at n=1
     assert top1["verb", "mtrn_head", 1] < top1["verb", "mtrn", 3]
     hs = result.heads["verb"]
-    assert [h.frame_count for h in hs.mtrn] == [1, 2, 3] and hs.tsn is not None and not hs.mtrn[0].training
+    assert [h.frame_count for h in hs.model("mtrn")] == [1, 2, 3] and "tsn" in hs.models and not hs.model("mtrn")[0].training
     assert "verb" in format_accuracy(acc)
     # seeded: the same run gives the same weights
     again = train_heads(train, ytr, val, yva, {"verb": 4, "noun": 4}, cfg)
-    torch.testing.assert_close(again.heads["noun"].mtrn[2].fc1.weight, result.heads["noun"].mtrn[2].fc1.weight)
+    torch.testing.assert_close(again.heads["noun"].model("mtrn")[2].fc1.weight, result.heads["noun"].model("mtrn")[2].fc1.weight)
 
 
 def test_evaluate_skips_short_clips_and_no_val_means_fixed_epochs():

@@ -232,7 +232,7 @@ def test_epic_workspace_trained_and_fork_heads(env, tmp_path):
     f = Workspace("epic", cfg, encoder=FakeEncoder())
     assert not {s.name: s.done for s in f.status()}["heads"]  # not evaluated yet
     f.build(["heads"])
-    assert f.heads("verb").meta["source"] == "playfair-fork" and f.heads("verb").tsn is None
+    assert f.heads("verb").meta["source"] == "playfair-fork" and f.heads("verb").models.get("tsn") is None
     assert set(f.accuracy()["model"]) == {"mtrn_head", "mtrn"}
     ex = f.explain(cid, task="verb", n_frames=3)
     assert abs(ex.efficiency_gap) < 1e-6

@@ -17,6 +17,7 @@ from app.state.datasets import dataset_label, dataset_options, default_dataset, 
 from app.state.session import show_error
 from core.data.sources import dataset_names, get_source
 from core.errors import UserError
+from core.models.families import DEFAULT_FAMILY, get_family, registered_families
 from core.runtime import TASKS
 from core.shapley import ConstructiveSampler, canonical_name, get_method, method_names
 from core.workspace import Workspace
@@ -116,10 +117,24 @@ def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> N
         st.session_state[key] = value
 
 
-def explorer_methods() -> list[str]:
+def explorer_methods(game: str = "multiscale") -> list[str]:
     """ESV methods the explorer offers (canonical names): every registered method that
-    values the multiscale TRN's game."""
-    return list(method_names(kind="multiscale", values_game=True))
+    values games of kind ``game`` (the model family's; the multiscale TRN's by default)."""
+    return list(method_names(kind=game, values_game=True))
+
+
+def workspace_models(ws: Workspace) -> list[str]:
+    """The registered model families the workspace has a model of for every task, in registration order."""
+    heads = [ws.heads(t) for t in TASKS]
+    return [f.name for f in registered_families() if all(f.name in h.models for h in heads)]
+
+
+def pick_model(ws: Workspace) -> str:
+    """Sidebar model choice among :func:`workspace_models` (the default family first when it is there)."""
+    options = workspace_models(ws)
+    _init("pf_model", DEFAULT_FAMILY if DEFAULT_FAMILY in options else options[0], lambda v: v in options)
+    return st.sidebar.selectbox("Model", options, key="pf_model", format_func=lambda m: get_family(m).label,
+                                help="The model family explained (registered in core.models.families).")
 
 
 def method_label(name: str) -> str:
@@ -179,15 +194,16 @@ def whole_number(where: Any, label: str, key: str, lo: int, hi: int, default: in
     return int(value)
 
 
-def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dict[str, Any]:
-    """Frame count, task, explained class and (with ``method``) the ESV method by name
-    with its budget and seed.
+def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model: bool = False) -> dict[str, Any]:
+    """Frame count, task, explained class, (with ``model``) the model family in the sidebar
+    and (with ``method``) the ESV method by name with its budget and seed.
 
     Returns keyword arguments for :meth:`Workspace.explain` (without ``clip_id``);
     stops the page with a message when a number is out of range.
     """
     n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
-    methods = explorer_methods()
+    family = pick_model(ws) if model else DEFAULT_FAMILY
+    methods = explorer_methods(get_family(family).game_kind)
     canonical_choice("pf_method")
     _init("pf_task", "verb", lambda v: v in TASKS)
     _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
@@ -210,6 +226,8 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
     with c4:
         target = st.radio("Explain", list(TARGETS), key="pf_target", horizontal=True, format_func=TARGETS.get)
     out: dict[str, Any] = {"task": task, "n_frames": int(n)}
+    if model:
+        out["model"] = family
     if target == "class":
         names = ws.class_names(task)
         _init("pf_class", 0, lambda v: isinstance(v, int) and 0 <= v < len(names))
@@ -222,7 +240,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
     out["method"] = name
     a1, a2, a3 = st.columns(3)
     out.update(budget_controls((a1, a2), name, int(n), ws.heads(task).max_frames))
-    if not get_method(name, kind="multiscale").deterministic:
+    if not get_method(name, kind=get_family(family).game_kind).deterministic:
         out["seed"] = whole_number(a3, "Seed", "pf_seed", 0, 2**31 - 1, 0)
     if any(v is None for v in out.values()):
         st.stop()

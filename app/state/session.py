@@ -11,7 +11,7 @@ from core.workspace import Workspace
 # Session-state keys shared by several pages (kept when a page without them runs).
 SHARED_KEYS = (
     "pf_dataset", "pf_video", "pf_verb", "pf_noun", "pf_clip",
-    "pf_task", "pf_n", "pf_method", "pf_sps", "pf_iter", "pf_seed", "pf_budget", "pf_target", "pf_class",
+    "pf_task", "pf_model", "pf_n", "pf_method", "pf_sps", "pf_iter", "pf_seed", "pf_budget", "pf_target", "pf_class",
     "pf_ov_verb", "pf_ov_noun", "pf_both",
 )
 

@@ -12,7 +12,7 @@ narration_id       string    clip id
 video_id           string    video of the clip
 split              string    ``train`` / ``val``
 task               string    ``verb`` / ``noun``
-model              string    ``mtrn`` (multiscale TRN) / ``tsn``
+model              string    a model family's name (``mtrn``, ``tsn``, ...)
 n_frames           int16     n, frames sampled for this explanation
 frame_position     int16     0..n-1, position of the frame among the n (-1: skipped row)
 frame_index        int32     index of the frame in the clip's stored frames (-1: skipped)
@@ -66,6 +66,7 @@ from core.commands import LazyCommand
 from core.errors import UserError
 from core.explain import ClipExplanation, ExplanationProvider, ExplanationService, check_settings, explanation_service
 from core.io_utils import atomic_path, stable_hash
+from core.models.families import DEFAULT_FAMILY, family_names
 from core.runtime import TASKS, Progress, or_silent
 
 if TYPE_CHECKING:
@@ -141,20 +142,22 @@ class ClipRowsEngine(Protocol):
 
 
 def explain_chunk(provider: ExplanationProvider, service: ExplanationService, chunk: pd.DataFrame, job: BatchJob) -> dict[str, dict[tuple[str, str, int], ClipExplanation]]:
-    """Exact MTRN explanations of a chunk's clips, batched: ``{narration_id: {(task, model, n): explanation}}``.
+    """Exact explanations of a chunk's clips, batched: ``{narration_id: {(task, model, n): explanation}}``.
 
-    One :meth:`ExplanationService.explain_many` call per task and n explains every clip
-    long enough at once (chunks of clips share each weight pass); :func:`clip_rows` takes
-    them instead of explaining clip by clip. Other settings are left to :func:`clip_rows`.
+    One :meth:`ExplanationService.explain_many` call per task, model and n explains every
+    clip long enough at once (a multiscale model's chunks of clips share each weight pass);
+    :func:`clip_rows` takes them instead of explaining clip by clip. Other settings are
+    left to :func:`clip_rows`.
     """
     out: dict[str, dict[tuple[str, str, int], ClipExplanation]] = {str(c): {} for c in chunk.index}
-    if job.samples_per_scale is not None or job.method not in (None, "exact") or "mtrn" not in job.models:
+    if job.samples_per_scale is not None or job.method not in (None, "exact"):
         return out
     for task in job.tasks:
-        for n in job.n_frames:
-            ids = [str(c) for c in chunk.index[chunk["n_features"].astype(int) >= n]]
-            for clip_id, ex in zip(ids, service.explain_many(ids, task=task, n_frames=n, model="mtrn", target="ground_truth", cache=False)):
-                out[clip_id][(task, "mtrn", n)] = ex
+        for model in job.models:
+            for n in job.n_frames:
+                ids = [str(c) for c in chunk.index[chunk["n_features"].astype(int) >= n]]
+                for clip_id, ex in zip(ids, service.explain_many(ids, task=task, n_frames=n, model=model, target="ground_truth", cache=False)):
+                    out[clip_id][(task, model, n)] = ex
     return out
 
 
@@ -247,7 +250,7 @@ def compute_batch_esvs(
     split: str = "val",
     n_frames: Sequence[int] = tuple(range(1, 9)),
     tasks: Sequence[str] = ("verb", "noun"),
-    models: Sequence[str] = ("mtrn",),
+    models: Sequence[str] = (DEFAULT_FAMILY,),
     samples_per_scale: int | None = None,
     iterations: int = 1,
     seed: int | None = 0,
@@ -266,7 +269,8 @@ def compute_batch_esvs(
             :func:`core.explain.explanation_service` (disk cache skipped, memory LRU read).
         split: ``"train"``/``"val"``.
         n_frames: frame counts n to explain.
-        tasks, models: subsets of ``("verb", "noun")`` / ``("mtrn", "tsn")``.
+        tasks, models: subsets of ``("verb", "noun")`` / the registered model families
+            (:func:`core.models.families.family_names`).
         samples_per_scale: None = exact ESVs; else approximate (``iterations``, ``seed``).
         out_path: default :meth:`Workspace.default_results_path`.
         chunk_size: clips per resumable part file.
@@ -285,9 +289,9 @@ def compute_batch_esvs(
     n_frames = sorted({int(n) for n in n_frames})
     if not n_frames or n_frames[0] < 1:
         raise UserError(f"Frame counts must be >= 1, got {n_frames}.", "Use e.g. --frames 1-8.")
-    bad = [t for t in tasks if t not in TASKS] + [m for m in models if m not in ("mtrn", "tsn")]
+    bad = [t for t in tasks if t not in TASKS] + [m for m in models if m not in family_names()]
     if bad:
-        raise UserError(f"Unknown task/model {bad}.", "Tasks: verb, noun. Models: mtrn, tsn.")
+        raise UserError(f"Unknown task/model {bad}.", f"Tasks: {', '.join(TASKS)}. Models: {', '.join(family_names())}.")
     check_settings(method, n_frames=n_frames[-1], samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
     clips = ws.clips(split)
     if limit is not None:

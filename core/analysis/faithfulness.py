@@ -37,6 +37,7 @@ from core.attribution import DEFAULT_METHODS, ESVAttribution, FrameAttribution, 
 from core.errors import UserError
 from core.explain import Target, explanation_service, resolve_class
 from core.io_utils import atomic_write_text
+from core.models.families import DEFAULT_FAMILY, get_family
 from core.runtime import TASKS, Progress, or_silent, scaled
 from core.shapley import get_method
 
@@ -158,7 +159,8 @@ class _ClipInputs:
 
 
 def _prepare_clip(workspace: Any, clip_id: str, clip: pd.Series, task: str, n_frames: int, target: Target) -> _ClipInputs:
-    spec = ModelSpec.multiscale(workspace.heads(task).mtrn)
+    family = get_family(DEFAULT_FAMILY)  # the table compares methods on Play Fair's model
+    spec = ModelSpec.of(family, workspace.heads(task).model(family.name))
     priors = workspace.priors(task).double()
     frame_indices = np.asarray(workspace.sample_frames(clip_id, n_frames))
     rows = frame_indices // max(1, workspace.feature_stride)
@@ -177,7 +179,7 @@ def _prepare_clip(workspace: Any, clip_id: str, clip: pd.Series, task: str, n_fr
         # ESVs come from the explanation service: one method resolution and one cache for the
         # app, batch runs and this table. Its time is the engine's, also when served from cache.
         sampled = not get_method(method.method).deterministic
-        expl = service.explain(clip_id, task=task, n_frames=n_frames, model="mtrn", target=cls, method=method.method,
+        expl = service.explain(clip_id, task=task, n_frames=n_frames, model=family.name, target=cls, method=method.method,
                                samples_per_scale=method.samples_per_scale, budget=method.budget,
                                seed=method.seed if sampled else None)
         return expl.esvs, float(expl.esv_result.seconds)
@@ -229,7 +231,7 @@ def faithfulness_table(
         if batched and done % PREFETCH_CLIPS == 0:  # the next clips' exact ESVs in one batched call, into the service's cache
             ahead = clips.iloc[done : done + PREFETCH_CLIPS]
             ids = [str(c) for c in ahead.index[ahead["n_features"].astype(int) >= n_frames]]
-            explanation_service(workspace).explain_many(ids, task=task, n_frames=n_frames, model="mtrn")
+            explanation_service(workspace).explain_many(ids, task=task, n_frames=n_frames, model=DEFAULT_FAMILY)
         if int(clip["n_features"]) < n_frames:
             continue
         inputs = _prepare_clip(workspace, str(clip_id), clip, task, n_frames, target)

@@ -17,9 +17,15 @@ from core.analysis.batch import compute_batch_esvs, read_results
 from core.commands import LazyCommand, dataset_command
 from core.errors import UserError
 from core.explain import Target, explanation_service
+from core.models.families import DEFAULT_FAMILY, registered_families
 from core.runtime import Progress
 
-MODEL_NAMES = {"mtrn_head": "single-scale head", "mtrn": "multiscale TRN", "tsn": "TSN"}
+
+
+def model_name(row_model: str) -> str:
+    """The readable name of an accuracy-table ``model`` value (its family's ``row_labels``)."""
+    labels = {row: label for f in registered_families() for row, label in {f.name: f.label, **f.row_labels}.items()}
+    return labels.get(row_model, row_model)
 
 
 def accuracy_long(acc: pd.DataFrame, metric: str = "top1", *, retrain: LazyCommand | None = None) -> pd.DataFrame:
@@ -30,7 +36,7 @@ def accuracy_long(acc: pd.DataFrame, metric: str = "top1", *, retrain: LazyComma
         fix = f"Retrain the heads with `{retrain()}`." if retrain else "Retrain the heads (their dataset's 'heads' step, forced)."
         raise UserError(f"The accuracy table has no {metric!r} column.", fix)
     out = acc[["task", "model", "n_frames", metric]].rename(columns={metric: "accuracy"}).copy()
-    out["model_name"] = out["model"].map(lambda m: MODEL_NAMES.get(m, m))
+    out["model_name"] = out["model"].map(model_name)
     out["series"] = out["task"] + " · " + out["model_name"]
     return out.reset_index(drop=True)
 
@@ -71,7 +77,7 @@ def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["status"] == "ok"]
 
 
-def position_table(results: pd.DataFrame, n_frames: int, model: str = "mtrn") -> pd.DataFrame:
+def position_table(results: pd.DataFrame, n_frames: int, model: str = DEFAULT_FAMILY) -> pd.DataFrame:
     """ESV against frame position for explanations over ``n_frames`` frames:
     ``task, position`` (1-based), ``esv``, ``in_key`` rows, one per clip and position."""
     r = ok_rows(results)
@@ -81,7 +87,7 @@ def position_table(results: pd.DataFrame, n_frames: int, model: str = "mtrn") ->
     return out.reset_index(drop=True)
 
 
-def key_frame_summary(results: pd.DataFrame, n_frames: int, model: str = "mtrn") -> pd.DataFrame:
+def key_frame_summary(results: pd.DataFrame, n_frames: int, model: str = DEFAULT_FAMILY) -> pd.DataFrame:
     """Demo only: mean ESV of frames inside vs outside the evidence window per task."""
     t = position_table(results, n_frames, model)
     t = t[t["in_key"].notna()]
@@ -91,7 +97,7 @@ def key_frame_summary(results: pd.DataFrame, n_frames: int, model: str = "mtrn")
     return g.rename(columns={"mean": "mean_esv", "size": "frames"})
 
 
-def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str = "mtrn") -> pd.DataFrame:
+def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str = DEFAULT_FAMILY) -> pd.DataFrame:
     """One row per ground-truth class of ``task`` at ``n_frames``: ``class, clips,
     accuracy, mean_prob, mean_prior, mean_esv_sum`` (= prob − prior), ``peak_position``
     (mean 1-based position of the largest-ESV frame) and ``positive_frames`` (share of
@@ -126,7 +132,7 @@ def frames_sweep(
     *,
     task: str,
     max_frames: int = 8,
-    model: str = "mtrn",
+    model: str = DEFAULT_FAMILY,
     target: Target = "ground_truth",
 ) -> pd.DataFrame:
     """Exact ESVs of one clip for n = 1..max_frames (capped by the clip's length):

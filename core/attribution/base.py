@@ -12,62 +12,69 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from core.errors import UserError
 from core.models.evaluation import eval_mode
+from core.models.families import ModelFamily
 from core.models.multiscale import multiscale_logits
-from core.shapley import Game, MultiscaleGame, VariableLengthGame, check_clip
+from core.shapley import Game, check_clip
+from core.shapley.games import model_game
 from core.shapley.registry import MethodCapabilities
 
 
 @dataclass
 class ModelSpec:
-    """The model a frame attribution explains.
+    """The model a frame attribution explains: its game kind, the modules its game runs and
+    its differentiable whole-clip logits. Build it with one of:
 
-    Exactly one of:
-        heads: single-scale heads ``heads[k-1]`` (``(B, k, D) -> (B, C)``), k = 1..nmax: the
-            multiscale TRN.
-        model: a variable-length model ``(B, k, D) -> (B, C)`` for any k (e.g. ``TSNHead``).
+        ModelSpec.multiscale(heads)         # heads[k-1] (B, k, D) -> (B, C), k = 1..nmax: a multiscale TRN
+        ModelSpec.variable_length(model)    # (B, k, D) -> (B, C) for any k (e.g. TSNHead)
+        ModelSpec.of(family, model)         # a model family's model (core.models.families)
+
+    Attributes:
+        kind: ``"multiscale"`` or ``"variable_length"`` (:data:`core.models.families.FamilyGame`).
+        modules: ``heads[k-1]`` (multiscale) or ``[model]`` (variable length).
+        forward: ``(B, k, D) -> (B, C)`` logits for any k >= 1 (differentiable).
     """
 
-    heads: Sequence[nn.Module] | None = None
-    model: nn.Module | None = None
+    kind: str = ""
+    modules: Sequence[nn.Module] = ()
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
-        if (self.heads is None) == (self.model is None):
+        if self.kind not in ("multiscale", "variable_length") or self.forward is None:
             raise UserError("A ModelSpec needs exactly one of heads (multiscale TRN) or model (variable length).",
-                            "Use ModelSpec.multiscale(heads) or ModelSpec.variable_length(model).")
-        if self.heads is not None and len(self.heads) == 0:
+                            "Use ModelSpec.multiscale(heads), ModelSpec.variable_length(model) or ModelSpec.of(family, model).")
+        if len(self.modules) == 0:
             raise UserError("The multiscale model has no heads.", "Pass heads[k-1] for scales k = 1..nmax.")
+        self.modules = list(self.modules)
 
     @classmethod
     def multiscale(cls, heads: Sequence[nn.Module]) -> "ModelSpec":
-        return cls(heads=list(heads))
+        heads = list(heads)
+        return cls("multiscale", heads, lambda x: multiscale_logits(heads, x))
 
     @classmethod
     def variable_length(cls, model: nn.Module) -> "ModelSpec":
-        return cls(model=model)
+        return cls("variable_length", [model], model)
 
-    @property
-    def modules(self) -> list[nn.Module]:
-        return list(self.heads) if self.heads is not None else [self.model]  # type: ignore[list-item]
+    @classmethod
+    def of(cls, family: ModelFamily, model: Any) -> "ModelSpec":
+        """The spec of a model family's model (its game kind, modules and logits)."""
+        return cls(family.game_kind, family.modules(model), lambda x: family.logits(model, x))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable logits of whole clips: ``x`` ``(B, k, D)`` -> ``(B, C)`` for k >= 1."""
-        if self.model is not None:
-            return self.model(x)
-        return multiscale_logits(list(self.heads), x)  # type: ignore[arg-type]
+        return self.forward(x)  # type: ignore[misc]
 
     def game(self, features: torch.Tensor, priors: torch.Tensor) -> Game:
         """The model's game over ``features`` ``(n, D)`` with ``priors`` ``(C,)`` float64
         (call inside :func:`core.models.evaluation.eval_mode` of :attr:`modules`)."""
-        if self.heads is not None:
-            return MultiscaleGame(list(self.heads), features, priors)
-        return VariableLengthGame(self.model, features, priors)  # type: ignore[arg-type]
+        return model_game(self.kind, self.modules, features, priors)
 
 
 def subset_values(spec: ModelSpec, priors: torch.Tensor, features: torch.Tensor, subsets: Sequence[Sequence[int]]) -> torch.Tensor:

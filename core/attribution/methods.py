@@ -63,10 +63,8 @@ class ESVAttribution(FrameAttribution):
             with eval_mode(spec.modules, autograd="off"):
                 game = spec.game(features, priors)
                 res = make_approximator(self.method, kind=game.kind, **self.options).approximate(game, self.budget, self.seed)
-        elif spec.heads is not None:
-            res = esv.explain_multiscale(spec.heads, priors, features, **settings)
         else:
-            res = esv.explain_variable_length(spec.model, priors, features, **settings)
+            res = esv.explain_model(spec.kind, spec.modules, priors, features, **settings)
         self.last_result = res
         return _pick(res.esvs, target)
 

@@ -45,8 +45,8 @@ from core.shapley.approximators import per_size_cost
 from core.shapley.game import Game
 from core.shapley.validation import check_positive_int
 
-__all__ = ["ESVResult", "ESVBatchResult", "explain_multiscale", "explain_multiscale_batch", "explain_variable_length",
-           "MAX_EXACT_FRAMES", "default_method"]
+__all__ = ["ESVResult", "ESVBatchResult", "explain_model", "explain_multiscale", "explain_multiscale_batch",
+           "explain_variable_length", "MAX_EXACT_FRAMES", "default_method"]
 
 
 def default_method(samples_per_scale: int | None, budget: int | None = None) -> str:
@@ -178,3 +178,20 @@ def _run(game: Game, samples_per_scale: int | None, iterations: int, seed: int |
         # budget maps back to that level's size, so report the setting the caller gave.
         result.info["samples_per_scale"] = int(per_size)
     return result
+
+
+def explain_model(
+    kind: str, modules: Sequence[nn.Module], priors: torch.Tensor, features: torch.Tensor, *,
+    samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, method: str | None = None,
+    budget: int | None = None,
+) -> ESVResult:
+    """The entry point of a model given as its game kind and modules (what a model family
+    offers, :class:`core.models.families.ModelFamily`): :func:`explain_multiscale` of heads
+    ``modules`` (``"multiscale"``) or :func:`explain_variable_length` of ``modules[0]``
+    (``"variable_length"``); the same numbers as calling them."""
+    kwargs = dict(samples_per_scale=samples_per_scale, iterations=iterations, seed=seed, method=method, budget=budget)
+    if kind == "multiscale":
+        return explain_multiscale(modules, priors, features, **kwargs)
+    if kind == "variable_length":
+        return explain_variable_length(modules[0], priors, features, **kwargs)
+    raise UserError(f"no ESV entry point for games of kind {kind!r}", "Use a multiscale or variable_length model family.")

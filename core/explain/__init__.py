@@ -12,7 +12,6 @@ from core.explain.cost import DEFAULT_LIMITS, CostEstimate, Limits, check_settin
 from core.explain.result import TARGETS, ClipExplanation, ExplanationProvider, Target, describe, resolve_class
 from core.explain.service import (
     CACHE_VERSION,
-    MODELS,
     ExplanationService,
     available_methods,
     default_method,
@@ -28,7 +27,6 @@ __all__ = [
     "exact_equivalent",
     "limits_from_config",
     "CACHE_VERSION",
-    "MODELS",
     "TARGETS",
     "ClipExplanation",
     "ExplanationProvider",

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from core.errors import UserError
 from core.esv import default_method
-from core.shapley import MAX_EXACT_FRAMES, MultiscaleGame, VariableLengthGame, get_method, make_approximator, method_names
+from core.shapley import MAX_EXACT_FRAMES, get_method, make_approximator, method_names
 from core.shapley.approximators import largest_per_size, per_size_cost
 from core.shapley.approximators.base import BUDGET_FIX
-from core.shapley.game import VALUE_CHUNK_EVALUATIONS, Game
-from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES
+from core.shapley.game import VALUE_CHUNK_EVALUATIONS
+from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES, shape_game
 
 __all__ = ["CostEstimate", "Limits", "estimate_cost", "check_settings", "exact_equivalent", "DEFAULT_LIMITS", "limits_from_config"]
 
@@ -140,83 +140,81 @@ def check_settings(
     return resolved
 
 
-def _shape(n: int, model: str, n_classes: int, n_scales: int) -> Game:
-    if model == "tsn":
-        return VariableLengthGame.shape_only(n, n_classes)
-    return MultiscaleGame.shape_only(n, n_scales, n_classes)
-
-
 def exact_equivalent(
     method: str, *, n_frames: int, samples_per_scale: int | None = None, budget: int | None = None,
-    model: str = "mtrn", n_scales: int = 8, n_classes: int = 2,
+    game: str = "multiscale", n_scales: int = 8, n_classes: int = 2,
 ) -> bool:
     """Whether these settings make ``method`` evaluate every subset, so that its answer is
-    the exact one (then the exact path gives it faster)."""
+    the exact one (then the exact path gives it faster). ``game``: the model's game kind
+    (:class:`core.models.families.FamilyCost`), ``n_scales`` its heads when multiscale."""
     n = int(n_frames)
-    cls = get_method(method, kind=_shape(n, model, n_classes, n_scales).kind)
+    shape = shape_game(game, n, n_scales, n_classes)
+    cls = get_method(method, kind=shape.kind)
     if cls.category == "exact":
         return True
-    game = _shape(n, model, n_classes, n_scales)
     per_size = samples_per_scale if samples_per_scale is not None or budget is not None else cls.default_samples_per_scale
     if per_size is not None:
-        budget = per_size_cost(game, int(per_size))
-    return make_approximator(cls.name).exact_at(game, budget)
+        budget = per_size_cost(shape, int(per_size))
+    return make_approximator(cls.name).exact_at(shape, budget)
 
 
 def estimate_cost(
     method: str | None, *, n_frames: int, n_classes: int, samples_per_scale: int | None = None, iterations: int = 1,
-    budget: int | None = None, model: str = "mtrn", n_scales: int = 8, hidden_dim: int = 512,
+    budget: int | None = None, game: str = "multiscale", n_scales: int = 8, hidden_dim: int = 512,
 ) -> CostEstimate:
     """Head evaluations, seconds and peak bytes of one explanation (module docstring).
 
     Args:
         method: a name of :func:`core.explain.available_methods` (None: exact, or the
             constructive sampler when ``samples_per_scale`` is given).
-        n_frames: n; n_classes: C; n_scales: nmax of the MTRN heads; hidden_dim: H.
+        n_frames: n; n_classes: C; n_scales: heads of a multiscale game (nmax); hidden_dim: H.
         samples_per_scale, iterations: the engine methods' settings.
         budget: head evaluations of a registry approximator (None: saturated).
-        model: ``"mtrn"`` or ``"tsn"``.
+        game: the model's game kind, ``"multiscale"`` or ``"variable_length"`` (a model
+            family's :meth:`~core.models.families.ModelFamily.cost` gives it with n_scales
+            and hidden_dim).
     Raises:
         UserError: settings that mean nothing (:func:`check_settings`).
     """
     asked = check_settings(method, n_frames=n_frames, samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
     n, c, h = int(n_frames), int(n_classes), int(hidden_dim)
-    scales = n_scales if model == "mtrn" else n
-    game = _shape(n, model, c, n_scales)
-    same = get_method(asked).category != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, model=model,
+    multiscale = game == "multiscale"
+    scales = n_scales if multiscale else n
+    shape = shape_game(game, n, n_scales, c)
+    same = get_method(asked).category != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, game=game,
                             n_scales=n_scales, n_classes=c)
     runs = "exact" if same or get_method(asked).category == "exact" else asked
     if runs == "exact" and n > MAX_EXACT_FRAMES:
         raise UserError(f"Exact ESVs of {n} frames need 2^{n} subsets (at most {MAX_EXACT_FRAMES} frames).",
                         "Pick fewer frames or an approximate method.")
     if runs == "exact":
-        evals = game.level_cost([math.comb(n, t) for t in range(1, n + 1)])
+        evals = shape.level_cost([math.comb(n, t) for t in range(1, n + 1)])
         widest = math.comb(n, n // 2)
         seconds = SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + SECONDS_PER_HEAD_UNIT * evals * h
         # two levels of logits and probabilities, the level's signed weights, children and hidden rows
         peak = widest * (8 * n + 8 * (n // 2) + 4 * h + 24 * c)
-    elif get_method(runs, kind=game.kind).name == "constructive":
-        sps = int(samples_per_scale) if samples_per_scale is not None else largest_per_size(game, int(budget or 1), iterations)
+    elif get_method(runs, kind=shape.kind).name == "constructive":
+        sps = int(samples_per_scale) if samples_per_scale is not None else largest_per_size(shape, int(budget or 1), iterations)
         drawn = [min(sps, math.comb(n, t)) for t in range(1, n + 1)]
-        pairs = sum(drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)) if model == "mtrn" else 0
-        evals = per_size_cost(game, sps, iterations)
+        pairs = sum(drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)) if multiscale else 0
+        evals = per_size_cost(shape, sps, iterations)
         seconds = iterations * SECONDS_PER_CONTAINMENT * pairs * (1 + c / 64) + SECONDS_PER_HEAD_UNIT * evals * h
         widest_pair = max([drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)] or [0])
         peak = min(CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES * 8 * widest_pair) + sum(drawn) * (8 * c + 8 * n + 4 * h)
-    elif get_method(runs, kind=game.kind).name == "additive-surrogate":
-        sps = get_method(runs, kind=game.kind).default_samples_per_scale if samples_per_scale is None else int(samples_per_scale)
-        evals = per_size_cost(game, sps)
+    elif get_method(runs, kind=shape.kind).name == "additive-surrogate":
+        sps = get_method(runs, kind=shape.kind).default_samples_per_scale if samples_per_scale is None else int(samples_per_scale)
+        evals = per_size_cost(shape, sps)
         enumerated = 2**n if n <= 16 else 0
         seconds = SECONDS_PER_SUBSET_CLASS * (enumerated * (n + c) + 16 * evals * c) + SECONDS_PER_HEAD_UNIT * evals * h
         peak = (math.comb(n, n // 2) * (8 * n + 8 * (n // 2) + 24 * c) if enumerated else 0) + evals * (8 * c + 4 * h)
     else:  # a registry approximator through Game.value
-        approximator = make_approximator(runs, kind=game.kind)
+        approximator = make_approximator(runs, kind=shape.kind)
         if samples_per_scale is not None or (budget is None and approximator.default_samples_per_scale is not None):
-            budget = per_size_cost(game, int(samples_per_scale or approximator.default_samples_per_scale))
-        saturating = approximator.saturating_budget(game)
-        if budget is not None and budget < approximator.min_budget(game):
+            budget = per_size_cost(shape, int(samples_per_scale or approximator.default_samples_per_scale))
+        saturating = approximator.saturating_budget(shape)
+        if budget is not None and budget < approximator.min_budget(shape):
             raise UserError(f"A budget of {budget:,} head evaluations is below what {runs} needs on {n} frames "
-                            f"({approximator.min_budget(game):,}).", "Raise the budget or leave it empty.")
+                            f"({approximator.min_budget(shape):,}).", "Raise the budget or leave it empty.")
         if budget is None and saturating is None:
             raise UserError(f"{runs} needs a budget of head evaluations.", BUDGET_FIX)
         evals = int(budget if saturating is None else (saturating if budget is None else min(budget, saturating)))

@@ -73,7 +73,7 @@ class ClipExplanation:
     Attributes:
         clip_id: narration_id.
         task: ``"verb"`` or ``"noun"``.
-        model: ``"mtrn"`` or ``"tsn"``.
+        model: the model family's name (``"mtrn"``, ``"tsn"``, ...: :mod:`core.models.families`).
         n_frames: n, number of sampled frames.
         frame_indices: (n,) int64 frame indices into the clip (segment-centre sampling).
         esv_result: the engine's ESVResult (``esvs`` (n, C), ``probs`` (C,), ...).

@@ -37,17 +37,21 @@ from core.explain.cost import CostEstimate, check_settings, estimate_cost, exact
 from core.io_utils import stable_hash
 from core.explain.result import ClipExplanation, ExplanationProvider, Target, describe
 from core.models.evaluation import eval_mode
+from core.models.families import DEFAULT_FAMILY, ModelFamily, get_family
 from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
-from core.shapley import MultiscaleGame, VariableLengthGame, check_clip, get_method, method_names
+from core.shapley import ESVResult, check_clip, get_method, method_names
+from core.shapley.games import model_game
 
 
 class _Plan(NamedTuple):
-    """What one explanation runs: the task's heads and priors, feature ``rows`` (n,) and
-    their ``features`` (n, D), the settings after the exact-equivalence rule (method,
-    samples_per_scale, iterations, seed, budget) and the cache key (None: not cacheable)."""
+    """What one explanation runs: the model family and the task's model of it, the priors,
+    feature ``rows`` (n,) and their ``features`` (n, D), the settings after the
+    exact-equivalence rule (method, samples_per_scale, iterations, seed, budget) and the
+    cache key (None: not cacheable)."""
 
-    heads: Any
+    family: ModelFamily
+    model: Any
     priors: torch.Tensor
     rows: np.ndarray
     features: np.ndarray
@@ -64,7 +68,6 @@ FULL_MODEL_MAX_EVALUATIONS = 300_000
 # Bump when the key's fields, the on-disk entry layout or an estimator's results change
 # (old entries are then ignored). 3: the long-clip surrogate is cross-fitted.
 CACHE_VERSION = 3
-MODELS: tuple[str, str] = ("mtrn", "tsn")
 
 
 default_method = esv.default_method
@@ -146,7 +149,7 @@ class ExplanationService:
         *,
         task: str = "verb",
         n_frames: int = 8,
-        model: str = "mtrn",
+        model: str = DEFAULT_FAMILY,
         target: Target = "ground_truth",
         method: str | None = None,
         samples_per_scale: int | None = None,
@@ -162,7 +165,8 @@ class ExplanationService:
             clip_id: narration_id.
             task: ``"verb"`` or ``"noun"``.
             n_frames: n >= 1 frames sampled (at most the clip's feature rows).
-            model: ``"mtrn"`` (multiscale TRN of the task's heads) or ``"tsn"``.
+            model: a registered model family's name (:func:`core.models.families.family_names`:
+                ``"mtrn"``, the multiscale TRN of the task's heads, ``"tsn"``, ...).
             target: class reported in :attr:`ClipExplanation.esvs`: ``"ground_truth"``,
                 ``"predicted"`` or a class id (ESVs of every class are computed anyway).
             method: a registered method's name or alias (see :func:`available_methods`);
@@ -186,7 +190,7 @@ class ExplanationService:
         p = self.provider
         row = self._clip_row(clip_id)
         plan = self._plan(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
-        heads, priors, rows, features, key = plan.heads, plan.priors, plan.rows, plan.features, plan.key
+        priors, rows, features, key = plan.priors, plan.rows, plan.features, plan.key
         method, samples_per_scale, iterations, seed, budget = plan.settings
         cacheable = key is not None
         directory = self.cache_dir() if (cache and self.disk) else None
@@ -195,7 +199,7 @@ class ExplanationService:
         if result is None:
             x = torch.from_numpy(features)
             with torch.inference_mode(), torch_threads(getattr(self.provider, "threads", None)), reporting(progress):
-                result = self._engine(heads, model, priors, x, method, samples_per_scale, iterations, seed, budget)
+                result = self._engine(plan.family, plan.model, priors, x, method, samples_per_scale, iterations, seed, budget)
             if cacheable and cache:
                 self.cache.put(key, result, directory)
         return describe(
@@ -209,16 +213,15 @@ class ExplanationService:
               samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None) -> _Plan:
         """What :meth:`explain` will run for these (checked) settings, and its cache key."""
         p = self.provider
-        heads = p.heads(task)
-        if model == "tsn" and heads.tsn is None:
-            raise UserError(f"The {task} head set has no TSN head (Play Fair fork heads are MTRN only).", "Use model='mtrn', or train heads here.")
+        family, trained = self._family_model(task, model)
+        cost = family.cost(trained)
         priors = p.priors(task)
         rows = np.asarray(p.feature_rows(clip_id, n_frames))
         features = np.ascontiguousarray(p.features(clip_id, rows))
         # Settings that evaluate every subset give the exact answer: run the exact path (the
         # sampler at 12,870 samples per scale took 54.5 s at n = 16, exact 0.22 s).
-        same = exact_equivalent(asked, n_frames=len(rows), samples_per_scale=samples_per_scale, budget=budget, model=model,
-                                n_scales=heads.max_frames, n_classes=int(priors.shape[0]))
+        same = exact_equivalent(asked, n_frames=len(rows), samples_per_scale=samples_per_scale, budget=budget, game=cost.game,
+                                n_scales=cost.n_scales, n_classes=int(priors.shape[0]))
         if same:
             method, samples_per_scale, iterations, seed, budget = "exact", None, 1, None, None
         resolved = method if method is not None else default_method(samples_per_scale, budget)
@@ -227,10 +230,10 @@ class ExplanationService:
             priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
             iterations=iterations, seed=seed, budget=budget,
         )
-        return _Plan(heads, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
+        return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
 
     def is_cached(
-        self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = "mtrn", method: str | None = None,
+        self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, budget: int | None = None,
     ) -> bool:
         """Whether :meth:`explain` with these settings would load its result from the memory
@@ -250,28 +253,29 @@ class ExplanationService:
         return key is not None and self.cache.contains(key, self.cache_dir() if self.disk else None)
 
     def explain_many(
-        self, clip_ids: Sequence[str], *, task: str = "verb", n_frames: int = 8, model: str = "mtrn",
+        self, clip_ids: Sequence[str], *, task: str = "verb", n_frames: int = 8, model: str = DEFAULT_FAMILY,
         target: Target = "ground_truth", method: str | None = None, samples_per_scale: int | None = None,
         iterations: int = 1, seed: int | None = None, budget: int | None = None, cache: bool = True,
         progress: Progress | None = None,
     ) -> list[ClipExplanation]:
         """:meth:`explain` of many clips with the same settings, in the order given.
 
-        Each clip is looked up in the caches first. Exact MTRN ESVs of the clips not found
-        are computed together (:func:`core.esv.explain_multiscale_batch`, grouped by frame
+        Each clip is looked up in the caches first. Exact ESVs of a multiscale model (MTRN)
+        of the clips not found are computed together (:func:`core.esv.explain_multiscale_batch`, grouped by frame
         count: chunks of clips share every weight pass), equal to :meth:`explain`'s to float
         rounding, and cached like it (``cache=False``: not stored, the memory LRU still read).
         Any other settings run :meth:`explain` clip by clip. ``progress`` counts clips.
         """
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         ids = [str(c) for c in clip_ids]
-        if model != "mtrn" or not get_method(asked).supports_batch:
+        family = get_family(model)
+        if family.game_kind != "multiscale" or not get_method(asked).supports_batch:
             settings = dict(task=task, n_frames=n_frames, model=model, target=target, method=method, samples_per_scale=samples_per_scale,
                             iterations=iterations, seed=seed, budget=budget, cache=cache)
             return [self.explain(c, **settings, progress=scaled(progress, i / len(ids), (i + 1) / len(ids), f"clip {i + 1}/{len(ids)}: "))
                     for i, c in enumerate(ids)]
         p = self.provider
-        heads, priors = p.heads(task), p.priors(task)
+        heads, priors = family.modules(self._family_model(task, model)[1]), p.priors(task)
         priors_hash, heads_key = self._hash_priors(task, priors), p.heads_key()
         directory = self.cache_dir() if (cache and self.disk) else None
         clips, found, missing = [], {}, {}  # missing: frame count -> [(position in ids, features)]
@@ -291,7 +295,7 @@ class ExplanationService:
             part = scaled(progress, done / len(ids), (done + len(group)) / len(ids))
             x = torch.from_numpy(np.stack([values for _, values in group]))
             with torch.inference_mode(), torch_threads(getattr(p, "threads", None)), reporting(part):
-                batch = esv.explain_multiscale_batch(heads.mtrn, priors, x)
+                batch = esv.explain_multiscale_batch(heads, priors, x)
             for (i, _), result in zip(group, batch.results()):
                 if cache:
                     self.cache.put(clips[i][2], result, directory)
@@ -309,9 +313,13 @@ class ExplanationService:
                budget: int | None) -> str:
         """The method asked for, after rejecting bad settings (UserError) before any work."""
         check_task(task)
-        if model not in MODELS:
-            raise UserError(f"Unknown model {model!r}.", "Use 'mtrn' or 'tsn'.")
+        get_family(model)  # UserError naming the registered families
         return check_settings(method, n_frames=n_frames, samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
+
+    def _family_model(self, task: str, model: str) -> tuple[ModelFamily, Any]:
+        """The family named ``model`` and the task's model of it (UserError when the heads have none)."""
+        family = get_family(model)
+        return family, self.provider.heads(task).model(family.name)
 
     def _clip_row(self, clip_id: str) -> Any:
         clips = self.provider.clips()
@@ -320,7 +328,7 @@ class ExplanationService:
                             f"Pick one of its {len(clips)} clips (e.g. {', '.join(clips.index[:3])}).")
         return clips.loc[str(clip_id)]
 
-    def predict(self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = "mtrn") -> np.ndarray:
+    def predict(self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = DEFAULT_FAMILY) -> np.ndarray:
         """``(C,)`` float64: the full model's class probabilities on the clip's ``n_frames``
         sampled frames (one forward, no ESVs; memoised)."""
         self._check(task, model, None, n_frames, None, 1, None)
@@ -340,18 +348,16 @@ class ExplanationService:
         None when that forward costs more than :data:`FULL_MODEL_MAX_EVALUATIONS` head
         evaluations (a multiscale model on a long clip)."""
         p = self.provider
-        heads, priors = p.heads(task), p.priors(task)
+        family, priors = get_family(model), p.priors(task)
         key = self.key(clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
                        priors_hash=self._hash_priors(task, priors), method="model", samples_per_scale=None, iterations=1, seed=None)
         found = self._predictions.get(key, None)
         if found is not None:
             return found
-        if model == "tsn" and heads.tsn is None:
-            raise UserError(f"The {task} head set has no TSN head (Play Fair fork heads are MTRN only).", "Use model='mtrn'.")
+        modules = family.modules(self._family_model(task, model)[1])
         x, priors64 = check_clip(priors, torch.from_numpy(features))
-        modules = list(heads.mtrn) if model == "mtrn" else [heads.tsn]
         with torch.inference_mode(), eval_mode(modules), torch_threads(getattr(self.provider, "threads", None)):
-            game = MultiscaleGame(modules, x, priors64) if model == "mtrn" else VariableLengthGame(heads.tsn, x, priors64)
+            game = model_game(family.game_kind, modules, x, priors64)
             if game.value_cost([game.n_players]) > FULL_MODEL_MAX_EVALUATIONS:
                 return None
             probs = game.value(torch.ones(1, game.n_players, dtype=torch.bool))[0]
@@ -359,7 +365,7 @@ class ExplanationService:
         return probs
 
     def estimate(
-        self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = "mtrn", method: str | None = None,
+        self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None, seed: int | None = None,
     ) -> CostEstimate:
         """What :meth:`explain` with these settings will cost (:func:`core.explain.cost.estimate_cost`)
@@ -368,26 +374,23 @@ class ExplanationService:
         nothing is computed."""
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
-        heads = self.provider.heads(task)
-        first = heads.mtrn[0] if model == "mtrn" else heads.tsn
+        family, trained = self._family_model(task, model)
+        cost = family.cost(trained)
         est = estimate_cost(
             asked, n_frames=int(n_frames), n_classes=len(self.provider.class_names(task)), samples_per_scale=samples_per_scale,
-            iterations=iterations, budget=budget, model=model, n_scales=heads.max_frames,
-            hidden_dim=int(getattr(first, "hidden_dim", 0) or 512),
+            iterations=iterations, budget=budget, game=cost.game, n_scales=cost.n_scales, hidden_dim=cost.hidden_dim,
         )
         cached = self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
         return replace(est, cached=True) if cached else est
 
     @staticmethod
     def _engine(
-        heads: Any, model: str, priors: torch.Tensor, x: torch.Tensor, method: str | None,
+        family: ModelFamily, model: Any, priors: torch.Tensor, x: torch.Tensor, method: str | None,
         samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None,
-    ) -> Any:
-        """The ``core.esv`` entry point: exactly the numbers the engine gives."""
-        kwargs = dict(samples_per_scale=samples_per_scale, iterations=iterations, seed=seed, method=method, budget=budget)
-        if model == "mtrn":
-            return esv.explain_multiscale(heads.mtrn, priors, x, **kwargs)
-        return esv.explain_variable_length(heads.tsn, priors, x, **kwargs)
+    ) -> ESVResult:
+        """The ``core.esv`` entry point of the family's game kind: exactly the numbers the engine gives."""
+        return esv.explain_model(family.game_kind, family.modules(model), priors, x, samples_per_scale=samples_per_scale,
+                                 iterations=iterations, seed=seed, method=method, budget=budget)
 
 
 # One service per provider that does not own one (a provider may offer its own as ``.explanations``).

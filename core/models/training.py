@@ -1,8 +1,9 @@
 """Train and evaluate the classifiers the ESVs explain, on cached per-frame features.
 
-For each task (verb, noun) we train one :class:`~core.models.heads.MTRNHead` per scale
-k in ``TrainConfig.scales`` (default 1..8) and one variable-length
-:class:`~core.models.heads.TSNHead`. Training draws, every epoch, one ordered random frame
+For each task we train the model of every registered family that trains here
+(:mod:`core.models.families`, each through the shared loop of :mod:`core.models.fitting`):
+MTRN, one :class:`~core.models.heads.MTRNHead` per scale k in ``TrainConfig.scales``
+(default 1..8), and TSN, one variable-length :class:`~core.models.heads.TSNHead`. Training draws, every epoch, one ordered random frame
 per segment of each clip (:func:`core.data.sampling.random_ordered_indices`);
 evaluation uses the segment centres (:func:`core.data.sampling.segment_centre_indices`),
 the same sampling the ESVs use. Verb and noun heads of one scale see the same sampled
@@ -25,7 +26,8 @@ task       ``verb`` / ``noun``
 model      ``mtrn_head``: the single-scale head k = n_frames on n frames;
            ``mtrn``: the multiscale TRN (mean of heads 1..min(n, nmax) over all
            ordered subsets) on n frames -- the model the ESVs explain;
-           ``tsn``: the TSN head on n frames
+           ``tsn``: the TSN head on n frames; any other family: the rows of its
+           ``accuracy_rows`` (by default one, named after the family)
 n_frames   n
 top1, top5 accuracy in [0, 1]
 n_clips    validation clips with at least n feature frames (others are skipped)
@@ -35,7 +37,6 @@ best_epoch epoch (1-based) whose weights were kept (-1 for ``mtrn``)
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,15 +45,13 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from core.data.sampling import random_ordered_indices, segment_centre_indices
+from core.data.sampling import segment_centre_indices
 from core.errors import UserError
-from core.models.heads import MTRNHead, TSNHead
+from core.models.families import DEFAULT_FAMILY, ModelFamily, registered_families
+from core.models.fitting import Trainer
 from core.models.io import HeadSet
-from core.models.multiscale import multiscale_logits
-from core.runtime import TASKS, Progress, torch_threads
+from core.runtime import Progress, torch_threads
 
 ACCURACY_COLUMNS = ["task", "model", "n_frames", "top1", "top5", "n_clips", "best_epoch"]
 
@@ -283,88 +282,42 @@ def evaluate(
     bank: FeatureBank,
     labels: np.ndarray,
     n_frames: Sequence[int] | None = None,
-    models: Sequence[str] = ("mtrn_head", "mtrn", "tsn"),
-    best_epochs: Mapping[str, Sequence[int]] | None = None,
+    best_epochs: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Validation accuracy table (module docstring) of one task's heads.
+    """Validation accuracy table (module docstring) of one task's heads: the rows of every
+    family's :meth:`~core.models.families.ModelFamily.accuracy_rows`.
 
     Args:
         heads: the task's heads (put in eval mode here).
         bank: validation features.
         labels: ``(N,)`` class ids aligned with ``bank.ids``.
-        n_frames: frame counts to evaluate (default 1..nmax).
-        models: which rows to produce.
-        best_epochs: optional ``{"mtrn_head": [per scale], "tsn": [epoch]}`` to record.
+        n_frames: frame counts to evaluate (default 1..the largest any family asks for).
+        best_epochs: optional ``{family: best-epoch record of its training}`` to record.
     """
     heads.eval()
-    n_frames = list(n_frames or range(1, heads.max_frames + 1))
+    families = heads.families()
+    if n_frames is None:
+        n_frames = range(1, max([f.eval_frames(heads.models[f.name]) or 1 for f in families]) + 1)
     y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     rows = []
     for n in n_frames:
         keep, x = bank.centre_batch(n)
         y = y_all[torch.from_numpy(keep)]
-        for model in models:
-            if model == "mtrn_head":
-                if n > heads.max_frames:
-                    continue
-                logits = heads.mtrn[n - 1](x) if len(x) else torch.zeros(0, heads.n_classes)
-                epoch = (best_epochs or {}).get("mtrn_head", [-1] * heads.max_frames)[n - 1]
-            elif model == "mtrn":
-                logits = multiscale_logits(heads.mtrn, x, chunk=64) if len(x) else torch.zeros(0, heads.n_classes)
-                epoch = -1
-            elif model == "tsn":
-                if heads.tsn is None:
-                    continue
-                logits = heads.tsn(x) if len(x) else torch.zeros(0, heads.n_classes)
-                epoch = (best_epochs or {}).get("tsn", [-1])[0]
-            else:
-                raise ValueError(f"unknown model {model!r}")
-            top1, top5 = _topk(logits, y)
-            rows.append({"task": heads.task, "model": model, "n_frames": n, "top1": top1, "top5": top5, "n_clips": int(len(y)), "best_epoch": int(epoch)})
+        for family in families:
+            for model, forward, epoch in family.accuracy_rows(heads.models[family.name], n, (best_epochs or {}).get(family.name)):
+                logits = forward(x) if len(x) else torch.zeros(0, heads.n_classes)
+                top1, top5 = _topk(logits, y)
+                rows.append({"task": heads.task, "model": model, "n_frames": n, "top1": top1, "top5": top5, "n_clips": int(len(y)),
+                             "best_epoch": int(epoch)})
     return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- training
 
 
-class _EarlyStopper:
-    """Keeps the best weights by (val top-1, -val loss); counts epochs without improvement."""
-
-    def __init__(self, module: nn.Module, patience: int | None) -> None:
-        self.module = module
-        self.patience = patience
-        self.best: tuple[float, float] | None = None
-        self.best_state = copy.deepcopy(module.state_dict())
-        self.best_epoch = 0
-        self.bad = 0
-
-    def update(self, epoch: int, top1: float, loss: float) -> bool:
-        """Record an epoch; returns True when training should stop."""
-        score = (top1, -loss)
-        if self.best is None or score > self.best:
-            self.best, self.best_epoch, self.bad = score, epoch, 0
-            self.best_state = copy.deepcopy(self.module.state_dict())
-        else:
-            self.bad += 1
-        return self.patience is not None and self.bad >= self.patience
-
-    def restore(self) -> None:
-        self.module.load_state_dict(self.best_state)
-
-
-def _check_labels(labels: Mapping[str, np.ndarray], n: int, n_classes: Mapping[str, int], split: str) -> dict[str, torch.Tensor]:
-    out = {}
-    for task, y in labels.items():
-        y = np.asarray(y, dtype=np.int64)
-        if y.shape != (n,):
-            raise ValueError(f"{split} {task} labels have shape {y.shape}, expected ({n},)")
-        if n and (y.min() < 0 or y.max() >= n_classes[task]):
-            raise UserError(
-                f"{split} {task} labels range over {y.min()}..{y.max()} but there are {n_classes[task]} {task} classes.",
-                "Use the class CSV that matches the annotations.",
-            )
-        out[task] = torch.from_numpy(y)
-    return out
+def trained_families(config: TrainConfig) -> list[ModelFamily]:
+    """The registered families the heads step trains here with ``config``, in registration order."""
+    return [f for f in registered_families() if f.trains(config)]
 
 
 def train_heads(
@@ -375,8 +328,10 @@ def train_heads(
     n_classes: Mapping[str, int],
     config: TrainConfig | None = None,
     progress: Progress | None = None,
+    families: Sequence[ModelFamily] | None = None,
 ) -> TrainResult:
-    """Train MTRN heads (every scale) and a TSN head per task; evaluate them on ``val``.
+    """Train every family's model per task (MTRN heads of every scale, a TSN head, ...);
+    evaluate them on ``val``.
 
     Args:
         train: training features; ``train_labels[task]`` ``(N,)`` class ids aligned with it.
@@ -385,119 +340,34 @@ def train_heads(
         n_classes: ``{task: C}``.
         config: hyper-parameters (default :class:`TrainConfig`).
         progress: ``progress(fraction, message)`` callback.
+        families: the families to train, in this order (default :func:`trained_families`;
+            they share the run's seeded generators in that order).
 
     Returns:
         :class:`TrainResult` with one :class:`HeadSet` per task in ``train_labels``.
     """
     cfg = config or TrainConfig()
+    families = list(trained_families(cfg) if families is None else families)
     with torch_threads(cfg.threads):
-        return _train_heads(train, train_labels, val, val_labels, n_classes, cfg, progress)
-
-
-def _train_heads(
-    train: FeatureBank, train_labels: Mapping[str, np.ndarray], val: FeatureBank | None,
-    val_labels: Mapping[str, np.ndarray] | None, n_classes: Mapping[str, int], cfg: TrainConfig, progress: Progress | None,
-) -> TrainResult:
-    t0 = time.perf_counter()
-    tasks = [t for t in TASKS if t in train_labels]
-    if len(train) == 0:
-        raise UserError("There are no training clips with features.", "Check the dataset's 'train' split and extract features.")
-    ytr = _check_labels({t: train_labels[t] for t in tasks}, len(train), n_classes, "train")
-    has_val = val is not None and len(val) > 0 and val_labels is not None
-    yva = _check_labels({t: val_labels[t] for t in tasks}, len(val), n_classes, "val") if has_val else {}
-    patience = cfg.patience if has_val else None
-    D = train.feature_dim
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    n_jobs = len(cfg.scales) + (1 if cfg.tsn else 0)
-    report = (lambda f, m: progress(min(f, 1.0), m)) if progress else (lambda f, m: None)
-    mtrn: dict[str, list[MTRNHead]] = {t: [] for t in tasks}
-    best_epochs: dict[str, dict[str, list[int]]] = {t: {"mtrn_head": [], "tsn": [-1]} for t in tasks}
-    epochs_run: dict[str, int] = {}
-
-    def run(make: Callable[[int], nn.Module], sample_batch: Callable[[np.ndarray], torch.Tensor], val_x: torch.Tensor | None, val_keep: np.ndarray | None, job: int, name: str) -> tuple[dict[str, nn.Module], dict[str, int]]:
-        models = {t: make(n_classes[t]) for t in tasks}
-        opts = {t: torch.optim.Adam(models[t].parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for t in tasks}
-        stoppers = {t: _EarlyStopper(models[t], patience) for t in tasks}
-        active = set(tasks)
-        epoch = 0
-        for epoch in range(1, cfg.epochs + 1):
-            for m in models.values():
-                m.train()
-            perm = torch.randperm(len(train), generator=gen).numpy()
-            for start in range(0, len(perm), cfg.batch_size):
-                pos = perm[start : start + cfg.batch_size]
-                x = sample_batch(pos)
-                if cfg.dropout > 0:  # one mask shared by the verb and noun models (RNG is a big share of CPU time)
-                    x = F.dropout(x, cfg.dropout, training=True)
-                for t in active:
-                    loss = F.cross_entropy(models[t](x), ytr[t][torch.from_numpy(pos)])
-                    opts[t].zero_grad(set_to_none=True)
-                    loss.backward()
-                    opts[t].step()
-            if val_x is not None and len(val_x):
-                with torch.no_grad():
-                    for t in list(active):
-                        models[t].eval()
-                        logits = models[t](val_x)
-                        yv = yva[t][torch.from_numpy(val_keep)]
-                        top1 = float((logits.argmax(1) == yv).float().mean())
-                        if stoppers[t].update(epoch, top1, float(F.cross_entropy(logits, yv))):
-                            active.discard(t)
-            else:
-                for t in tasks:
-                    stoppers[t].best_epoch = epoch
-                    stoppers[t].best_state = models[t].state_dict()
-            report((job + epoch / cfg.epochs) / n_jobs, f"{name}: epoch {epoch}/{cfg.epochs}")
-            if not active:
-                break
-        epochs_run[name] = epoch
-        for t in tasks:
-            stoppers[t].restore()
-            models[t].eval()
-        return models, {t: stoppers[t].best_epoch for t in tasks}
-
-    for job, k in enumerate(cfg.scales):
-        def sample(pos: np.ndarray, k: int = k) -> torch.Tensor:
-            rows = np.stack([random_ordered_indices(int(train.lengths[p]), k, rng) for p in pos])
-            return train.gather(pos, rows)
-
-        keep, vx = val.centre_batch(k) if has_val else (None, None)
-        models, best = run(lambda c, k=k: MTRNHead(k, D, cfg.hidden_dim, c), sample, vx, keep, job, f"mtrn k={k}")
-        for t in tasks:
-            mtrn[t].append(models[t])
-            best_epochs[t]["mtrn_head"].append(best[t])
-
-    tsn: dict[str, TSNHead | None] = {t: None for t in tasks}
-    if cfg.tsn:
-        def sample_tsn(pos: np.ndarray) -> torch.Tensor:
-            k = int(rng.integers(1, cfg.tsn_max_frames + 1))  # one frame count per step keeps the batch rectangular
-            rows = np.stack([random_ordered_indices(int(train.lengths[p]), k, rng) for p in pos])
-            return train.gather(pos, rows)
-
-        # Validate TSN at the largest MTRN scale (the usual explanation setting).
-        n_val = min(cfg.tsn_max_frames, len(cfg.scales))
-        keep, vx = val.centre_batch(n_val) if has_val else (None, None)
-        models, best = run(lambda c: TSNHead(D, c, cfg.tsn_hidden_dim), sample_tsn, vx, keep, len(cfg.scales), "tsn")
-        for t in tasks:
-            tsn[t] = models[t]
-            best_epochs[t]["tsn"] = [best[t]]
-
-    heads = {
-        t: HeadSet(t, mtrn[t], tsn[t], None, {"source": "trained", "train_config": cfg.to_dict(), "n_train": len(train), "n_val": len(val) if has_val else 0})
-        for t in tasks
-    }
-    tables = []
-    if has_val:
-        report(1.0, "evaluating on the validation split")
-        for t in tasks:
-            tables.append(evaluate(heads[t], val, val_labels[t], best_epochs=best_epochs[t]))
-            heads[t].accuracy = tables[-1]
-    acc = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ACCURACY_COLUMNS)
-    report(1.0, "done")
-    return TrainResult(heads, acc, time.perf_counter() - t0, cfg, {"epochs_run": epochs_run})
+        t0 = time.perf_counter()
+        trainer = Trainer(train, train_labels, val, val_labels, n_classes, cfg, sum(f.jobs(cfg) for f in families), progress)
+        models: dict[str, dict[str, Any]] = {t: {} for t in trainer.tasks}
+        best_epochs: dict[str, dict[str, Any]] = {t: {} for t in trainer.tasks}
+        for family in families:
+            trained, best = family.train(trainer)
+            for t in trainer.tasks:
+                models[t][family.name], best_epochs[t][family.name] = trained[t], best[t]
+        meta = {"source": "trained", "train_config": cfg.to_dict(), "n_train": len(train), "n_val": len(val) if trainer.has_val else 0}  # type: ignore[arg-type]
+        heads = {t: HeadSet(t, models[t], None, dict(meta)) for t in trainer.tasks}
+        tables = []
+        if trainer.has_val:
+            trainer.report(1.0, "evaluating on the validation split")
+            for t in trainer.tasks:
+                tables.append(evaluate(heads[t], val, val_labels[t], n_frames=range(1, len(cfg.scales) + 1), best_epochs=best_epochs[t]))  # type: ignore[arg-type, index]
+                heads[t].accuracy = tables[-1]
+        acc = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ACCURACY_COLUMNS)
+        trainer.report(1.0, "done")
+        return TrainResult(heads, acc, time.perf_counter() - t0, cfg, {"epochs_run": trainer.epochs_run})
 
 
 def format_accuracy(acc: pd.DataFrame) -> str:
@@ -516,9 +386,9 @@ def format_accuracy(acc: pd.DataFrame) -> str:
             else:
                 cells.append(f"{'-':>11}")
         lines.append(f"{task:5} {model:10} " + " ".join(f"{c:>11}" for c in cells))
-    top = acc[(acc["model"] == "mtrn") & (acc["n_frames"] == acc["n_frames"].max())]
+    top = acc[(acc["model"] == DEFAULT_FAMILY) & (acc["n_frames"] == acc["n_frames"].max())]
     for _, r in top.iterrows():
         low, high = binomial_interval(float(r["top1"]), int(r["n_clips"]))
-        lines.append(f"{r['task']} mtrn n={int(r['n_frames'])}: top-1 {100 * r['top1']:.1f}% on {int(r['n_clips'])} validation clips "
+        lines.append(f"{r['task']} {DEFAULT_FAMILY} n={int(r['n_frames'])}: top-1 {100 * r['top1']:.1f}% on {int(r['n_clips'])} validation clips "
                      f"(95% interval {100 * low:.1f}-{100 * high:.1f}%)")
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from core.errors import UserError
 from core.feature_extraction import ExtractReport, FeatureExtractor
 from core.features import FeatureStore
 from core.io_utils import stable_hash
-from core.models.io import HeadSet, load_fork_heads, load_head_set
+from core.models.io import HeadSet, external_head_files, load_fork_heads, load_head_set
 from core.models.priors import load_priors
 from core.models.training import FeatureBank, TrainConfig, centre_rows, load_feature_bank, uniform_rows, validation_sample
 from core.paths import cache_dir
@@ -111,13 +111,14 @@ class Artifacts:
 
     def heads_key(self) -> str:
         """Hash of everything the heads depend on (dataset, features fingerprint, training
-        config, or the fork heads' files). Memoised; a rebuild resets it."""
+        config, or the external heads' files: every model family's, :func:`external_head_files`).
+        Memoised; a rebuild resets it."""
         with self.lock:
             if self._heads_key is None:
                 inputs: dict[str, Any] = {"dataset": self.content_key(), "features": self.feature_store.directory.name}
                 fork = self.source.fork_heads_dir()
                 if fork is not None:
-                    files = sorted(fork.glob("mtrn-frames=*-type=*.pt")) if fork.is_dir() else []
+                    files = external_head_files(fork) if fork.is_dir() else []
                     inputs["fork"] = [str(fork)] + [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
                     if self.train_config.val_clips is not None:
                         inputs["val_clips"] = self.train_config.val_clips  # the accuracy table's sample
@@ -316,6 +317,7 @@ class Artifacts:
                         raise UserError(f"The {task} heads for {self.source.name} are not trained yet.",
                                         f"Run `{dataset_command(self.source, 'train')}` (or build the 'heads' step).")
                     hs = load_head_set(path, retrain=lambda: dataset_command(self.source, "train", "--force"))
+                    hs.retrain = lambda: dataset_command(self.source, "train")  # a family registered since: the step is due
                 n_classes = len(self.class_names(task))
                 if hs.n_classes != n_classes:
                     raise UserError(

@@ -22,9 +22,10 @@ import pandas as pd
 from core.errors import UserError
 from core.feature_extraction import DamagedClip
 from core.io_utils import atomic_write_text, remove_dead_temp_files
+from core.models.families import DEFAULT_FAMILY
 from core.models.io import load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
-from core.models.training import evaluate, train_heads
+from core.models.training import evaluate, train_heads, trained_families
 from core.pipeline.artifacts import Artifacts
 from core.runtime import TASKS, PerStepProgress, Progress, scaled
 
@@ -222,7 +223,8 @@ class PriorsStep(PipelineStep):
 
 
 class HeadsStep(PipelineStep):
-    """Trains the heads here, or evaluates the source's externally trained (fork) heads."""
+    """Trains every model family that trains here (:func:`core.models.training.trained_families`),
+    or evaluates the source's externally trained (fork) heads."""
 
     name = "heads"
     inputs = ("backbone", "dataset")
@@ -239,8 +241,11 @@ class HeadsStep(PipelineStep):
             return False, needs
         d = self.art.heads_dir()
         if all((d / f"{t}.pt").exists() for t in TASKS) and (d / "accuracy.csv").exists():
+            absent = [f.label for f in trained_families(self.art.train_config) if any(f.name not in self.art.heads(t).models for t in TASKS)]
+            if absent:  # a family registered after these heads were trained
+                return False, f"no {', '.join(absent)} heads yet"
             acc = pd.read_csv(d / "accuracy.csv")
-            best = acc[(acc["model"] == "mtrn")]
+            best = acc[(acc["model"] == DEFAULT_FAMILY)]
             summary = ", ".join(f"{t} {100 * g['top1'].iloc[-1]:.0f}%" for t, g in best.groupby("task", sort=False)) if len(best) else ""
             return True, f"trained ({summary} top-1 at {int(best['n_frames'].max()) if len(best) else '?'} frames)"
         return False, "not trained yet"
@@ -289,7 +294,7 @@ class HeadsStep(PipelineStep):
             progress = scaled(progress, 0.5, 1.0)
         val, yva = art.load_split("val", scaled(progress, 0.0, 0.1), rows=val_rows, exclude=damaged)
         if fork is not None:
-            tables = [evaluate(load_fork_heads(fork, t), val, yva[t], models=("mtrn_head", "mtrn")) for t in TASKS]
+            tables = [evaluate(load_fork_heads(fork, t), val, yva[t]) for t in TASKS]
             acc = pd.concat(tables, ignore_index=True)
         else:
             train, ytr = art.load_split("train", scaled(progress, 0.1, 0.2), rows=train_rows, exclude=damaged)

@@ -39,7 +39,7 @@ from core.shapley.game import (
 from core.shapley.subsets import SubsetLevel, subset_levels
 from core.shapley.validation import check_model_output
 
-__all__ = ["MultiscaleGame", "VariableLengthGame", "TableGame", "LevelTable", "mean_of_children"]
+__all__ = ["MultiscaleGame", "VariableLengthGame", "TableGame", "LevelTable", "mean_of_children", "model_game", "shape_game"]
 
 # Peak bytes of one chunk of the constructive sampler's containment matrix and its
 # temporaries (about CONTAINMENT_COPIES float64-sized copies): bounds a request's memory
@@ -263,3 +263,25 @@ class TableGame(Game):
     def _values(self, combos: torch.Tensor) -> torch.Tensor:
         self._value_evaluations += int(combos.shape[0])
         return self.table[masks_of(combos)]
+
+
+def model_game(kind: str, modules: Sequence[nn.Module], features: torch.Tensor, priors: torch.Tensor) -> Game:
+    """The game of a model given as its game kind and modules (what a model family offers:
+    :class:`core.models.families.ModelFamily`): ``"multiscale"``, heads ``modules[k-1]``
+    seeing k frames; ``"variable_length"``, one model ``modules[0]`` taking any number.
+    ``features`` ``(n, D)`` and ``priors`` ``(C,)`` float64 as :class:`MultiscaleGame`'s."""
+    if kind == "multiscale":
+        return MultiscaleGame(list(modules), features, priors)
+    if kind == "variable_length":
+        return VariableLengthGame(modules[0], features, priors)
+    raise ValueError(f"no model game of kind {kind!r} (multiscale, variable_length)")
+
+
+def shape_game(kind: str, n: int, n_scales: int, n_classes: int) -> Game:
+    """A game of ``kind``'s shape and no model (``n`` players, ``n_scales`` heads when
+    multiscale), for planning costs; evaluating it raises."""
+    if kind == "multiscale":
+        return MultiscaleGame.shape_only(n, n_scales, n_classes)
+    if kind == "variable_length":
+        return VariableLengthGame.shape_only(n, n_classes)
+    raise ValueError(f"no model game of kind {kind!r} (multiscale, variable_length)")
