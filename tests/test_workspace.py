@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -106,9 +109,43 @@ def test_explain_cache_on_disk_and_approximate(ws):
     torch.testing.assert_close(a.esv_result.esvs, b.esv_result.esvs)
 
 
+def test_tasks_are_the_datasets(ws):
+    assert ws.task_names == ("verb", "noun") and list(ws.tasks) == ["verb", "noun"]
+    assert ws.tasks["noun"] == ws.class_names("noun") and ws.check_task("noun") == "noun"
+    columns = list(ws.clips().columns)
+    assert columns[columns.index("video_id") + 1:][:4] == ["verb_class", "noun_class", "verb", "noun"]
+    assert set(ws.accuracy()["task"]) == {"verb", "noun"}
+    first = ws.explain(ws.clips("val").index[0], n_frames=2)  # no task: the dataset's first
+    assert first.task == "verb"
+    with pytest.raises(UserError, match="Unknown task 'action'") as exc:
+        ws.check_task("action")
+    assert exc.value.fix == "Use one of verb, noun."
+
+
+def test_a_dataset_built_before_tasks_were_declared_opens_with_its_tasks_and_keys(ws, tmp_path, monkeypatch):
+    """dataset.json without "tasks", the class CSVs beside it (how the demo and EPIC were stored):
+    the same tasks, columns and cache keys as the dataset that declares them."""
+    legacy = tmp_path / "datasets" / "demo-small"
+    shutil.copytree(ws.source.root, legacy)
+    info = json.loads((legacy / "dataset.json").read_text())
+    for task, names in info.pop("tasks").items():
+        (legacy / f"{task}_classes.csv").write_text("id,key\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names)))
+    (legacy / "dataset.json").write_text(json.dumps(info))
+    monkeypatch.setenv("PLAYFAIR_DATASETS", str(tmp_path / "datasets"))
+    old = Workspace("demo-small", encoder=FakeEncoder())
+    assert old.source.root == legacy and old.tasks == ws.tasks and list(old.tasks) == list(ws.tasks)
+    assert list(old.clips().columns) == list(ws.clips().columns)
+    assert old.source.dataset_key() == ws.source.dataset_key() and old.heads_key() == ws.heads_key()
+    assert all(s.done for s in old.status())  # priors and heads found under the same keys
+    (legacy / "noun_classes.csv").unlink()  # the classes are unknown: never guessed
+    with pytest.raises(UserError, match="noun_classes.csv is missing") as exc:
+        Workspace("demo-small", encoder=FakeEncoder()).tasks
+    assert f"rm -rf {legacy}" in exc.value.fix
+
+
 def test_explain_user_errors(ws):
     cid = ws.clips().index[0]
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="Unknown task 'action'"):
         ws.explain(cid, task="action")
     with pytest.raises(UserError):
         ws.explain(cid, model="lstm")

@@ -37,11 +37,10 @@ from core.commands import LazyCommand
 from core.errors import UserError
 from core.io_utils import atomic_path
 from core.models.heads import MTRNHead, TSNHead
-from core.runtime import TASKS
 
 FORMAT = "playfair-heads"
 VERSION = 1
-FORK_PATTERN = re.compile(r"^mtrn-frames=(\d+)-type=(verb|noun)\.pt$")
+FORK_PATTERN = re.compile(r"^mtrn-frames=(\d+)-type=([a-z][a-z0-9_]*)\.pt$")  # group 2: the task
 
 
 @dataclass
@@ -49,7 +48,7 @@ class HeadSet:
     """The classifiers of one task.
 
     Attributes:
-        task: ``"verb"`` or ``"noun"``.
+        task: the task's name (one the dataset declares).
         mtrn: ``mtrn[k-1]`` is the single-scale head seeing k frames, k = 1..nmax.
         tsn: the variable-length head, or None (fork heads have none).
         accuracy: validation accuracy table (see core.models.training), or None.
@@ -189,7 +188,7 @@ def load_fork_heads(folder: str | Path, task: str, scales: int | None = None) ->
 
     Args:
         folder: the folder of fork files.
-        task: ``"verb"`` or ``"noun"``.
+        task: the task's name (the fork's files name it: verb or noun for EPIC).
         scales: nmax to require; None = every scale present, which must run 1..nmax without gaps.
 
     Returns:
@@ -198,8 +197,6 @@ def load_fork_heads(folder: str | Path, task: str, scales: int | None = None) ->
     Raises:
         UserError: missing folder/scales, missing keys or inconsistent shapes (names the file).
     """
-    if task not in TASKS:
-        raise UserError(f"Unknown task {task!r}.", "Use 'verb' or 'noun'.")
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"Fork heads folder {folder} does not exist.", "Set `heads_dir` to the folder holding mtrn-frames={k}-type={verb|noun}.pt.")
@@ -223,8 +220,8 @@ def load_fork_heads(folder: str | Path, task: str, scales: int | None = None) ->
         path = found[k]
         state = _read_fork_file(path)
         if f"{fc2}.weight" not in state:
-            wrong = "noun" if task == "verb" else "verb"
-            hint = f" (it has fc2_{wrong}.*: is it a {wrong} file renamed?)" if f"fc2_{wrong}.weight" in state else ""
+            others = sorted(k[len("fc2_"):-len(".weight")] for k in state if k.startswith("fc2_") and k.endswith(".weight"))
+            hint = f" (it has fc2_{others[0]}.*: is it a {others[0]} file renamed?)" if others else ""
             if "fc2.weight" in state:  # an unsplit fc2 is accepted as-is
                 fc2_key = "fc2"
             else:

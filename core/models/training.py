@@ -52,7 +52,7 @@ from core.errors import UserError
 from core.models.heads import MTRNHead, TSNHead
 from core.models.io import HeadSet
 from core.models.multiscale import multiscale_logits
-from core.runtime import TASKS, Progress, torch_threads
+from core.runtime import Progress, torch_threads
 
 ACCURACY_COLUMNS = ["task", "model", "n_frames", "top1", "top5", "n_clips", "best_epoch"]
 
@@ -387,7 +387,7 @@ def train_heads(
         progress: ``progress(fraction, message)`` callback.
 
     Returns:
-        :class:`TrainResult` with one :class:`HeadSet` per task in ``train_labels``.
+        :class:`TrainResult` with one :class:`HeadSet` per task in ``train_labels`` (every one).
     """
     cfg = config or TrainConfig()
     with torch_threads(cfg.threads):
@@ -399,7 +399,7 @@ def _train_heads(
     val_labels: Mapping[str, np.ndarray] | None, n_classes: Mapping[str, int], cfg: TrainConfig, progress: Progress | None,
 ) -> TrainResult:
     t0 = time.perf_counter()
-    tasks = [t for t in TASKS if t in train_labels]
+    tasks = list(train_labels)  # one head set per task labelled, in the caller's (the dataset's) order
     if len(train) == 0:
         raise UserError("There are no training clips with features.", "Check the dataset's 'train' split and extract features.")
     ytr = _check_labels({t: train_labels[t] for t in tasks}, len(train), n_classes, "train")
