@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+import core.data.sources as sources
 from core.analysis.batch import COLUMNS, SCHEMA, compute_batch_esvs, read_results, results_settings
+from core.data.sources import DemoSource, dataset_names, get_source, register_source
 from core.errors import UserError
 from core.explain import explanation_service
 from core.pipeline.config import dumps_toml
@@ -141,6 +143,34 @@ def test_a_dataset_built_before_tasks_were_declared_opens_with_its_tasks_and_key
     with pytest.raises(UserError, match="noun_classes.csv is missing") as exc:
         Workspace("demo-small", encoder=FakeEncoder()).tasks
     assert f"rm -rf {legacy}" in exc.value.fix
+
+
+def test_a_source_is_registered_in_one_line(monkeypatch):
+    monkeypatch.setattr(sources, "SOURCE_CLASSES", list(sources.SOURCE_CLASSES))  # the registry as it was, after the test
+    monkeypatch.setattr(sources, "SOURCES", dict(sources.SOURCES))
+
+    class Twin(DemoSource):
+        names = ("demo-twin",)
+
+    class Clash(DemoSource):
+        names = ("demo-clash", "demo")
+
+    assert register_source(Twin) is Twin and register_source(Twin) is Twin  # again: nothing changes
+    assert sources.SOURCE_CLASSES.count(Twin) == 1 and type(get_source("demo-twin")) is Twin and "demo-twin" in dataset_names()
+    with pytest.raises(UserError, match="'demo' by DemoSource"):
+        register_source(Clash)
+    assert sources.SOURCES["demo"] is DemoSource and "demo-clash" not in sources.SOURCES
+
+
+def test_clips_without_a_declared_tasks_labels_are_refused(ws, tmp_path, monkeypatch):
+    copy = tmp_path / "datasets" / "demo-small"
+    shutil.copytree(ws.source.root, copy)
+    info = json.loads((copy / "dataset.json").read_text())
+    info["tasks"]["hand"] = ["left", "right"]
+    (copy / "dataset.json").write_text(json.dumps(info))
+    monkeypatch.setenv("PLAYFAIR_DATASETS", str(tmp_path / "datasets"))
+    with pytest.raises(UserError, match="declares the tasks verb, noun, hand but its clips have no hand_class labels"):
+        Workspace("demo-small", encoder=FakeEncoder()).clips()
 
 
 def test_explain_user_errors(ws):

@@ -202,12 +202,12 @@ class Artifacts:
         df["narration_id"] = df.index
         df["video_id"] = meta["video_id"].astype(str).to_numpy() if "video_id" in meta else ""
         tasks = ds.tasks
-        absent = [f"{t}_class" for t in tasks if f"{t}_class" not in meta.columns and len(meta)]
+        absent = [f"{t}_class" for t in tasks if f"{t}_class" not in meta.columns]
         if absent:
             raise UserError(f"Dataset {self.source.name} declares the tasks {', '.join(tasks)} but its clips have no {', '.join(absent)} labels.",
                             "Rebuild it: " + " && ".join(f"`{c}`" for c in self.source.repair_commands([])) + ".")
         for t in tasks:  # every task's class ids, then every task's class names
-            df[f"{t}_class"] = meta[f"{t}_class"].astype(int).to_numpy() if len(meta) else np.zeros(0, dtype=int)
+            df[f"{t}_class"] = meta[f"{t}_class"].astype(int).to_numpy()
         for t, names in tasks.items():
             df[t] = [names[c] if c < len(names) else str(c) for c in df[f"{t}_class"]]
         df["split"] = meta["split"].astype(str).to_numpy() if "split" in meta else "train"
