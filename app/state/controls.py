@@ -14,12 +14,11 @@ from app.charts import ColumnFormats, clip_labels
 from app.state import session
 from app.state.builds import ensure_ready
 from app.state.datasets import dataset_label, dataset_options, default_dataset, fallback_banner
-from app.state.session import show_error
+from app.state.session import filter_key, show_error
 from core.data.sources import dataset_names, get_source
 from core.errors import UserError
 from core.esv import ESV_METHODS
 from core.explain import available_methods
-from core.runtime import TASKS
 from core.shapley import APPROXIMATORS
 from core.workspace import Workspace
 
@@ -66,17 +65,16 @@ def _filter_select(label: str, key: str, values: Iterable[str]) -> str:
 
 
 def pick_clip(ws: Workspace, default: Callable[[], str] | None = None) -> str:
-    """Sidebar filters (video, verb, noun) then a clip; returns its narration_id.
+    """Sidebar filters (video, then each task's label) then a clip; returns its narration_id.
 
     A session without a chosen clip starts on ``default()`` when given, else on the
     first validation clip (a held-out clip: its prediction is not memorised)."""
     clips = ws.clips()
     video = _filter_select("Video", "pf_video", clips["video_id"])
     view = clips if video == ALL else clips[clips["video_id"] == video]
-    verb = _filter_select("Verb", "pf_verb", view["verb"])
-    view = view if verb == ALL else view[view["verb"] == verb]
-    noun = _filter_select("Noun", "pf_noun", view["noun"])
-    view = view if noun == ALL else view[view["noun"] == noun]
+    for task in ws.task_names:
+        label = _filter_select(task.capitalize(), filter_key(task), view[task])
+        view = view if label == ALL else view[view[task] == label]
     options = list(view.index)
     if not options:
         st.sidebar.warning("No clip matches these filters.")
@@ -88,7 +86,7 @@ def pick_clip(ws: Workspace, default: Callable[[], str] | None = None) -> str:
         if asked and str(asked) not in clips.index:  # a deep link to a clip the dataset does not serve: say so
             st.warning(missing_clip_message(ws, str(asked), st.session_state["pf_clip"]))
     st.sidebar.caption(f"{len(options)} of {len(clips)} clips")
-    labels = clip_labels(view)
+    labels = clip_labels(view, ws.task_names)
     return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: labels.get(i, i))
 
 
@@ -116,6 +114,14 @@ def default_frames(ws: Workspace, clip_id: str) -> int:
 def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> None:
     if key not in st.session_state or (valid is not None and not valid(st.session_state[key])):
         st.session_state[key] = value
+
+
+def pick_task(ws: Workspace, key: str, where: Any = None, *, horizontal: bool = True) -> str:
+    """A radio over the dataset's tasks (``ws.task_names``, in its order) kept in session state
+    under ``key``; a value of another dataset (or a link's unknown task) falls back to the first."""
+    tasks = list(ws.task_names)
+    _init(key, tasks[0], lambda v: v in tasks)
+    return (where or st).radio("Task", tasks, key=key, horizontal=horizontal)
 
 
 # Engine methods budgeted in samples per scale (+ iterations); every other registered
@@ -158,7 +164,6 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
     """
     n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
     methods = explorer_methods()
-    _init("pf_task", "verb", lambda v: v in TASKS)
     _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
     _init("pf_method", "exact", lambda v: v in methods)
     _init("pf_target", "ground_truth", lambda v: v in TARGETS)
@@ -170,8 +175,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True) -> dic
         else:
             n = 1
             st.caption("This clip has a single frame.")
-    with c2:
-        task = st.radio("Task", list(TASKS), key="pf_task", horizontal=True)
+    task = pick_task(ws, "pf_task", c2)
     name = "exact"
     if method:
         name = c3.selectbox("ESV method", methods, key="pf_method", format_func=method_label,
