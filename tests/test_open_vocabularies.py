@@ -129,6 +129,18 @@ def drawn_text(node: object) -> Iterator[str]:
         yield from drawn_text(child)
 
 
+def domains(spec: object) -> Iterator[list]:
+    """Every scale ``domain`` list in a Vega-Lite spec (nested dicts and lists)."""
+    if isinstance(spec, dict):
+        if isinstance(spec.get("domain"), list):
+            yield spec["domain"]
+        for value in spec.values():
+            yield from domains(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            yield from domains(value)
+
+
 def page_run(ws: Workspace, page: str, **params: str) -> AppTest:
     """``page`` of the app opened on ``ws``'s dataset (a deep link), run once; no exception, no error box."""
     at = AppTest.from_file(MAIN, default_timeout=120)
@@ -167,18 +179,6 @@ def test_every_page_shows_the_datasets_tasks(vocab_ws: Workspace, page: str) -> 
         assert all(any(f"topk_{t}" in i for i in drawn) for t in tasks), drawn
     if page == "overview":  # ESV against position: one series per task, coloured in the dataset's order
         assert any(tasks in list(domains(json.loads(c.proto.spec))) for c in at.get("vega_lite_chart"))
-
-
-def domains(spec: object) -> Iterator[list]:
-    """Every scale ``domain`` list in a Vega-Lite spec (nested dicts and lists)."""
-    if isinstance(spec, dict):
-        if isinstance(spec.get("domain"), list):
-            yield spec["domain"]
-        for value in spec.values():
-            yield from domains(value)
-    elif isinstance(spec, list):
-        for value in spec:
-            yield from domains(value)
 
 
 def test_explore_follows_a_deep_link_and_shows_every_task_side_by_side(vocab_ws: Workspace) -> None:
