@@ -2,7 +2,8 @@
 
 The page is the URL's path (``/compare``, ``/overview``; Streamlit's navigation);
 dataset, clip, frames, task, method, budget, seed, explained class and overlaid
-classes are query parameters (``?clip=c3&n=4&task=noun&explain=predicted&ov_noun=2``).
+classes are query parameters (``?clip=c3&n=4&task=noun&explain=predicted&ov_noun=2``: one
+``ov_<task>`` parameter per task with overlaid classes, whatever tasks the dataset declares).
 :func:`restore` copies them into the widgets' session state once, when a session
 opens a link; :func:`publish` writes the current view back after the widgets are
 drawn, so the address bar always links to what is on screen; :func:`link_control`
@@ -11,12 +12,12 @@ shows that link with a copy button.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from core.runtime import TASKS
+from app.state.session import OVERLAY_PREFIX
 
 # URL parameter -> (session-state key, parser). Parsers raise ValueError on bad text.
 _INT = int
@@ -43,12 +44,21 @@ PARAMS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "iter": ("pf_iter", _INT),
     "budget": ("pf_budget", _INT),
     "seed": ("pf_seed", _INT),
-    **{f"ov_{t}": (f"pf_ov_{t}", _ints) for t in TASKS},
     "both": ("pf_both", _flag),
 }
+OVERLAY = "ov_"  # ov_<task>=<class ids>  (session key pf_ov_<task>, app.state.overlay_key)
 EXPLAIN = "explain"  # ground_truth | predicted | <class id>  (pf_target + pf_class)
 RESTORED = "pf_url_restored"
 PAGE_PATH = "pf_page_path"
+
+
+def _with_overlays(tasks: Iterable[str]) -> dict[str, tuple[str, Callable[[str], Any]]]:
+    """:data:`PARAMS` with an ``ov_<task>`` parameter for each of ``tasks``, before ``both``
+    (where links have always had them)."""
+    names = list(PARAMS)
+    cut = names.index("both")
+    overlays = {OVERLAY + t: (OVERLAY_PREFIX + t, _ints) for t in tasks}
+    return {**{n: PARAMS[n] for n in names[:cut]}, **overlays, **{n: PARAMS[n] for n in names[cut:]}}
 
 
 def restore() -> list[str]:
@@ -60,7 +70,8 @@ def restore() -> list[str]:
     st.session_state[RESTORED] = True
     bad = []
     params = st.query_params
-    for name, (key, parse) in PARAMS.items():
+    linked_tasks = [name[len(OVERLAY):] for name in params if name.startswith(OVERLAY) and len(name) > len(OVERLAY)]
+    for name, (key, parse) in _with_overlays(linked_tasks).items():
         if name in params:
             try:
                 st.session_state[key] = parse(params[name])
@@ -84,7 +95,8 @@ def current(keys: set[str] | None = None) -> dict[str, str]:
     parameter names)."""
     out: dict[str, str] = {}
     s = st.session_state
-    for name, (key, _parse) in PARAMS.items():
+    overlaid_tasks = [str(k)[len(OVERLAY_PREFIX):] for k in s if str(k).startswith(OVERLAY_PREFIX)]
+    for name, (key, _parse) in _with_overlays(overlaid_tasks).items():
         if keys is not None and name not in keys or key not in s or s[key] is None:
             continue
         value = s[key]

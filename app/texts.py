@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 PAPER = ("Will Price and Dima Damen, *Play Fair: Frame Attributions in Video Models*, "
          "ACCV 2020")
 
@@ -27,3 +29,10 @@ frames it could join (its Shapley value in the game whose players are the frames
 
 Reference: {PAPER}.
 """
+
+
+def and_list(words: Sequence[str]) -> str:
+    """Words in running text, for labels naming a dataset's tasks: ``["a"]`` -> "a",
+    ``["a", "b"]`` -> "a and b", ``["a", "b", "c"]`` -> "a, b and c"."""
+    words = [str(w) for w in words]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         threads = torch_threads("load")
         threads.__enter__()
-        for task, n_classes in (("verb", len(ds.verb_names)), ("noun", len(ds.noun_names))):
+        for task, n_classes in (("verb", len(ds.tasks["verb"])), ("noun", len(ds.tasks["noun"]))):
             labels = {i: int(meta.at[i, f"{task}_class"]) for i in ds.ids}
             for k in (1, 2, 4, 8):
                 accs = []
@@ -193,12 +193,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {task:8s}  " + "  ".join(f"{100 * res[(task, k)]:5.1f}%" for k in (1, 2, 4, 8)))
 
         if not args.no_esv:
-            esv_key_check(feats, train_ids, val_ids, meta, len(ds.verb_names))
+            esv_key_check(feats, train_ids, val_ids, meta, len(ds.tasks["verb"]))
 
         verbs = meta.loc[val_ids, "verb"].to_numpy()
-        print("per verb (first head seed)  " + "  ".join(f"{v}" for v in ds.verb_names))
+        print("per verb (first head seed)  " + "  ".join(f"{v}" for v in ds.tasks["verb"]))
         for k in (1, 8):
-            print(f"  k={k}  " + "  ".join(f"{100 * per_verb[k][verbs == v].mean():.0f}%".rjust(len(v)) for v in ds.verb_names))
+            print(f"  k={k}  " + "  ".join(f"{100 * per_verb[k][verbs == v].mean():.0f}%".rjust(len(v)) for v in ds.tasks["verb"]))
 
         checks = {
             "8-frame verb >= 80%": res[("verb", 8)] >= 0.80,

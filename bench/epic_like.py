@@ -44,7 +44,5 @@ def make_dataset(root: Path, lengths: Sequence[int], seed: int = 0) -> GulpClipD
         for i, n in enumerate(lengths)
     ]
     write_gulp(root / "gulp", segments, segments_per_chunk=8)
-    (root / "verb_classes.csv").write_text("id,key\n0,take\n")
-    (root / "noun_classes.csv").write_text("id,key\n0,cup\n")
-    write_dataset_info(root, {"name": root.name})
+    write_dataset_info(root, {"name": root.name}, tasks={"verb": ["take"], "noun": ["cup"]})
     return GulpClipDataset(root)

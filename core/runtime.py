@@ -1,5 +1,5 @@
 """What every long-running part of ``core`` shares: progress reporting, torch's thread
-policy, and the two tasks.
+policy, and the check of a task name against a dataset's tasks.
 
 Progress: every long function takes ``progress: Progress | None`` and calls
 ``progress(fraction, message)`` with ``fraction`` in [0, 1] of *its own* work and a
@@ -19,21 +19,21 @@ import contextvars
 import os
 import re
 import threading
-from typing import Iterator, Literal, Protocol, runtime_checkable
+from typing import Iterable, Iterator, Literal, Protocol, runtime_checkable
 
 import torch
 
 from core.errors import UserError
 
-Task = Literal["verb", "noun"]
-TASKS: tuple[Task, Task] = ("verb", "noun")
-
-
-def check_task(task: str) -> Task:
-    """``task`` if it is ``"verb"`` or ``"noun"``; UserError naming the choices otherwise."""
-    if task not in TASKS:
-        raise UserError(f"Unknown task {task!r}.", "Use 'verb' or 'noun'.")
-    return task  # type: ignore[return-value]
+def check_task(task: str | None, tasks: Iterable[str]) -> str:
+    """``task`` if it is one of ``tasks`` (a dataset's declared task names; None picks the first,
+    every call's default task); UserError naming the choices otherwise."""
+    choices = list(tasks)
+    if task is None and choices:
+        return choices[0]
+    if task not in choices:
+        raise UserError(f"Unknown task {task!r}.", f"Use one of {', '.join(choices)}." if choices else "The dataset declares no tasks: rebuild it.")
+    return str(task)
 
 
 class Progress(Protocol):

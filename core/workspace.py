@@ -12,13 +12,15 @@ API (stable; pages and the CLI are written against it)::
     ws = Workspace("demo")                    # or Workspace("epic", config_path=...)
     ws.status() -> list[BuildStep]            # name, done, detail, how
     ws.build(steps=None, progress=cb)         # builds what is missing, in order
-    ws.clips(split="val") -> pd.DataFrame     # id, video_id, verb, noun, ..., n_frames
+    ws.tasks -> {task: [class names]}         # what the dataset declares, in order (demo, EPIC: verb, noun)
+    ws.task_names -> tuple[str, ...]          # ws.check_task(name) -> name, or UserError naming them
+    ws.clips(split="val") -> pd.DataFrame     # id, video_id, <task>_class and <task> per task, ..., n_frames
     ws.features(clip_id, rows=None) -> np.ndarray  # (T', D) float32, or (n, D) of feature rows computed on demand
-    ws.heads("verb") -> HeadSet               # .models {family: model}, .model("mtrn"), .accuracy
-    ws.priors("noun") -> torch.Tensor         # (C,), sums to 1
-    ws.class_names("verb") -> list[str]
+    ws.heads(task) -> HeadSet                 # .models {family: model}, .model("mtrn"), .accuracy
+    ws.priors(task) -> torch.Tensor           # (C,), sums to 1
+    ws.class_names(task) -> list[str]
     ws.sample_frames(clip_id, 8) -> np.ndarray  # frame indices into the clip
-    ws.explain(clip_id, task="verb", n_frames=8) -> ClipExplanation
+    ws.explain(clip_id, task=task, n_frames=8) -> ClipExplanation   # task None: the first
     ws.accuracy() -> pd.DataFrame             # validation accuracy per task/model/n_frames
 
 Configuration: a TOML file (:func:`core.pipeline.config.default_config_path`); each
@@ -201,9 +203,9 @@ class Workspace:
     def clips(self, split: str | None = None) -> pd.DataFrame:
         """One row per clip, indexed by narration_id, in dataset order.
 
-        Columns: ``narration_id, video_id, verb, noun`` (class names), ``verb_class,
-        noun_class, split, n_frames`` (stored frames), ``n_features`` (feature rows =
-        ceil(n_frames / stride)), plus ``key_start, key_stop`` (demo: evidence frames,
+        Columns: ``narration_id, video_id``, ``<task>_class`` (class id) of every task, then
+        ``<task>`` (class name) of every task, in :attr:`task_names` order, ``split, n_frames``
+        (stored frames), ``n_features`` (feature rows = ceil(n_frames / stride)), plus ``key_start, key_stop`` (demo: evidence frames,
         0-based, stop exclusive), ``start_frame, stop_frame, narration`` when known.
         """
         return self.artifacts.clips(split)
@@ -216,6 +218,20 @@ class Workspace:
     def missing_feature_rows(self, clip_id: str, n_frames: int) -> int:
         """How many of the ``n_frames`` sampled frames of a clip have no features yet (0 = explaining is instant)."""
         return self.artifacts.missing_feature_rows(clip_id, n_frames)
+
+    @property
+    def tasks(self) -> dict[str, list[str]]:
+        """The dataset's tasks, ``{task name: [class name by id]}`` in declared order (UserError when not built)."""
+        return self.artifacts.tasks
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The dataset's task names in declared order (the first is every call's default task)."""
+        return self.artifacts.task_names
+
+    def check_task(self, task: str) -> str:
+        """``task`` if the dataset declares it; UserError naming the dataset's tasks otherwise."""
+        return self.artifacts.check_task(task)
 
     def class_names(self, task: str) -> list[str]:
         """Class names of ``task`` indexed by class id."""

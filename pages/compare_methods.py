@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, runs, state
+from app import charts, runs, state, texts
 from core.analysis import faithfulness
 from core.analysis.compare import default_compare_clip
 from core.analysis.optional_steps import OPTIONAL_STEPS
@@ -20,8 +20,9 @@ st.title("Compare attribution methods")
 ws = state.pick_dataset()
 # A fresh session opens on a validation clip whose prediction is not saturated (at p = 1.000 the
 # gradient methods' scores are ~1e-9 and every curve lies on top of the others).
-clip_id = state.pick_clip(ws, default=lambda: default_compare_clip(ws, st.session_state.get("pf_task", "verb"),
-                                                                   int(st.session_state.get("pf_n", 8))))
+task_asked = st.session_state.get("pf_task")
+first_task = task_asked if task_asked in ws.task_names else ws.task_names[0]
+clip_id = state.pick_clip(ws, default=lambda: default_compare_clip(ws, first_task, int(st.session_state.get("pf_n", 8))))
 settings = state.explain_controls(ws, clip_id, method=False)
 st.session_state.setdefault("cm_methods", list(DEFAULT_METHODS))
 state.canonical_choice("cm_methods")
@@ -74,7 +75,7 @@ path = faithfulness.default_table_path(ws)
 table = faithfulness.load_table(path)
 if table is None:
     st.info(f"Not computed yet for this dataset. Command line: `{OPTIONAL_STEPS['faithfulness'].how(ws)}`.")
-    if st.button("Compute now (every method, verb and noun, 8 frames)", key="cm_build_faithfulness"):
+    if st.button(f"Compute now (every method, {texts.and_list(ws.task_names)}, 8 frames)", key="cm_build_faithfulness"):
         if state.run_optional(ws, "faithfulness", OPTIONAL_STEPS["faithfulness"].label):
             st.rerun()
 else:

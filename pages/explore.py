@@ -10,7 +10,6 @@ import streamlit as st
 from app import charts, exports, links, runs, state, texts
 from app.components.player import clip_player
 from core.errors import UserError
-from core.runtime import TASKS
 
 state.keep_shared_state()
 head, link_slot, help_slot = st.columns([5.4, 1.5, 2.1], vertical_alignment="bottom")
@@ -23,16 +22,18 @@ clip_id = state.pick_clip(ws)
 row = ws.clips().loc[clip_id]
 settings = state.explain_controls(ws, clip_id, model=True)
 task, n = settings["task"], settings["n_frames"]
-both = st.sidebar.toggle("Verb and noun charts side by side", key="pf_both")
+all_tasks = list(ws.task_names)
+# One ESV chart per task side by side (a dataset of one task has nothing to put beside it).
+both = len(all_tasks) > 1 and st.sidebar.toggle(f"{texts.and_list(all_tasks).capitalize()} charts side by side", key="pf_both")
 links.link_control(links.publish(), link_slot)
 
-tasks = list(TASKS) if both else [task]
+tasks = all_tasks if both else [task]
 try:
     state.compute_missing_features(ws, clip_id, n)
     expls = {t: runs.explain(ws, clip_id, {**settings, "task": t}, key=f"explore_{t}") for t in tasks}
     # every task's top-10 chart: the full model's prediction (one forward, memoised), whatever the method
     predictions = {t: np.asarray(ws.explanations.predict(clip_id, task=t, n_frames=n, model=settings["model"]), dtype=np.float64)
-                   for t in TASKS}
+                   for t in all_tasks}
 except UserError as exc:
     state.show_error(exc)
     st.stop()
@@ -52,7 +53,7 @@ def method_text(ex) -> str:
 
 
 target_word = {"ground_truth": "ground truth", "predicted": "predicted"}.get(settings["target"], "chosen")
-narration = row.get("narration") if "narration" in row.index else f"{row['verb']} {row['noun']}"
+narration = row.get("narration") if "narration" in row.index else " ".join(str(row[t]) for t in all_tasks)
 frame_word = "frame" if n == 1 else "frames"
 st.markdown(
     f"**{clip_id}** — “{narration}” · video {row['video_id']} · {int(row['n_frames'])} frames · {row['split']} split  \n"
@@ -72,7 +73,7 @@ def esv_table(ex, cls: int):
 def overlays(t: str, ex) -> list[int]:
     """Overlaid classes of task ``t`` (not the explained one), valid ids only."""
     n_classes = int(ex.esv_result.esvs.shape[1])
-    chosen = [int(c) for c in st.session_state.get(f"pf_ov_{t}") or [] if 0 <= int(c) < n_classes]
+    chosen = [int(c) for c in st.session_state.get(state.overlay_key(t)) or [] if 0 <= int(c) < n_classes]
     return [c for c in chosen if c != ex.explained_class]
 
 
@@ -144,30 +145,30 @@ def explained_class(t: str) -> int:
 
 def toggle_overlay(t: str) -> None:
     """A click on task ``t``'s top-10 chart adds that class to the overlay (or removes it);
-    a click on the other task's chart shows both tasks' ESV charts side by side."""
+    a click on another task's chart shows every task's ESV chart side by side."""
     cls = charts.selected_class(st.session_state.get(f"topk_{t}"))
     if cls is None or cls == explained_class(t):
         return
-    current = [int(c) for c in st.session_state.get(f"pf_ov_{t}") or []]
-    st.session_state[f"pf_ov_{t}"] = [c for c in current if c != cls] if cls in current else current + [cls]
+    current = [int(c) for c in st.session_state.get(state.overlay_key(t)) or []]
+    st.session_state[state.overlay_key(t)] = [c for c in current if c != cls] if cls in current else current + [cls]
     if t not in expls:
         st.session_state["pf_both"] = True
 
 
 st.markdown("**Prediction of the full model** on all sampled frames — click a class to overlay its ESVs "
             "on the explained class's (blue: explained, orange: overlaid, ✓ ground truth)")
-pred_cols = st.columns([3, 3, 2], gap="medium")
-for col, t in zip(pred_cols, TASKS):
+pred_cols = st.columns([3] * len(all_tasks) + [2], gap="medium")
+for col, t in zip(pred_cols, all_tasks):
     names = ws.class_names(t)
     # ids from a link may be out of range: keep the valid ones before the widget is drawn
-    st.session_state[f"pf_ov_{t}"] = [int(c) for c in st.session_state.get(f"pf_ov_{t}") or [] if 0 <= int(c) < len(names)]
-    chosen = overlays(t, expls[t]) if t in expls else list(st.session_state[f"pf_ov_{t}"])
+    st.session_state[state.overlay_key(t)] = [int(c) for c in st.session_state.get(state.overlay_key(t)) or [] if 0 <= int(c) < len(names)]
+    chosen = overlays(t, expls[t]) if t in expls else list(st.session_state[state.overlay_key(t)])
     rows = charts.topk_rows(predictions[t], names, k=10, explained=explained_class(t), overlays=chosen, label=int(row[f"{t}_class"]))
     col.vega_lite_chart(spec=charts.topk_chart(rows, title=f"top-10 {t}s"), width="stretch", key=f"topk_{t}",
                         on_select=lambda t=t: toggle_overlay(t), selection_mode=charts.CLASS_SELECTION)
-    col.multiselect(f"Overlaid {t} classes", range(len(names)), key=f"pf_ov_{t}", format_func=lambda c, nm=names: f"{nm[c]} ({c})",
+    col.multiselect(f"Overlaid {t} classes", range(len(names)), key=state.overlay_key(t), format_func=lambda c, nm=names: f"{nm[c]} ({c})",
                     placeholder="click a class above, or pick here")
-with pred_cols[2]:
+with pred_cols[-1]:
     st.markdown(f"**Explained: {task} “{expl.explained_name}”**")
     st.metric("p (full model, all frames)", f"{expl.prob:.4f}")
     st.metric("prior v(∅) (training frequency)", f"{expl.prior:.4f}")

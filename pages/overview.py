@@ -72,7 +72,7 @@ n_sel = st.radio("Frames per explanation", ns, key="ov_n", horizontal=True)
 p1, p2 = st.columns([3, 2])
 with p1:
     st.markdown(f"**ESV against frame position** (ground-truth class, {n_sel} frames; mean with 95% CI)")
-    st.altair_chart(charts.position_chart(overview.position_table(results, n_sel)), width="stretch", key="pos_chart")
+    st.altair_chart(charts.position_chart(overview.position_table(results, n_sel), tasks=ws.task_names), width="stretch", key="pos_chart")
 with p2:
     keys = overview.key_frame_summary(results, n_sel)
     if len(keys):
@@ -82,8 +82,7 @@ with p2:
 # ---------------------------------------------------------------- one clip, 1..8 frames
 st.subheader("One clip as the number of frames grows")
 clip_id = state.pick_clip(ws)
-st.session_state.setdefault("ov_task", "verb")
-task = st.radio("Task", ["verb", "noun"], key="ov_task", horizontal=True)
+task = state.pick_task(ws, "ov_task")
 try:
     sweep = overview.frames_sweep(ws, clip_id, task=task, max_frames=8)
 except UserError as exc:
@@ -95,8 +94,7 @@ st.altair_chart(charts.frames_sweep_chart(sweep), key="sweep_frames_chart")
 # ---------------------------------------------------------------- per class
 st.subheader("Per-class summaries")
 q1, q2 = st.columns([1, 3])
-st.session_state.setdefault("ov_class_task", "verb")
-class_task = q1.radio("Task", ["verb", "noun"], key="ov_class_task")
+class_task = state.pick_task(ws, "ov_class_task", q1, horizontal=False)
 summary = overview.class_summary(results, class_task, n_sel)
 if summary.empty:
     q2.info("No explanations for this task and frame count.")

@@ -217,7 +217,7 @@ def test_explore_filters_narrow_the_clip_list(demo: Workspace) -> None:
     at = new_app().run()
     clips = demo.clips()
     verb = clips["verb"].iloc[5]
-    at.sidebar.selectbox(key="pf_verb").set_value(verb).run()
+    at.sidebar.selectbox(key="pf_filter_verb").set_value(verb).run()
     no_errors(at)
     options = at.sidebar.selectbox(key="pf_clip").options
     expected = clips.index[clips["verb"] == verb]

@@ -15,6 +15,9 @@
    belongs to one layer and imports (at module level) only its own layer and those below.
 6. ``core`` and ``app`` are installed packages (pyproject's package list holds every folder
    of theirs), and nothing in ``core/``, ``app/`` or ``pages/`` edits ``sys.path``.
+7. No ``verb``/``noun`` string literal in ``core/``, ``app/`` or ``pages/`` outside the
+   EPIC and demo sources (:data:`VOCABULARY_OWNERS`): every other module loops over the
+   tasks a dataset declares.
 
 Each check is a function of a source folder, so the tests at the bottom also run it on
 small synthetic trees to show that it catches what it should.
@@ -25,9 +28,11 @@ from __future__ import annotations
 import ast
 import fnmatch
 import functools
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
@@ -37,6 +42,15 @@ CORE = ROOT / "core"
 OPTIONAL_DEPS = frozenset({"ray", "tqdm", "av", "simplejpeg", "gulpio2"})
 MAX_LINES = 600
 MAX_WORKSPACE_LINES = 300
+#: Folders whose modules may not spell a task (rule 7), and the files that may: the EPIC
+#: and demo sources, which declare verb and noun (paths from the project root, fnmatch
+#: patterns; a trailing "/" takes a whole folder).
+TASK_CHECKED = ("core", "app", "pages")
+VOCABULARY_OWNERS = ("core/data/epic*.py", "core/data/sources/epic*.py", "core/data/demo/", "core/data/sources/demo.py",
+                     "core/backbones/demo_cnn.py")
+# A task word as a part of a name-like string ("verb", "noun_class", "fc2_verb", "nouns"),
+# not inside another word ("adverb", "verbose"); prose (any whitespace) is not a name.
+TASK_WORD = re.compile(r"(?<![a-z])(?:verb|noun)s?(?![a-z])", re.IGNORECASE)
 
 #: The layers of ``core/``, bottom first, as docs/architecture.md draws them (its arrows, "may be
 #: imported by", point up this list). An entry is a module or a package (with everything below
@@ -279,6 +293,26 @@ def uninstalled_folders(root: Path, tops: tuple[str, ...], include: list[str]) -
     return out
 
 
+def _owned(rel: str, owners: Sequence[str]) -> bool:
+    return any(rel.startswith(o) if o.endswith("/") else fnmatch.fnmatchcase(rel, o) for o in owners)
+
+
+def task_literals(root: Path, folders: Sequence[str], owners: Sequence[str]) -> list[str]:
+    """String constants (f-string parts included) that name a task, ``path:line: 'value'``,
+    in the ``.py`` files under ``root/<folder>`` that ``owners`` does not cover."""
+    out = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if _owned(rel, owners):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+                value = node.value if isinstance(node, ast.Constant) else None
+                if isinstance(value, str) and value and not any(c.isspace() for c in value) and TASK_WORD.search(value):
+                    out.append((rel, node.lineno, value))
+    return [f"{rel}:{line}: {value!r}" for rel, line, value in sorted(out)]
+
+
 # --------------------------------------------------------------------------- the rules on core/
 
 
@@ -315,6 +349,11 @@ def test_no_module_in_core_over_600_lines() -> None:
 def test_workspace_under_300_lines() -> None:
     n = len((CORE / "workspace.py").read_text(encoding="utf-8").splitlines())
     assert n < MAX_WORKSPACE_LINES, f"core/workspace.py has {n} lines"
+
+
+def test_no_task_literal_outside_the_epic_and_demo_sources() -> None:
+    found = task_literals(ROOT, TASK_CHECKED, VOCABULARY_OWNERS)
+    assert not found, "task names spelled outside the EPIC and demo sources (loop over the dataset's tasks instead):\n" + "\n".join(found)
 
 
 # --------------------------------------------------------------------------- the checks themselves
@@ -424,3 +463,21 @@ def test_path_edits_and_uninstalled_folders_found(tmp_path: Path) -> None:
     })
     assert path_edits(tmp_path / "pkg") == ["pkg/m.py:3"]
     assert uninstalled_folders(tmp_path, ("pkg", "other"), ["pkg*"]) == ["other: not in pyproject's packages", "pkg.loose: no __init__.py"]
+
+
+def test_task_literals_found_outside_their_owners(tmp_path: Path) -> None:
+    _tree(tmp_path, {
+        "pkg/m.py": (
+            'TASK = "verb"\n'  # line 1
+            'label = f"noun_{i}"\n'  # line 2: an f-string's literal part
+            'prose = "the verb heads of each task"\n'
+            'words = ("verbose", "adverb", "pronounce")\n'
+            'columns = {"Noun_Class": 1, "fc2_verbs": 2}\n'  # line 5
+            'def f(verb_names):  # "verb" in a comment\n'
+            '    return verb_names\n'
+        ),
+        "pkg/own/epic_layout.py": 'TASKS = ("verb", "noun")\n',
+        "pkg/demo/plan.py": 'NOUN = "noun"\n',
+    })
+    found = task_literals(tmp_path, ["pkg"], owners=("pkg/own/epic*.py", "pkg/demo/"))
+    assert found == ["pkg/m.py:1: 'verb'", "pkg/m.py:2: 'noun_'", "pkg/m.py:5: 'Noun_Class'", "pkg/m.py:5: 'fc2_verbs'"]

@@ -88,7 +88,8 @@ def test_tables() -> None:
     assert list(top.columns) == ["class", "id", "probability"] and list(top["class"]) == ["open", "close"]
     assert charts.topk_table([]).empty
     clips = pd.DataFrame({"verb": ["open"], "noun": ["fridge"], "split": ["val"]}, index=["c1"])
-    assert charts.clip_labels(clips) == {"c1": "c1 · open fridge (val)"}
+    assert charts.clip_labels(clips, ["verb", "noun"]) == {"c1": "c1 · open fridge (val)"}
+    assert charts.clip_labels(clips, ["noun"]) == {"c1": "c1 · fridge (val)"}
     summary = pd.DataFrame([
         {"method": "exact", "error": 0.0, "error_std": 0.0, "spearman": 1.0, "top1": 1.0, "top3": 1.0,
          "efficiency_gap": 0.0, "seconds": 0.01, "head_evaluations": 255},

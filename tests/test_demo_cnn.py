@@ -94,7 +94,7 @@ def test_training_needs_demo_labels(tiny: GulpClipDataset, tmp_path: Path) -> No
     class NoLabels:
         name = "x"
         meta = tiny.meta.drop(columns=["frame_states"])
-        noun_names = tiny.noun_names
+        tasks = tiny.tasks
 
         def split_ids(self, split: str) -> list[str]:
             return tiny.split_ids(split)

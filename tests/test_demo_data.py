@@ -144,7 +144,7 @@ def test_tiny_dataset_round_trip(tmp_path: Path) -> None:
     assert len(ds) == 24
     # the app's progress bar moves clip by clip
     assert len(reported) == 24 and reported == sorted(reported) and reported[0] == 0.0 and reported[-1] < 1.0
-    assert ds.verb_names == VERBS and ds.noun_names == NOUNS
+    assert ds.tasks == {"verb": VERBS, "noun": NOUNS} and list(ds.tasks) == ["verb", "noun"]
     info = json.loads((root / "dataset.json").read_text())
     assert info["kind"] == "demo" and info["seed"] == 3 and info["n_clips"] == 24 and info["size"] == 64
     assert "generator_version" in info

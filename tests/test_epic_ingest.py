@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +90,9 @@ def test_ingest_roundtrip(epic_tree: dict[str, Path], ann_key: str) -> None:
     # Two videos: the last one (P01_02) is held out for validation.
     assert report.val_videos == ["P01_02"]
     assert ds.split_ids("val") == ["P01_02_0", "P01_02_1", "P01_02_2"]
-    assert ds.verb_names == ["take", "put", "verb_2", "open"]
-    assert ds.noun_names[3] == "door" and ds.noun_names[5] == "cup" and ds.noun_names[0] == "noun_0"
+    assert list(ds.tasks) == ["verb", "noun"] and ds.tasks["verb"] == ["take", "put", "verb_2", "open"]
+    nouns = ds.tasks["noun"]
+    assert nouns[3] == "door" and nouns[5] == "cup" and nouns[0] == "noun_0"
     for nid, video, start, stop, *_ in ROWS:
         row = ds.meta.loc[nid]
         for col in REQUIRED_COLUMNS[1:]:
@@ -260,3 +262,26 @@ def test_real_epic_annotations() -> None:
         epic.select_participants(everyone, parse_participants("P01,P99"), Path("x"))
     present = sorted(ann["video_id"].unique())[:7]
     assert epic._val_split(ann, present) == default_val_videos(present) and len(default_val_videos(present)) == 1
+
+
+def test_epic_dataset_ingested_before_tasks_were_declared(epic_tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An EPIC dataset whose dataset.json has no tasks (older ingests) reads verb and noun from
+    the class CSVs beside it; without them the source names the forced ingest instead of guessing."""
+    from core.data.sources import get_source
+
+    tmp = epic_tree["tmp"]
+    monkeypatch.setenv("PLAYFAIR_DATASETS", str(tmp / "datasets"))
+    source = get_source("epic", {"epic": {"frames_dir": str(epic_tree["frames"]), "annotations": str(epic_tree["pkl"])}}, tmp / "c.toml")
+    source.build_dataset(lambda f, m: None)
+    declared = source.tasks
+    assert list(declared) == ["verb", "noun"] and declared == GulpClipDataset(source.root).tasks
+    info = json.loads((source.root / "dataset.json").read_text())
+    del info["tasks"]
+    (source.root / "dataset.json").write_text(json.dumps(info))
+    for task, names in declared.items():
+        (source.root / f"{task}_classes.csv").write_text("id,key\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names)))
+    assert source.tasks == declared and list(source.tasks) == ["verb", "noun"]
+    (source.root / "verb_classes.csv").unlink()
+    with pytest.raises(UserError, match="verb_classes.csv is missing") as exc:
+        source.tasks
+    assert "ingest" in exc.value.fix and "--force" in exc.value.fix

@@ -68,6 +68,7 @@ class FakeWorkspace:
 
     name = "fake"
     feature_stride = 1
+    task_names = ("verb",)  # the tasks it declares
 
     def __init__(self) -> None:
         torch.manual_seed(0)

@@ -13,7 +13,6 @@ from core.data.gulp import (
     GulpClipDataset,
     SegmentToWrite,
     read_class_names_csv,
-    write_class_csvs,
     write_dataset_info,
     check_gulp,
     write_gulp,
@@ -41,10 +40,12 @@ def _segments(n: int, calls: list[str] | None = None, fail: dict[int, BaseExcept
     return out
 
 
+TASKS = {"verb": ["take", "put, down"], "noun": ["cup"]}
+
+
 def _make_dataset(root: Path, n: int = 6, per_chunk: int = 2) -> Path:
     write_gulp(root / "gulp", _segments(n), segments_per_chunk=per_chunk)
-    write_class_csvs(root, ["take", "put, down"], ["cup"])
-    write_dataset_info(root, {"kind": "demo"})
+    write_dataset_info(root, {"kind": "demo"}, tasks=TASKS)
     return root
 
 
@@ -59,7 +60,7 @@ def test_roundtrip_and_gulpio2_compat(tmp_path: Path) -> None:
     assert list(ds.meta.index) == [f"s{i}" for i in range(6)]
     assert ds.meta.loc["s4", "n_frames"] == 3 and ds.n_frames("s4") == 3
     assert ds.meta.loc["s1", "verb_class"] == 1  # numpy int64 was stored as a JSON number
-    assert ds.verb_names == ["take", "put, down"] and ds.noun_names == ["cup"]
+    assert ds.tasks == TASKS and list(ds.tasks) == ["verb", "noun"] and ds.info["tasks"] == TASKS
     assert ds.split_ids("val") == ["s3"] and len(ds.split_ids("train")) == 5
     for i in range(6):
         got = ds.frames(f"s{i}")
@@ -121,8 +122,7 @@ def test_interrupted_write_resumes_without_duplicates(tmp_path: Path) -> None:
 def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     gulp_dir = tmp_path / "gulp"
     write_gulp(gulp_dir, _segments(2), segments_per_chunk=2)
-    write_class_csvs(tmp_path, ["a"], ["b"])
-    write_dataset_info(tmp_path, {"kind": "demo"})
+    write_dataset_info(tmp_path, {"kind": "demo"}, tasks={"verb": ["a"], "noun": ["b"]})
     # A run killed mid-commit: a data chunk without meta and temp files.
     (gulp_dir / "data_1.gulp").write_bytes(b"\xff\xd8 half a jpeg")
     (gulp_dir / ".partial_data_2.gulp.tmp").write_bytes(b"junk")
@@ -237,6 +237,28 @@ def test_format_version_mismatch(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="format_version") as exc:
         GulpClipDataset(root)
     assert "Rebuild" in str(exc.value)
+
+
+def test_tasks_are_declared_in_dataset_json_and_checked(tmp_path: Path) -> None:
+    root = _make_dataset(tmp_path / "ds")
+    # Any vocabulary, in its own order: one task, or several of any names.
+    write_dataset_info(root, {"kind": "test"}, tasks={"shape": ["ball", "cube"], "colour": ["red"], "place_2": ["table"]})
+    assert list(GulpClipDataset(root).tasks.items()) == [("shape", ["ball", "cube"]), ("colour", ["red"]), ("place_2", ["table"])]
+    for bad, match in [({}, "declares no tasks"), ({"Verb": ["a"]}, "lowercase"), ({"verb_class": ["a"]}, "_class"),
+                       ({"split": ["a"]}, "split"), ({"clip": ["a"]}, "clip"), ({"verb": []}, "without a list"),
+                       ({"verb": "take"}, "without a list")]:
+        with pytest.raises(UserError, match=match):
+            write_dataset_info(root, {"kind": "test"}, tasks=bad)
+    # A dataset.json without tasks (an older build) opens, but its tasks come from its source.
+    info = json.loads((root / "dataset.json").read_text())
+    del info["tasks"]
+    (root / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match="declares no tasks") as exc:
+        GulpClipDataset(root).tasks
+    assert "Workspace" in str(exc.value.fix)
+    assert GulpClipDataset(root, tasks=TASKS).tasks == TASKS
+    # The content fingerprint keys each class list as "<task>s" (as before tasks were declared).
+    assert GulpClipDataset(root, tasks={"verb": ["x", "y"], "noun": ["cup"]}).content_fingerprint() != GulpClipDataset(root, tasks=TASKS).content_fingerprint()
 
 
 def test_class_csv_placeholders(tmp_path: Path) -> None:

@@ -171,9 +171,7 @@ def gulp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i, n in enumerate([5, 9, 2])
     ]
     write_gulp(root / "gulp", segments, segments_per_chunk=2)
-    write_dataset_info(root, {"name": "gulped"})
-    (root / "verb_classes.csv").write_text("id,key\n0,take\n")
-    (root / "noun_classes.csv").write_text("id,key\n0,cup\n")
+    write_dataset_info(root, {"name": "gulped"}, tasks={"verb": ["take"], "noun": ["cup"]})
     return root
 
 

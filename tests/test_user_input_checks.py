@@ -400,6 +400,14 @@ def test_esvs_refuses_a_limit_below_one(tmp_path, capsys, limit) -> None:
     assert _commands(err)[-1] == cli_command(*_esvs(tmp_path))
 
 
+@pytest.mark.parametrize("command", ["esvs", "faithfulness"])
+def test_tasks_are_checked_against_the_datasets_tasks(demo_small, tmp_path, capsys, command) -> None:
+    out = tmp_path / "out.parquet"
+    assert main([command, "--dataset", "demo-small", "--tasks", "noun", "action", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown task 'action'. Fix: Use one of verb, noun." in err and not out.exists()
+
+
 IGNORED_FLAGS = [
     (("--method", "exact", "--budget", "100"), "--budget has no effect with --method exact"),
     (("--iterations", "3"), "--iterations has no effect with the default method (exact)"),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+import core.data.sources as sources
 from core.analysis.batch import COLUMNS, SCHEMA, compute_batch_esvs, read_results, results_settings
+from core.data.sources import DemoSource, dataset_names, get_source, register_source
 from core.errors import UserError
 from core.explain import explanation_service
 from core.pipeline.config import dumps_toml
@@ -106,9 +111,71 @@ def test_explain_cache_on_disk_and_approximate(ws):
     torch.testing.assert_close(a.esv_result.esvs, b.esv_result.esvs)
 
 
+def test_tasks_are_the_datasets(ws):
+    assert ws.task_names == ("verb", "noun") and list(ws.tasks) == ["verb", "noun"]
+    assert ws.tasks["noun"] == ws.class_names("noun") and ws.check_task("noun") == "noun"
+    columns = list(ws.clips().columns)
+    assert columns[columns.index("video_id") + 1:][:4] == ["verb_class", "noun_class", "verb", "noun"]
+    assert set(ws.accuracy()["task"]) == {"verb", "noun"}
+    first = ws.explain(ws.clips("val").index[0], n_frames=2)  # no task: the dataset's first
+    assert first.task == "verb"
+    with pytest.raises(UserError, match="Unknown task 'action'") as exc:
+        ws.check_task("action")
+    assert exc.value.fix == "Use one of verb, noun."
+
+
+def test_a_dataset_built_before_tasks_were_declared_opens_with_its_tasks_and_keys(ws, tmp_path, monkeypatch):
+    """dataset.json without "tasks", the class CSVs beside it (how the demo and EPIC were stored):
+    the same tasks, columns and cache keys as the dataset that declares them."""
+    legacy = tmp_path / "datasets" / "demo-small"
+    shutil.copytree(ws.source.root, legacy)
+    info = json.loads((legacy / "dataset.json").read_text())
+    for task, names in info.pop("tasks").items():
+        (legacy / f"{task}_classes.csv").write_text("id,key\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names)))
+    (legacy / "dataset.json").write_text(json.dumps(info))
+    monkeypatch.setenv("PLAYFAIR_DATASETS", str(tmp_path / "datasets"))
+    old = Workspace("demo-small", encoder=FakeEncoder())
+    assert old.source.root == legacy and old.tasks == ws.tasks and list(old.tasks) == list(ws.tasks)
+    assert list(old.clips().columns) == list(ws.clips().columns)
+    assert old.source.dataset_key() == ws.source.dataset_key() and old.heads_key() == ws.heads_key()
+    assert all(s.done for s in old.status())  # priors and heads found under the same keys
+    (legacy / "noun_classes.csv").unlink()  # the classes are unknown: never guessed
+    with pytest.raises(UserError, match="noun_classes.csv is missing") as exc:
+        Workspace("demo-small", encoder=FakeEncoder()).tasks
+    assert f"rm -rf {legacy}" in exc.value.fix
+
+
+def test_a_source_is_registered_in_one_line(monkeypatch):
+    monkeypatch.setattr(sources, "SOURCE_CLASSES", list(sources.SOURCE_CLASSES))  # the registry as it was, after the test
+    monkeypatch.setattr(sources, "SOURCES", dict(sources.SOURCES))
+
+    class Twin(DemoSource):
+        names = ("demo-twin",)
+
+    class Clash(DemoSource):
+        names = ("demo-clash", "demo")
+
+    assert register_source(Twin) is Twin and register_source(Twin) is Twin  # again: nothing changes
+    assert sources.SOURCE_CLASSES.count(Twin) == 1 and type(get_source("demo-twin")) is Twin and "demo-twin" in dataset_names()
+    with pytest.raises(UserError, match="'demo' by DemoSource"):
+        register_source(Clash)
+    assert sources.SOURCES["demo"] is DemoSource and "demo-clash" not in sources.SOURCES
+
+
+def test_clips_without_a_declared_tasks_labels_are_refused(ws, tmp_path, monkeypatch):
+    copy = tmp_path / "datasets" / "demo-small"
+    shutil.copytree(ws.source.root, copy)
+    info = json.loads((copy / "dataset.json").read_text())
+    info["tasks"]["hand"] = ["left", "right"]
+    (copy / "dataset.json").write_text(json.dumps(info))
+    monkeypatch.setenv("PLAYFAIR_DATASETS", str(tmp_path / "datasets"))
+    with pytest.raises(UserError, match="declares the tasks verb, noun, hand but its clips have no hand_class labels"):
+        Workspace("demo-small", encoder=FakeEncoder()).clips()
+
+
 def test_explain_user_errors(ws):
     cid = ws.clips().index[0]
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="Unknown task 'action'"):
         ws.explain(cid, task="action")
     with pytest.raises(UserError):
         ws.explain(cid, model="lstm")

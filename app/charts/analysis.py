@@ -3,12 +3,17 @@ method scores and attribution curves. No Streamlit here."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import altair as alt
 import numpy as np
 import pandas as pd
 
 from app.charts.esv import sign_color
 from app.charts.tables import NEGATIVE, POSITIVE
+
+# Series colours of the tasks (Vega's tableau10 scheme, in order), cycled beyond ten tasks.
+TASK_PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac")
 
 
 def comparison_chart(table: pd.DataFrame, *, height: int = 300) -> alt.Chart:
@@ -92,16 +97,23 @@ def accuracy_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
     )
 
 
-def position_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
+def task_colors(tasks: Sequence[str]) -> alt.Scale:
+    """One colour per task, in the dataset's task order (the first task blue, the second orange, ...)."""
+    return alt.Scale(domain=list(tasks), range=[TASK_PALETTE[i % len(TASK_PALETTE)] for i in range(len(tasks))])
+
+
+def position_chart(table: pd.DataFrame, *, tasks: Sequence[str] | None = None, height: int = 260) -> alt.Chart:
     """Mean ESV (with a 95% CI of the mean) against frame position.
 
     ``table`` long format with columns ``position`` and ``esv`` (one row per clip and
-    position); optional ``task`` splits the series.
+    position); optional ``task`` splits the series, coloured in ``tasks`` order (default:
+    the order the tasks first appear in ``table``).
     """
     color = (
-        alt.Color("task:N", scale=alt.Scale(domain=["verb", "noun"], range=["#4c78a8", "#f58518"]), legend=alt.Legend(title=None, orient="bottom"))
+        alt.Color("task:N", scale=task_colors(tasks if tasks is not None else list(dict.fromkeys(table["task"]))),
+                  legend=alt.Legend(title=None, orient="bottom"))
         if "task" in table.columns
-        else alt.value("#4c78a8")
+        else alt.value(TASK_PALETTE[0])
     )
     base = alt.Chart(table).encode(x=alt.X("position:O", title="frame position"), color=color)
     mean = base.mark_line(point=True).encode(y=alt.Y("mean(esv):Q", title="mean ESV"))

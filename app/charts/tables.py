@@ -40,11 +40,15 @@ def topk_table(top5: Iterable[tuple[int, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["class", "id", "probability"])
 
 
-def clip_labels(clips: pd.DataFrame) -> dict[str, str]:
-    """``{clip id: "id · verb noun (split)"}`` for the clip selectbox (vectorised: EPIC
-    has thousands of clips and the labels are rebuilt on every rerun)."""
+def clip_labels(clips: pd.DataFrame, tasks: Sequence[str]) -> dict[str, str]:
+    """``{clip id: "id · <label of each task> (split)"}`` for the clip selectbox, the labels
+    in ``tasks`` order (EPIC: "P01_1 · open fridge (val)"). Vectorised: EPIC has thousands of
+    clips and the labels are rebuilt on every rerun."""
     ids = clips.index.astype(str)
-    labels = ids + " · " + clips["verb"].astype(str) + " " + clips["noun"].astype(str) + " (" + clips["split"].astype(str) + ")"
+    words = clips[tasks[0]].astype(str)
+    for task in tasks[1:]:
+        words = words + " " + clips[task].astype(str)
+    labels = ids + " · " + words + " (" + clips["split"].astype(str) + ")"
     return dict(zip(ids, labels))
 
 

@@ -8,7 +8,9 @@ drawing helpers in :mod:`app.charts`.
 
 from __future__ import annotations
 
-from app.state.session import SHARED_KEYS, get_workspace, keep_shared_state, show_error  # noqa: F401
+from app.state.session import (  # noqa: F401
+    FILTER_PREFIX, OVERLAY_PREFIX, SHARED_KEYS, filter_key, get_workspace, keep_shared_state, overlay_key, show_error,
+)
 from app.state.media import clip_frames, clip_mp4, clip_video, compute_missing_features, video_fps  # noqa: F401
 from app.state.datasets import (  # noqa: F401
     FALLBACK, dataset_label, dataset_options, dataset_problem, default_choice, default_dataset, fallback_banner,
@@ -19,5 +21,5 @@ from app.state.builds import (  # noqa: F401
 )
 from app.state.controls import (  # noqa: F401
     ALL, MAX_FRAMES, TARGETS, budget_controls, canonical_choice, default_clip, default_frames, explain_controls,
-    explorer_methods, method_label, missing_clip_message, pick_clip, pick_dataset, show_table, whole_number,
+    explorer_methods, method_label, missing_clip_message, pick_clip, pick_dataset, pick_task, show_table, whole_number,
 )

@@ -14,11 +14,10 @@ from app.charts import ColumnFormats, clip_labels
 from app.state import session
 from app.state.builds import ensure_ready
 from app.state.datasets import dataset_label, dataset_options, default_dataset, fallback_banner
-from app.state.session import show_error
+from app.state.session import filter_key, show_error
 from core.data.sources import dataset_names, get_source
 from core.errors import UserError
 from core.models.families import DEFAULT_FAMILY, get_family, registered_families
-from core.runtime import TASKS
 from core.shapley import ConstructiveSampler, canonical_name, get_method, method_names
 from core.workspace import Workspace
 
@@ -65,17 +64,16 @@ def _filter_select(label: str, key: str, values: Iterable[str]) -> str:
 
 
 def pick_clip(ws: Workspace, default: Callable[[], str] | None = None) -> str:
-    """Sidebar filters (video, verb, noun) then a clip; returns its narration_id.
+    """Sidebar filters (video, then each task's label) then a clip; returns its narration_id.
 
     A session without a chosen clip starts on ``default()`` when given, else on the
     first validation clip (a held-out clip: its prediction is not memorised)."""
     clips = ws.clips()
     video = _filter_select("Video", "pf_video", clips["video_id"])
     view = clips if video == ALL else clips[clips["video_id"] == video]
-    verb = _filter_select("Verb", "pf_verb", view["verb"])
-    view = view if verb == ALL else view[view["verb"] == verb]
-    noun = _filter_select("Noun", "pf_noun", view["noun"])
-    view = view if noun == ALL else view[view["noun"] == noun]
+    for task in ws.task_names:
+        label = _filter_select(task.capitalize(), filter_key(task), view[task])
+        view = view if label == ALL else view[view[task] == label]
     options = list(view.index)
     if not options:
         st.sidebar.warning("No clip matches these filters.")
@@ -87,7 +85,7 @@ def pick_clip(ws: Workspace, default: Callable[[], str] | None = None) -> str:
         if asked and str(asked) not in clips.index:  # a deep link to a clip the dataset does not serve: say so
             st.warning(missing_clip_message(ws, str(asked), st.session_state["pf_clip"]))
     st.sidebar.caption(f"{len(options)} of {len(clips)} clips")
-    labels = clip_labels(view)
+    labels = clip_labels(view, ws.task_names)
     return st.sidebar.selectbox("Clip", options, key="pf_clip", format_func=lambda i: labels.get(i, i))
 
 
@@ -117,6 +115,14 @@ def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> N
         st.session_state[key] = value
 
 
+def pick_task(ws: Workspace, key: str, where: Any = None, *, horizontal: bool = True) -> str:
+    """A radio over the dataset's tasks (``ws.task_names``, in its order) kept in session state
+    under ``key``; a value of another dataset (or a link's unknown task) falls back to the first."""
+    tasks = list(ws.task_names)
+    _init(key, tasks[0], lambda v: v in tasks)
+    return (where or st).radio("Task", tasks, key=key, horizontal=horizontal)
+
+
 def explorer_methods(game: str = "multiscale") -> list[str]:
     """ESV methods the explorer offers (canonical names): every registered method that
     values games of kind ``game`` (the model family's; the multiscale TRN's by default)."""
@@ -125,7 +131,7 @@ def explorer_methods(game: str = "multiscale") -> list[str]:
 
 def workspace_models(ws: Workspace) -> list[str]:
     """The registered model families the workspace has a model of for every task, in registration order."""
-    heads = [ws.heads(t) for t in TASKS]
+    heads = [ws.heads(t) for t in ws.task_names]
     return [f.name for f in registered_families() if all(f.name in h.models for h in heads)]
 
 
@@ -205,7 +211,6 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
     family = pick_model(ws) if model else DEFAULT_FAMILY
     methods = explorer_methods(get_family(family).game_kind)
     canonical_choice("pf_method")
-    _init("pf_task", "verb", lambda v: v in TASKS)
     _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
     _init("pf_method", "exact", lambda v: v in methods)
     _init("pf_target", "ground_truth", lambda v: v in TARGETS)
@@ -217,8 +222,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
         else:
             n = 1
             st.caption("This clip has a single frame.")
-    with c2:
-        task = st.radio("Task", list(TASKS), key="pf_task", horizontal=True)
+    task = pick_task(ws, "pf_task", c2)
     name = "exact"
     if method:
         name = c3.selectbox("ESV method", methods, key="pf_method", format_func=method_label,

@@ -10,10 +10,23 @@ from core.workspace import Workspace
 
 # Session-state keys shared by several pages (kept when a page without them runs).
 SHARED_KEYS = (
-    "pf_dataset", "pf_video", "pf_verb", "pf_noun", "pf_clip",
+    "pf_dataset", "pf_video", "pf_clip",
     "pf_task", "pf_model", "pf_n", "pf_method", "pf_sps", "pf_iter", "pf_seed", "pf_budget", "pf_target", "pf_class",
-    "pf_ov_verb", "pf_ov_noun", "pf_both",
+    "pf_both",
 )
+# Per-task keys (one per task of the dataset shown): the sidebar's label filters and the overlaid classes.
+FILTER_PREFIX = "pf_filter_"
+OVERLAY_PREFIX = "pf_ov_"
+
+
+def filter_key(task: str) -> str:
+    """Session-state key of the sidebar filter on ``task``'s label."""
+    return FILTER_PREFIX + task
+
+
+def overlay_key(task: str) -> str:
+    """Session-state key of ``task``'s overlaid class ids (``list[int]``)."""
+    return OVERLAY_PREFIX + task
 
 
 @st.cache_resource(show_spinner=False)
@@ -31,7 +44,8 @@ def get_workspace(name: str) -> Workspace:
 def keep_shared_state() -> None:
     """Re-assign shared widget values so that Streamlit keeps them while a page that
     does not draw those widgets runs (it drops unrendered widgets' state otherwise)."""
-    for key in SHARED_KEYS:
+    per_task = [k for k in st.session_state if str(k).startswith((FILTER_PREFIX, OVERLAY_PREFIX))]
+    for key in [*SHARED_KEYS, *per_task]:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 

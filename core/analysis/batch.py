@@ -1,4 +1,4 @@
-"""Batch ESVs: every clip of a split, n = 1..8 frames, verb and noun -> one Parquet file.
+"""Batch ESVs: every clip of a split, n = 1..8 frames, every task of the dataset -> one Parquet file.
 
 Results file (Parquet, long format: ONE ROW PER SAMPLED FRAME of each
 (clip, task, model, n_frames) explanation). Frames are sampled at the segment
@@ -11,7 +11,7 @@ column             type      meaning
 narration_id       string    clip id
 video_id           string    video of the clip
 split              string    ``train`` / ``val``
-task               string    ``verb`` / ``noun``
+task               string    the task's name (the dataset's; demo and EPIC: verb, noun)
 model              string    a model family's name (``mtrn``, ``tsn``, ...)
 n_frames           int16     n, frames sampled for this explanation
 frame_position     int16     0..n-1, position of the frame among the n (-1: skipped row)
@@ -67,7 +67,7 @@ from core.errors import UserError
 from core.explain import ClipExplanation, ExplanationProvider, ExplanationService, check_settings, explanation_service
 from core.io_utils import atomic_path, stable_hash
 from core.models.families import DEFAULT_FAMILY, family_names
-from core.runtime import TASKS, Progress, or_silent
+from core.runtime import Progress, check_task, or_silent
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -249,7 +249,7 @@ def compute_batch_esvs(
     *,
     split: str = "val",
     n_frames: Sequence[int] = tuple(range(1, 9)),
-    tasks: Sequence[str] = ("verb", "noun"),
+    tasks: Sequence[str] | None = None,
     models: Sequence[str] = (DEFAULT_FAMILY,),
     samples_per_scale: int | None = None,
     iterations: int = 1,
@@ -269,8 +269,8 @@ def compute_batch_esvs(
             :func:`core.explain.explanation_service` (disk cache skipped, memory LRU read).
         split: ``"train"``/``"val"``.
         n_frames: frame counts n to explain.
-        tasks, models: subsets of ``("verb", "noun")`` / the registered model families
-            (:func:`core.models.families.family_names`).
+        tasks, models: some of ``ws.task_names`` (None: every task, in the dataset's order) / of the
+            registered model families (:func:`core.models.families.family_names`).
         samples_per_scale: None = exact ESVs; else approximate (``iterations``, ``seed``).
         out_path: default :meth:`Workspace.default_results_path`.
         chunk_size: clips per resumable part file.
@@ -289,9 +289,10 @@ def compute_batch_esvs(
     n_frames = sorted({int(n) for n in n_frames})
     if not n_frames or n_frames[0] < 1:
         raise UserError(f"Frame counts must be >= 1, got {n_frames}.", "Use e.g. --frames 1-8.")
-    bad = [t for t in tasks if t not in TASKS] + [m for m in models if m not in family_names()]
+    tasks = list(ws.task_names) if tasks is None else [check_task(t, ws.task_names) for t in tasks]
+    bad = [m for m in models if m not in family_names()]
     if bad:
-        raise UserError(f"Unknown task/model {bad}.", f"Tasks: {', '.join(TASKS)}. Models: {', '.join(family_names())}.")
+        raise UserError(f"Unknown model(s) {bad}.", f"Models: {', '.join(family_names())}.")
     check_settings(method, n_frames=n_frames[-1], samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
     clips = ws.clips(split)
     if limit is not None:

@@ -38,7 +38,7 @@ from core.errors import UserError
 from core.explain import Target, explanation_service, resolve_class
 from core.io_utils import atomic_write_text
 from core.models.families import DEFAULT_FAMILY, get_family
-from core.runtime import TASKS, Progress, or_silent, scaled
+from core.runtime import Progress, check_task, or_silent, scaled
 from core.shapley import get_method
 
 __all__ = [
@@ -199,7 +199,7 @@ PREFETCH_CLIPS = 64
 def faithfulness_table(
     workspace: Any,
     *,
-    task: str = "verb",
+    task: str | None = None,
     n_frames: int = 8,
     methods: Sequence[str] = DEFAULT_METHODS,
     split: str = "val",
@@ -212,8 +212,9 @@ def faithfulness_table(
     Columns: ``clip_id, task, n_frames, method, label, target, prob, prior, deletion_auc,
     insertion_auc, top_in_key, chance_in_key, seconds``. Clips shorter than ``n_frames``
     are skipped. ``target``: ``"predicted"`` (the model's top class on the n frames) or
-    ``"ground_truth"``.
+    ``"ground_truth"``. ``task``: one of the workspace's ``task_names`` (None: the first).
     """
+    task = check_task(task, workspace.task_names)
     if target not in ("predicted", "ground_truth"):
         raise UserError(f"Unknown target {target!r}.", "Use 'predicted' or 'ground_truth'.")
     attributions = [make_attribution(m) for m in methods]
@@ -350,7 +351,7 @@ def compare_clip_methods(
     workspace: Any,
     clip_id: str,
     *,
-    task: str = "verb",
+    task: str | None = None,
     n_frames: int = 8,
     target: Target = "predicted",
     methods: Sequence[str] = DEFAULT_METHODS,
@@ -359,7 +360,9 @@ def compare_clip_methods(
     """Run ``methods`` on one clip of a :class:`core.workspace.Workspace`: scores, deletion and
     insertion curves, AUCs and the key-frame hit. ``target``: ``"predicted"``,
     ``"ground_truth"`` or a class id. ``progress`` is told each method (phase) as it starts;
-    raising :class:`core.runtime.Cancelled` from it stops between methods."""
+    raising :class:`core.runtime.Cancelled` from it stops between methods. ``task``: one of
+    the workspace's ``task_names`` (None: the first)."""
+    task = check_task(task, workspace.task_names)
     if not methods:
         raise UserError("No attribution method selected.", "Pick at least one method.")
     clip = workspace.clips().loc[str(clip_id)] if str(clip_id) in workspace.clips().index else None
@@ -412,13 +415,15 @@ class FaithfulnessRun:
 
 
 def run_faithfulness(
-    workspace: Any, *, tasks: Sequence[str] = TASKS, n_frames: int = 8, methods: Sequence[str] = DEFAULT_METHODS,
+    workspace: Any, *, tasks: Sequence[str] | None = None, n_frames: int = 8, methods: Sequence[str] = DEFAULT_METHODS,
     split: str = "val", target: str = "predicted", limit: int | None = None, out: Path | None = None,
     write_per_clip: bool = True, note: str = "", progress: Progress | None = None,
 ) -> FaithfulnessRun:
     """The faithfulness table of every method over a split, for each task, written to
     ``out`` (default :func:`default_table_path`) as CSV + Markdown (+ ``-per-clip.csv``
-    when ``write_per_clip``). ``progress`` covers all tasks."""
+    when ``write_per_clip``). ``tasks``: some of the workspace's (None: every one, in its
+    order). ``progress`` covers all tasks."""
+    tasks = list(workspace.task_names) if tasks is None else [check_task(t, workspace.task_names) for t in tasks]
     tables = [
         faithfulness_table(workspace, task=task, n_frames=n_frames, methods=methods, split=split, target=target, limit=limit,
                            progress=scaled(progress, i / len(tasks), (i + 1) / len(tasks), f"{task}: "))

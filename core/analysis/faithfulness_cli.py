@@ -46,7 +46,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="demo", help="demo / demo-small / epic (default demo)")
     p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
     p.add_argument("--split", default="val")
-    p.add_argument("--tasks", nargs="+", choices=["verb", "noun"], default=["verb", "noun"])
+    p.add_argument("--tasks", nargs="+", metavar="TASK", default=None, help="tasks to explain (default: every task the dataset declares)")
     p.add_argument("--frames", type=int, default=8, help="sampled frames per clip (default 8)")
     p.add_argument("--methods", nargs="+", type=registered_method, default=list(DEFAULT_METHODS),
                    help=f"registered methods by name (default: {' '.join(DEFAULT_METHODS)}; any of {', '.join(attribution_methods())})")
@@ -63,11 +63,12 @@ def _run(args: argparse.Namespace) -> int:
     if missing:
         s = missing[0]
         raise UserError(f"The {s.name} step of dataset {ws.name} is not built ({s.detail}).", f"Run `{s.how}` first.")
+    tasks = None if args.tasks is None else [ws.check_task(t) for t in args.tasks]  # the dataset's tasks are the choices
     start = time.perf_counter()
     note = (f"Faithfulness on dataset `{ws.name}`, split `{args.split}`, {args.frames} frames, target = {args.target} class; "
             f"multiscale TRN heads. Deletion/insertion AUC of the target's probability (mean ± s.e. over clips).")
     with TqdmProgress("faithfulness", enabled=not args.quiet) as bar:
-        run = run_faithfulness(ws, tasks=args.tasks, n_frames=args.frames, methods=args.methods, split=args.split,
+        run = run_faithfulness(ws, tasks=tasks, n_frames=args.frames, methods=args.methods, split=args.split,
                                target=args.target, limit=args.limit, out=args.out, write_per_clip=args.per_clip, note=note,
                                progress=bar)
     print(to_markdown(run.summary))

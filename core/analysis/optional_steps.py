@@ -28,8 +28,8 @@ __all__ = ["OPTIONAL_STEPS", "OptionalStep", "full_status", "build_optional", "b
 
 
 def batch_frames(ws: Any) -> list[int]:
-    """Frame counts of the default batch run: 1..min(8, the heads' largest scale)."""
-    return list(range(1, min(8, ws.heads("verb").max_frames) + 1))
+    """Frame counts of the default batch run: 1..min(8, the largest scale every task's heads have)."""
+    return list(range(1, min(8, *(ws.heads(t).max_frames for t in ws.task_names)) + 1))
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def _check_faithfulness(ws: Any) -> tuple[bool, str]:
 
 def _build_faithfulness(ws: Any, progress: Progress | None) -> Any:
     note = f"Faithfulness on dataset `{ws.name}`, split `val`, 8 frames, target = predicted class."
-    return run_faithfulness(ws, n_frames=min(8, ws.heads("verb").max_frames), note=note, progress=progress)
+    return run_faithfulness(ws, n_frames=batch_frames(ws)[-1], note=note, progress=progress)
 
 
 OPTIONAL_STEPS: dict[str, OptionalStep] = {

@@ -299,7 +299,7 @@ def _train(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    n_nouns = len(getattr(dataset, "noun_names", [])) or int(dataset.meta["noun_class"].max()) + 1
+    n_nouns = len(getattr(dataset, "tasks", {}).get("noun", [])) or int(dataset.meta["noun_class"].max()) + 1
     config = _default_config(n_nouns, N_STATE_BINS, len(ACTION_FAMILIES), small)
     size = int(config["input_size"])
 

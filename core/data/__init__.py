@@ -5,7 +5,6 @@ from core.data.gulp import (
     GulpClipDataset,
     GulpWriteReport,
     SegmentToWrite,
-    write_class_csvs,
     write_dataset_info,
     write_gulp,
 )
@@ -18,7 +17,6 @@ __all__ = [
     "SegmentToWrite",
     "random_ordered_indices",
     "segment_centre_indices",
-    "write_class_csvs",
     "write_dataset_info",
     "write_gulp",
 ]

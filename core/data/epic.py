@@ -4,7 +4,7 @@ Ingest reads the frames the EPIC download provides,
 ``<frames_root>/<participant>/<video_id>/frame_0000000001.jpg`` (1-based, 10 digits;
 the ``<participant>/rgb_frames/<video_id>/`` layout of the official download script is
 accepted too) for any set of participants (or all of them) and writes a dataset folder
-(``gulp/`` with its chunk manifest, class CSVs, ``dataset.json``) through
+(``gulp/`` with its chunk manifest, ``dataset.json`` declaring the verb and noun tasks) through
 :func:`core.data.gulp.write_gulp`, so an interrupted ingest resumes and a damaged chunk
 is rewritten by the next run. Annotation helpers live in :mod:`core.data.epic_annotations`,
 reading the frames in :mod:`core.data.epic_frames`.
@@ -52,12 +52,12 @@ from core.data.gulp import (
     SegmentToWrite,
     read_segment_metas,
     update_segment_meta,
-    write_class_csvs,
     write_dataset_info,
     write_gulp,
 )
 from core.commands import cli_command
 from core.data.epic_frames import JPEG_QUALITY, SHORT_SIDE, frame_loader, segment_frame_numbers, video_dir
+from core.data.epic_legacy import LEGACY_CLASS_FILES
 from core.data.epic_report import IngestIncomplete, IngestReport, failures_csv
 from core.data.gulp_manifest import file_record
 from core.errors import UserError
@@ -132,11 +132,11 @@ def inputs_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def discard_ingest(out_root: Path) -> None:
-    """Delete what an ingest wrote into ``out_root`` (gulp, class CSVs, settings, dataset.json first)."""
+    """Delete what an ingest wrote into ``out_root`` (dataset.json first, gulp, settings, the class CSVs of older ingests)."""
     out_root = Path(out_root)
     (out_root / DATASET_INFO_FILE).unlink(missing_ok=True)
     shutil.rmtree(out_root / GULP_SUBDIR, ignore_errors=True)
-    for name in (SETTINGS_FILE, FAILURES_FILE, "verb_classes.csv", "noun_classes.csv"):
+    for name in (SETTINGS_FILE, FAILURES_FILE, *LEGACY_CLASS_FILES.values()):
         (out_root / name).unlink(missing_ok=True)
 
 
@@ -365,9 +365,8 @@ def _report(plan: _IngestPlan, out_root: Path, gulp_report: GulpWriteReport, mis
 
 
 def _finish(plan: _IngestPlan, out_root: Path, report: IngestReport, allow_missing: bool) -> None:
-    """Class CSVs, then (unless segments were skipped or lost and that was not accepted)
-    ``dataset.json``, last: its presence means the folder is a usable dataset."""
-    write_class_csvs(out_root, plan.verb_names, plan.noun_names)
+    """``dataset.json`` with the tasks (verb, noun) and their class names, unless segments were
+    skipped or lost and that was not accepted: its presence means the folder is a usable dataset."""
     # A dataset already built with skipped segments accepted them: resuming or repairing it
     # with the same inputs (checked before writing) keeps accepting as many.
     accepted, accepted_lost = _accepted_skips(out_root)
@@ -391,6 +390,7 @@ def _finish(plan: _IngestPlan, out_root: Path, report: IngestReport, allow_missi
             # Segments the dataset had and lost (damaged, sources gone) that this ingest accepted.
             "accepted_lost": sorted(lost),
         },
+        tasks={"verb": plan.verb_names, "noun": plan.noun_names},
     )
 
 

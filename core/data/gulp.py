@@ -18,11 +18,10 @@ The reader (:class:`GulpClipDataset`) never serves frames of a damaged segment.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import re
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,9 +48,16 @@ from core.io_utils import atomic_write_text, stable_hash
 FORMAT_VERSION = 1
 
 DATASET_INFO_FILE = "dataset.json"
-VERB_CSV = "verb_classes.csv"
-NOUN_CSV = "noun_classes.csv"
 GULP_SUBDIR = "gulp"
+#: ``dataset.json``'s key for the dataset's tasks: ``{task name: [class names by id]}``, in order.
+TASKS_KEY = "tasks"
+
+# A task name becomes clip-table columns (``<task>``, ``<task>_class``), file names (``<task>.pt``)
+# and CLI choices: a lowercase identifier, not ending in ``_class`` and not a clip-table column.
+# "clip" is taken too: the content fingerprint stores each class list under "<task>s" beside "clips".
+TASK_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+RESERVED_TASK_NAMES = frozenset({"clip", "narration_id", "video_id", "split", "n_frames", "n_features", "key_start", "key_stop",
+                                 "start_frame", "stop_frame", "narration"})
 
 def check_gulp(gulp_dir: Path) -> ManifestCheck:
     """Compare the chunks of ``gulp_dir`` with its manifest (fast: hashes only files whose
@@ -101,38 +107,49 @@ def update_segment_meta(gulp_dir: Path, updates: dict[str, dict]) -> int:
 # ----------------------------------------------------------------------------- dataset files
 
 
-def write_dataset_info(root: Path, info: dict) -> dict:
+def check_tasks(tasks: Any, where: str) -> dict[str, list[str]]:
+    """A dataset's tasks as ``{task name: [class name by id]}`` in declared order, after checking
+    them (at least one task, names per :data:`TASK_NAME_RE`, at least one class each); UserError
+    naming ``where`` (the file or source that declared them) otherwise."""
+    fix = "Rebuild the dataset (its source declares the tasks)."
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise UserError(f"{where} declares no tasks (expected {{task name: [class names]}}).", fix)
+    out: dict[str, list[str]] = {}
+    for name, classes in tasks.items():
+        if not isinstance(name, str) or not TASK_NAME_RE.fullmatch(name) or name.endswith("_class") or name in RESERVED_TASK_NAMES:
+            raise UserError(f"{where} declares a task named {name!r}: task names are lowercase identifiers, not ending in "
+                            f"'_class' and none of {', '.join(sorted(RESERVED_TASK_NAMES))}.", fix)
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence) or not classes:
+            raise UserError(f"{where} declares task {name!r} without a list of class names.", fix)
+        out[name] = [str(c) for c in classes]
+    return out
+
+
+def declared_tasks(info: Mapping[str, Any], where: str) -> dict[str, list[str]] | None:
+    """The tasks a ``dataset.json`` record declares (checked), or None for a dataset built
+    before datasets declared them (its source knows how to read those)."""
+    return check_tasks(info[TASKS_KEY], where) if TASKS_KEY in info else None
+
+
+def write_dataset_info(root: Path, info: dict, tasks: Mapping[str, Sequence[str]]) -> dict:
     """Atomically write ``root/dataset.json``; returns the dict written.
 
-    Fills ``format_version`` (always the current :data:`FORMAT_VERSION`), ``name``
-    (default: the folder name) and ``n_clips`` (default: segments in ``root/gulp``).
+    ``tasks``: the dataset's tasks, ``{task name: [class name by id]}`` in order (stored under
+    :data:`TASKS_KEY`; every builder declares them). Fills ``format_version`` (always the
+    current :data:`FORMAT_VERSION`), ``name`` (default: the folder name) and ``n_clips``
+    (default: segments in ``root/gulp``).
     """
     root = Path(root)
     out = dict(info)
     out["format_version"] = FORMAT_VERSION
     out.setdefault("name", root.name)
+    out[TASKS_KEY] = check_tasks(tasks, f"The builder of {root}")
     if "n_clips" not in out:
         gulp_dir = root / GULP_SUBDIR
         data, meta = scan_chunks(gulp_dir)
         out["n_clips"] = sum(len(load_chunk_meta(meta[k])) for k in set(data) & set(meta))
     atomic_write_text(root / DATASET_INFO_FILE, json.dumps(out, indent=2, default=json_default) + "\n")
     return out
-
-
-def _class_csv_text(names: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "key"])
-    for i, name in enumerate(names):
-        writer.writerow([i, name])
-    return buf.getvalue()
-
-
-def write_class_csvs(root: Path, verb_names: Sequence[str], noun_names: Sequence[str]) -> None:
-    """Atomically write ``root/verb_classes.csv`` and ``root/noun_classes.csv`` (columns id,key)."""
-    root = Path(root)
-    atomic_write_text(root / VERB_CSV, _class_csv_text(list(verb_names)))
-    atomic_write_text(root / NOUN_CSV, _class_csv_text(list(noun_names)))
 
 
 def read_class_names_csv(path: Path, kind: str = "class") -> list[str]:
@@ -162,7 +179,8 @@ def read_class_names_csv(path: Path, kind: str = "class") -> list[str]:
     return names
 
 
-def _read_info(root: Path) -> dict:
+def read_dataset_info(root: Path) -> dict:
+    """``root/dataset.json`` as a dict; UserError when the dataset is not built, unreadable or of another format version."""
     path = root / DATASET_INFO_FILE
     if not root.is_dir() or not path.is_file():
         raise UserError(
@@ -188,7 +206,7 @@ def _read_info(root: Path) -> dict:
 
 
 class GulpClipDataset:
-    """Read side of ``datasets/<name>/`` (``gulp/``, class CSVs, ``dataset.json``).
+    """Read side of ``datasets/<name>/`` (``gulp/``, ``dataset.json`` with the tasks and their classes).
 
     ``meta``: DataFrame indexed by narration_id, one row per segment that can be served
     (the segment's meta dict plus ``n_frames``), in writing order. Frames come back as
@@ -199,11 +217,12 @@ class GulpClipDataset:
     """
 
     def __init__(self, root: Path, repair_command: str | None = None,
-                 rehash_commands: Callable[[], Sequence[str]] | None = None) -> None:
+                 rehash_commands: Callable[[], Sequence[str]] | None = None,
+                 tasks: Mapping[str, Sequence[str]] | None = None) -> None:
         from gulpio2.fileio import GulpChunk  # imported lazily: it pulls in `sh`
 
         self.root = Path(root)
-        self.info: dict = _read_info(self.root)
+        self.info: dict = read_dataset_info(self.root)
         self.name: str = str(self.info.get("name") or self.root.name)
         self.repair_command = repair_command
         self.rehash_commands = rehash_commands  # repair damage that kept a chunk's size and mtime (bit rot)
@@ -232,11 +251,21 @@ class GulpClipDataset:
             self._chunks[data[k]] = chunk
             chunk_metas.append((data[k], meta[k], chunk.meta_dict))
         self._index(chunk_metas)
-        self.verb_names: list[str] = read_class_names_csv(self.root / VERB_CSV, "verb")
-        self.noun_names: list[str] = read_class_names_csv(self.root / NOUN_CSV, "noun")
+        where = str(self.root / DATASET_INFO_FILE)
+        self._tasks = check_tasks(tasks, where) if tasks is not None else declared_tasks(self.info, where)
         self._fingerprints: dict[str, str] = {}
         self._content: str | None = None
         self._verified: set[str] = set()  # segments whose records were hashed against content_sha256
+
+    @property
+    def tasks(self) -> dict[str, list[str]]:
+        """``{task name: [class name by id]}`` in declared order: what ``dataset.json`` declares,
+        or what the opener passed (a dataset built before datasets declared their tasks is
+        opened through its source, :attr:`core.data.sources.DatasetSource.tasks`)."""
+        if self._tasks is None:
+            raise UserError(f"{self.root / DATASET_INFO_FILE} declares no tasks (the dataset was built by an older version).",
+                            "Open it through its workspace (`Workspace(name)`), whose source reads its class lists, or rebuild it.")
+        return self._tasks
 
     def _fix(self) -> str:
         return f"Repair it: `{self.repair_command}`." if self.repair_command else REBUILD_FIX
@@ -301,7 +330,8 @@ class GulpClipDataset:
         if self._content is None:
             rows = {i: {**{k: str(v) for k, v in row.items()}, "_content": self.fingerprint(i)}
                     for i, row in self.meta.to_dict("index").items()}
-            self._content = stable_hash({"clips": rows, "verbs": self.verb_names, "nouns": self.noun_names})
+            # Each class list under "<task>s": the demo's and EPIC's hash as before tasks were declared (same cache keys).
+            self._content = stable_hash({"clips": rows, **{f"{task}s": names for task, names in self.tasks.items()}})
         return self._content
 
     def __len__(self) -> int:

@@ -64,6 +64,7 @@ class _ShippedProvider:
         self.threads: int | None = 1
         self._heads_key = heads_key
         self._heads, self._priors, self._class_names = heads, priors, class_names
+        self.task_names: tuple[str, ...] = tuple(class_names)  # the tasks shipped: the job's
         self._clips = pd.DataFrame()
         self._features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 

@@ -1,7 +1,7 @@
 """The explanation service: which class is explained, by which engine, cached where.
 
     from core.explain import explanation_service
-    ex = explanation_service(ws).explain(clip_id, task="verb", n_frames=8, target="predicted")
+    ex = explanation_service(ws).explain(clip_id, n_frames=8, target="predicted")
 
 Layering: imports ``core.esv`` (the engine), ``core.runtime`` and the base modules; never
 the workspace (it reads one through :class:`ExplanationProvider`).

@@ -10,7 +10,7 @@ service reads (a Protocol, so ``core.explain`` never imports the workspace); and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Union
+from typing import Any, Literal, Protocol, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ class ExplanationProvider(Protocol):
     name: str
     feature_stride: int
     threads: int | None
+    task_names: Sequence[str]  # the dataset's tasks in declared order (the first is the default)
 
     def clips(self, split: str | None = None) -> pd.DataFrame: ...
 
@@ -72,7 +73,7 @@ class ClipExplanation:
 
     Attributes:
         clip_id: narration_id.
-        task: ``"verb"`` or ``"noun"``.
+        task: the task explained (one of the dataset's).
         model: the model family's name (``"mtrn"``, ``"tsn"``, ...: :mod:`core.models.families`).
         n_frames: n, number of sampled frames.
         frame_indices: (n,) int64 frame indices into the clip (segment-centre sampling).

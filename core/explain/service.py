@@ -7,7 +7,8 @@ method by name, and caches results in memory (bounded LRU) and on disk under
 ``cache/esv/<dataset>/<heads key>/`` keyed by everything that changes the answer.
 
     service = ExplanationService(ws)          # ws: any ExplanationProvider (a Workspace)
-    ex = service.explain("c0", task="verb", n_frames=8)                       # exact
+    ex = service.explain("c0", n_frames=8)                     # exact, the first task
+    ex = service.explain("c0", task=ws.task_names[1], n_frames=8)             # another task
     ex = service.explain("c0", n_frames=8, samples_per_scale=16, seed=0)      # constructive
     ex = service.explain("c0", n_frames=8, method="surrogate", seed=0)       # another method
     ex = service.explain("c0", n_frames=8, method="kernelshap", budget=500, seed=0)  # any approximator
@@ -147,7 +148,7 @@ class ExplanationService:
         self,
         clip_id: str,
         *,
-        task: str = "verb",
+        task: str | None = None,
         n_frames: int = 8,
         model: str = DEFAULT_FAMILY,
         target: Target = "ground_truth",
@@ -163,7 +164,7 @@ class ExplanationService:
 
         Args:
             clip_id: narration_id.
-            task: ``"verb"`` or ``"noun"``.
+            task: one of the provider's ``task_names``; None = its first.
             n_frames: n >= 1 frames sampled (at most the clip's feature rows).
             model: a registered model family's name (:func:`core.models.families.family_names`:
                 ``"mtrn"``, the multiscale TRN of the task's heads, ``"tsn"``, ...).
@@ -186,6 +187,7 @@ class ExplanationService:
         Returns:
             :class:`ClipExplanation` (``cached`` tells whether it came from a cache).
         """
+        task = self._task(task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         p = self.provider
         row = self._clip_row(clip_id)
@@ -233,12 +235,13 @@ class ExplanationService:
         return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
 
     def is_cached(
-        self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, budget: int | None = None,
     ) -> bool:
         """Whether :meth:`explain` with these settings would load its result from the memory
         or disk cache instead of computing it (then it costs nothing). False while some of
         the sampled frames have no features yet (nothing is computed to find out)."""
+        task = self._task(task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         return self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
@@ -253,7 +256,7 @@ class ExplanationService:
         return key is not None and self.cache.contains(key, self.cache_dir() if self.disk else None)
 
     def explain_many(
-        self, clip_ids: Sequence[str], *, task: str = "verb", n_frames: int = 8, model: str = DEFAULT_FAMILY,
+        self, clip_ids: Sequence[str], *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
         target: Target = "ground_truth", method: str | None = None, samples_per_scale: int | None = None,
         iterations: int = 1, seed: int | None = None, budget: int | None = None, cache: bool = True,
         progress: Progress | None = None,
@@ -266,6 +269,7 @@ class ExplanationService:
         rounding, and cached like it (``cache=False``: not stored, the memory LRU still read).
         Any other settings run :meth:`explain` clip by clip. ``progress`` counts clips.
         """
+        task = self._task(task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         ids = [str(c) for c in clip_ids]
         family = get_family(model)
@@ -308,11 +312,14 @@ class ExplanationService:
             for i, (row, frames, _) in enumerate(clips)
         ]
 
+    def _task(self, task: str | None) -> str:
+        """``task``, or the provider's first task when None; UserError naming its tasks for another name."""
+        return check_task(task, self.provider.task_names)
+
     @staticmethod
     def _check(task: str, model: str, method: str | None, n_frames: int, samples_per_scale: int | None, iterations: int,
                budget: int | None) -> str:
-        """The method asked for, after rejecting bad settings (UserError) before any work."""
-        check_task(task)
+        """The method asked for, after rejecting bad settings (UserError) before any work (``task`` is checked by :meth:`_task`)."""
         get_family(model)  # UserError naming the registered families
         return check_settings(method, n_frames=n_frames, samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
 
@@ -328,9 +335,10 @@ class ExplanationService:
                             f"Pick one of its {len(clips)} clips (e.g. {', '.join(clips.index[:3])}).")
         return clips.loc[str(clip_id)]
 
-    def predict(self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = DEFAULT_FAMILY) -> np.ndarray:
+    def predict(self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY) -> np.ndarray:
         """``(C,)`` float64: the full model's class probabilities on the clip's ``n_frames``
         sampled frames (one forward, no ESVs; memoised)."""
+        task = self._task(task)
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
         rows = np.asarray(self.provider.feature_rows(clip_id, n_frames))
@@ -365,13 +373,14 @@ class ExplanationService:
         return probs
 
     def estimate(
-        self, clip_id: str, *, task: str = "verb", n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None, seed: int | None = None,
     ) -> CostEstimate:
         """What :meth:`explain` with these settings will cost (:func:`core.explain.cost.estimate_cost`)
         for this clip's heads, with ``cached`` set when its result is already in a cache
         (:meth:`is_cached`: then nothing needs confirming). UserError for bad settings;
         nothing is computed."""
+        task = self._task(task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         family, trained = self._family_model(task, model)

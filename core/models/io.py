@@ -45,7 +45,7 @@ class HeadSet:
     """The classifiers of one task.
 
     Attributes:
-        task: the task's name.
+        task: the task's name (one the dataset declares).
         models: family name -> that family's model (``mtrn``: ``list[MTRNHead]`` with
             ``[k-1]`` seeing k frames; ``tsn``: one ``TSNHead``); fork heads have MTRN only.
         accuracy: validation accuracy table (see core.models.training), or None.

@@ -344,7 +344,7 @@ def train_heads(
             they share the run's seeded generators in that order).
 
     Returns:
-        :class:`TrainResult` with one :class:`HeadSet` per task in ``train_labels``.
+        :class:`TrainResult` with one :class:`HeadSet` per task in ``train_labels`` (every one).
     """
     cfg = config or TrainConfig()
     families = list(trained_families(cfg) if families is None else families)

@@ -6,8 +6,8 @@ Cache layout (all under ``cache_dir()``, every folder keyed by a hash of its inp
 
     backbones/<dataset>/<dataset key>/demo_cnn.pt   (demo sources)
     features/...                                    (core.features.FeatureStore)
-    priors/<dataset>/<dataset key>/{verb,noun}.csv
-    heads/<dataset>/<heads key>/{verb,noun}.pt, accuracy.{csv,json}, train_info.json
+    priors/<dataset>/<content key>/<task>.csv       (one per task the dataset declares)
+    heads/<dataset>/<heads key>/<task>.pt, accuracy.{csv,json}, train_info.json
 
 Thread-safe: one instance may serve several Streamlit sessions; lazy loads take a lock.
 """
@@ -37,7 +37,7 @@ from core.models.io import HeadSet, external_head_files, load_fork_heads, load_h
 from core.models.priors import load_priors
 from core.models.training import FeatureBank, TrainConfig, centre_rows, load_feature_bank, uniform_rows, validation_sample
 from core.paths import cache_dir
-from core.runtime import TASKS, Progress, check_task, torch_threads
+from core.runtime import Progress, check_task, torch_threads
 
 # Per-clip feature arrays kept in memory: bounds memory on big EPIC datasets.
 FEATURE_LRU = 4096
@@ -142,7 +142,7 @@ class Artifacts:
             if self._dataset is None:
                 self._dataset_token = self._disk_token()
                 self._dataset = GulpClipDataset(self.source.root, repair_command=self.source.how("dataset"),
-                                                rehash_commands=lambda: self.source.repair_commands([]))
+                                                rehash_commands=lambda: self.source.repair_commands([]), tasks=self.source.tasks)
             return self._dataset
 
     def _disk_token(self) -> tuple:
@@ -202,10 +202,15 @@ class Artifacts:
         df.index.name = "narration_id"
         df["narration_id"] = df.index
         df["video_id"] = meta["video_id"].astype(str).to_numpy() if "video_id" in meta else ""
-        df["verb_class"] = meta["verb_class"].astype(int).to_numpy()
-        df["noun_class"] = meta["noun_class"].astype(int).to_numpy()
-        df["verb"] = [ds.verb_names[c] if c < len(ds.verb_names) else str(c) for c in df["verb_class"]]
-        df["noun"] = [ds.noun_names[c] if c < len(ds.noun_names) else str(c) for c in df["noun_class"]]
+        tasks = ds.tasks
+        absent = [f"{t}_class" for t in tasks if f"{t}_class" not in meta.columns]
+        if absent:
+            raise UserError(f"Dataset {self.source.name} declares the tasks {', '.join(tasks)} but its clips have no {', '.join(absent)} labels.",
+                            "Rebuild it: " + " && ".join(f"`{c}`" for c in self.source.repair_commands([])) + ".")
+        for t in tasks:  # every task's class ids, then every task's class names
+            df[f"{t}_class"] = meta[f"{t}_class"].astype(int).to_numpy()
+        for t, names in tasks.items():
+            df[t] = [names[c] if c < len(names) else str(c) for c in df[f"{t}_class"]]
         df["split"] = meta["split"].astype(str).to_numpy() if "split" in meta else "train"
         df["n_frames"] = meta["n_frames"].astype(int).to_numpy()
         df["n_features"] = -(-df["n_frames"] // self.source.feature_stride)
@@ -284,12 +289,25 @@ class Artifacts:
         """``(n,)`` int64 segment-centre feature rows of a clip (UserError when it is shorter than n)."""
         return segment_centre_indices(int(self.clip_row(clip_id)["n_features"]), int(n_frames))
 
+    @property
+    def tasks(self) -> dict[str, list[str]]:
+        """The dataset's tasks, ``{task name: [class name by id]}`` in declared order."""
+        return self.dataset.tasks
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The dataset's task names in declared order."""
+        return tuple(self.tasks)
+
+    def check_task(self, task: str) -> str:
+        """``task`` if the dataset declares it; UserError naming its tasks otherwise."""
+        return check_task(task, self.task_names)
+
     def class_names(self, task: str) -> list[str]:
-        check_task(task)
-        return list(self.dataset.verb_names if task == "verb" else self.dataset.noun_names)
+        return list(self.tasks[self.check_task(task)])
 
     def priors(self, task: str) -> torch.Tensor:
-        check_task(task)
+        self.check_task(task)
         with self.lock:
             if task not in self._priors:
                 path = self.priors_dir() / f"{task}.csv"
@@ -301,7 +319,7 @@ class Artifacts:
             return self._priors[task]
 
     def heads(self, task: str) -> HeadSet:
-        check_task(task)
+        self.check_task(task)
         with self.lock:
             if task not in self._heads:
                 fork = self.source.fork_heads_dir()
@@ -347,4 +365,4 @@ class Artifacts:
         else:
             bank = load_feature_bank(lambda i: self.feature_store.get_rows(i, rows[i], device=self.device), list(df.index), progress,
                                      rows=[rows[i] for i in df.index], full_lengths=df["n_features"].to_numpy())
-        return bank, {t: df[f"{t}_class"].to_numpy() for t in TASKS}
+        return bank, {t: df[f"{t}_class"].to_numpy() for t in self.task_names}

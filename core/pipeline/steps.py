@@ -27,7 +27,7 @@ from core.models.io import load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
 from core.models.training import evaluate, train_heads, trained_families
 from core.pipeline.artifacts import Artifacts
-from core.runtime import TASKS, PerStepProgress, Progress, scaled
+from core.runtime import PerStepProgress, Progress, scaled
 
 STEP_ORDER: tuple[str, ...] = ("dataset", "backbone", "features", "priors", "heads")
 # What explaining needs: features of the sampled frames are computed on the spot.
@@ -210,13 +210,13 @@ class PriorsStep(PipelineStep):
         needs = self.missing_inputs()
         if needs:
             return False, needs
-        paths = [self.art.priors_dir() / f"{t}.csv" for t in TASKS]
+        paths = [self.art.priors_dir() / f"{t}.csv" for t in self.art.task_names]
         return (True, f"{paths[0].parent}") if all(p.exists() for p in paths) else (False, "not computed yet")
 
     def build(self, progress: Progress) -> None:
         train = self.art.clips("train")
         remove_dead_temp_files(self.art.priors_dir())  # what a killed run left half-written
-        for task in TASKS:
+        for task in self.art.task_names:
             priors = compute_priors(train[f"{task}_class"].to_numpy(), self.art.class_names(task))
             save_priors_csv(priors, self.art.priors_dir() / f"{task}.csv")
         self.art.forget_priors()
@@ -232,7 +232,7 @@ class HeadsStep(PipelineStep):
     def check(self) -> tuple[bool, str]:
         fork = self.art.source.fork_heads_dir()
         if fork is not None:
-            for t in TASKS:
+            for t in self.art.task_names:
                 load_fork_heads(fork, t)  # raises a UserError naming the problem
             evaluated = (self.art.heads_dir() / "accuracy.csv").exists()
             return evaluated, f"Play Fair fork heads from {fork}" + ("" if evaluated else " (not evaluated yet)")
@@ -240,8 +240,9 @@ class HeadsStep(PipelineStep):
         if needs:
             return False, needs
         d = self.art.heads_dir()
-        if all((d / f"{t}.pt").exists() for t in TASKS) and (d / "accuracy.csv").exists():
-            absent = [f.label for f in trained_families(self.art.train_config) if any(f.name not in self.art.heads(t).models for t in TASKS)]
+        if all((d / f"{t}.pt").exists() for t in self.art.task_names) and (d / "accuracy.csv").exists():
+            absent = [f.label for f in trained_families(self.art.train_config)
+                      if any(f.name not in self.art.heads(t).models for t in self.art.task_names)]
             if absent:  # a family registered after these heads were trained
                 return False, f"no {', '.join(absent)} heads yet"
             acc = pd.read_csv(d / "accuracy.csv")
@@ -294,15 +295,15 @@ class HeadsStep(PipelineStep):
             progress = scaled(progress, 0.5, 1.0)
         val, yva = art.load_split("val", scaled(progress, 0.0, 0.1), rows=val_rows, exclude=damaged)
         if fork is not None:
-            tables = [evaluate(load_fork_heads(fork, t), val, yva[t]) for t in TASKS]
+            tables = [evaluate(load_fork_heads(fork, t), val, yva[t]) for t in art.task_names]
             acc = pd.concat(tables, ignore_index=True)
         else:
             train, ytr = art.load_split("train", scaled(progress, 0.1, 0.2), rows=train_rows, exclude=damaged)
-            n_classes = {t: len(art.class_names(t)) for t in TASKS}
+            n_classes = {t: len(art.class_names(t)) for t in art.task_names}
             result = train_heads(train, ytr, val, yva, n_classes, art.train_config, scaled(progress, 0.2, 1.0))
             meta = {"dataset": art.source.name, "dataset_key": art.dataset_key(), "content_key": art.content_key(),
                     "features": art.feature_store.directory.name}
-            for t in TASKS:
+            for t in art.task_names:
                 hs = result.heads[t]
                 hs.meta.update(meta)
                 save_head_set(hs, out / f"{t}.pt")

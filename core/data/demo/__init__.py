@@ -41,6 +41,7 @@ from __future__ import annotations
 from core.data.demo.plan import (
     ACTION_FAMILIES,
     COMBOS,
+    DEMO_TASKS,
     GENERATOR_VERSION,
     MAX_FRAMES,
     MIN_FRAMES,
@@ -58,6 +59,7 @@ __all__ = [
     "ACTION_FAMILIES",
     "COMBOS",
     "ClipSpec",
+    "DEMO_TASKS",
     "GENERATOR_VERSION",
     "MAX_FRAMES",
     "MIN_FRAMES",

@@ -19,6 +19,8 @@ GENERATOR_VERSION = 2
 
 VERBS: list[str] = ["open", "close", "take", "put", "turn-on", "turn-off", "wash", "cut"]
 NOUNS: list[str] = ["cupboard", "fridge", "drawer", "tap", "hob", "plate", "cup", "knife", "pan", "onion", "carrot"]
+#: The demo's tasks as its dataset.json declares them (the order of every per-task table).
+DEMO_TASKS: dict[str, list[str]] = {"verb": VERBS, "noun": NOUNS}
 
 #: Per-frame action families (``frame_actions``); 0 = no action in this frame.
 ACTION_FAMILIES: list[str] = ["idle", "door", "carry", "switch", "scrub", "chop"]

@@ -15,8 +15,7 @@ from core.data.demo.plan import (
     ACTION_FAMILIES,
     GENERATOR_VERSION,
     N_STATE_BINS,
-    NOUNS,
-    VERBS,
+    DEMO_TASKS,
     ClipSpec,
     _check_spec,
     _schedule,
@@ -25,7 +24,7 @@ from core.data.demo.plan import (
     plan_demo_clips,
 )
 from core.data.demo.things import _Hand, _make_thing
-from core.data.gulp import SegmentToWrite, write_class_csvs, write_dataset_info, write_gulp
+from core.data.gulp import SegmentToWrite, write_dataset_info, write_gulp
 from core.errors import UserError
 from core.io_utils import atomic_write_text
 from core.runtime import Progress, or_silent
@@ -114,9 +113,9 @@ def build_demo_dataset(
 ) -> Path:
     """Generate the demo dataset into ``out_root`` (resumable) and return ``out_root``.
 
-    Writes ``out_root/gulp`` (through :func:`core.data.gulp.write_gulp`),
-    ``verb_classes.csv``, ``noun_classes.csv`` and, last, ``dataset.json`` (kind "demo",
-    with seed, n_clips, size, generator_version), so a dataset.json present means the
+    Writes ``out_root/gulp`` (through :func:`core.data.gulp.write_gulp`) and, last,
+    ``dataset.json`` (kind "demo", with seed, n_clips, size, generator_version and the
+    tasks: verb and noun with their class names), so a dataset.json present means the
     dataset is complete. A rerun with the same settings only renders missing clips;
     other settings in the same folder raise UserError. About 20 s for 480 clips at
     128 px on one core.
@@ -158,7 +157,6 @@ def build_demo_dataset(
     report = write_gulp(out_root / "gulp", segments(), total=len(specs))  # segments() reports the progress
     if report.failed:
         raise UserError(f"Demo generation failed for {len(report.failed)} clips: {report.failed[:3]}", "Rerun; report a bug if it persists.")
-    write_class_csvs(out_root, VERBS, NOUNS)
     write_dataset_info(
         out_root,
         {
@@ -171,5 +169,6 @@ def build_demo_dataset(
             "action_families": ACTION_FAMILIES,
             "n_state_bins": N_STATE_BINS,
         },
+        tasks=DEMO_TASKS,
     )
     return out_root

@@ -1,14 +1,15 @@
 """Dataset sources by name: :func:`get_source` is how the rest of the code gets one.
 
-Adding a dataset = a :class:`DatasetSource` subclass listed in :data:`SOURCE_CLASSES`;
-every name in its ``names`` (and every name its ``serves`` accepts, e.g. ``epic-P01-P02``)
-becomes a valid ``--dataset`` / ``Workspace(name)``.
+Adding a dataset = a :class:`DatasetSource` subclass registered with :func:`register_source`
+(one line, or ``@register_source`` on the class); every name in its ``names`` (and every
+name its ``serves`` accepts, e.g. ``epic-P01-P02``) becomes a valid ``--dataset`` /
+``Workspace(name)``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from core.data.sources.base import DatasetSource
 from core.data.sources.demo import DEMO_PRESETS, DemoSource
@@ -17,8 +18,33 @@ from core.data.sources.epic_settings import validate_settings
 from core.data.sources.settings import Setting, SettingProblem, check_values, parse_form
 from core.errors import UserError
 
-SOURCE_CLASSES: tuple[type[DatasetSource], ...] = (DemoSource, EpicSource)
-SOURCES: dict[str, type[DatasetSource]] = {name: cls for cls in SOURCE_CLASSES for name in cls.names}
+#: Registered source classes in registration order, and the fixed dataset names each serves.
+SOURCE_CLASSES: list[type[DatasetSource]] = []
+SOURCES: dict[str, type[DatasetSource]] = {}
+
+SourceClass = TypeVar("SourceClass", bound=type[DatasetSource])
+
+
+def register_source(cls: SourceClass) -> SourceClass:
+    """Make ``cls`` serve its dataset names; returns ``cls`` (so it works as a decorator).
+
+    Registering the same class again does nothing; a name another registered class already
+    serves is a UserError (two sources cannot own one dataset folder).
+    """
+    if cls in SOURCE_CLASSES:
+        return cls
+    taken = [n for n in cls.names if n in SOURCES]
+    if taken:
+        owners = ", ".join(f"{n!r} by {SOURCES[n].__qualname__}" for n in taken)
+        raise UserError(f"Cannot register {cls.__qualname__}: dataset name(s) already served ({owners}).",
+                        f"Give {cls.__qualname__} other names.")
+    SOURCE_CLASSES.append(cls)
+    SOURCES.update((name, cls) for name in cls.names)
+    return cls
+
+
+register_source(DemoSource)
+register_source(EpicSource)
 
 
 def dataset_names(config: Mapping[str, Any] | None = None) -> list[str]:
@@ -52,5 +78,5 @@ def get_source(name: str, config: Mapping[str, Any] | None = None, config_path: 
 __all__ = [
     "Setting", "SettingProblem", "check_values", "ingest_settings", "parse_form", "validate_settings",
     "DEMO_PRESETS", "DatasetSource", "DemoSource", "EpicSource", "SOURCES", "check_dataset_name", "dataset_name_for",
-    "dataset_names", "get_source",
+    "dataset_names", "get_source", "register_source",
 ]

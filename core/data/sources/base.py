@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 from core.backbones.base import FrameEncoder
-from core.data.gulp import GULP_SUBDIR, check_gulp
+from core.data.gulp import DATASET_INFO_FILE, GULP_SUBDIR, TASKS_KEY, check_gulp, declared_tasks, read_dataset_info
 from core.data.sources.settings import Setting, SettingProblem, check_values
 from core.errors import UserError
 from core.io_utils import stable_hash
@@ -121,7 +121,21 @@ class DatasetSource(abc.ABC):
 
     def dataset_built(self) -> bool:
         """``dataset.json`` is written last by every builder: its presence means a usable dataset."""
-        return (self.root / "dataset.json").exists()
+        return (self.root / DATASET_INFO_FILE).exists()
+
+    @property
+    def tasks(self) -> dict[str, list[str]]:
+        """The built dataset's tasks, ``{task name: [class name by id]}`` in declared order, as its
+        ``dataset.json`` declares them (every builder writes them there), or as :meth:`legacy_tasks`
+        reads those of a dataset built before. UserError when the dataset is not built."""
+        declared = declared_tasks(read_dataset_info(self.root), str(self.root / DATASET_INFO_FILE))
+        return declared if declared is not None else self.legacy_tasks()
+
+    def legacy_tasks(self) -> dict[str, list[str]]:
+        """The tasks of a dataset this source built before ``dataset.json`` declared them (the
+        demo and EPIC read their class CSVs). By default there are none to read: UserError."""
+        raise UserError(f"{self.root / DATASET_INFO_FILE} declares no tasks (built by an older version).",
+                        "Rebuild it: " + " && ".join(f"`{c}`" for c in self.repair_commands([])) + ".")
 
     def verify_dataset(self) -> str | None:
         """Why the built dataset is not usable as built (damaged chunks against the gulp
@@ -137,9 +151,15 @@ class DatasetSource(abc.ABC):
         return f"{check.describe()}; `{self.how('dataset')}` rewrites exactly those chunks"
 
     def dataset_key(self) -> str:
-        """Hash of dataset.json (minus volatile fields): changes whenever the dataset is rebuilt differently."""
-        info = json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
+        """Hash of dataset.json (minus volatile fields): changes whenever the dataset is rebuilt differently.
+
+        The tasks are left out: their class lists key priors and heads through the content
+        fingerprint (:meth:`core.data.gulp.GulpClipDataset.content_fingerprint`), and without
+        them the keys of datasets built before tasks were declared (and the committed demo
+        CNN's record) stay valid."""
+        info = json.loads((self.root / DATASET_INFO_FILE).read_text(encoding="utf-8"))
         info.pop("seconds", None)
+        info.pop(TASKS_KEY, None)
         return stable_hash(info)
 
     # ------------------------------------------------------------------ description

@@ -55,6 +55,7 @@ from core.data.epic import (
     with_flag,
 )
 from core.data.epic_annotations import ALL_PARTICIPANTS, natural_key, parse_participants
+from core.data.epic_legacy import legacy_epic_tasks
 from core.data.sources.base import DatasetSource
 from core.data.sources.epic_settings import EPIC_SETTINGS, PATH_SETTINGS, validate_settings
 from core.data.sources.settings import Setting, SettingProblem
@@ -213,6 +214,10 @@ class EpicSource(DatasetSource):
 
     def fork_heads_dir(self) -> Path | None:
         return self.optional_path("heads_dir")
+
+    def legacy_tasks(self) -> dict[str, list[str]]:
+        # Ingested before tasks were declared: the class CSVs beside dataset.json; a forced ingest rewrites both.
+        return legacy_epic_tasks(self.root, dataset_command(self, "ingest", "--force"))
 
     def how(self, step: str) -> str:
         # Commands only (status prints them as `build:` lines, pasted as printed); which config

@@ -25,14 +25,13 @@ from core.errors import UserError
 from core.models.families.base import AccuracyRow, FamilyCost, ModelFamily, cpu_state, register_family
 from core.models.heads import MTRNHead
 from core.models.multiscale import multiscale_logits
-from core.runtime import TASKS
 
 if TYPE_CHECKING:
     from core.models.fitting import Trainer
 
 __all__ = ["MTRNFamily", "read_fork_heads", "FORK_PATTERN"]
 
-FORK_PATTERN = re.compile(r"^mtrn-frames=(\d+)-type=(verb|noun)\.pt$")
+FORK_PATTERN = re.compile(r"^mtrn-frames=(\d+)-type=([a-z][a-z0-9_]*)\.pt$")  # group 2: the task
 
 
 @register_family
@@ -132,7 +131,7 @@ def read_fork_heads(folder: str | Path, task: str, scales: int | None = None) ->
 
     Args:
         folder: the folder of fork files.
-        task: ``"verb"`` or ``"noun"``.
+        task: the task's name (the fork's files name it: verb or noun for EPIC).
         scales: nmax to require; None = every scale present, which must run 1..nmax without gaps.
 
     Returns:
@@ -141,8 +140,6 @@ def read_fork_heads(folder: str | Path, task: str, scales: int | None = None) ->
     Raises:
         UserError: missing folder/scales, missing keys or inconsistent shapes (names the file).
     """
-    if task not in TASKS:
-        raise UserError(f"Unknown task {task!r}.", "Use 'verb' or 'noun'.")
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"Fork heads folder {folder} does not exist.", "Set `heads_dir` to the folder holding mtrn-frames={k}-type={verb|noun}.pt.")
@@ -166,8 +163,8 @@ def read_fork_heads(folder: str | Path, task: str, scales: int | None = None) ->
         path = found[k]
         state = _read_fork_file(path)
         if f"{fc2}.weight" not in state:
-            wrong = "noun" if task == "verb" else "verb"
-            hint = f" (it has fc2_{wrong}.*: is it a {wrong} file renamed?)" if f"fc2_{wrong}.weight" in state else ""
+            others = sorted(k[len("fc2_"):-len(".weight")] for k in state if k.startswith("fc2_") and k.endswith(".weight"))
+            hint = f" (it has fc2_{others[0]}.*: is it a {others[0]} file renamed?)" if others else ""
             if "fc2.weight" in state:  # an unsplit fc2 is accepted as-is
                 fc2_key = "fc2"
             else:
