@@ -439,7 +439,7 @@ UNITS = {
     "core.backbones.base:TorchFrameEncoder.encode": "extract train",
     "core.features:FeatureStore.write": "extract train",
     "core.features:atomic_write_bytes": "extract train",
-    "core.models.training:_EarlyStopper.update": "train",
+    "core.models.fitting:_EarlyStopper.update": "train",
     "core.pipeline.steps:save_head_set": "train",
     "core.pipeline.steps:atomic_write_text": "train",
 }
@@ -700,7 +700,7 @@ class Trial:
             units = [u for u in units if counts.get(u, 0) > 0] or units  # a repair also copies segments (_stored_jpegs)
         unit = units[int(self.rng.integers(len(units)))]
         calls = counts.get(unit) or SEGMENTS_PER_CHUNK
-        if command != "ingest" and unit not in ("core.models.training:_EarlyStopper.update",):
+        if command != "ingest" and unit not in ("core.models.fitting:_EarlyStopper.update",):
             calls = max(1, round(calls * self.work_share))  # only the deleted features are computed again
         n = int(self.rng.integers(1, calls + 1))
         when = "before" if self.rng.random() < 0.5 else "after"

@@ -318,7 +318,7 @@ def test_runaway_setting_is_refused_or_stoppable(browser, server: Server, demo_s
     try:
         clips = demo_small.clips()
         clip = str(clips.index[clips["n_features"] >= 16][0])
-        pg.goto(f"{server.url}/?clip={clip}&n=16&method=constructive&sps=12000&iter=1000&seed=0")
+        pg.goto(f"{server.url}/?clip={clip}&n=16&method=constructive&sps=1000&iter=1000&seed=0")
         pg.get_by_text("This setting is expensive", exact=False).wait_for(timeout=60_000)
         peak = max(peak, rss_bytes(server.pid))
         pg.get_by_role("button", name="Run anyway").click()

@@ -102,6 +102,18 @@ def test_service_keys_follow_frames_task_and_method(ws, clip):
     assert len(seen) >= 3  # exact, constructive, surrogate engines
 
 
+@pytest.mark.parametrize("model, alias, canonical", [("mtrn", "surrogate", "additive-surrogate"), ("tsn", "surrogate", "coalition-surrogate"),
+                                                     ("mtrn", "esv-constructive", "constructive")])
+def test_an_alias_and_its_canonical_name_share_one_cache_entry(ws, clip, model, alias, canonical):
+    """Old names are aliases of one registry entry: the second spelling is served from the first's entry."""
+    s = ExplanationService(ws, disk=False)
+    settings = {"task": "verb", "n_frames": 4, "model": model, "samples_per_scale": 2, "seed": 0}
+    first = s.explain(clip, method=alias, **settings)
+    second = s.explain(clip, method=canonical, **settings)
+    assert not first.cached and second.cached and len(s.cache) == 1
+    assert np.array_equal(first.esvs, second.esvs)
+
+
 def test_explained_class_resolution(ws, clip):
     s = explanation_service(ws)
     gt = s.explain(clip, task="verb", n_frames=4, target="ground_truth")

@@ -243,7 +243,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
         return out
     out["method"] = name
     a1, a2, a3 = st.columns(3)
-    out.update(budget_controls((a1, a2), name, int(n), ws.heads(task).max_frames))
+    out.update(budget_controls((a1, a2), name, int(n), ws.heads(task).n_scales(family)))
     if not get_method(name, kind=get_family(family).game_kind).deterministic:
         out["seed"] = whole_number(a3, "Seed", "pf_seed", 0, 2**31 - 1, 0)
     if any(v is None for v in out.values()):

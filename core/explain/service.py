@@ -41,7 +41,7 @@ from core.models.evaluation import eval_mode
 from core.models.families import DEFAULT_FAMILY, ModelFamily, get_family
 from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
-from core.shapley import ESVResult, check_clip, get_method, method_names
+from core.shapley import ESVResult, canonical_name, check_clip, get_method, method_names
 from core.shapley.games import model_game
 
 
@@ -226,7 +226,8 @@ class ExplanationService:
                                 n_scales=cost.n_scales, n_classes=int(priors.shape[0]))
         if same:
             method, samples_per_scale, iterations, seed, budget = "exact", None, 1, None, None
-        resolved = method if method is not None else default_method(samples_per_scale, budget)
+        # an alias and its canonical name are one method: one cache entry
+        resolved = canonical_name(method if method is not None else default_method(samples_per_scale, budget), kind=cost.game)
         key = None if resolved != "exact" and seed is None else self.key(  # unseeded draws are never cached
             clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
             priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,

@@ -78,6 +78,16 @@ class HeadSet:
         return [f for f in registered_families() if f.name in self.models]
 
     @property
+    def max_frames(self) -> int:
+        """The most frames a model of this set is built for (MTRN: nmax, one head per scale;
+        a family without a preference counts 1): the default range of batch frame counts."""
+        return max(f.eval_frames(self.models[f.name]) or 1 for f in self.families())
+
+    def n_scales(self, family: str) -> int:
+        """nmax of ``family``'s model (its cost parameters; what converts samples per scale to head evaluations)."""
+        return get_family(family).cost(self.model(family)).n_scales
+
+    @property
     def n_classes(self) -> int:
         family = self.families()[0]
         return family.n_classes(self.models[family.name])
