@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
             **os.environ,
             "PLAYFAIR_CACHE": str(root / "cache"),
             "PLAYFAIR_DATASETS": str(root / "datasets"),
-            "PLAYFAIR_CHECKPOINTS": str(root / "checkpoints"),
             "PLAYFAIR_CONFIG": str(root / "config.toml"),
         }
         try:

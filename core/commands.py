@@ -20,7 +20,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Protocol
 
 from core.paths import default_config_path
 
@@ -135,8 +135,3 @@ def is_default_config(path: Path | str) -> bool:
         return Path(path).expanduser().resolve() == default_config_path().resolve()
     except OSError:
         return False
-
-
-def shell_join(commands: Iterable[str]) -> str:
-    """Commands to run one after another, as one line (``a && b``)."""
-    return " && ".join(commands)

@@ -24,11 +24,6 @@ def datasets_dir() -> Path:
     return _dir("PLAYFAIR_DATASETS", PROJECT_ROOT / "datasets")
 
 
-def checkpoints_dir() -> Path:
-    """Root of backbone and head checkpoints: ``$PLAYFAIR_CHECKPOINTS`` or ``checkpoints/``."""
-    return _dir("PLAYFAIR_CHECKPOINTS", PROJECT_ROOT / "checkpoints")
-
-
 def default_config_path() -> Path:
     """``$PLAYFAIR_CONFIG`` or ``<repo>/config.local.toml``: the config read without ``--config``."""
     env = os.environ.get("PLAYFAIR_CONFIG")

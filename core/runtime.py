@@ -164,34 +164,6 @@ class Cancelled(Exception):
     """Raised inside a job whose progress callback asked it to stop (the app's Stop button)."""
 
 
-class CancelToken:
-    """A flag another thread sets to stop a job (the app's Stop button, a closed session).
-
-    ``token.wrap(progress)`` is a :class:`Progress` that raises :class:`Cancelled` at the
-    job's next report once :meth:`cancel` was called, and forwards reports otherwise.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def wrap(self, progress: Progress | None = None) -> Progress:
-        parent = or_silent(progress)
-
-        def check(fraction: float, message: str) -> None:
-            if self._event.is_set():
-                raise Cancelled(message)
-            parent(fraction, message)
-
-        return check
-
-
 # The progress of the computation running in this thread (or task): inner loops of the
 # Shapley layer report through it, so a caller's callback can stop them between bounded
 # chunks without every approximator signature carrying a callback.

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -16,12 +17,40 @@ from core.errors import UserError
 from core.esv import explain_multiscale
 from core.explain import DEFAULT_LIMITS, Limits, estimate_cost, explanation_service, limits_from_config
 from core.models.heads import MTRNHead
-from core.runtime import CancelToken, Cancelled
+from core.runtime import Cancelled, Progress, or_silent
 from core.shapley import ConstructiveSampler, MultiscaleGame, check_clip, make_approximator
 from core.shapley import game as game_module
 from core.shapley import games as games_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class CancelToken:
+    """A flag another thread sets to stop a job (a closed session, a Stop button).
+
+    ``token.wrap(progress)`` is a :class:`Progress` that raises :class:`Cancelled` at the
+    job's next report once :meth:`cancel` was called, and forwards reports otherwise.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wrap(self, progress: Progress | None = None) -> Progress:
+        parent = or_silent(progress)
+
+        def check(fraction: float, message: str) -> None:
+            if self._event.is_set():
+                raise Cancelled(message)
+            parent(fraction, message)
+
+        return check
 
 
 def _heads(c: int = 5, h: int = 16, d: int = 8, scales: int = 4) -> list[MTRNHead]:

@@ -82,7 +82,6 @@ def make_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
         "PATH": os.pathsep.join([str(fake_bin), "/usr/bin", "/bin"]),  # no venv on it: the README user never activates one
         "PLAYFAIR_CACHE": str(tmp_path / "cache"),
         "PLAYFAIR_DATASETS": str(tmp_path / "datasets"),
-        "PLAYFAIR_CHECKPOINTS": str(tmp_path / "checkpoints"),
         "PLAYFAIR_CONFIG": str(tmp_path / "config.toml"),
         "OMP_NUM_THREADS": "1",  # a shared 2-core machine: spin-waiting threads slow small runs down
     })
