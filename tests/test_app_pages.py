@@ -157,6 +157,18 @@ def test_explore_settings_follow_widgets(demo: Workspace) -> None:
     assert not at.get("vega_lite_chart")
 
 
+@pytest.mark.parametrize("model, method", [("mtrn", "additive-surrogate"), ("tsn", "coalition-surrogate")])
+def test_an_old_method_name_in_a_link_means_the_models_method(demo: Workspace, model: str, method: str) -> None:
+    """``surrogate`` names the additive surrogate of the multiscale TRN and the coalition
+    surrogate of TSN: a link's old name is read for the model the link picks."""
+    at = new_app()
+    at.query_params.update({"clip": str(demo.clips().index[0]), "n": "4", "model": model, "method": "surrogate", "seed": "0"})
+    at.run()
+    no_errors(at)
+    assert at.sidebar.selectbox(key="pf_model").value == model
+    assert at.selectbox(key="pf_method").value == method
+
+
 def test_explore_restores_a_deep_link_and_publishes_the_view(demo: Workspace) -> None:
     clip = str(demo.clips().index[4])
     at = new_app()

@@ -148,12 +148,13 @@ def method_label(name: str) -> str:
     return get_method(name, kind="multiscale").label
 
 
-def canonical_choice(key: str) -> None:
+def canonical_choice(key: str, game: str = "multiscale") -> None:
     """Replace older method names in session ``key`` (one name or a list, from a link or a
-    saved session) by their canonical ones; unknown names are left for the widget to reset."""
+    saved session) by their canonical ones for models of game kind ``game`` (``surrogate``
+    names another method per kind); unknown names are left for the widget to reset."""
     def canonical(name: Any) -> Any:
         try:
-            return canonical_name(name, kind="multiscale")
+            return canonical_name(name, kind=game)
         except UserError:
             return name
     value = st.session_state.get(key)
@@ -210,7 +211,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
     n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
     family = pick_model(ws) if model else DEFAULT_FAMILY
     methods = explorer_methods(get_family(family).game_kind)
-    canonical_choice("pf_method")
+    canonical_choice("pf_method", get_family(family).game_kind)
     _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
     _init("pf_method", "exact", lambda v: v in methods)
     _init("pf_target", "ground_truth", lambda v: v in TARGETS)
