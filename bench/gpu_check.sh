@@ -53,7 +53,9 @@ step "exact ESVs, batched" 90 $PY bench/esv_speed.py --device "$DEVICE" --tables
 step "exact ESVs, one clip" 100 $PY bench/esv_speed.py --device "$DEVICE" --tables exact "${ESV_ARGS[@]}"
 
 {
-  echo "# GPU check ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), device $DEVICE)"
+  # A copied tree may carry another commit's git metadata: name the code by its content too.
+  CODE=$(find core bench -name '*.py' -o -name '*.sh' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)
+  echo "# GPU check ($(date -u +%Y-%m-%dT%H:%MZ), git HEAD $(git rev-parse --short HEAD 2>/dev/null || echo unknown), code $CODE, device $DEVICE)"
   echo
   echo "| step | result | seconds |"
   echo "|---|---|---|"
