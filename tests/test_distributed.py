@@ -71,7 +71,7 @@ def test_sampled_rows_and_regrouping_keep_clip_order():
     assert out == [(3, [{"id": "c"}]), (0, [{"id": "a"}, {"id": "b1"}, {"id": "b2"}])] and len(seen) == 3
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # 15 s: outside the default run; Ray extraction itself runs there (the damaged-chunk test)
 def test_extract_on_ray_resumes_after_ctrl_c_and_equals_local(demo_small, ray_local, tmp_path, monkeypatch, capsys):
     ws = demo_small
     local = ws.artifacts.feature_store
