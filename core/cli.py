@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from core.analysis import faithfulness_cli
-from core.analysis.batch import compute_batch_esvs, read_results
-from core.cli_checks import check_esvs_flags, check_ingest_checkpoint, check_output_name
+from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
+from core.cli_checks import check_esvs_flags, check_ingest_checkpoint, check_output_name, results_file_taken
 from core.commands import python_command
 from core.data.epic_annotations import parse_participants
 from core.data.sources import dataset_name_for, dataset_names, ingest_settings
@@ -36,7 +36,7 @@ from core.explain import available_methods
 from core.models.families import DEFAULT_FAMILY, family_names, get_family
 from core.models.training import TrainConfig, format_accuracy
 from core.pipeline.steps import EXPLORE_STEPS, StepReport
-from core.runtime import StepBars, TqdmProgress
+from core.runtime import StepBars, TqdmProgress, counted
 from core.workspace import Workspace
 
 
@@ -282,17 +282,25 @@ def cmd_esvs(args: argparse.Namespace) -> int:
     _check_engine(args)
     t0 = time.perf_counter()
     engine = RayESVEngine(RayOptions(address=args.address)) if args.engine == "ray" else None
-    n_clips = len(ws.clips(args.split).iloc[: args.limit])
-    with TqdmProgress("esvs" + (" (ray)" if engine else ""), total=n_clips, unit="clips", enabled=not args.quiet) as bar:
-        out = compute_batch_esvs(
-            ws, split=args.split, out_path=args.out, progress=bar, n_frames=args.frames, tasks=tasks, models=args.models,
-            samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=0 if args.seed is None else args.seed,
-            limit=args.limit, engine=engine,
-            method=args.method, budget=args.budget,
-        )
+    n_clips = len(args.clips) if args.clips else len(ws.clips(args.split).iloc[: args.limit])
+    try:
+        with TqdmProgress("esvs" + (" (ray)" if engine else ""), total=n_clips, unit="clips", enabled=not args.quiet) as bar:
+            out = compute_batch_esvs(
+                ws, split=args.split, out_path=args.out, progress=bar, n_frames=args.frames, tasks=tasks, models=args.models,
+                samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=0 if args.seed is None else args.seed,
+                limit=args.limit, clip_ids=args.clips, force=args.force, engine=engine,
+                method=args.method, budget=args.budget,
+            )
+    except ResultsFileTaken as taken:  # before any ESV was computed: the fixes are this command, corrected
+        raise results_file_taken(taken, args.argv) from None
     df = read_results(out)
     ok = df[df.status == "ok"]
-    print(f"wrote {out}: {len(df)} rows, {ok.narration_id.nunique()} clips, {(df.status != 'ok').sum()} skipped (clip too short), {time.perf_counter() - t0:.1f} s")
+    print(f"wrote {out}: {counted(len(df), 'row')}, {counted(ok.clip_id.nunique(), 'clip')}, "
+          f"{(df.status != 'ok').sum()} skipped (clip too short), {time.perf_counter() - t0:.1f} s")
+    full = ws.default_results_path(args.split)
+    if out != full:
+        print(f"(not the full run: the full results file {full} is left as it was" + ("" if full.exists() else "; it is not built yet")
+              + ", and the app's Overview reads that one)")
     return 0
 
 
@@ -386,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("esvs", cmd_esvs, "batch ESVs of every clip of a split into one Parquet file")
     p.add_argument("--split", default="val", help="train / val (default val)")
-    p.add_argument("--frames", type=_parse_frames, default=list(range(1, 9)), help="frame counts, e.g. 1-8 or 4,8 (default 1-8)")
+    p.add_argument("--frames", type=_parse_frames, default=None,
+                   help="frame counts, e.g. 1-8 or 4,8 (default 1 to the heads' largest scale, at most 8)")
     p.add_argument("--tasks", nargs="+", metavar="TASK", default=None, help="tasks to explain (default: every task the dataset declares)")
     p.add_argument("--models", nargs="+", choices=family_names(), default=[DEFAULT_FAMILY],
                    help=f"model families to explain (registered: {', '.join(family_names())}; default {DEFAULT_FAMILY})")
@@ -399,7 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=1, help="constructive sampling runs pooled")
     p.add_argument("--seed", type=int, default=None, help="approximation seed (default 0; not with exact ESVs)")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (N >= 1)")
-    p.add_argument("--out", type=Path, default=None, help="results file (default cache/results/<dataset>/<heads>/esvs-<split>.parquet)")
+    p.add_argument("--clips", nargs="+", metavar="CLIP_ID", default=None, help="only these clips of the split (clip_id)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results file (default: the full run writes cache/results/<dataset>/<heads>/esvs-<split>.parquet; any "
+                        "other run writes beside it, named by what it holds, e.g. esvs-val-limit5.parquet)")
+    p.add_argument("--force", action="store_true", help="replace --out even when it holds another run")
     _add_engine_flags(p)
 
     faithfulness_cli.add_parser(sub)

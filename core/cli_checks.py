@@ -6,7 +6,11 @@ command line, corrected, rendered by :func:`core.commands.cli_command` (so it ru
 - ``ingest --output NAME`` must name an EPIC dataset (:func:`check_output_name`);
 - ``esvs`` refuses numbers out of range and flags that have no effect with the method that
   runs (:func:`check_esvs_flags`): such a flag would still be recorded in the results
-  file's metadata, describing a run that did not happen.
+  file's metadata, describing a run that did not happen;
+- ``esvs --out FILE`` where FILE holds another run is refused with two fixes, another
+  ``--out`` or ``--force`` (:func:`results_file_taken`).
+
+Methods are named by their display name (docs/glossary.md) with the flag value that picks them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Sequence
 from core.backbones.trn_checkpoint import check_trn_checkpoint, checkpoint_in_folder, retarget_fix
 from core.commands import cli_command
 from core.data.sources.epic import check_dataset_name, suggest_dataset_name
+from core.analysis.batch import ResultsFileTaken
 from core.errors import UserError
 from core.explain import available_methods, default_method
 from core.shapley import get_method
@@ -100,6 +105,19 @@ def check_ingest_checkpoint(value: str | None, argv: Sequence[str]) -> None:
 
 # ----------------------------------------------------------------------------- esvs
 
+def method_words(name: str) -> str:
+    """A method as a person reads it, with the flag that picks it as given: ``KernelSHAP (--method kernelshap)``."""
+    return f"{get_method(name).label} (--method {name})"
+
+
+def results_file_taken(taken: ResultsFileTaken, argv: Sequence[str]) -> UserError:
+    """The CLI's words for :class:`ResultsFileTaken`: both fixes are ``argv`` corrected, runnable as printed."""
+    elsewhere = command_line(with_value(argv, "--out", str(taken.elsewhere)))
+    replace = command_line(with_value(argv, "--out", str(taken.path)) + ["--force"])
+    return UserError(f"{taken.problem} Nothing was computed.",
+                     f"Write it beside that file: `{elsewhere}`, or replace the file: `{replace}`.")
+
+
 def _flag_methods() -> dict[str, tuple[str, ...]]:
     """``esvs`` flag -> the methods it has an effect with (the registry's capability flags)."""
     methods = [get_method(m) for m in available_methods()]
@@ -125,8 +143,8 @@ def check_esvs_flags(args: argparse.Namespace) -> str:
     method = args.method if args.method is not None else default_method(args.samples_per_scale, args.budget)
     cls = get_method(method)
     if not cls.values_game:
-        raise UserError(f"--method {method} is not an ESV method (it does not value the model's game).",
-                        f"Pick one of: {', '.join(available_methods())}.")
+        raise UserError(f"{method_words(method)} is not an ESV method (it does not value the model's game).",
+                        f"Pick one of: {', '.join(method_words(m) for m in available_methods())}.")
     given = {"--budget": args.budget is not None, "--samples-per-scale": args.samples_per_scale is not None,
              "--iterations": args.iterations != 1, "--seed": args.seed is not None}
     if given["--budget"] and given["--samples-per-scale"]:
@@ -134,10 +152,10 @@ def check_esvs_flags(args: argparse.Namespace) -> str:
                         f"Keep one: `{command_line(without_flag(argv, '--budget'))}`.")
     for flag, methods in _flag_methods().items():
         if given[flag] and cls.name not in methods:
-            chosen = f"--method {method}" if args.method is not None else f"the default method ({method})"
+            chosen = method_words(method) if args.method is not None else f"the default method, {method_words(method)}"
             raise UserError(
                 f"{flag} has no effect with {chosen}: it would be recorded in the results but not used.",
                 f"Drop it: `{command_line(without_flag(argv, flag))}`, or pick a method that uses it "
-                f"(--method {' / '.join(methods)}).",
+                f"({', '.join(method_words(m) for m in methods)}).",
             )
     return method

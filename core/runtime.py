@@ -19,7 +19,7 @@ import contextvars
 import os
 import re
 import threading
-from typing import Iterable, Iterator, Literal, Protocol, runtime_checkable
+from typing import Any, Iterable, Iterator, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -65,49 +65,101 @@ def scaled(progress: Progress | None, start: float, stop: float, prefix: str = "
     return sub
 
 
+# What a build step reports when it has nothing to do (core.pipeline.steps); a bar drawn for
+# it would show a job that did not run, so :class:`StepBars` draws none.
+ALREADY_BUILT = "already built"
+# A bar without a countable unit shows its percentage and ETA, never a rate ("%/s" says nothing).
+_PERCENT_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` things in words: ``counted(1, "head evaluation")`` -> ``"1 head evaluation"``,
+    ``counted(2000, "clip")`` -> ``"2,000 clips"`` (``plural``: when not ``noun + "s"``)."""
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
 class TqdmProgress:
     """A :class:`Progress` drawn as a tqdm bar (CLI). Use as a context manager or call :meth:`close`.
 
     Args:
         desc: the bar's label.
         total: the job's size in ``unit`` (the bar then counts real units and its ETA
-            comes from their rate); None draws per-mille of the fraction.
+            comes from their rate); None: the bar shows the job's percentage with an ETA
+            (no rate), or counts ``count_unit`` once a message carries it.
         unit: what ``total`` counts ("frames", "clips", "segments").
         enabled: False draws nothing (``--quiet``).
-        count_unit: when the total is only known inside the job: the bar switches to
-            counting ``count_unit`` (one unit, or several to accept any of them) at the first
-            message holding ``"<done>/<total> <count_unit>"`` (e.g. the ingest's "120/317
-            segments"), so its rate and ETA are in that unit.
+        count_unit: when the total is only known inside the job: the bar counts
+            ``count_unit`` (one unit, or several to accept any of them) while the messages
+            hold ``"<done>/<total> <count_unit>"`` (the ingest's "120/317 segments") or
+            ``"<unit, singular> <done>/<total>"`` ("rendering demo clip 3/48"), so its rate and
+            ETA are in that unit; a later message without a count goes back to the percentage
+            (one at fraction 1, "done", completes the count instead).
+
+    The bar is drawn at the first report (with no ``total``: the first that has something to
+    show, a count or a fraction above 0), so a job refused before it starts, or that reports
+    only "starting", leaves no empty bar behind.
     """
 
-    def __init__(self, desc: str, total: int | None = None, unit: str = "‰", enabled: bool = True,
+    def __init__(self, desc: str, total: int | None = None, unit: str = "frames", enabled: bool = True,
                  count_unit: str | tuple[str, ...] | None = None) -> None:
+        self.desc, self.enabled = desc, enabled
+        self.total = total  # in the unit counted now; None while the bar shows a percentage
+        self.unit = unit
+        self.bar: Any = None  # the tqdm bar, once drawn
+        self._counting_message_unit = False  # the unit came from a message (and may go again)
+        units = (count_unit,) if isinstance(count_unit, str) else tuple(count_unit or ())
+        plural = "|".join(re.escape(u) for u in units)
+        singular = "|".join(re.escape(u[:-1] if u.endswith("s") else u) for u in units)
+        self._count = re.compile(rf"([\d,]+)/([\d,]+) ({plural})\b|\b({singular}) ([\d,]+)/([\d,]+)\b") if units else None
+        self._plural = {u[:-1] if u.endswith("s") else u: u for u in units}
+
+    def _draw(self, total: int | None, unit: str, start: int) -> None:
+        """(Re)draw the bar at ``start`` of ``total`` ``unit`` (None: percent), its rate counted from there."""
         from tqdm.auto import tqdm  # the CLI's dependency; imported where a bar is drawn
 
-        self.total = total
-        self.bar = tqdm(total=total if total is not None else 1000, desc=desc, unit=unit if total is not None else "‰",
-                        dynamic_ncols=True, disable=not enabled)
-        units = (count_unit,) if isinstance(count_unit, str) else tuple(count_unit or ())
-        alternatives = "|".join(re.escape(u) for u in units)
-        self._count = re.compile(rf"([\d,]+)/([\d,]+) ({alternatives})\b") if units else None
+        if self.bar is not None:  # another unit: this bar's line is replaced, not left behind
+            self.bar.leave = False
+            self.bar.close()
+        percent = total is None
+        self.total, self.unit = total, "%" if percent else unit
+        self.bar = tqdm(total=100 if percent else total, initial=start, desc=self.desc, unit="%" if percent else unit,
+                        bar_format=_PERCENT_FORMAT if percent else None, dynamic_ncols=True, disable=not self.enabled)
+
+    def _count_in(self, message: str) -> tuple[int, int, str] | None:
+        m = self._count.search(message) if self._count is not None else None
+        if m is None:
+            return None
+        if m.group(3):
+            done, total, unit = m.group(1), m.group(2), m.group(3)
+        else:
+            done, total, unit = m.group(5), m.group(6), self._plural[m.group(4)]
+        return int(done.replace(",", "")), int(total.replace(",", "")), unit
 
     def __call__(self, fraction: float, message: str) -> None:
-        m = self._count.search(message) if self._count is not None else None
-        # "0/0 frames" (nothing to do) gives no unit to count: the bar stays as it is
-        if m and (total := int(m.group(2).replace(",", ""))) > 0:
-            if total != self.total:  # first count (or a new total): the bar now counts the job's unit
-                self.total = total
-                self.bar.reset(total=total)
-                self.bar.unit = m.group(3)
-            fraction = int(m.group(1).replace(",", "")) / total
-        scale = self.total if self.total is not None else 1000
-        n = int(round(scale * min(max(float(fraction), 0.0), 1.0)))
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        count = self._count_in(message)
+        if count is not None and count[1] > 0:  # "0/0 frames" (nothing to do) gives no unit to count
+            done, total, unit = count
+            if self.bar is None or (total, unit) != (self.total, self.unit):
+                self._draw(total, unit, done)
+                self._counting_message_unit = True
+            n = done
+        else:
+            if self.bar is None and self.total is not None:  # a known total: counted from the first report
+                self._draw(self.total, self.unit, 0)
+            elif self.bar is None and fraction == 0.0:
+                return  # nothing to show yet ("starting")
+            elif self.bar is None or (self._counting_message_unit and fraction < 1.0):  # "done" completes the count
+                self._draw(None, "%", int(round(100 * fraction)))
+                self._counting_message_unit = False
+            n = int(round((self.total if self.total is not None else 100) * fraction))
         if n != self.bar.n:
             self.bar.update(n - self.bar.n)
         self.bar.set_postfix_str(message, refresh=False)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def __enter__(self) -> "TqdmProgress":
         return self
@@ -126,8 +178,9 @@ class PerStepProgress(Protocol):
 
 class StepBars:
     """One tqdm bar per build step (CLI), each counted in that step's own unit when its
-    messages carry one ("5,100/23,027 frames", "120/317 segments") with the ETA from that
-    step's own rate; otherwise per mille of the step. Use as a context manager.
+    messages carry one ("5,100/23,027 frames", "120/317 segments", "demo clip 3/48") with the
+    ETA from that step's own rate; otherwise the step's percentage with an ETA. A step that
+    is already built draws no bar (the command's summary says so). Use as a context manager.
 
     Args:
         desc: prefix of every bar's label (the command).
@@ -142,8 +195,13 @@ class StepBars:
 
     def step(self, name: str) -> Progress:
         self.close()
-        self.current = TqdmProgress(f"{self.desc} · {name}", enabled=self.enabled, count_unit=self.UNITS)
-        return self.current
+        bar = self.current = TqdmProgress(f"{self.desc} · {name}", enabled=self.enabled, count_unit=self.UNITS)
+
+        def report(fraction: float, message: str) -> None:
+            if bar.bar is not None or message != ALREADY_BUILT:
+                bar(fraction, message)
+
+        return report
 
     def __call__(self, fraction: float, message: str) -> None:  # a caller without steps: one bar
         (self.current or self.step("all"))(fraction, message)

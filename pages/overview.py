@@ -46,7 +46,7 @@ try:
 except UserError as exc:
     state.show_error(exc)
     st.stop()
-bar_slot.caption(f"Source: {source}.")
+bar_slot.caption(f"The position chart, evidence frames and per-class summaries below read {source}.")
 results_path = ws.default_results_path(split)
 e1, e2 = st.columns([1, 3])
 if results_path.exists():

@@ -135,7 +135,7 @@ def test_cli_batch_esvs_of_it(ws: Workspace, tmp_path: Path) -> None:
     table = pd.read_parquet(out)
     assert set(table["model"]) == {NAME} and len(table) == 2 * 2 * 2  # tasks x clips x frames
     first = table[(table["task"] == "verb")].iloc[:2]
-    ex = ws.explain(first["narration_id"].iloc[0], task="verb", n_frames=2, model=NAME)
+    ex = ws.explain(first["clip_id"].iloc[0], task="verb", n_frames=2, model=NAME)
     np.testing.assert_allclose(first["esv"].to_numpy(), ex.esvs, rtol=0, atol=1e-12)
 
 

@@ -91,12 +91,12 @@ def test_the_cli_writes_batch_results_of_every_task(vocab_ws: Workspace, tmp_pat
     results = read_results(out)
     ok = results[results["status"] == "ok"]
     assert list(dict.fromkeys(ok["task"])) == list(ws.task_names)
-    assert set(ok["narration_id"]) == set(ws.clips("val").index)
+    assert set(ok["clip_id"]) == set(ws.clips("val").index)
     # the file's ESVs are the service's, clip by clip
     row = ok.iloc[0]
-    part = ok[(ok["narration_id"] == row["narration_id"]) & (ok["task"] == row["task"]) & (ok["n_frames"] == row["n_frames"])
+    part = ok[(ok["clip_id"] == row["clip_id"]) & (ok["task"] == row["task"]) & (ok["n_frames"] == row["n_frames"])
               & (ok["model"] == "mtrn")].sort_values("frame_position")
-    ex = ws.explain(str(row["narration_id"]), task=str(row["task"]), n_frames=int(row["n_frames"]))
+    ex = ws.explain(str(row["clip_id"]), task=str(row["task"]), n_frames=int(row["n_frames"]))
     np.testing.assert_allclose(part["esv"].to_numpy(), ex.esvs, rtol=0, atol=1e-6)
     # one task only, by name
     last = ws.task_names[-1]

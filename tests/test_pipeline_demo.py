@@ -27,4 +27,4 @@ def test_small_demo_end_to_end(tmp_path, monkeypatch, capsys):
     results = tmp_path / "r.parquet"
     assert main(["esvs", "--dataset", "demo-small", "--frames", "1-4", "--limit", "3", "--out", str(results), "--quiet"]) == 0
     df = read_results(results)
-    assert df.narration_id.nunique() == 3 and set(df.n_frames) == {1, 2, 3, 4}
+    assert df.clip_id.nunique() == 3 and set(df.n_frames) == {1, 2, 3, 4}

@@ -3,7 +3,7 @@ with its own rate, and the pipeline hands every step its own progress."""
 
 from __future__ import annotations
 
-from core.runtime import PerStepProgress, StepBars
+from core.runtime import ALREADY_BUILT, PerStepProgress, StepBars, TqdmProgress
 
 
 def test_each_step_gets_its_own_bar_counted_in_its_unit(capsys) -> None:
@@ -12,15 +12,33 @@ def test_each_step_gets_its_own_bar_counted_in_its_unit(capsys) -> None:
     features(0.1, "100/1,000 frames · 10 frames/s")
     features(0.5, "500/1,000 frames")
     assert bars.current.bar.unit == "frames" and bars.current.total == 1000 and bars.current.bar.n == 500
-    heads = bars.step("heads")  # closes the features bar; a step without a count draws per mille
+    heads = bars.step("heads")  # closes the features bar; a step without a count shows its percentage, no rate
     heads(0.25, "mtrn k=2: epoch 10/40")
-    assert bars.current.bar.unit == "‰" and bars.current.bar.n == 250
+    assert bars.current.bar.unit == "%" and bars.current.bar.n == 25 and "rate" not in bars.current.bar.bar_format
+    built = bars.step("priors")  # a step with nothing to do draws no bar
+    built(1.0, ALREADY_BUILT)
+    assert bars.current.bar is None
     ingest = bars.step("dataset")
     ingest(0.0, "3/12 segments")
     assert bars.current.bar.unit == "segments" and bars.current.bar.n == 3
     bars.close()
     err = capsys.readouterr().err
-    assert "build · features" in err and "build · heads" in err and "build · dataset" in err
+    assert "build · features" in err and "build · heads" in err and "build · dataset" in err and "build · priors" not in err
+    assert "‰" not in err
+
+
+def test_a_bar_counts_the_unit_its_messages_name_and_completes_on_done(capsys) -> None:
+    bar = TqdmProgress("dataset", count_unit=StepBars.UNITS)
+    bar(0.0, "starting")
+    assert bar.bar is None  # nothing to show yet: no empty bar
+    bar(0.06, "rendering demo clip 3/48")  # "<unit> <done>/<total>" counts as well
+    assert (bar.bar.unit, bar.bar.n, bar.bar.total) == ("clips", 3, 48)
+    bar(1.0, "done")  # completes the count rather than switching to a percentage
+    assert (bar.bar.unit, bar.bar.n) == ("clips", 48)
+    bar(0.5, "step 10 loss 2.3")  # a phase without a count: its percentage
+    assert (bar.bar.unit, bar.bar.n) == ("%", 50)
+    bar.close()
+    assert "‰" not in capsys.readouterr().err
 
 
 def test_pipeline_gives_every_step_its_own_progress(demo_small) -> None:

@@ -409,14 +409,14 @@ def test_tasks_are_checked_against_the_datasets_tasks(demo_small, tmp_path, caps
 
 
 IGNORED_FLAGS = [
-    (("--method", "exact", "--budget", "100"), "--budget has no effect with --method exact"),
-    (("--iterations", "3"), "--iterations has no effect with the default method (exact)"),
-    (("--seed", "7"), "--seed has no effect with the default method (exact)"),
-    (("--method", "exact", "--samples-per-scale", "16"), "--samples-per-scale has no effect with --method exact"),
+    (("--method", "exact", "--budget", "100"), "--budget has no effect with exact (--method exact)"),
+    (("--iterations", "3"), "--iterations has no effect with the default method, exact (--method exact)"),
+    (("--seed", "7"), "--seed has no effect with the default method, exact (--method exact)"),
+    (("--method", "exact", "--samples-per-scale", "16"), "--samples-per-scale has no effect with exact (--method exact)"),
     (("--samples-per-scale", "16", "--budget=100"), "--budget and --samples-per-scale both set the budget"),
-    (("--method", "kernelshap", "--iterations", "2"), "--iterations has no effect with --method kernelshap"),
-    (("--method", "surrogate", "--iterations", "2"), "--iterations has no effect with --method surrogate"),
-    (("--method", "loo", "--seed", "1"), "--seed has no effect with --method loo"),
+    (("--method", "kernelshap", "--iterations", "2"), "--iterations has no effect with KernelSHAP (--method kernelshap)"),
+    (("--method", "surrogate", "--iterations", "2"), "--iterations has no effect with additive surrogate (--method surrogate)"),
+    (("--method", "loo", "--seed", "1"), "--seed has no effect with leave-one-out (--method loo)"),
 ]
 
 

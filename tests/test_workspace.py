@@ -223,8 +223,8 @@ def test_batch_results_schema_and_resume(ws, tmp_path):
     assert pd.api.types.is_float_dtype(df["esv"]) and pd.api.types.is_bool_dtype(df["exact"])
     ok = df[df.status == "ok"]
     assert set(ok.n_frames) == {2} and (df[df.n_frames == 1000].status == "too_short").all()
-    assert ok.narration_id.nunique() == 4 and len(ok) == 4 * 2 * 2
-    sums = ok.groupby(["narration_id", "task"]).agg(esv=("esv", "sum"), prob=("prob", "first"), prior=("prior", "first"))
+    assert ok.clip_id.nunique() == 4 and len(ok) == 4 * 2 * 2
+    sums = ok.groupby(["clip_id", "task"]).agg(esv=("esv", "sum"), prob=("prob", "first"), prior=("prior", "first"))
     np.testing.assert_allclose(sums.esv, sums.prob - sums.prior, atol=1e-6)
     assert ok.in_key.notna().all() and results_settings(out)["split"] == "val"
     assert not (tmp_path / "r.parquet.parts").exists()

@@ -1,49 +1,16 @@
 """Batch ESVs: every clip of a split, n = 1..8 frames, every task of the dataset -> one Parquet file.
 
-Results file (Parquet, long format: ONE ROW PER SAMPLED FRAME of each
-(clip, task, model, n_frames) explanation). Frames are sampled at the segment
+The results file (Parquet, long format: ONE ROW PER SAMPLED FRAME of each (clip, task,
+model, n_frames) explanation): its columns, schema version and reader are in
+:mod:`core.analysis.results_schema` (re-exported here). Frames are sampled at the segment
 centres (:func:`core.data.sampling.segment_centre_indices`); the explained class is
 the ground truth. ESVs come from the explanation service (:mod:`core.explain`).
 
-=================  ========  =================================================================
-column             type      meaning
-=================  ========  =================================================================
-narration_id       string    clip id
-video_id           string    video of the clip
-split              string    ``train`` / ``val``
-task               string    the task's name (the dataset's; demo and EPIC: verb, noun)
-model              string    a model family's name (``mtrn``, ``tsn``, ...)
-n_frames           int16     n, frames sampled for this explanation
-frame_position     int16     0..n-1, position of the frame among the n (-1: skipped row)
-frame_index        int32     index of the frame in the clip's stored frames (-1: skipped)
-clip_n_frames      int32     frames stored for the clip
-label              int32     ground-truth class (the explained class)
-label_name         string    its name
-esv                float64   ESV of this frame for the ground-truth class
-esv_predicted      float64   ESV of this frame for the predicted class
-predicted          int32     argmax class of the model on all n frames
-predicted_name     string    its name
-prob               float64   p(label | all n frames)
-prob_predicted     float64   p(predicted | all n frames)
-prior              float64   prior of the label (so sum over frames of esv = prob - prior)
-correct            bool      predicted == label
-in_key             bool      frame lies in [key_start, key_stop) (demo only; null otherwise)
-exact              bool      exact ESVs (else approximate)
-samples_per_scale  int32     subsets per size of the approximation (0 when exact)
-iterations         int32     approximate runs pooled (1 when exact)
-seed               int32     sampling seed (-1 when exact or unseeded)
-std_error          float64   standard error of ``esv`` (methods that report one, e.g. the
-                             long-clip surrogate; null otherwise)
-prob_estimated     bool      ``prob``, ``predicted`` are the method's estimate of the model on
-                             all n frames (long clips: the full multiscale forward is out of
-                             reach above ~20 frames), not the model's output
-status             string    ``ok``, or ``too_short`` (clip has fewer than n feature frames:
-                             one row with frame_position = -1 and null ESVs/probs records
-                             the skip, following the sampling module's refuse-short policy)
-=================  ========  =================================================================
-
-The file's Parquet key-value metadata ``playfair`` holds the JSON run settings
-(dataset, heads key, split, tasks, models, n_frames, approximation settings).
+Never clobbered: the default path (:meth:`Workspace.default_results_path`) holds only the
+full run (every clip of the split, every task, the default model and frames, exact ESVs);
+any other run is written beside it under a name that says what it holds
+(:func:`results_path`, e.g. ``esvs-val-limit5.parquet``), and a file holding another run
+is replaced only with ``force`` (:class:`ResultsFileTaken`).
 
 Resumable: clips are processed in chunks, each written atomically to
 ``<out>.parts/<settings hash>/part-<k>.parquet``; a rerun with the same settings skips
@@ -53,6 +20,7 @@ finished chunks, then the parts are merged into ``<out>`` (atomically) and remov
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,50 +30,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.commands import LazyCommand
+from core.analysis.results_schema import (ADDED_COLUMNS, COLUMNS, RUN_KEYS, SCHEMA, SCHEMA_KEY, SCHEMA_VERSION, describe_run,
+                                         frames_label, read_results, results_settings)
 from core.errors import UserError
-from core.explain import ClipExplanation, ExplanationProvider, ExplanationService, check_settings, explanation_service
+from core.explain import (ClipExplanation, ExplanationProvider, ExplanationService, check_settings, default_method,
+                          explanation_service)
 from core.io_utils import atomic_path, stable_hash
 from core.models.families import DEFAULT_FAMILY, family_names
 from core.runtime import Progress, check_task, or_silent
+from core.shapley import get_method
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
 
-SCHEMA = pa.schema(
-    [
-        ("narration_id", pa.string()),
-        ("video_id", pa.string()),
-        ("split", pa.string()),
-        ("task", pa.string()),
-        ("model", pa.string()),
-        ("n_frames", pa.int16()),
-        ("frame_position", pa.int16()),
-        ("frame_index", pa.int32()),
-        ("clip_n_frames", pa.int32()),
-        ("label", pa.int32()),
-        ("label_name", pa.string()),
-        ("esv", pa.float64()),
-        ("esv_predicted", pa.float64()),
-        ("predicted", pa.int32()),
-        ("predicted_name", pa.string()),
-        ("prob", pa.float64()),
-        ("prob_predicted", pa.float64()),
-        ("prior", pa.float64()),
-        ("correct", pa.bool_()),
-        ("in_key", pa.bool_()),
-        ("exact", pa.bool_()),
-        ("samples_per_scale", pa.int32()),
-        ("iterations", pa.int32()),
-        ("seed", pa.int32()),
-        ("std_error", pa.float64()),
-        ("prob_estimated", pa.bool_()),
-        ("status", pa.string()),
-    ]
-)
-COLUMNS = [f.name for f in SCHEMA]
-# Columns added since the first release, with the value older files mean (read_results fills them).
-ADDED_COLUMNS: dict[str, Any] = {"std_error": None, "prob_estimated": False}
+__all__ = ["ADDED_COLUMNS", "COLUMNS", "SCHEMA", "SCHEMA_VERSION", "BatchJob", "ResultsFileTaken", "batch_frames",
+           "compute_batch_esvs", "describe_run", "read_results", "results_path", "results_settings"]
 
 
 def _settings_hash(settings: dict[str, Any]) -> str:
@@ -128,6 +67,15 @@ class BatchJob:
     method: str | None = None  # any name of core.explain.available_methods(); None: exact / constructive
     budget: int | None = None  # head evaluations of a registry approximator
 
+    @property
+    def exact(self) -> bool:
+        """Exact ESVs (no sampling settings apply)."""
+        return self.samples_per_scale is None and self.budget is None and self.method in (None, "exact")
+
+    def method_name(self) -> str:
+        """The canonical name of the method that runs (:func:`core.explain.default_method` when none is named)."""
+        return get_method(self.method or default_method(self.samples_per_scale, self.budget)).name
+
 
 class ClipRowsEngine(Protocol):
     """Computes the result rows of many clips somewhere else (``core.distributed``'s Ray engine).
@@ -142,7 +90,7 @@ class ClipRowsEngine(Protocol):
 
 
 def explain_chunk(provider: ExplanationProvider, service: ExplanationService, chunk: pd.DataFrame, job: BatchJob) -> dict[str, dict[tuple[str, str, int], ClipExplanation]]:
-    """Exact explanations of a chunk's clips, batched: ``{narration_id: {(task, model, n): explanation}}``.
+    """Exact explanations of a chunk's clips, batched: ``{clip_id: {(task, model, n): explanation}}``.
 
     One :meth:`ExplanationService.explain_many` call per task, model and n explains every
     clip long enough at once (a multiscale model's chunks of clips share each weight pass);
@@ -150,7 +98,7 @@ def explain_chunk(provider: ExplanationProvider, service: ExplanationService, ch
     left to :func:`clip_rows`.
     """
     out: dict[str, dict[tuple[str, str, int], ClipExplanation]] = {str(c): {} for c in chunk.index}
-    if job.samples_per_scale is not None or job.method not in (None, "exact"):
+    if not job.exact:
         return out
     for task in job.tasks:
         for model in job.models:
@@ -169,21 +117,21 @@ def clip_rows(
 
     Args:
         provider: what ``service`` explains from (class names are read here too).
-        clip: the clip's row of ``Workspace.clips()`` (its name is the narration_id).
+        clip: the clip's row of ``Workspace.clips()`` (its name is the clip_id).
         explained: explanations already computed for this clip by ``(task, model, n)``
             (:func:`explain_chunk`); the rest are asked of ``service``.
     """
     rows: list[dict[str, Any]] = []
-    exact = job.samples_per_scale is None and job.method in (None, "exact")
-    common = {
-        "narration_id": str(clip.name),
+    exact = job.exact
+    common = {  # settings that do not apply are null (no sentinels)
+        "clip_id": str(clip.name),
         "video_id": str(clip.get("video_id", "")),
         "split": str(clip["split"]),
         "clip_n_frames": int(clip["n_frames"]),
         "exact": exact,
-        "samples_per_scale": 0 if exact else int(job.samples_per_scale or 0),  # 0 also for a budgeted approximator
-        "iterations": 1 if exact else int(job.iterations),
-        "seed": -1 if exact or job.seed is None else int(job.seed),
+        "samples_per_scale": None if exact or job.samples_per_scale is None else int(job.samples_per_scale),
+        "iterations": None if exact else int(job.iterations),
+        "seed": None if exact or job.seed is None else int(job.seed),
     }
     has_key = "key_start" in clip.index and pd.notna(clip.get("key_start"))
     for task in job.tasks:
@@ -193,7 +141,7 @@ def clip_rows(
             for n in job.n_frames:
                 base = {**common, "task": task, "model": model, "n_frames": n, "label": label, "label_name": names[label] if label < len(names) else str(label)}
                 if int(clip["n_features"]) < n:
-                    rows.append({**base, "frame_position": -1, "frame_index": -1, "status": "too_short"})
+                    rows.append({**base, "status": "too_short"})  # positions, ESVs, probs: null
                     continue
                 ex = (explained or {}).get((task, model, n))
                 if ex is None:
@@ -244,11 +192,73 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=SCHEMA)
 
 
+def batch_frames(ws: "Workspace") -> list[int]:
+    """Frame counts of the full run: 1..min(8, the largest scale every task's heads have)."""
+    return list(range(1, min(8, *(ws.heads(t).max_frames for t in ws.task_names)) + 1))
+
+
+def results_path(ws: "Workspace", split: str, job: BatchJob, *, limit: int | None = None,
+                 clip_ids: Sequence[str] | None = None) -> Path:
+    """Where a run's results go unless told: :meth:`Workspace.default_results_path` for the
+    full run, else beside it, named by what differs (``esvs-val-limit5.parquet``,
+    ``esvs-val-verb-n4_8-kernelshap-b512-seed0.parquet``, ``esvs-val-clips3-<hash>.parquet``).
+
+    ``limit`` counts as partial only below the split's clip count.
+    """
+    full = Path(ws.default_results_path(split))
+    parts: list[str] = []
+    if set(job.tasks) != set(ws.task_names):
+        parts.append("+".join(job.tasks))
+    if list(job.models) != [DEFAULT_FAMILY]:
+        parts.append("+".join(job.models))
+    if list(job.n_frames) != batch_frames(ws):
+        parts.append("n" + frames_label(job.n_frames))
+    if not job.exact:
+        cls = get_method(job.method_name())
+        parts.append(cls.name + (f"-b{job.budget}" if job.budget is not None else "")
+                     + (f"-s{job.samples_per_scale}" if job.samples_per_scale is not None else "")
+                     + (f"-x{job.iterations}" if job.iterations != 1 else "")
+                     + (f"-seed{job.seed}" if job.seed is not None and not cls.deterministic else ""))
+    if clip_ids is not None:
+        parts.append(f"clips{len(clip_ids)}-{stable_hash(sorted(str(c) for c in clip_ids))[:8]}")
+    elif limit is not None and limit < len(ws.clips(split)):
+        parts.append(f"limit{int(limit)}")
+    if not parts:
+        return full
+    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join([full.stem, *parts]))  # task names are the dataset's
+    return full.with_name(name + full.suffix)
+
+
+class ResultsFileTaken(UserError):
+    """``path`` holds another run (``held``, its settings) than the one asked for (``run``): it
+    is replaced only with ``force``. The CLI rewrites the fix as commands (``--out`` / ``--force``)."""
+
+    def __init__(self, path: Path, held: dict[str, Any], run: dict[str, Any], elsewhere: Path) -> None:
+        self.path, self.held, self.run, self.elsewhere = path, held, run, elsewhere
+        super().__init__(f"Results file {path} holds another run ({describe_run(held)}); this run "
+                         f"({describe_run(run)}) would replace it.",
+                         f"Write it elsewhere (out_path={str(elsewhere)!r}) or replace the file (force=True).")
+
+
+def _check_target(out: Path, settings: dict[str, Any], named: Path, full: Path, force: bool) -> None:
+    """Refuse to replace a results file holding another run (the full run, ``named == full``,
+    may always rewrite its default path; ``named``: the run's own name, suggested instead)."""
+    if force or not out.exists() or out == named == full:
+        return
+    try:
+        held = results_settings(out)
+    except (OSError, ValueError, pa.ArrowException):
+        held = {}
+    if {k: held.get(k) for k in RUN_KEYS} != {k: settings.get(k) for k in RUN_KEYS}:
+        elsewhere = named if named != out else out.with_name(f"{out.stem}-{_settings_hash(settings)[:6]}{out.suffix}")
+        raise ResultsFileTaken(out, held, settings, elsewhere)
+
+
 def compute_batch_esvs(
     ws: "Workspace",
     *,
     split: str = "val",
-    n_frames: Sequence[int] = tuple(range(1, 9)),
+    n_frames: Sequence[int] | None = None,
     tasks: Sequence[str] | None = None,
     models: Sequence[str] = (DEFAULT_FAMILY,),
     samples_per_scale: int | None = None,
@@ -257,6 +267,8 @@ def compute_batch_esvs(
     out_path: Path | str | None = None,
     chunk_size: int = 32,
     limit: int | None = None,
+    clip_ids: Sequence[str] | None = None,
+    force: bool = False,
     progress: Progress | None = None,
     engine: ClipRowsEngine | None = None,
     method: str | None = None,
@@ -268,25 +280,27 @@ def compute_batch_esvs(
         ws: a built :class:`core.workspace.Workspace`; ESVs come from its
             :func:`core.explain.explanation_service` (disk cache skipped, memory LRU read).
         split: ``"train"``/``"val"``.
-        n_frames: frame counts n to explain.
+        n_frames: frame counts n to explain (None: :func:`batch_frames`, the full run's).
         tasks, models: some of ``ws.task_names`` (None: every task, in the dataset's order) / of the
             registered model families (:func:`core.models.families.family_names`).
         samples_per_scale: None = exact ESVs; else approximate (``iterations``, ``seed``).
-        out_path: default :meth:`Workspace.default_results_path`.
+        out_path: default :func:`results_path` (the full run: :meth:`Workspace.default_results_path`;
+            any other run beside it, named by what it holds).
         chunk_size: clips per resumable part file.
-        limit: only the first ``limit`` clips (quick looks).
+        limit: only the first ``limit`` clips (quick looks); ``clip_ids``: only these clips of the split.
+        force: replace ``out_path`` even when it holds another run (else :class:`ResultsFileTaken`).
         progress: ``progress(fraction, message)``, counted in clips.
         engine: where the rows are computed (None = here, in order; a
             :class:`ClipRowsEngine` such as ``core.distributed.RayEngine`` computes the
             missing chunks elsewhere). The file is the same either way.
         method, budget: the explanation method by name (:func:`core.explain.available_methods`;
             None: exact, or constructive when ``samples_per_scale`` is given) and a registry
-            approximator's head budget; recorded in the file's metadata.
+            approximator's budget in head evaluations; recorded in the file's metadata.
 
     Returns:
         The results file path.
     """
-    n_frames = sorted({int(n) for n in n_frames})
+    n_frames = sorted({int(n) for n in (batch_frames(ws) if n_frames is None else n_frames)})
     if not n_frames or n_frames[0] < 1:
         raise UserError(f"Frame counts must be >= 1, got {n_frames}.", "Use e.g. --frames 1-8.")
     tasks = list(ws.task_names) if tasks is None else [check_task(t, ws.task_names) for t in tasks]
@@ -295,6 +309,13 @@ def compute_batch_esvs(
         raise UserError(f"Unknown model(s) {bad}.", f"Models: {', '.join(family_names())}.")
     check_settings(method, n_frames=n_frames[-1], samples_per_scale=samples_per_scale, iterations=iterations, budget=budget)
     clips = ws.clips(split)
+    if clip_ids is not None:
+        clip_ids = list(dict.fromkeys(str(c) for c in clip_ids))
+        unknown = [c for c in clip_ids if c not in clips.index]
+        if unknown:
+            raise UserError(f"Clip(s) {', '.join(unknown[:5])} are not in the {split} split of {ws.name}.",
+                            f"Pick clips of that split, e.g. {', '.join(map(str, clips.index[:3]))}.")
+        clips = clips.loc[clip_ids]
     if limit is not None:
         clips = clips.iloc[: int(limit)]
     if clips.empty:
@@ -302,13 +323,16 @@ def compute_batch_esvs(
     for t in tasks:  # fail early (clear message) rather than inside the loop
         ws.heads(t)
         ws.priors(t)
-    out = Path(out_path) if out_path is not None else ws.default_results_path(split)
+    job = BatchJob(tuple(tasks), tuple(models), tuple(n_frames), samples_per_scale, int(iterations), seed, method, budget)
+    default_out = results_path(ws, split, job, limit=limit, clip_ids=clip_ids)
+    out = Path(out_path) if out_path is not None else default_out
     approx = {"samples_per_scale": samples_per_scale, "iterations": int(iterations), "seed": seed, "method": method, "budget": budget}
     settings = {
         "dataset": ws.name, "heads": ws.heads_key(), "split": split, "tasks": list(tasks), "models": list(models),
-        "n_frames": n_frames, "clips": len(clips), **approx, "schema": COLUMNS,
+        "n_frames": n_frames, "clips": len(clips), "limit": None if limit is None or limit >= len(ws.clips(split)) else int(limit),
+        "clip_ids": clip_ids, **approx, "schema": COLUMNS, "schema_version": SCHEMA_VERSION,
     }
-    job = BatchJob(tuple(tasks), tuple(models), tuple(n_frames), samples_per_scale, int(iterations), seed, method, budget)
+    _check_target(out, settings, default_out, Path(ws.default_results_path(split)), force)
     parts_dir = out.with_name(out.name + ".parts") / _settings_hash(settings)
     chunks = [clips.iloc[i : i + chunk_size] for i in range(0, len(clips), chunk_size)]
     todo = {k: chunk for k, chunk in enumerate(chunks) if not (parts_dir / f"part-{k:05d}.parquet").exists()}
@@ -333,36 +357,10 @@ def compute_batch_esvs(
         with atomic_path(parts_dir / f"part-{k:05d}.parquet") as tmp:
             pq.write_table(_table(rows), tmp)
     table = pa.concat_tables([pq.read_table(parts_dir / f"part-{k:05d}.parquet") for k in range(len(chunks))])
-    table = table.replace_schema_metadata({"playfair": json.dumps(settings)})
+    table = table.replace_schema_metadata({"playfair": json.dumps(settings), SCHEMA_KEY: str(SCHEMA_VERSION)})
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
     return out
 
 
-def _recompute_fix(recompute: LazyCommand | None) -> str:
-    # The caller knows the file's dataset and config (this function does not): it names the command.
-    return f"Compute it with `{recompute()}`." if recompute else "Compute it again (batch ESVs of its dataset: the esvs command)."
-
-
-def read_results(path: Path | str, *, recompute: LazyCommand | None = None) -> pd.DataFrame:
-    """Read a results file (UserError if missing or not ours, naming ``recompute``, the
-    command that writes it, as the fix)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"Results file {path} does not exist.", _recompute_fix(recompute))
-    table = pq.read_table(path)
-    missing = [c for c in COLUMNS if c not in table.column_names and c not in ADDED_COLUMNS]
-    if missing:
-        raise UserError(f"{path} is not a Play Fair explorer results file (missing {missing}).", _recompute_fix(recompute))
-    df = table.to_pandas()
-    for name, value in ADDED_COLUMNS.items():  # files written before these columns existed
-        if name not in df.columns:
-            df[name] = value
-    return df[COLUMNS]
-
-
-def results_settings(path: Path | str) -> dict[str, Any]:
-    """The run settings stored in a results file's metadata."""
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta.get(b"playfair", b"{}"))

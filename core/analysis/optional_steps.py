@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pyarrow.parquet as pq
 
-from core.analysis.batch import compute_batch_esvs
+from core.analysis.batch import batch_frames, compute_batch_esvs
 from core.analysis.faithfulness import default_table_path, run_faithfulness
 from core.commands import dataset_command
 from core.errors import UserError
@@ -25,11 +25,6 @@ from core.pipeline.steps import BuildStep, StepReport
 from core.runtime import Progress
 
 __all__ = ["OPTIONAL_STEPS", "OptionalStep", "full_status", "build_optional", "batch_frames"]
-
-
-def batch_frames(ws: Any) -> list[int]:
-    """Frame counts of the default batch run: 1..min(8, the largest scale every task's heads have)."""
-    return list(range(1, min(8, *(ws.heads(t).max_frames for t in ws.task_names)) + 1))
 
 
 @dataclass(frozen=True)

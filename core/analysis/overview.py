@@ -62,14 +62,14 @@ def results_or_sample(
     esvs = lambda: dataset_command(ws, "esvs", "--split", split)  # noqa: E731 -- the command that writes `full`
     if full.exists():
         df = read_results(full, recompute=esvs)
-        return df, f"full results file {full} ({df['narration_id'].nunique()} clips)"
+        return df, f"the full results file {full} ({df['clip_id'].nunique()} clips)"
     n_available = len(ws.clips(split))
     n_clips = max(1, min(int(sample_clips), n_available))
     path = sample_results_path(ws, split, n_clips, n_frames)
     if not path.exists():
         compute_batch_esvs(ws, split=split, n_frames=n_frames, limit=n_clips, out_path=path, progress=progress)
     df = read_results(path)
-    return df, f"a sample of {n_clips} of {n_available} {split} clips (no full results file yet: `{esvs()}`)"
+    return df, f"a sample of {n_clips} of {n_available} {split} clips, {path} (no full results file yet: `{esvs()}`)"
 
 
 def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -82,7 +82,7 @@ def position_table(results: pd.DataFrame, n_frames: int, model: str = DEFAULT_FA
     ``task, position`` (1-based), ``esv``, ``in_key`` rows, one per clip and position."""
     r = ok_rows(results)
     r = r[(r["n_frames"] == int(n_frames)) & (r["model"] == model)]
-    out = r[["task", "frame_position", "esv", "in_key", "narration_id"]].rename(columns={"frame_position": "position"}).copy()
+    out = r[["task", "frame_position", "esv", "in_key", "clip_id"]].rename(columns={"frame_position": "position"}).copy()
     out["position"] = out["position"].astype(int) + 1
     return out.reset_index(drop=True)
 
@@ -106,11 +106,11 @@ def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str = 
     r = r[(r["task"] == task) & (r["n_frames"] == int(n_frames)) & (r["model"] == model)]
     if r.empty:
         return pd.DataFrame(columns=["class", "clips", "accuracy", "mean_prob", "mean_prior", "mean_esv_sum", "peak_position", "positive_frames"])
-    per_clip = r.groupby("narration_id").agg(
+    per_clip = r.groupby("clip_id").agg(
         label_name=("label_name", "first"), correct=("correct", "first"), prob=("prob", "first"), prior=("prior", "first"),
         esv_sum=("esv", "sum"), positive=("esv", lambda s: float((s > 0).mean())),
     )
-    peak = r.loc[r.groupby("narration_id")["esv"].idxmax(), ["narration_id", "frame_position"]].set_index("narration_id")
+    peak = r.loc[r.groupby("clip_id")["esv"].idxmax(), ["clip_id", "frame_position"]].set_index("clip_id")
     per_clip["peak_position"] = peak["frame_position"].astype(float) + 1
     out = per_clip.groupby("label_name").agg(
         clips=("prob", "size"),

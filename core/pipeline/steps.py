@@ -27,7 +27,7 @@ from core.models.io import load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
 from core.models.training import evaluate, train_heads, trained_families
 from core.pipeline.artifacts import Artifacts
-from core.runtime import PerStepProgress, Progress, scaled
+from core.runtime import ALREADY_BUILT, PerStepProgress, Progress, scaled
 
 STEP_ORDER: tuple[str, ...] = ("dataset", "backbone", "features", "priors", "heads")
 # What explaining needs: features of the sampled frames are computed on the spot.
@@ -365,7 +365,7 @@ class Pipeline:
                 done = False
             if done and not force:
                 reports.append(StepReport(step.name, 0.0, True, detail))
-                sub(1.0, "already built")
+                sub(1.0, ALREADY_BUILT)
                 continue
             sub(0.0, "starting")
             step.build(sub)
