@@ -12,7 +12,10 @@ import streamlit as st
 
 from app import charts
 from core.analysis.export import explanation_table, export_settings, to_csv_bytes, to_parquet_bytes
+from core.errors import UserError
 from core.explain import ClipExplanation
+from core.runtime import counted
+from core.shapley import get_method
 from core.workspace import Workspace
 
 
@@ -34,9 +37,28 @@ def _stem(meta: dict[str, str]) -> str:
     return f"esv_{meta['dataset']}_{meta['clip_id']}_{meta['task']}_n{meta['n_frames']}_{meta['method']}"
 
 
+def _method_label(meta: dict[str, str]) -> str:
+    """The method's display name (docs/glossary.md), or its recorded name for one the registry does not know."""
+    try:
+        return get_method(meta.get("requested_method") or meta["method"]).label
+    except UserError:
+        return meta["method"]
+
+
 def _subtitle(meta: dict[str, str]) -> str:
-    keys = ("dataset", "clip_id", "task", "n_frames", "model", "method", "samples_per_scale", "iterations", "budget", "seed")
-    return " · ".join(f"{k} {meta[k]}" for k in keys if meta.get(k))
+    """The settings under a chart, in the glossary's words: ``demo · clip P01_01_3 · verb · 8 frames ·
+    model mtrn · KernelSHAP · budget 512 head evaluations · seed 0``."""
+    parts = [meta["dataset"], f"clip {meta['clip_id']}", meta["task"], counted(int(meta["n_frames"]), "frame"),
+             f"model {meta['model']}", _method_label(meta)]
+    if meta.get("budget"):
+        parts.append(f"budget {counted(int(meta['budget']), 'head evaluation')}")
+    if meta.get("samples_per_scale"):
+        parts.append(counted(int(meta["samples_per_scale"]), "sample") + " per scale")
+    if meta.get("iterations") and meta["iterations"] != "1":
+        parts.append(counted(int(meta["iterations"]), "iteration"))
+    if meta.get("seed"):
+        parts.append(f"seed {meta['seed']}")
+    return " · ".join(parts)
 
 
 def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, Any], chart: charts.Chart,

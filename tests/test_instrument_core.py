@@ -76,7 +76,8 @@ def test_exports_record_the_settings(demo_small):
     meta = json.loads(pq.read_schema(io.BytesIO(data)).metadata[b"playfair"])
     assert meta["seed"] == 7 and meta["dataset"] == "demo-small" and pq.read_table(io.BytesIO(data)).num_rows == 6
     exact = explanation_service(demo_small).explain(ex.clip_id, task="verb", n_frames=3)
-    assert explanation_table(exact, demo_small, seed=7)["seed"].isna().all()  # a seed does not apply to exact ESVs
+    exact_table = explanation_table(exact, demo_small, seed=7)
+    assert exact_table[["seed", "iterations", "budget", "samples_per_scale"]].isna().all().all()  # none applies to exact ESVs
 
 
 # ----------------------------------------------------------------------------- setup validation

@@ -3,6 +3,9 @@
 Every row records what produced it (dataset, heads key, clip, frames, task, model,
 method, samples per scale / budget, iterations, seed), so an exported file stands on
 its own; the Parquet file also carries them as JSON key-value metadata ``playfair``.
+Words as in docs/glossary.md and the results file (:mod:`core.analysis.results_schema`):
+``clip_id``; ``frame_position`` 0-based (the app shows position + 1); a setting that does
+not apply (an exact result's seed, budget, samples per scale, iterations) is null.
 
     table = explanation_table(ex, ws, seed=0, classes=[ex.explained_class, 3])
     data = to_csv_bytes(table)          # or to_parquet_bytes(table)
@@ -37,7 +40,7 @@ def export_settings(
 
     ``seed``, ``budget``, ``samples_per_scale`` and ``iterations`` are what the caller asked
     for (an explanation does not keep its seed); for an exact result they are recorded as
-    not applying (None, iterations 1).
+    not applying (None).
     """
     exact = expl.exact
     info = getattr(expl.esv_result, "info", {}) or {}
@@ -52,7 +55,7 @@ def export_settings(
         "requested_method": expl.requested_method or expl.method,
         "exact": bool(exact),
         "samples_per_scale": None if exact else info.get("samples_per_scale", samples_per_scale),
-        "iterations": 1 if exact else int(info.get("iterations", iterations)),
+        "iterations": None if exact else int(info.get("iterations", iterations)),
         "budget": None if exact else budget,
         "seed": None if exact else seed,
     }
@@ -63,8 +66,8 @@ def explanation_table(
     budget: int | None = None, samples_per_scale: int | None = None, iterations: int = 1,
 ) -> pd.DataFrame:
     """One row per (class, sampled frame) of the view: the settings (:data:`SETTING_COLUMNS`),
-    then ``class_id, class_name, explained, frame_position, frame_index, esv, std_error,
-    prob, prior``.
+    then ``class_id, class_name, explained, frame_position`` (0-based), ``frame_index, esv,
+    std_error, prob, prior``.
 
     Args:
         expl: the explanation shown.
