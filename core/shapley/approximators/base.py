@@ -19,6 +19,7 @@ from typing import ClassVar
 import torch
 
 from core.errors import UserError
+from core.runtime import counted
 from core.shapley.game import Game
 from core.shapley.registry import MethodCapabilities
 from core.shapley.result import ESVResult
@@ -102,7 +103,7 @@ class Approximator(MethodCapabilities, ABC):
                 raise UserError(f"budget must be a positive integer or None, got {budget!r}")
             if budget < self.min_budget(game):
                 raise UserError(
-                    f"A budget of {budget} model evaluations is below what {self.label} needs on "
+                    f"A budget of {counted(int(budget), 'head evaluation')} is below what {self.label} needs on "
                     f"{game.n_players} frames ({self.min_budget(game)}).",
                     "Raise the budget or pass None.",
                 )

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from core.runtime import counted
 from core.shapley.approximators.base import BUDGET_FIX, MAX_EXACT_FRAMES, Approximator, Estimate
 from core.shapley.game import Game
 
@@ -93,7 +94,8 @@ class KernelSHAP(Approximator):
             masks, weights = kernel_design(n, self.coalitions, seed)
             if budget is not None and self._design_cost(game, masks) > budget:
                 raise UserError(f"{self.coalitions} KernelSHAP coalitions cost {self._design_cost(game, masks)} "
-                                f"model evaluations, over the budget of {budget}.", "Raise the budget or use fewer coalitions.")
+                                f"head evaluations, over the budget of {counted(int(budget), 'head evaluation')}.",
+                                "Raise the budget or use fewer coalitions.")
             return masks, weights
         if budget is None or budget >= self.saturating_budget(game):
             if n > MAX_EXACT_FRAMES:
