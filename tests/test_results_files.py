@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.analysis.batch import COLUMNS, SCHEMA_VERSION, read_results, results_settings
+from core.analysis.optional_steps import full_status
+from core.analysis.overview import results_or_sample
 from core.analysis.results_schema import SCHEMA_KEY
 from core.cli import main
 from core.workspace import Workspace
@@ -95,6 +97,9 @@ def test_out_onto_another_run_is_refused_with_two_fixes_that_run(own_cache: Path
     assert full.read_bytes() == before
     assert _run_literally(replace) == 0
     assert read_results(full)["clip_id"].nunique() == 5  # replaced, as asked
+    n_val = len(ws.clips("val"))  # the Overview and the status say that the file is partial
+    assert f"a partial run of 5 of {n_val} clips" in results_or_sample(ws, "val")[1]
+    assert not {s.name: s for s in full_status(ws)}["batch_esvs"].done
     assert esvs() == 0 and read_results(full)["clip_id"].nunique() == len(ws.clips("val"))  # the full run takes it back
 
 

@@ -48,6 +48,8 @@ def _check_batch(ws: Any) -> tuple[bool, str]:
         return False, f"results file {path} is unreadable ({exc}); rebuild it"
     if settings.get("heads") != ws.heads_key():
         return False, f"results file {path} is from other heads; rebuild it"
+    if settings.get("clips") != len(ws.clips("val")):  # a partial run written there before partial runs went beside it
+        return False, f"results file {path} holds {settings.get('clips', '?')} of {len(ws.clips('val'))} clips; rebuild it"
     return True, f"{settings.get('clips', '?')} clips x n = {settings.get('n_frames')} in {path}"
 
 

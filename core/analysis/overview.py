@@ -62,7 +62,10 @@ def results_or_sample(
     esvs = lambda: dataset_command(ws, "esvs", "--split", split)  # noqa: E731 -- the command that writes `full`
     if full.exists():
         df = read_results(full, recompute=esvs)
-        return df, f"the full results file {full} ({df['clip_id'].nunique()} clips)"
+        n_clips, n_split = df["clip_id"].nunique(), len(ws.clips(split))
+        if n_clips < n_split:  # a partial run written there before partial runs went beside the full file
+            return df, f"{full}, a partial run of {n_clips} of {n_split} clips (the full run: `{esvs()}`)"
+        return df, f"the full results file {full} ({n_clips} clips)"
     n_available = len(ws.clips(split))
     n_clips = max(1, min(int(sample_clips), n_available))
     path = sample_results_path(ws, split, n_clips, n_frames)
