@@ -154,10 +154,13 @@ def clip_rows(
                 pred = ex.predicted_class
                 probs = ex.model_probs  # the full model's output, whatever the ESV method (long clips: the estimate)
                 std = ex.std_errors_of(label)
+                # an approximation that came out exact (a saturated budget): no sampling setting applies
+                settings = {"samples_per_scale": None, "iterations": None, "seed": None} if ex.exact else {}
                 for pos, fi in enumerate(ex.frame_indices.tolist()):
                     rows.append(
                         {
                             **base,
+                            **settings,
                             "frame_position": pos,
                             "frame_index": int(fi),
                             "esv": float(esvs[pos, label]),
