@@ -25,6 +25,7 @@ from core.analysis.optional_steps import full_status
 from core.analysis.overview import results_or_sample
 from core.analysis.results_schema import SCHEMA_KEY
 from core.cli import main
+from core.runtime import counted
 from core.workspace import Workspace
 from test_user_input_checks import _commands, _run_literally
 
@@ -71,7 +72,9 @@ def test_a_partial_run_writes_beside_the_full_file(own_cache: Path, capsys: pyte
                         (("--method", "kernelshap", "--budget", "40", "--frames", "3"), "esvs-val-n3-kernelshap-b40-seed0")]:
         assert esvs(*flags) == 0
         assert (full.parent / f"{name}.parquet").exists(), (flags, sorted(p.name for p in full.parent.iterdir()))
+    capsys.readouterr()
     assert esvs("--clips", clip) == 0
+    assert ": 1 clip," in capsys.readouterr().out  # "1 clip", not "1 clips"
     [listed] = [p for p in full.parent.glob("esvs-val-clips1-*.parquet")]
     assert set(read_results(listed)["clip_id"]) == {clip}
     capsys.readouterr()
@@ -139,3 +142,8 @@ def test_version_1_files_still_read(own_cache: Path) -> None:
     again = read_results(old)
     assert list(again.columns) == COLUMNS
     pd.testing.assert_frame_equal(again.reset_index(drop=True), v2.reset_index(drop=True), check_dtype=False)
+
+
+def test_counts_are_plural_only_above_one() -> None:
+    assert counted(1, "head evaluation") == "1 head evaluation"
+    assert counted(2000, "head evaluation") == "2,000 head evaluations" and counted(0, "clip") == "0 clips"
