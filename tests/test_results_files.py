@@ -74,7 +74,7 @@ def test_a_partial_run_writes_beside_the_full_file(own_cache: Path, capsys: pyte
         assert (full.parent / f"{name}.parquet").exists(), (flags, sorted(p.name for p in full.parent.iterdir()))
     capsys.readouterr()
     assert esvs("--clips", clip) == 0
-    assert ": 1 clip," in capsys.readouterr().out  # "1 clip", not "1 clips"
+    assert " rows, 1 clip, " in capsys.readouterr().out  # "1 clip", not "1 clips"
     [listed] = [p for p in full.parent.glob("esvs-val-clips1-*.parquet")]
     assert set(read_results(listed)["clip_id"]) == {clip}
     capsys.readouterr()
