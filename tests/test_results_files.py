@@ -25,6 +25,7 @@ from core.analysis.optional_steps import full_status
 from core.analysis.overview import results_or_sample
 from core.analysis.results_schema import SCHEMA_KEY
 from core.cli import main
+from core.errors import UserError
 from core.runtime import counted
 from core.workspace import Workspace
 from test_user_input_checks import _commands, _run_literally
@@ -147,3 +148,14 @@ def test_version_1_files_still_read(own_cache: Path) -> None:
 def test_counts_are_plural_only_above_one() -> None:
     assert counted(1, "head evaluation") == "1 head evaluation"
     assert counted(2000, "head evaluation") == "2,000 head evaluations" and counted(0, "clip") == "0 clips"
+
+
+def test_a_newer_schema_is_refused_naming_the_fix(own_cache: Path) -> None:
+    out = own_cache / "v2-for-v3.parquet"
+    assert esvs("--frames", "2", "--limit", "1", "--tasks", "verb", "--out", str(out)) == 0
+    table = pq.read_table(out)
+    newer = own_cache / "v3.parquet"
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, SCHEMA_KEY: b"3"}), newer)
+    with pytest.raises(UserError, match="schema version 3") as err:
+        read_results(newer)
+    assert err.value.fix
