@@ -61,6 +61,7 @@ import pyarrow.parquet as pq
 from core.commands import LazyCommand
 from core.errors import UserError
 from core.explain import default_method
+from core.runtime import counted
 from core.shapley import get_method
 
 SCHEMA = pa.schema(
@@ -105,22 +106,30 @@ RUN_KEYS: tuple[str, ...] = ("dataset", "heads", "split", "tasks", "models", "n_
                              "samples_per_scale", "iterations", "seed", "method", "budget")
 
 
-
-def frames_label(n_frames: Sequence[int]) -> str:
+def frames_label(n_frames: Sequence[int], sep: str = "_") -> str:
+    """Frame counts in a file name (or, with ``sep=", "``, a sentence): ``[1, 2, 3, 4]`` -> ``"1-4"``,
+    ``[4, 8]`` -> ``"4_8"``."""
     ns = sorted(set(int(n) for n in n_frames))
-    return f"{ns[0]}-{ns[-1]}" if ns == list(range(ns[0], ns[-1] + 1)) and len(ns) > 1 else "_".join(map(str, ns))
-
+    return f"{ns[0]}-{ns[-1]}" if ns == list(range(ns[0], ns[-1] + 1)) and len(ns) > 1 else sep.join(map(str, ns))
 
 
 def describe_run(settings: dict[str, Any]) -> str:
-    """A results file's run in words: ``5 val clips (--limit 5), tasks verb, noun, mtrn, n = 1-8, exact``."""
+    """A results file's run (its settings) in words:
+    ``5 val clips (first 5), tasks verb, noun, models mtrn, n = 1-8, exact``."""
+    if not settings.get("n_frames"):
+        return "no run settings of this explorer"
     which = f" (first {settings['limit']})" if settings.get("limit") is not None else (
         " (a clip list)" if settings.get("clip_ids") else "")
     method = settings.get("method") or default_method(settings.get("samples_per_scale"), settings.get("budget"))
-    label = get_method(method).label if method else "exact"
-    return (f"{settings.get('clips', '?')} {settings.get('split', '?')} clips{which}, tasks {', '.join(settings.get('tasks', []))}, "
-            f"models {', '.join(settings.get('models', []))}, n = {frames_label(settings.get('n_frames') or [0])}, {label}")
-
+    try:
+        label = get_method(method).label
+    except UserError:  # a method this version does not know: its recorded name
+        label = str(method)
+    clips = settings.get("clips")
+    split = settings.get("split", "?")
+    return (f"{counted(clips, f'{split} clip') if isinstance(clips, int) else f'? {split} clips'}{which}, "
+            f"tasks {', '.join(settings.get('tasks', []))}, models {', '.join(settings.get('models', []))}, "
+            f"n = {frames_label(settings['n_frames'], ', ')}, {label}")
 
 
 def _recompute_fix(recompute: LazyCommand | None) -> str:
