@@ -94,7 +94,7 @@ def test_out_onto_another_run_is_refused_with_two_fixes_that_run(own_cache: Path
     capsys.readouterr()
     assert esvs("--limit", "5", "--out", str(full)) == 2
     err = capsys.readouterr().err
-    assert f"Results file {full} holds another run" in err and "Nothing was computed." in err
+    assert f"{full} holds another run ({len(ws.clips('val'))} val clips, tasks verb, noun" in err and "Nothing was computed." in err
     elsewhere, replace = _commands(err)
     assert "--out" in elsewhere and "--force" in replace and full.read_bytes() == before
     assert _run_literally(elsewhere) == 0  # each fix runs as printed

@@ -238,8 +238,8 @@ class ResultsFileTaken(UserError):
 
     def __init__(self, path: Path, held: dict[str, Any], run: dict[str, Any], elsewhere: Path) -> None:
         self.path, self.held, self.run, self.elsewhere = path, held, run, elsewhere
-        super().__init__(f"Results file {path} holds another run ({describe_run(held)}); this run "
-                         f"({describe_run(run)}) would replace it.",
+        holds = f"holds another run ({describe_run(held)})" if held.get("n_frames") else "exists and is not a results file of this explorer"
+        super().__init__(f"{path} {holds}; this run ({describe_run(run)}) would replace it.",
                          f"Write it elsewhere (out_path={str(elsewhere)!r}) or replace the file (force=True).")
 
 
