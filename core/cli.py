@@ -22,7 +22,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from core.analysis import faithfulness_cli
 from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
@@ -268,7 +268,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_reports(reports + _build(ws, ["heads"], "heads", force=args.force, quiet=args.quiet))
     print("\nvalidation top-1 % (top-5 %) per number of frames:")
     print(format_accuracy(ws.accuracy()))
+    if overrides:
+        print(_keep_training_settings(ws, overrides))
     return 0
+
+
+def _keep_training_settings(ws: Workspace, overrides: dict[str, Any]) -> str:
+    """Heads are keyed by their training settings, so flags given to `train` must reach every
+    later command: else status, esvs and the app look for (and would train) other heads."""
+    if ws.source.section is None:  # the demo trains with its preset and ignores [training]
+        return (f"note: {ws.name} trains its heads with its preset, so other commands use the preset's heads, "
+                f"not these; `{ws.source.how('heads')}` trains those")
+    saved = {k: (0 if k == "patience" and v is None else v) for k, v in overrides.items()}  # patience 0: no early stop
+    ws.config = {**ws.config, "training": {**ws.config.get("training", {}), **saved}}
+    ws.save_config()
+    listed = ", ".join(f"{k} = {v}" for k, v in saved.items())
+    return f"saved the training settings ({listed}) under [training] in {ws.config_path}: later commands use these heads"
 
 
 def cmd_esvs(args: argparse.Namespace) -> int:

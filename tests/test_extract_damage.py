@@ -114,3 +114,17 @@ def test_damaged_jpeg_is_skipped_and_the_printed_fix_works(epic_env: dict[str, P
     # the CLI's extraction batches otherwise than this one pass: float32 reordering through
     # ResNet-50, 2^8 ulps of the largest feature (tolerances.py)
     np.testing.assert_allclose(again.features(bad), want, rtol=0, atol=reordering_tolerance(want, RESNET50_ULPS))
+
+
+def test_training_flags_reach_every_later_command(epic_env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Heads are keyed by their training settings: `train --epochs 2` saves them, so status and
+    esvs find these heads (not "not trained yet", which would retrain with other settings)."""
+    assert cli.main(["ingest", "--dataset", "epic", "--frames-dir", str(epic_env["frames"]), "--annotations", str(epic_env["ann"]),
+                     "--checkpoint", str(epic_env["ckpt"]), "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--dataset", "epic", "--epochs", "2", "--fixed-epochs", "--threads", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "saved the training settings (epochs = 2, patience = 0) under [training]" in out
+    ws = Workspace("epic")
+    assert ws.train_config.epochs == 2 and ws.train_config.patience is None
+    assert {s.name: s.done for s in ws.status()}["heads"]
