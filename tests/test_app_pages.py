@@ -311,6 +311,27 @@ def test_compare_error_zero_when_sampler_enumerates_everything(demo: Workspace) 
     assert list(per_seed["seed"]) == [0, 1, 2]
 
 
+def test_compare_inputs_survive_method_switches_and_sweep_in_own_unit(demo: Workspace) -> None:
+    """Paper sampler -> KernelSHAP -> paper sampler keeps samples and iterations; KernelSHAP's
+    sweep is in head evaluations from its smallest budget to exact's cost."""
+    at = new_app().run()
+    goto(at, "compare")
+    at.slider(key="pf_n").set_value(4).run()
+    at.selectbox(key="cmp_method").set_value("constructive").run()
+    at.number_input(key="cmp_sps").set_value(3).run()
+    at.number_input(key="cmp_iter").set_value(2).run()
+    at.selectbox(key="cmp_method").set_value("kernelshap").run()
+    no_errors(at)
+    assert "budget" in at.multiselect(key="cmp_sweep").label.lower() or "head evaluations" in at.multiselect(key="cmp_sweep").label
+    sweep = at.multiselect(key="cmp_sweep").value
+    exact_cost = demo.explanations.estimate(at.sidebar.selectbox(key="pf_clip").value, task="verb", n_frames=4).head_evaluations
+    assert sweep[-1] == max(exact_cost, sweep[0]) and sweep == sorted(sweep)
+    at.selectbox(key="cmp_method").set_value("constructive").run()
+    no_errors(at)
+    assert at.number_input(key="cmp_sps").value == 3 and at.number_input(key="cmp_iter").value == 2
+    assert "3 samples per scale × 2 iterations" in markdown_text(at)
+
+
 # --------------------------------------------------------------------------- overview
 
 
