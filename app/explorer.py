@@ -12,10 +12,8 @@ from app import links, warmup
 # An emoji icon: a Material icon would make the browser fetch an icon font (no request leaves the machine).
 st.set_page_config(page_title="Play Fair explorer", page_icon="🎬", layout="wide")
 # Chart legends and labels are not text to select: double-clicking a chart (clears a selection) must not highlight them.
-# The sidebar's dataset picker shows its whole label (e.g. "EPIC-KITCHENS (P01) — epic-small"), wrapped, never cut.
 st.html("<style>[data-testid='stVegaLiteChart'] svg text, [data-testid='stVegaLiteChart'] .vega-bindings "
-        "{user-select: none; -webkit-user-select: none;} "
-        ".st-key-pf_dataset [data-baseweb='select'] div {white-space: normal; overflow: visible; text-overflow: clip;}</style>")
+        "{user-select: none; -webkit-user-select: none;}</style>")
 
 PAGES = [
     st.Page("../pages/explore.py", title="Explore a clip", icon=":material/search:", default=True),
