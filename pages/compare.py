@@ -11,6 +11,7 @@ import streamlit as st
 from app import charts, links, runs, state
 from core.analysis.compare import compare_clip, exhaustive_samples_per_scale, min_feasible_budget, sweep_budgets, sweep_samples
 from core.errors import UserError
+from core.explain.cost import estimate_cost
 from core.models.families import DEFAULT_FAMILY, get_family
 from core.runtime import scaled
 from core.shapley import get_method
@@ -61,6 +62,10 @@ sweep = a4.multiselect(
     help=f"From the smallest budget {label} runs with to the one that costs what exact does"
          + (f" ({largest_level:,} samples per scale draw every subset of {n} frames: they run exact)." if sampled else "."),
 )
+exact_cost = estimate_cost("exact", **shape).head_evaluations
+if not sampled and lowest >= exact_cost:  # e.g. KernelSHAP on the multiscale game: no budget of it is cheaper than exact
+    a4.caption(f"{label}'s smallest budget on {n} frames ({lowest:,} head evaluations) already costs more than exact "
+               f"({exact_cost:,}): the sweep has that one point.")
 sweep_seeds = range(min(n_seeds, 3))
 links.link_control(links.publish({"dataset", "clip", "n", "task", "explain"}), link_slot)
 
