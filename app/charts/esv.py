@@ -251,7 +251,7 @@ def topk_altair(data: pd.DataFrame | alt.NamedData, order: Sequence[str] | None 
     # A transparent band under each whole row, its label included (from the label column's left edge to the
     # plot's right): a click anywhere on a class's row picks it, not only on a visible bar (the selection
     # listens to every mark of the layered view: a click on a bar or its number picks that class too).
-    rows = base.mark_bar(opacity=0, cursor="pointer").encode(
+    rows = base.mark_rect(opacity=0, cursor="pointer", aria=False).encode(  # no accessible label: the bar has it
         x=alt.value(-TOPK_LABEL_WIDTH), x2=alt.value({"expr": "width"}),
         tooltip=[alt.Tooltip("class:N"), alt.Tooltip("id:Q", title="class id"), alt.Tooltip("probability:Q", format=".4f"), "role:N"],
     ).add_params(pick)
