@@ -19,7 +19,8 @@ long run a page starts (explanations, builds, optional steps).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from dataclasses import replace
+from typing import Any, Callable, Sequence, TypeVar
 
 import streamlit as st
 from streamlit import runtime
@@ -27,8 +28,10 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.errors import UserError
 from core.explain import ClipExplanation
+from core.explain.cost import CostEstimate
 from core.io_utils import stable_hash
-from core.runtime import Cancelled, Progress
+from core.runtime import Cancelled, Progress, or_silent
+from core.shapley import get_method
 from core.workspace import Workspace
 
 T = TypeVar("T")
@@ -143,6 +146,9 @@ def run_stoppable(label: str, work: Callable[[Progress], T], *, key: str, finger
         except Cancelled:
             box.update(label=f"{label}: stopped (the browser session ended)", state="error", expanded=False)
             st.stop()
+        except Exception:  # a bug: the box must not keep spinning while the page shows the traceback
+            box.update(label=f"{failed or label}: failed", state="error", expanded=False)
+            raise
         box.update(label=done(out) if done is not None else f"{label}: done", state="complete", expanded=False)
     st.session_state.pop(f"{key}_running", None)
     return out
@@ -160,25 +166,67 @@ def stopped_notice(key: str, fingerprint: str) -> None:
 
 def describe_cost(est: Any) -> str:
     """One line: head evaluations, expected seconds and peak memory of a cost estimate."""
-    return (f"{est.head_evaluations:,} head evaluations, about {_seconds(est.seconds)} "
-            f"and {est.peak_bytes / 2**30:.2f} GB of memory")
+    evals = f"{est.head_evaluations:,} head evaluation{'s' * (est.head_evaluations != 1)}"
+    return f"{evals}, about {_seconds(est.seconds)} and {est.peak_bytes / 2**30:.2f} GB of memory"
 
 
 def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 60 else f"{s / 60:.1f} min"
 
 
-def ask_if_expensive(key: str, fingerprint: str, est: Any, limits: Any) -> None:
+def method_name(name: str | None) -> str:
+    """A method's display name (its registry label; the exact method when None)."""
+    return get_method(name or "exact").label
+
+
+def with_display_name(est: CostEstimate) -> CostEstimate:
+    """``est`` naming its method by its display name, with a note in app words."""
+    label = method_name(est.method)
+    note = (f"{label} with these settings evaluates every subset: the exact path runs instead (same answer)."
+            if est.exact_equivalent else "")
+    return replace(est, method=label, note=note)
+
+
+def total_cost(estimates: Sequence[CostEstimate], what: str) -> CostEstimate:
+    """Several explanations run one after another as one cost: head evaluations and
+    seconds add up over those not cached, peak memory is the largest; ``what`` names
+    the whole (e.g. "KernelSHAP over 5 seeds and the exact values"). Cached when all are."""
+    todo = [e for e in estimates if not e.cached]
+    return CostEstimate(
+        method=what, runs=what, head_evaluations=sum(e.head_evaluations for e in todo), seconds=sum(e.seconds for e in todo),
+        peak_bytes=max((e.peak_bytes for e in todo), default=0), exact_equivalent=False, note="", cached=not todo,
+    )
+
+
+def ask_if_expensive(key: str, fingerprint: str, est: CostEstimate, limits: Any) -> None:
     """Above ``limits``, explain the cost and end the page run until the user presses
-    **Run anyway** (remembered for these settings only)."""
+    **Run anyway** (remembered for these settings only). ``est`` names its method by
+    display name (:func:`with_display_name`, :func:`total_cost`)."""
     why = est.over(limits)
     if not why or st.session_state.get(f"{key}_confirmed") == fingerprint:
         return
-    st.warning(f"**This setting is expensive:** {why}. {est.note} ({describe_cost(est)})")
+    note = f" {est.note}" if est.note else ""
+    st.warning(f"**This setting is expensive:** {why.rstrip('.')}.{note} ({describe_cost(est)})")
     st.button("Run anyway", key=f"{key}_confirm", on_click=_confirm, args=(key, fingerprint), type="primary")
-    st.caption("Lower the samples, iterations, budget or frames to stay within the limit "
+    st.caption("Lower the seeds, samples, iterations, budget, sweep points, clips or frames to stay within the limit "
                "(set in the config file's `[limits]` table: `seconds`, `memory_gb`).")
     st.stop()
+
+
+def gated(label: str, work: Callable[[Progress], T], *, key: str, fingerprint: str, est: CostEstimate, limits: Any,
+          log_lines: int = 4) -> T:
+    """The one cost gate of every page: ``work(progress)`` after the same checks as
+    :func:`explain` -- a stopped run waits for **Run again** (:func:`stopped_notice`), a
+    cost over ``limits`` waits for **Run anyway** (:func:`ask_if_expensive`); cached or
+    quick work (under :data:`QUICK_S`) runs at once, the rest inside :func:`run_stoppable`
+    with progress and **Stop**. ``est``: what the work costs (:func:`total_cost`)."""
+    if est.cached:
+        return work(or_silent(None))
+    stopped_notice(key, fingerprint)
+    ask_if_expensive(key, fingerprint, est, limits)
+    if est.seconds < QUICK_S:
+        return work(or_silent(None))
+    return run_stoppable(f"{label} ({describe_cost(est)})", work, key=key, fingerprint=fingerprint, log_lines=log_lines)
 
 
 def fingerprint_of(*parts: Any) -> str:
@@ -196,17 +244,7 @@ def explain(ws: Workspace, clip_id: str, settings: dict[str, Any], *, key: str =
     any session) is shown at once, never asked about. Raises UserError for invalid
     settings (before any work)."""
     fp = fingerprint_of(ws.name, clip_id, sorted(settings.items()))
-    est = ws.explanations.estimate(clip_id, **{k: v for k, v in settings.items() if k in COST_KEYS})
-    if est.cached:
-        return ws.explain(clip_id, **settings)
-    stopped_notice(key, fp)
-    ask_if_expensive(key, fp, est, ws.limits)
-    if est.seconds < QUICK_S:
-        return ws.explain(clip_id, **settings)
-    what = "exact" if est.exact_equivalent else est.runs
-    return run_stoppable(
-        f"Computing {what} ESVs of {clip_id} ({describe_cost(est)})",
-        lambda progress: ws.explain(clip_id, **settings, progress=progress),
-        key=key,
-        fingerprint=fp,
-    )
+    est = with_display_name(ws.explanations.estimate(clip_id, **{k: v for k, v in settings.items() if k in COST_KEYS}))
+    what = "exact" if est.exact_equivalent else est.method
+    return gated(f"Computing {what} ESVs of {clip_id}", lambda progress: ws.explain(clip_id, **settings, progress=progress),
+                 key=key, fingerprint=fp, est=est, limits=ws.limits)

@@ -21,6 +21,12 @@ frames it could join (its Shapley value in the game whose players are the frames
 - **Reading the bars.** A positive (green) bar: the frame adds evidence *for* the class;
   negative (red): it pulls the probability down (evidence for something else). Size is in
   probability units. Overlay a second class to see which frames separate the two.
+- **Colours, the same in every chart.** Green: a frame that supports the class (ESV > 0);
+  red: one that opposes it (ESV < 0) — in the single-class ESV chart, the video strip and
+  the thumbnails' borders. When classes are compared (overlays), colour names the class
+  instead: blue is the explained class, each overlaid class keeps one colour in the ESV
+  chart and in the top-10 charts (orange for the first, then purple, teal, brown, yellow);
+  grey: classes that are not shown.
 - **Exact or approximate.** Exact ESVs evaluate every subset of the n frames (2ⁿ subsets;
   interactive up to 16 frames). Approximate methods (the paper's constructive sampler, the
   additive surrogate, KernelSHAP, leave-one-out) spend a budget of head evaluations and are

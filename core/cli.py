@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 from core.analysis import faithfulness_cli
 from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
+from core.analysis.optional_steps import full_status
 from core.cli_checks import check_esvs_flags, check_ingest_checkpoint, check_output_name, results_file_taken
 from core.commands import python_command
 from core.data.epic_annotations import parse_participants
@@ -78,8 +79,8 @@ def _build(ws: Workspace, steps: Sequence[str] | None, desc: str, force: bool = 
 def cmd_status(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     print(f"dataset {ws.name} (config {ws.config_path}{'' if ws.config_path.exists() else ', not present'})")
-    for s in ws.status():
-        print(f"  [{'x' if s.done else ' '}] {s.name:9} {s.detail}")
+    for s in full_status(ws):  # the required steps, then the optional ones (results file, faithfulness table)
+        print(f"  [{'x' if s.done else ' '}] {s.name:12} {'(optional) ' if s.optional else ''}{s.detail}")
         if not s.done:
             print(f"      build: {s.how}")
     return 0

@@ -9,11 +9,19 @@ import math
 import streamlit as st
 
 from app import charts, links, runs, state
-from core.analysis.compare import compare_clip, exhaustive_samples_per_scale, sweep_samples
+from core.analysis.compare import compare_clip, exhaustive_samples_per_scale, min_feasible_budget, sweep_budgets, sweep_samples
 from core.errors import UserError
+from core.explain.cost import estimate_cost
+from core.models.families import DEFAULT_FAMILY, get_family
+from core.runtime import scaled
 from core.shapley import get_method
 
 state.keep_shared_state()
+# This page's inputs outlive a switch to a method that does not draw them (Streamlit drops an
+# unrendered widget's value): paper sampler -> KernelSHAP -> paper sampler keeps samples and iterations.
+for kept in ("cmp_sps", "cmp_iter", "cmp_budget", "cmp_seeds"):
+    if kept in st.session_state:
+        st.session_state[kept] = st.session_state[kept]
 head, link_slot = st.columns([7.4, 1.6], vertical_alignment="bottom")
 head.title("Exact vs approximate")
 
@@ -22,45 +30,78 @@ clip_id = state.pick_clip(ws)
 settings = state.explain_controls(ws, clip_id, method=False)
 n = settings["n_frames"]
 largest_level = exhaustive_samples_per_scale(n)  # from here on the sampler draws every subset
+family = get_family(settings.get("model", DEFAULT_FAMILY))
+n_scales = ws.heads(settings["task"]).n_scales(family.name)
+shape = dict(n_frames=n, n_classes=len(ws.class_names(settings["task"])), n_scales=n_scales, game=family.game_kind)
 
-approximate = [m for m in state.explorer_methods() if get_method(m).category != "exact"]
+approximate = [m for m in state.explorer_methods(family.game_kind) if get_method(m).category == "approximate"]
 if st.session_state.get("cmp_method") not in approximate:
     st.session_state["cmp_method"] = approximate[0]
 a0, a1, a2, a3, a4 = st.columns([2, 2, 2, 2, 4])
 method = a0.selectbox("Approximate method", approximate, key="cmp_method", format_func=state.method_label)
-budgeted = state.budget_controls((a1, a2), method, n, ws.heads(settings["task"]).max_frames, key="cmp")
+label = state.method_label(method)
+budgeted = state.budget_controls((a1, a2), method, n, n_scales, key="cmp")
 n_seeds = state.whole_number(a3, "Seeds (spread)", "cmp_seeds", 1, 20, 5)
 if None in (*budgeted.values(), n_seeds):
     st.stop()
+lowest = min_feasible_budget(method, **shape)
+if budgeted.get("budget", lowest) < lowest:  # before any work, in the page's words
+    a1.error(f"{label} needs a budget of at least {lowest:,} head evaluations on {n} frames.")
+    st.info(f"**Fix:** raise **Budget (head evaluations)** to {lowest:,} or more, or pick fewer frames.")
+    st.stop()
 iterations = budgeted.get("iterations", 1)
 sampled = "samples_per_scale" in budgeted  # the budget in the paper's unit (the registry says which methods)
-sweep = []
-if budgeted:
-    sweep_options = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024} | ({largest_level} if sampled else {2048, 4096}))
-    st.session_state.setdefault("cmp_sweep", [1, 2, 4, 8, 16, 32, 64, 128])
-    st.session_state["cmp_sweep"] = [v for v in st.session_state["cmp_sweep"] if v in sweep_options]
-    unit = "samples per scale" if sampled else "head evaluations"
-    sweep = a4.multiselect(f"Sweep: {unit}", sweep_options, key="cmp_sweep",
-                           help=f"{largest_level:,} samples per scale draw every subset of {n} frames (they run exact)." if sampled else None)
+unit = "samples per scale" if sampled else "head evaluations"
+sweep_options = sweep_budgets(method, **shape)  # the method's own unit: its smallest budget .. exact's cost
+if st.session_state.get("cmp_sweep_for") != (method, n):  # a new method or frame count: its whole range
+    st.session_state["cmp_sweep"] = sweep_options
+    st.session_state["cmp_sweep_for"] = (method, n)
+st.session_state["cmp_sweep"] = [v for v in st.session_state.get("cmp_sweep", []) if v in sweep_options]
+sweep = a4.multiselect(
+    f"Convergence sweep: {unit}", sweep_options, key="cmp_sweep", format_func=lambda v: f"{v:,}",
+    help=f"From the smallest budget {label} runs with to the one that costs what exact does"
+         + (f" ({largest_level:,} samples per scale draw every subset of {n} frames: they run exact)." if sampled else "."),
+)
+exact_cost = estimate_cost("exact", **shape).head_evaluations
+if not sampled and lowest >= exact_cost:  # e.g. KernelSHAP on the multiscale game: no budget of it is cheaper than exact
+    a4.caption(f"{label}'s smallest budget on {n} frames ({lowest:,} head evaluations) already costs more than exact "
+               f"({exact_cost:,}): the sweep has that one point.")
+sweep_seeds = range(min(n_seeds, 3))
 links.link_control(links.publish({"dataset", "clip", "n", "task", "explain"}), link_slot)
 
 kwargs = dict(settings, method=method, seeds=range(n_seeds), **budgeted)
+sweep_kwargs = [dict(samples_per_scale=v, iterations=iterations) if sampled else dict(budget=v) for v in sorted(sweep)]
 fp = runs.fingerprint_of(ws.name, clip_id, sorted(kwargs.items(), key=str), sorted(sweep))
-try:
-    runs.stopped_notice("compare", fp)
-    cmp = runs.run_stoppable(f"Exact and {state.method_label(method)} ESVs over {n_seeds} seeds",
-                             lambda p: compare_clip(ws, clip_id, **kwargs, progress=p), key="compare", fingerprint=fp)
+cost_keys = {k: v for k, v in settings.items() if k in runs.COST_KEYS}
+try:  # the one cost gate: exact, every seed and every sweep point, priced before any of them runs
+    estimates = [ws.explanations.estimate(clip_id, **cost_keys)]
+    estimates += [ws.explanations.estimate(clip_id, **cost_keys, method=method, seed=s, **budgeted) for s in range(n_seeds)]
+    estimates += [ws.explanations.estimate(clip_id, **cost_keys, method=method, seed=s, **b) for b in sweep_kwargs for s in sweep_seeds]
+    total = runs.total_cost(estimates, f"{label} over {n_seeds} seed{'s' * (n_seeds != 1)}"
+                                       + (f" and a sweep of {len(sweep)} budgets" if sweep else "") + " beside exact")
+
+
+    def compare_and_sweep(progress):
+        share = n_seeds / (n_seeds + len(sweep) * len(sweep_seeds))
+        cmp = compare_clip(ws, clip_id, **kwargs, progress=scaled(progress, 0.0, share, "comparison: "))
+        curve = sweep_samples(ws, clip_id, **settings, method=method, samples=sweep, iterations=iterations, seeds=sweep_seeds,
+                              progress=scaled(progress, share, 1.0, "sweep: ")) if sweep else None
+        return cmp, curve
+
+
+    cmp, curve = runs.gated(f"Exact and {label} ESVs over {n_seeds} seeds" + (f", sweep of {len(sweep)} budgets" if sweep else ""),
+                            compare_and_sweep, key="compare", fingerprint=fp, est=total, limits=ws.limits)
 except UserError as exc:
     state.show_error(exc)
     st.stop()
 
 exact, approx = cmp.summary.iloc[0], cmp.summary.iloc[1]
-budget_text = (f"{budgeted['samples_per_scale']:,} samples per scale × {iterations} iteration(s)" if sampled
-               else f"{budgeted['budget']:,} head evaluations" if budgeted else "its fixed cost")
+budget_text = (f"{budgeted['samples_per_scale']:,} samples per scale" + (f" × {iterations} iteration{'s' * (iterations != 1)}" if "iterations" in budgeted else "")
+               if sampled else f"{budgeted['budget']:,} head evaluations" if budgeted else "its fixed cost")
 ran_exact = all(a.exact for a in cmp.approx)
 st.markdown(
     f"**{clip_id}** · explaining the **{settings['task']} “{cmp.exact.explained_name}”** over **{n} frame{'s' * (n != 1)}** · "
-    f"{state.method_label(method)}: {budget_text}, seeds 0–{n_seeds - 1}"
+    f"{label}: {budget_text}, seeds 0–{n_seeds - 1}"
     + (" · **these settings draw every subset, so the exact path ran**" if ran_exact else "")
 )
 
@@ -88,21 +129,12 @@ with right:
     with st.expander("Per seed"):
         st.dataframe(cmp.per_seed, hide_index=True, width="stretch")
 
-if sweep:
-    try:
-        curve = runs.run_stoppable(
-            f"Sweep over {len(sweep)} budgets × {min(n_seeds, 3)} seeds",
-            lambda p: sweep_samples(ws, clip_id, **settings, method=method, samples=sweep, iterations=iterations,
-                                    seeds=range(min(n_seeds, 3)), progress=p),
-            key="compare_sweep", fingerprint=fp,
-        )
-    except UserError as exc:
-        state.show_error(exc)
-        st.stop()
+if curve is not None:
     st.markdown(
-        f"**Error against cost** — {unit} {', '.join(map(str, sorted(sweep)))}; "
-        f"band: min–max over {min(n_seeds, 3)} seeds; dashed line: exact ({int(exact['head_evaluations']):,} head evaluations)"
-        + ("; points that draw every subset ran exact (error 0, drawn at the floor)" if "runs_exact" in curve and curve["runs_exact"].any() else "")
+        f"**Convergence on this clip** — {label}'s error against head evaluations, {unit} "
+        f"{', '.join(f'{v:,}' for v in sorted(sweep))}; band: min–max over {len(sweep_seeds)} seeds; "
+        f"dashed line: exact ({int(exact['head_evaluations']):,} head evaluations)"
+        + ("; points that draw every subset ran exact (error 0, drawn at the floor)" if curve["runs_exact"].any() else "")
     )
     st.altair_chart(charts.sweep_chart(curve), width="stretch", key="sweep_chart")
     with st.expander("Sweep table"):

@@ -4,13 +4,15 @@ insertion curves; and the faithfulness table over the validation split."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from app import charts, runs, state, texts
 from core.analysis import faithfulness
 from core.analysis.compare import default_compare_clip
 from core.analysis.optional_steps import OPTIONAL_STEPS
-from core.attribution import DEFAULT_METHODS, attribution_methods
+from core.attribution import DEFAULT_METHODS, attribution_methods, make_attribution
 from core.errors import UserError
 from core.shapley import get_method
 
@@ -27,18 +29,23 @@ settings = state.explain_controls(ws, clip_id, method=False)
 st.session_state.setdefault("cm_methods", list(DEFAULT_METHODS))
 state.canonical_choice("cm_methods")
 chosen = st.multiselect(
-    "Methods", list(attribution_methods("multiscale")), key="cm_methods", format_func=lambda m: f"{m} — {get_method(m).description}",
-    help="All explain the multiscale TRN's probability of the explained class, frames removed (never imputed).",
+    "Methods", list(attribution_methods("multiscale")), key="cm_methods", format_func=lambda m: make_attribution(m).label,
+    help="All explain the multiscale TRN's probability of the explained class, frames removed (never imputed). "
+         + "; ".join(f"{make_attribution(m).label}: {get_method(m).description}" for m in attribution_methods("multiscale")),
 )
 
 fp = runs.fingerprint_of(ws.name, clip_id, sorted(settings.items()), chosen)
-try:
-    runs.stopped_notice("methods", fp)
-    cmp = runs.run_stoppable(
+cost_keys = {k: v for k, v in settings.items() if k in runs.COST_KEYS}
+try:  # the one cost gate: every Shapley method's explanation priced first (gradient methods cost a few passes)
+    shapley = [make_attribution(m) for m in chosen if get_method(m).values_game]
+    estimates = [ws.explanations.estimate(clip_id, **cost_keys, method=a.method, samples_per_scale=a.samples_per_scale, budget=a.budget)
+                 for a in shapley]
+    cmp = runs.gated(
         f"{len(chosen)} attribution methods on {clip_id}",
         lambda p: faithfulness.compare_clip_methods(ws, clip_id, task=settings["task"], n_frames=settings["n_frames"],
                                                     target=settings["target"], methods=chosen, progress=p),
-        key="methods", fingerprint=fp,
+        key="methods", fingerprint=fp, est=replace(runs.total_cost(estimates, f"{len(chosen)} attribution methods"), cached=False),
+        limits=ws.limits,
     )
 except UserError as exc:
     state.show_error(exc)
@@ -67,7 +74,8 @@ with right:
     for curve, axis, legend in (("deletion", "fraction of frames removed", True), ("insertion", "fraction of frames added", False)):
         chart = charts.attribution_curve_chart(cmp.curves, curve, axis_title=axis, legend=legend)
         st.altair_chart(chart, width="stretch", key=f"cm_{curve}")
-    state.show_table(cmp.summary.drop(columns=["method"]).rename(columns={"label": "method"}), charts.METHOD_SUMMARY_FORMATS)
+# full width: every column (deletion and insertion AUC, key-frame hit, seconds) in view
+state.show_table(cmp.summary.drop(columns=["method"]).rename(columns={"label": "method"}), charts.METHOD_SUMMARY_FORMATS)
 
 st.divider()
 st.subheader("Faithfulness over the validation split")

@@ -88,8 +88,25 @@ def esv_chart(t: str):
     return charts.esv_overlay_chart(charts.overlay_table(parts), height=290), base
 
 
-col_video, col_chart, col_frame = st.columns([2.2, 4.2, 2.2], gap="small")
-chart_cols = col_chart.columns(len(tasks)) if both else [col_chart]
+def efficiency(ex, esvs) -> None:
+    """The efficiency check and the cost of one task's explanation, under its chart."""
+    gap = ex.efficiency_gap
+    holds = ":green[holds]" if abs(gap) < 1e-6 else (":orange[approximate: sums need not match]" if not ex.exact else ":red[does not hold]")
+    st.markdown(
+        f"**Efficiency:** Σ ESV = `{float(esvs.sum()):+.6f}` · p − prior = `{ex.prob:.6f}` − `{ex.prior:.6f}` "
+        f"= `{ex.prob - ex.prior:+.6f}` · gap `{gap:+.1e}` {holds}"
+    )
+    cost = f"{ex.esv_result.n_head_evaluations:,} head evaluations"
+    st.caption(f"{cost} · loaded from cache (computed in {1000 * ex.esv_result.seconds:.0f} ms)" if ex.cached
+               else f"{cost} · computed in {1000 * ex.esv_result.seconds:.0f} ms")
+
+
+if both:  # one full-width row of charts (untruncated axis titles and legends), the video and frame below
+    chart_cols = st.columns(len(tasks), gap="medium")
+    col_video, col_frame, _ = st.columns([2.2, 2.2, 4.2], gap="small")
+else:
+    col_video, col_chart, col_frame = st.columns([2.2, 4.2, 2.2], gap="small")
+    chart_cols = [col_chart]
 event, drawn = None, {}
 for t, where in zip(tasks, chart_cols):
     chart, table = esv_chart(t)
@@ -100,24 +117,15 @@ for t, where in zip(tasks, chart_cols):
               selection_mode=charts.FRAME_SELECTION)  # the bars are a template spec, the overlay an Altair chart
     ev = where.vega_lite_chart(spec=chart, **kw) if isinstance(chart, dict) else where.altair_chart(chart, **kw)
     event = ev if t == task else event
+    with where:
+        efficiency(expls[t], table["esv"])  # every task's own check
 chart, table = drawn[task]
-
-with col_chart:
-    gap = expl.efficiency_gap
-    holds = ":green[holds]" if abs(gap) < 1e-6 else (":orange[approximate: sums need not match]" if not expl.exact else ":red[does not hold]")
-    st.markdown(
-        f"**Efficiency:** Σ ESV = `{float(table['esv'].sum()):+.6f}` · p − prior = `{expl.prob:.6f}` − `{expl.prior:.6f}` "
-        f"= `{expl.prob - expl.prior:+.6f}` · gap `{gap:+.1e}` {holds}"
-    )
-    cost = f"{expl.esv_result.n_head_evaluations:,} head evaluations"
-    st.caption(f"{cost} · loaded from cache (computed in {1000 * expl.esv_result.seconds:.0f} ms)" if expl.cached
-               else f"{cost} · computed in {1000 * expl.esv_result.seconds:.0f} ms")
 
 position = charts.selected_position(event)
 picked = position is not None and 1 <= position <= len(frames)
 i = position - 1 if picked else int(np.argmax(np.abs(table["esv"].to_numpy())))
 with col_frame:
-    st.image(charts.upscale(frames[i], 256), width="stretch",
+    st.image(charts.picture_url(charts.upscale(frames[i], 256)), width="stretch",  # a data URL: no /media/ 404 on clip change
              caption=(f"Sampled frame {i + 1} of {len(frames)}" if picked else f"Largest |ESV|: sampled frame {i + 1} of {len(frames)}")
              + f" (clip frame #{int(table['frame'][i])})")
     st.metric(f"ESV for “{expl.explained_name}”", f"{table['esv'][i]:+.5f}")
@@ -156,7 +164,8 @@ def toggle_overlay(t: str) -> None:
 
 
 st.markdown("**Prediction of the full model** on all sampled frames — click a class to overlay its ESVs "
-            "on the explained class's (blue: explained, orange: overlaid, ✓ ground truth)")
+            "on the explained class's (blue: explained; each overlaid class keeps its colour here and in the ESV chart: "
+            "orange, then purple, teal, …; ✓ ground truth). Click anywhere on a class's row, its name included.")
 pred_cols = st.columns([3] * len(all_tasks) + [2], gap="medium")
 for col, t in zip(pred_cols, all_tasks):
     names = ws.class_names(t)
@@ -177,7 +186,7 @@ with pred_cols[-1]:
 
 st.markdown("**Sampled frames**, with a border (and a light tint, ≤ 25%) by their ESV: green supports, red opposes.")
 st.image(
-    charts.tinted_thumbnails(frames, table["esv"].to_numpy(), min_size=128),
+    [charts.picture_url(t) for t in charts.tinted_thumbnails(frames, table["esv"].to_numpy(), min_size=128)],
     caption=[f"{p} · #{int(f)} · {e:+.4f}" for p, f, e in zip(table["position"], table["frame"], table["esv"])],
     width=104,
 )

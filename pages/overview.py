@@ -3,6 +3,8 @@ attributions as the number of frames grows, and per-class summaries."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from app import charts, exports, runs, state
@@ -35,19 +37,34 @@ with st.expander("Accuracy table"):
 # ---------------------------------------------------------------- results (file or bounded sample)
 st.subheader("ESVs across the dataset")
 st.session_state.setdefault("ov_split", "val")
-st.session_state.setdefault("ov_sample", 8)
 s1, s2, s3 = st.columns([1, 1, 2])
 split = s1.selectbox("Split", ["val", "train"], key="ov_split")
-sample = int(s2.number_input("Sample size (clips) when no results file", 1, 10000, key="ov_sample", step=1))
-bar_slot = s3.empty()
-progress = runs.StreamlitProgress(bar_slot, prefix="computing ESVs of the sample: ", text=None)
+# Default sample: every class with >= 3 clips in the split shows in the per-class summary, within the cost limit.
+per_clip = runs.total_cost(overview.sample_cost(ws, split, 1), "")
+affordable = max(1, int(ws.limits.seconds // max(per_clip.seconds, 1e-9)))
+if st.session_state.get("ov_sample_for") != (ws.name, split):
+    st.session_state["ov_sample"] = overview.default_sample_size(ws, split, min_clips_per_class=3, max_clips=affordable)
+    st.session_state["ov_sample_for"] = (ws.name, split)
+sample = int(s2.number_input("Sample size (clips) when no results file", 1, 10000, key="ov_sample", step=1,
+                             help="Starts large enough to show every class with at least 3 clips, within the cost limit."))
+results_path = ws.default_results_path(split)
+n_clips = max(1, min(sample, len(ws.clips(split))))
+ready = results_path.exists() or overview.sample_results_path(ws, split, n_clips).exists()
+sample_est = runs.total_cost(overview.sample_cost(ws, split, n_clips), f"exact ESVs of {n_clips} {split} clips")
 try:
-    results, source = overview.results_or_sample(ws, split, sample_clips=sample, progress=progress)
+    with s3:
+        results, source = runs.gated(
+            f"Computing exact ESVs of a sample of {n_clips} {split} clips",
+            lambda p: overview.results_or_sample(ws, split, sample_clips=sample, progress=p),
+            key="overview_sample", fingerprint=runs.fingerprint_of(ws.name, split, n_clips),
+            est=replace(sample_est, cached=ready), limits=ws.limits, log_lines=0,
+        )
 except UserError as exc:
     state.show_error(exc)
     st.stop()
-bar_slot.caption(f"The position chart, evidence frames and per-class summaries below read {source}.")
-results_path = ws.default_results_path(split)
+# the full file's command is the button below on the validation split: named once
+shown = source.split(" (no full results file")[0] if split == "val" else source
+s3.caption(f"The position chart, evidence frames and per-class summaries below read {shown}.")
 e1, e2 = st.columns([1, 3])
 if results_path.exists():
     exports.file_download(results_path, "Download the results file (Parquet)", key="dl_results")

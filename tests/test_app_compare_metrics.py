@@ -46,3 +46,33 @@ def test_topk_agreement() -> None:
 def test_metrics_keys() -> None:
     m = metrics([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
     assert m == {"error": 0.0, "spearman": pytest.approx(1.0), "kendall": pytest.approx(1.0), "top1": 1.0, "top3": 1.0}
+
+
+def test_sweep_budgets_run_from_the_smallest_budget_to_exact_cost() -> None:
+    from core.analysis.compare import exhaustive_samples_per_scale, min_feasible_budget, sweep_budgets
+    from core.explain.cost import estimate_cost
+
+    sampled = sweep_budgets("constructive", n_frames=8, n_classes=10)  # samples per scale
+    assert sampled[0] == 1 and sampled[-1] == exhaustive_samples_per_scale(8) and sampled == sorted(set(sampled))
+    assert all(b == 2 * a for a, b in zip(sampled[:-2], sampled[1:-1]))
+    for n_scales in (2, 8):  # head evaluations: from KernelSHAP's smallest budget to exact's cost
+        budgets = sweep_budgets("kernelshap", n_frames=12, n_classes=10, n_scales=n_scales)
+        lowest = min_feasible_budget("kernelshap", n_frames=12, n_classes=10, n_scales=n_scales)
+        exact = estimate_cost("exact", n_frames=12, n_classes=10, n_scales=n_scales).head_evaluations
+        assert lowest > 1 and budgets[0] == lowest
+        assert budgets[-1] == exact if lowest < exact else budgets == [lowest]  # its least already costs more than exact
+        for budget in budgets:  # every point is one the cost model accepts
+            estimate_cost("kernelshap", n_frames=12, n_classes=10, n_scales=n_scales, budget=budget)
+
+
+def test_total_cost_adds_what_is_not_cached() -> None:
+    from dataclasses import replace
+
+    from app.runs import total_cost
+    from core.explain.cost import estimate_cost
+
+    one = estimate_cost("exact", n_frames=8, n_classes=10)
+    total = total_cost([one, one, replace(one, cached=True)], "two runs")
+    assert total.head_evaluations == 2 * one.head_evaluations and total.seconds == pytest.approx(2 * one.seconds)
+    assert total.peak_bytes == one.peak_bytes and not total.cached and total.method == "two runs"
+    assert total_cost([replace(one, cached=True)], "cached").cached

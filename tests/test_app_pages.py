@@ -22,6 +22,7 @@ pytest.importorskip("streamlit")
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from core.analysis import overview  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 MAIN = str(ROOT / "app" / "explorer.py")  # the navigation script (app/main.py serves it with a warm-up)
@@ -311,6 +312,27 @@ def test_compare_error_zero_when_sampler_enumerates_everything(demo: Workspace) 
     assert list(per_seed["seed"]) == [0, 1, 2]
 
 
+def test_compare_inputs_survive_method_switches_and_sweep_in_own_unit(demo: Workspace) -> None:
+    """Paper sampler -> KernelSHAP -> paper sampler keeps samples and iterations; KernelSHAP's
+    sweep is in head evaluations from its smallest budget to exact's cost."""
+    at = new_app().run()
+    goto(at, "compare")
+    at.slider(key="pf_n").set_value(4).run()
+    at.selectbox(key="cmp_method").set_value("constructive").run()
+    at.number_input(key="cmp_sps").set_value(3).run()
+    at.number_input(key="cmp_iter").set_value(2).run()
+    at.selectbox(key="cmp_method").set_value("kernelshap").run()
+    no_errors(at)
+    assert "budget" in at.multiselect(key="cmp_sweep").label.lower() or "head evaluations" in at.multiselect(key="cmp_sweep").label
+    sweep = at.multiselect(key="cmp_sweep").value
+    exact_cost = demo.explanations.estimate(at.sidebar.selectbox(key="pf_clip").value, task="verb", n_frames=4).head_evaluations
+    assert sweep[-1] == max(exact_cost, sweep[0]) and sweep == sorted(sweep)
+    at.selectbox(key="cmp_method").set_value("constructive").run()
+    no_errors(at)
+    assert at.number_input(key="cmp_sps").value == 3 and at.number_input(key="cmp_iter").value == 2
+    assert "3 samples per scale × 2 iterations" in markdown_text(at)
+
+
 # --------------------------------------------------------------------------- overview
 
 
@@ -325,7 +347,10 @@ def test_overview_draws_accuracy_positions_sweep_and_classes(demo: Workspace) ->
     drawn = acc[acc["series"] == "verb · multiscale TRN"].sort_values("n_frames")["accuracy"].to_numpy()
     np.testing.assert_allclose(drawn, mtrn_verb)
     captions = " ".join(c.value for c in at.caption)
-    assert "a sample of 8 of" in captions
+    # the default sample shows every class with >= 3 validation clips (the cost limit allows it on the demo)
+    sample = at.number_input(key="ov_sample").value
+    assert sample == overview.default_sample_size(demo, "val", min_clips_per_class=3)
+    assert f"a sample of {sample} of" in captions
     positions = chart_frames(at, 1, "position")[0]
     assert set(positions["position"]) == set(range(1, 9))
     # frames 1..8 of the selected clip, side by side: equal to core's exact ESVs
@@ -335,7 +360,9 @@ def test_overview_draws_accuracy_positions_sweep_and_classes(demo: Workspace) ->
         got = sweep[sweep["n_frames"] == n].sort_values("position")["esv"].to_numpy()
         np.testing.assert_allclose(got, demo.explain(clip, task="verb", n_frames=n).esvs, atol=1e-12)
     summary = [d.value for d in at.dataframe if "class" in d.value.columns][-1]
-    assert summary["clips"].sum() == 8
+    assert summary["clips"].sum() == sample
+    val = demo.clips("val")
+    assert set(summary["class"]) >= {c for c, k in val["verb"].value_counts().items() if k >= 3}  # every class with 3 clips
 
 
 # --------------------------------------------------------------------------- setup

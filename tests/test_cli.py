@@ -50,6 +50,7 @@ def test_status_prints_steps(tmp_path, monkeypatch, capsys):
     assert main(["status", "--dataset", "demo-small", "--config", str(tmp_path / "c.toml")]) == 0
     out = capsys.readouterr().out
     assert "[ ] dataset" in out and "-m core demo --config" in out and "--small" in out  # the config it read: not the default
+    assert "[ ] batch_esvs" in out and "[ ] faithfulness" in out and "(optional)" in out  # the optional steps too
 
 
 def test_python_dash_m_core_subprocess(tmp_path):

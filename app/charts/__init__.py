@@ -23,7 +23,7 @@ from app.charts.analysis import (  # noqa: F401
     method_scores_chart, attribution_curve_chart,
 )
 from app.charts.images import (  # noqa: F401
-    image_data_url, esv_colors, upscale, tint, tinted_thumbnails,
+    image_data_url, picture_url, esv_colors, upscale, tint, tinted_thumbnails,
 )
 from app.charts.exports import (  # noqa: F401
     Chart, chart_svg, chart_png, titled,

@@ -90,7 +90,9 @@ def accuracy_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
                 scale=alt.Scale(domain=["multiscale TRN", "single-scale head", "TSN"], range=["#4c78a8", "#f58518", "#54a24b"]),
                 legend=alt.Legend(orient="right"),
             ),
-            strokeDash=alt.StrokeDash("task:N", title="task", legend=alt.Legend(orient="right")),
+            # the legend draws each task as the dashed line it is (not as the points on it)
+            strokeDash=alt.StrokeDash("task:N", title="task", legend=alt.Legend(orient="right", symbolType="stroke", symbolStrokeWidth=2,
+                                                                             symbolSize=400, symbolStrokeColor="#555")),
             tooltip=["series", "n_frames", alt.Tooltip("accuracy:Q", format=".3f")],
         )
         .properties(height=height)

@@ -41,6 +41,9 @@ ESV_FIELDS = ("position", "frame", "esv", "sign", "label", "clip")
 # ``image`` (a data URL) shows the frame in the bar's tooltip (vega-tooltip renders a
 # tooltip field titled "image" as a picture).
 ESV_ERROR_FIELDS = ("lo", "hi")
+# A bar's accessible label (Vega-Lite's default lists every tooltip field, the picture's data URL included).
+ARIA_FRAME = ("'position: ' + datum.position + ', clip frame: ' + datum.frame + ', ESV: ' + format(datum.esv, '+.4f')"
+              " + ', clip: ' + datum.clip")
 IMAGE_FIELD = "image"
 
 
@@ -71,7 +74,9 @@ def esv_bar_altair(
         tooltip.append(alt.Tooltip("se:Q", title="± s.e.", format=".4f"))
     if images:
         tooltip.append(alt.Tooltip(f"{IMAGE_FIELD}:N", title=IMAGE_FIELD))
-    bars = base.mark_bar(cursor="pointer" if selectable else "default").encode(x=x, y=y, color=sign_color(), tooltip=tooltip)
+    bars = base.mark_bar(cursor="pointer" if selectable else "default").encode(
+        x=x, y=y, color=sign_color(), tooltip=tooltip, description=alt.Description("aria:N"),  # short aria-label: no picture in it
+    ).transform_calculate(aria=ARIA_FRAME)
     if selectable:
         pick = alt.selection_point(name=FRAME_SELECTION, fields=["position"], on="click", clear="dblclick")
         bars = bars.add_params(pick).encode(opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)))
@@ -163,7 +168,8 @@ def selected_position(event: Any) -> int | None:
 
 CLASS_SELECTION = "class_pick"
 EXPLAINED_COLOR = "#4c78a8"
-OVERLAY_COLORS = ("#f58518", "#b279a2", "#72b7b2", "#e45756", "#9d755d")
+OVERLAY_COLORS = ("#f58518", "#b279a2", "#72b7b2", "#9d755d", "#eeca3b")  # never green or red: those mean supports / opposes
+OTHER_COLOR = "#bbbbbb"
 
 
 def overlay_table(tables: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
@@ -179,7 +185,7 @@ def esv_overlay_chart(table: pd.DataFrame, *, height: int = 300, title: str | No
     (optional ``lo``/``hi``/``se`` error bars, ``image`` tooltips). Clicking a bar selects
     its frame through :data:`FRAME_SELECTION`, as in :func:`esv_bar_altair`."""
     names = list(dict.fromkeys(table.sort_values("order")["class"]))
-    colors = [EXPLAINED_COLOR] + [OVERLAY_COLORS[i % len(OVERLAY_COLORS)] for i in range(len(names) - 1)]
+    colors = [EXPLAINED_COLOR] + [overlay_color(i) for i in range(len(names) - 1)]
     base = alt.Chart(table, title=title or alt.Undefined).encode(x=_frame_axis(), xOffset=alt.XOffset("class:N", sort=names))
     tooltip = [alt.Tooltip("class:N"), alt.Tooltip("position:Q"), alt.Tooltip("frame:Q", title="clip frame"),
                alt.Tooltip("esv:Q", title="ESV", format="+.4f")]
@@ -191,7 +197,8 @@ def esv_overlay_chart(table: pd.DataFrame, *, height: int = 300, title: str | No
         color=alt.Color("class:N", sort=names, scale=alt.Scale(domain=names, range=colors), legend=alt.Legend(title=None, orient="bottom")),
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)),
         tooltip=tooltip,
-    ).add_params(pick)
+        description=alt.Description("aria:N"),
+    ).transform_calculate(aria="'class: ' + datum['class'] + ', ' + " + ARIA_FRAME).add_params(pick)
     layers: list[alt.Chart] = [bars]
     if all(c in table.columns for c in ESV_ERROR_FIELDS):
         layers.append(base.mark_errorbar(ticks=True, color="black").encode(y=alt.Y("lo:Q", title="ESV (Δ probability)"), y2="hi:Q"))
@@ -209,32 +216,46 @@ def topk_rows(probs: Sequence[float] | np.ndarray, names: Sequence[str], *, k: i
     order = list(np.argsort(-p, kind="stable")[:k])
     ids = list(dict.fromkeys([int(c) for c in order] + [int(explained)] + overlays))
     role = {int(explained): "explained", **{c: "overlaid" for c in overlays if c != int(explained)}}
+    shown = [c for c in overlays if c != int(explained)]
+    color = {int(explained): EXPLAINED_COLOR, **{c: overlay_color(i) for i, c in enumerate(shown)}}  # as in the overlay chart
     return pd.DataFrame({
         "id": ids,
         "class": [f"{names[c] if c < len(names) else c}{' ✓' if label is not None and c == label else ''}" for c in ids],
         "probability": [float(p[c]) for c in ids],
         "role": [role.get(c, "other") for c in ids],
+        "color": [color.get(c, OTHER_COLOR) for c in ids],
     })
 
 
+def overlay_color(i: int) -> str:
+    """The colour of the ``i``-th overlaid class (0-based), the same in every chart."""
+    return OVERLAY_COLORS[i % len(OVERLAY_COLORS)]
+
+
 TOPK_DATA = "topk_rows"  # name of the top-k chart's dataset inside its spec
+TOPK_LABEL_WIDTH = 140  # pixels of class label left of the top-k chart's bars
 
 
 def topk_altair(data: pd.DataFrame | alt.NamedData, order: Sequence[str] | None = None) -> alt.LayerChart:
     """The top-k prediction chart as an Altair chart (see :func:`topk_chart`); ``order``:
     the class labels top to bottom (None: as given by the data's ``probability``)."""
     pick = alt.selection_point(name=CLASS_SELECTION, fields=["id"], on="click", clear="dblclick")
-    roles = ["explained", "overlaid", "other"]
     sort: Any = list(order) if order is not None else alt.EncodingSortField(field="probability", op="max", order="descending")
-    base = alt.Chart(data).encode(y=alt.Y("class:N", sort=sort, title=None, axis=alt.Axis(labelLimit=140, labelOverlap=False)))
+    base = alt.Chart(data).encode(y=alt.Y("class:N", sort=sort, title=None, axis=alt.Axis(labelLimit=TOPK_LABEL_WIDTH, labelOverlap=False)))
     bars = base.mark_bar(cursor="pointer").encode(
         x=alt.X("probability:Q", title="probability (full model)"),
-        color=alt.Color("role:N", scale=alt.Scale(domain=roles, range=[EXPLAINED_COLOR, OVERLAY_COLORS[0], "#bbbbbb"]),
-                        legend=alt.Legend(title=None, orient="bottom")),
+        color=alt.Color("color:N", scale=None),  # each class's own colour (topk_rows), as in the overlay chart
+        tooltip=[alt.Tooltip("class:N"), alt.Tooltip("id:Q", title="class id"), alt.Tooltip("probability:Q", format=".4f"), "role:N"],
+    )
+    text = base.mark_text(align="left", dx=3, fontSize=11).encode(x="probability:Q", text=alt.Text("probability:Q", format=".3f"))
+    # A transparent band under each whole row, its label included (from the label column's left edge to the
+    # plot's right): a click anywhere on a class's row picks it, not only on a visible bar (the selection
+    # listens to every mark of the layered view: a click on a bar or its number picks that class too).
+    rows = base.mark_rect(opacity=0, cursor="pointer", aria=False).encode(  # no accessible label: the bar has it
+        x=alt.value(-TOPK_LABEL_WIDTH), x2=alt.value({"expr": "width"}),
         tooltip=[alt.Tooltip("class:N"), alt.Tooltip("id:Q", title="class id"), alt.Tooltip("probability:Q", format=".4f"), "role:N"],
     ).add_params(pick)
-    text = base.mark_text(align="left", dx=3, fontSize=11).encode(x="probability:Q", text=alt.Text("probability:Q", format=".3f"))
-    return alt.layer(bars, text).properties(height=alt.Step(19), usermeta={"embedOptions": {"renderer": "svg"}})
+    return alt.layer(rows, bars, text).properties(height=alt.Step(19), usermeta={"embedOptions": {"renderer": "svg"}})
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,6 +26,13 @@ def image_data_url(image: np.ndarray, *, size: int = 128, quality: int = 80) -> 
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def picture_url(image: np.ndarray, *, quality: int = 90) -> str:
+    """``(H, W, 3)`` uint8 frame at its own size as a JPEG data URL: ``st.image`` shows it
+    without a ``/media/`` file, so a rerun that drops the page's old media files (a new
+    clip) leaves the browser no stale URL to fail on ("Image source error")."""
+    return image_data_url(image, size=max(int(image.shape[0]), int(image.shape[1])), quality=quality)
+
+
 def esv_colors(esvs: Sequence[float] | np.ndarray) -> list[str]:
     """A CSS colour per ESV for the video's frame strip: green/red by sign, lighter
     towards zero (scale: the largest ``|ESV|``)."""

@@ -13,7 +13,7 @@ import streamlit as st
 from app.charts import ColumnFormats, clip_labels
 from app.state import session
 from app.state.builds import ensure_ready
-from app.state.datasets import dataset_label, dataset_options, default_dataset, fallback_banner
+from app.state.datasets import dataset_label, dataset_options, default_dataset, fallback_banner, picker_caption, picker_label
 from app.state.session import filter_key, show_error
 from core.data.sources import dataset_names, get_source
 from core.errors import UserError
@@ -35,7 +35,8 @@ def pick_dataset() -> Workspace:
         options.append(asked)  # a link to a demo that is not built yet: build it on first use
     if st.session_state.get("pf_dataset") not in options:
         st.session_state["pf_dataset"] = default_dataset(options)
-    name = st.sidebar.selectbox("Dataset", options, key="pf_dataset", format_func=dataset_label)
+    name = st.sidebar.selectbox("Dataset", options, key="pf_dataset", format_func=picker_label)  # never cut in the box
+    picker_caption(name)
     fallback_banner()
     try:
         ws = session.get_workspace(name)

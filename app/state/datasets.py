@@ -113,3 +113,20 @@ def dataset_label(name: str) -> str:
     """The dataset's short human name (its source's label)."""
     source = _source(name)
     return source.label if source is not None else name
+
+
+PICKER_CHARS = 24  # what the sidebar's dataset box shows whole at the default sidebar width
+
+
+def picker_label(name: str) -> str:
+    """The dataset's label as the sidebar box can show it whole: :func:`dataset_label`, or
+    the dataset's own name when that label is longer (e.g. "EPIC-KITCHENS (P01) — epic-small"
+    -> "epic-small"; the page shows the full label under the box, :func:`picker_caption`)."""
+    label = dataset_label(name)
+    return label if len(label) <= PICKER_CHARS else name
+
+
+def picker_caption(name: str) -> None:
+    """The full label under the sidebar's dataset box when the box shows a shorter one."""
+    if picker_label(name) != dataset_label(name):
+        st.sidebar.caption(dataset_label(name))

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError
-from core.shapley import get_method
+from core.explain.cost import estimate_cost
+from core.shapley import get_method, make_approximator
+from core.shapley.games import shape_game
 from core.runtime import Progress, or_silent, scaled
 from core.explain import ClipExplanation, ExplanationProvider, Target, explanation_service
 from core.models.families import DEFAULT_FAMILY
@@ -32,6 +34,8 @@ __all__ = [
     "compare_clip",
     "sweep_samples",
     "exhaustive_samples_per_scale",
+    "min_feasible_budget",
+    "sweep_budgets",
 ]
 
 
@@ -41,6 +45,34 @@ def exhaustive_samples_per_scale(n_frames: int) -> int:
     ``C(n, n // 2)``."""
     n = int(n_frames)
     return math.comb(n, n // 2)
+
+
+def min_feasible_budget(method: str, *, n_frames: int, n_classes: int, n_scales: int = 8, game: str = "multiscale") -> int:
+    """The smallest budget ``method`` runs with on ``n_frames`` frames, in its own unit:
+    samples per scale (1) for a method budgeted that way, else head evaluations (e.g.
+    KernelSHAP's paired design needs about 1.5 n² of them)."""
+    cls = get_method(method)
+    if cls.samples_per_scale_budget:
+        return 1
+    return int(make_approximator(cls.name).min_budget(shape_game(game, int(n_frames), int(n_scales), int(n_classes))))
+
+
+def sweep_budgets(method: str, *, n_frames: int, n_classes: int, n_scales: int = 8, game: str = "multiscale") -> list[int]:
+    """The budgets a convergence sweep of ``method`` visits, in its own unit: doublings
+    from :func:`min_feasible_budget` up to the budget that costs what exact does
+    (:func:`exhaustive_samples_per_scale` samples per scale, or exact's head evaluations),
+    which ends the list."""
+    low = min_feasible_budget(method, n_frames=n_frames, n_classes=n_classes, n_scales=n_scales, game=game)
+    if get_method(method).samples_per_scale_budget:
+        high = exhaustive_samples_per_scale(n_frames)
+    else:
+        high = estimate_cost("exact", n_frames=n_frames, n_classes=n_classes, game=game, n_scales=n_scales).head_evaluations
+    points = []
+    budget = low
+    while budget < high:
+        points.append(budget)
+        budget *= 2
+    return points + [max(high, low)]
 
 
 def _vec(x: Any) -> np.ndarray:

@@ -85,7 +85,7 @@ def full_status(ws: Any) -> list[BuildStep]:
     missing = [s.name for s in rows if not s.done]
     for step in OPTIONAL_STEPS.values():
         if missing:
-            done, detail = False, f"needs the {' and '.join(missing)} first"
+            done, detail = False, f"needs the {', '.join(missing)} step{'s' * (len(missing) > 1)} first"
         else:
             try:
                 done, detail = step.check(ws)

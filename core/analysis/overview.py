@@ -7,6 +7,7 @@ computes a bounded sample through the same code path.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,6 +47,37 @@ def sample_results_path(ws: Any, split: str, n_clips: int, n_frames: Sequence[in
     full = Path(ws.default_results_path(split))
     frames = "_".join(str(int(n)) for n in sorted(set(n_frames)))
     return full.with_name(f"{full.stem}-sample{int(n_clips)}-n{frames}{full.suffix}")
+
+
+def default_sample_size(ws: Any, split: str, *, min_clips_per_class: int = 3, max_clips: int | None = None) -> int:
+    """The smallest number of first clips of ``split`` (the sample :func:`results_or_sample`
+    takes) in which every class of every task that has at least ``min_clips_per_class``
+    clips in the split has that many, so the per-class summary shows each; at most
+    ``max_clips`` (the cost bound, :func:`sample_cost`) and at least 1."""
+    clips = ws.clips(split)
+    if clips.empty:
+        return 1
+    needed = 1
+    for task in ws.task_names:
+        counts = clips[task].value_counts()
+        for label in counts.index[counts >= min_clips_per_class]:
+            rows = np.flatnonzero((clips[task] == label).to_numpy())
+            needed = max(needed, int(rows[min_clips_per_class - 1]) + 1)  # position of its k-th clip, 1-based
+    return max(1, min(needed, max_clips) if max_clips is not None else needed)
+
+
+def sample_cost(ws: Any, split: str, n_clips: int, n_frames: Sequence[int] = (1, 2, 4, 8)) -> list[Any]:
+    """The cost estimates (:meth:`core.explain.ExplanationService.estimate`) of the sample
+    :func:`results_or_sample` computes: exact ESVs of ``n_clips`` clips, every task, each
+    frame count (priced on the split's first clip: a cost depends on shapes only)."""
+    clips = ws.clips(split)
+    if clips.empty:
+        return []
+    service = explanation_service(ws)
+    first = str(clips.index[0])
+    longest = int(clips["n_features"].max()) if "n_features" in clips.columns else max(n_frames)
+    one_clip = [service.estimate(first, task=t, n_frames=min(int(n), longest)) for t in ws.task_names for n in n_frames]
+    return [replace(e, cached=False) for e in one_clip] * max(1, min(int(n_clips), len(clips)))
 
 
 def results_or_sample(
