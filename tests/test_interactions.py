@@ -1,0 +1,134 @@
+"""Pairwise Shapley interactions of frames: exact against a brute-force sum, the sampled
+estimate against exact, and the service, CLI, export and chart that show them."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.errors import UserError
+from tolerances import esv_reordering_tolerance
+from core.models.evaluation import eval_mode
+from core.shapley import TableGame
+from core.shapley.games import model_game
+from core.shapley.subsets import subset_levels
+from core.shapley.interactions import exact_interactions, frame_interactions, sampled_interactions
+
+
+def brute_force_sii(game) -> np.ndarray:
+    """``(n, n, C)`` SII straight from its definition: one ``game.value`` per coalition."""
+    n = game.n_players
+    out = np.zeros((n, n, game.n_classes))
+
+    def v(members: tuple[int, ...]) -> np.ndarray:
+        mask = torch.zeros(1, n, dtype=torch.bool)
+        mask[0, list(members)] = True
+        return game.value(mask)[0].numpy()
+
+    for i, j in itertools.combinations(range(n), 2):
+        rest = [k for k in range(n) if k not in (i, j)]
+        for size in range(n - 1):
+            weight = math.factorial(size) * math.factorial(n - size - 2) / math.factorial(n - 1)
+            for s in itertools.combinations(rest, size):
+                delta = v(s + (i, j)) - v(s + (i,)) - v(s + (j,)) + v(s)
+                out[i, j] += weight * delta
+        out[j, i] = out[i, j]
+    return out
+
+
+def random_table_game(n: int, n_classes: int, seed: int) -> TableGame:
+    g = torch.Generator().manual_seed(seed)
+    return TableGame(torch.softmax(torch.randn(1 << n, n_classes, generator=g, dtype=torch.float64), dim=-1))
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_exact_matches_brute_force_on_random_games(n: int) -> None:
+    game = random_table_game(n, 3, seed=n)
+    result = exact_interactions(game)
+    np.testing.assert_allclose(result.sii.numpy(), brute_force_sii(game), rtol=0, atol=1e-12)
+    assert result.exact and result.std_errors is None
+    assert result.n_head_evaluations == (1 << n) - 1  # every non-empty coalition once
+
+
+def test_two_frames_interaction_is_the_second_difference() -> None:
+    game = random_table_game(2, 2, seed=7)
+    t = game.table.numpy()
+    np.testing.assert_allclose(exact_interactions(game).of(1)[0, 1], t[3, 1] - t[1, 1] - t[2, 1] + t[0, 1], atol=1e-15)
+
+
+def test_additive_game_has_no_interactions() -> None:
+    n = 5
+    weights = torch.rand(n, 2, dtype=torch.float64)
+    masks = torch.arange(1 << n)
+    members = ((masks[:, None] >> torch.arange(n)) & 1).double()
+    result = exact_interactions(TableGame(members @ weights))
+    assert float(result.sii.abs().max()) < 1e-12
+
+
+@pytest.mark.parametrize("family", ["mtrn", "tsn"])
+def test_exact_matches_brute_force_on_demo_games(demo_small, family: str) -> None:
+    """The model games of demo-small (MTRN through its one-buffer path, TSN through the level recursion)."""
+    from core.models.families import get_family
+
+    task = demo_small.task_names[0]
+    clip = demo_small.clips().index[0]
+    fam = get_family(family)
+    modules = fam.modules(demo_small.heads(task).model(fam.name))
+    rows = np.asarray(demo_small.feature_rows(clip, 5))
+    features = torch.from_numpy(np.ascontiguousarray(demo_small.features(clip, rows))).float()
+    priors = demo_small.priors(task).to(torch.float64)
+    with torch.inference_mode(), eval_mode(modules):
+        fast = exact_interactions(model_game(fam.game_kind, modules, features, priors))
+        slow = brute_force_sii(model_game(fam.game_kind, modules, features, priors))
+        game, previous, logits = model_game(fam.game_kind, modules, features, priors), None, []
+        for level in subset_levels(len(rows), torch.device("cpu"))[1:]:
+            previous = game.level_logits(level, previous)
+            logits.append(previous.abs().max())
+    # four probabilities per coalition, weights summing to 1: twice an ESV's reordering tolerance
+    atol = 2 * esv_reordering_tolerance(features, torch.stack(logits))
+    np.testing.assert_allclose(fast.sii.numpy(), slow, rtol=0, atol=atol)
+
+
+def test_sampled_estimate_is_close_and_within_its_errors() -> None:
+    n = 7
+    game = random_table_game(n, 2, seed=3)
+    exact = exact_interactions(game).sii.numpy()
+    estimate = sampled_interactions(random_table_game(n, 2, seed=3), budget=100, seed=0)
+    assert not estimate.exact and estimate.samples_per_pair >= 2
+    assert estimate.n_head_evaluations <= 100
+    big = sampled_interactions(random_table_game(n, 2, seed=3), budget=127 - 1, seed=1)
+    i, j = np.triu_indices(n, k=1)
+    z = np.abs(big.sii.numpy() - exact)[i, j] / big.std_errors.numpy()[i, j]
+    assert np.mean(z < 3) >= 0.9  # standard errors of the right size
+    assert np.allclose(big.sii.numpy(), big.sii.numpy().transpose(1, 0, 2))
+
+
+def test_sampled_is_unbiased_on_average() -> None:
+    n = 6
+    exact = exact_interactions(random_table_game(n, 1, seed=5)).sii.numpy()
+    means = np.mean([sampled_interactions(random_table_game(n, 1, seed=5), budget=62, seed=s).sii.numpy() for s in range(200)], axis=0)
+    assert np.abs(means - exact).max() < 0.25 * np.abs(exact).max()
+
+
+def test_frame_interactions_picks_exact_and_checks_budget() -> None:
+    game = random_table_game(5, 2, seed=1)
+    assert frame_interactions(game).exact
+    assert frame_interactions(random_table_game(5, 2, seed=1), budget=31).exact  # pays for every subset
+    assert not frame_interactions(random_table_game(5, 2, seed=1), budget=20, seed=0).exact
+    with pytest.raises(UserError, match="Raise the budget"):
+        sampled_interactions(random_table_game(8, 2, seed=1), budget=5, seed=0)
+    with pytest.raises(UserError, match="at most 12 frames"):
+        frame_interactions(random_table_game(13, 1, seed=1))
+
+
+def test_strongest_pairs_are_sorted_by_size() -> None:
+    result = exact_interactions(random_table_game(5, 2, seed=2))
+    pairs = result.strongest_pairs(0, k=4)
+    sizes = [abs(v) for _, _, v in pairs]
+    assert sizes == sorted(sizes, reverse=True) and all(i < j for i, j, _ in pairs)
+    assert pairs[0][2] == pytest.approx(result.of(0)[pairs[0][0], pairs[0][1]])
