@@ -26,7 +26,8 @@ from typing import Callable, Sequence
 
 from core.analysis import faithfulness_cli
 from core.analysis.batch import compute_batch_esvs, read_results
-from core.cli_checks import check_esvs_flags, check_ingest_checkpoint, check_output_name
+from core.analysis.interactions import check_interaction_frames, compute_batch_interactions
+from core.cli_checks import check_esvs_flags, check_ingest_checkpoint, check_output_name, command_line, without_flag
 from core.commands import python_command
 from core.data.epic_annotations import parse_participants
 from core.data.sources import dataset_name_for, dataset_names, ingest_settings
@@ -273,6 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_esvs(args: argparse.Namespace) -> int:
     check_esvs_flags(args)  # before any work: a flag the method ignores would be recorded as if used
+    _check_interaction_flags(args)
     ws = _workspace(args)
     missing = [s for s in ws.status() if not s.done and s.name in EXPLORE_STEPS]  # features are computed as needed
     if missing:
@@ -293,7 +295,22 @@ def cmd_esvs(args: argparse.Namespace) -> int:
     df = read_results(out)
     ok = df[df.status == "ok"]
     print(f"wrote {out}: {len(df)} rows, {ok.narration_id.nunique()} clips, {(df.status != 'ok').sum()} skipped (clip too short), {time.perf_counter() - t0:.1f} s")
+    if args.interactions:  # frame interactions of the same clips, beside the results file
+        with TqdmProgress("interactions", total=n_clips, unit="clips", enabled=not args.quiet) as bar:
+            pairs = compute_batch_interactions(ws, results_path=out, split=args.split, n_frames=args.frames, tasks=tasks,
+                                               models=args.models, limit=args.limit, budget=args.interaction_budget, seed=0, progress=bar)
+        print(f"wrote {pairs}: frame interactions (pairwise Shapley interaction index) of the same clips")
     return 0
+
+
+def _check_interaction_flags(args: argparse.Namespace) -> None:
+    """``--interaction-budget`` needs ``--interactions``; exact interactions need n <= 12 (UserErrors naming the command)."""
+    argv = list(args.argv)
+    if args.interaction_budget is not None and not args.interactions:
+        raise UserError("--interaction-budget has no effect without --interactions.", f"Add it: `{command_line([*argv, '--interactions'])}`.")
+    if args.interactions:
+        check_interaction_frames(args.frames, args.interaction_budget,
+                                 lambda budget: command_line([*without_flag(argv, "--interaction-budget"), "--interaction-budget", str(budget)]))
 
 
 # ----------------------------------------------------------------------------- parser
@@ -400,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="approximation seed (default 0; not with exact ESVs)")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (N >= 1)")
     p.add_argument("--out", type=Path, default=None, help="results file (default cache/results/<dataset>/<heads>/esvs-<split>.parquet)")
+    p.add_argument("--interactions", action="store_true", help="also write the frame pairs' Shapley interactions of the same clips "
+                   "(ground-truth class) to <results stem>-interactions.parquet beside the results file")
+    p.add_argument("--interaction-budget", dest="interaction_budget", type=int, default=None,
+                   help="head evaluations per clip for sampled interactions, seed 0 (default: exact, at most 12 frames)")
     _add_engine_flags(p)
 
     faithfulness_cli.add_parser(sub)

@@ -276,8 +276,3 @@ def frame_interactions(game: Game, budget: int | None = None, seed: int | None =
     if n <= MAX_EXACT_FRAMES and budget >= exact_cost(game):
         return exact_interactions(game)  # a budget that pays for every subset buys the exact answer
     return sampled_interactions(game, budget, seed)
-
-
-def with_frames(result: InteractionResult, frame_indices: np.ndarray) -> InteractionResult:
-    """``result`` labelled with the clip frame of each position."""
-    return replace(result, frame_indices=np.asarray(frame_indices))
