@@ -47,7 +47,7 @@ __all__ = ["interaction_table", "interactions_path", "compute_batch_interactions
 
 
 def interaction_table(result: InteractionResult, *, clip_id: str, task: str, model: str, class_names: Sequence[str],
-                      classes: Sequence[int], budget: int | None = None, seed: int | None = None) -> pd.DataFrame:
+                      classes: Sequence[int]) -> pd.DataFrame:
     """One row per (class, pair i < j) of ``result`` (columns: the module docstring's)."""
     n = result.n_frames
     i, j = np.triu_indices(n, k=1)
@@ -62,7 +62,7 @@ def interaction_table(result: InteractionResult, *, clip_id: str, task: str, mod
             "frame_index_i": np.asarray(frames)[i].astype(np.int32), "frame_index_j": np.asarray(frames)[j].astype(np.int32),
             "sii": values[i, j], "std_error": None if errors is None else errors[i, j],
             "exact": result.exact, "head_evaluations": np.int64(result.n_head_evaluations),
-            "budget": None if result.exact else budget, "seed": None if result.exact else seed,
+            "budget": result.budget, "seed": result.seed,
         }))
     table = pd.concat(parts, ignore_index=True)
     for column in ("std_error",):
@@ -121,7 +121,7 @@ def compute_batch_interactions(
                     result = service.interactions(str(clip_id), task=task, n_frames=n, model=model, budget=budget, seed=seed,
                                                   progress=scaled(progress, k / len(clips), (k + 1) / len(clips)))
                     parts.append(interaction_table(result, clip_id=str(clip_id), task=task, model=model, class_names=names,
-                                                   classes=[label], budget=budget, seed=seed))
+                                                   classes=[label]))
         report((k + 1) / len(clips), f"{k + 1}/{len(clips)} clips")
     if not parts:
         raise UserError(f"No clip of split {split!r} has {min(counts, default=2)} or more feature frames for interactions.",

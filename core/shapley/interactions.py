@@ -63,6 +63,7 @@ class InteractionResult:
         n_head_evaluations: model (head) evaluations spent.
         seconds: wall time.
         samples_per_pair: draws of S per pair (0 when exact).
+        budget, seed: what a sampled estimate was given (None when exact).
         frame_indices: ``(n,)`` clip frame of each position (set by the explanation service; None otherwise).
     """
 
@@ -72,6 +73,8 @@ class InteractionResult:
     n_head_evaluations: int
     seconds: float
     samples_per_pair: int = 0
+    budget: int | None = None
+    seed: int | None = None
     frame_indices: np.ndarray | None = None
 
     @property
@@ -258,7 +261,7 @@ def sampled_interactions(game: Game, budget: int, seed: int | None = None) -> In
     std_errors[i, j], std_errors[j, i] = se, se
     report(1.0, f"interactions: {m} draws per pair")
     return InteractionResult(sii=sii, std_errors=std_errors, exact=False, n_head_evaluations=game.n_evaluations - spent,
-                             seconds=time.perf_counter() - start, samples_per_pair=m)
+                             seconds=time.perf_counter() - start, samples_per_pair=m, budget=int(budget), seed=seed)
 
 
 def frame_interactions(game: Game, budget: int | None = None, seed: int | None = None) -> InteractionResult:
