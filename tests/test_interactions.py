@@ -11,13 +11,17 @@ import pandas as pd
 import pytest
 import torch
 
+from app.charts.interactions import interaction_heatmap, interaction_rows, strongest_pair_lines
+from core.analysis.interactions import interaction_table, interactions_path
+from core.cli import main
 from core.errors import UserError
-from tolerances import esv_reordering_tolerance
 from core.models.evaluation import eval_mode
+from core.models.families import get_family
 from core.shapley import TableGame
 from core.shapley.games import model_game
-from core.shapley.subsets import subset_levels
 from core.shapley.interactions import exact_interactions, frame_interactions, sampled_interactions
+from core.shapley.subsets import subset_levels
+from tolerances import esv_reordering_tolerance
 
 
 def brute_force_sii(game) -> np.ndarray:
@@ -73,8 +77,6 @@ def test_additive_game_has_no_interactions() -> None:
 @pytest.mark.parametrize("family", ["mtrn", "tsn"])
 def test_exact_matches_brute_force_on_demo_games(demo_small, family: str) -> None:
     """The model games of demo-small (MTRN through its one-buffer path, TSN through the level recursion)."""
-    from core.models.families import get_family
-
     task = demo_small.task_names[0]
     clip = demo_small.clips().index[0]
     fam = get_family(family)
@@ -134,3 +136,52 @@ def test_strongest_pairs_are_sorted_by_size() -> None:
     sizes = [abs(v) for _, _, v in pairs]
     assert sizes == sorted(sizes, reverse=True) and all(i < j for i, j, _ in pairs)
     assert pairs[0][2] == pytest.approx(result.of(0)[pairs[0][0], pairs[0][1]])
+
+
+# --------------------------------------------------------------------------- service, CLI, export, chart
+
+
+def test_service_interactions_are_the_engine_s_and_cached(demo_small) -> None:
+    task, clip = demo_small.task_names[0], demo_small.clips().index[1]
+    first = demo_small.explanations.interactions(clip, task=task, n_frames=6)
+    assert first.exact and first.sii.shape == (6, 6, len(demo_small.class_names(task)))
+    assert demo_small.explanations.interactions(clip, task=task, n_frames=6) is first  # memory cache
+    np.testing.assert_array_equal(first.frame_indices, demo_small.sample_frames(clip, 6))
+    fam = get_family("mtrn")
+    modules = fam.modules(demo_small.heads(task).model("mtrn"))
+    rows = demo_small.feature_rows(clip, 6)
+    features = torch.from_numpy(np.ascontiguousarray(demo_small.features(clip, rows))).float()
+    with torch.inference_mode(), eval_mode(modules):
+        direct = exact_interactions(model_game("multiscale", modules, features, demo_small.priors(task).to(torch.float64)))
+    np.testing.assert_array_equal(first.sii.numpy(), direct.sii.numpy())
+
+
+def test_cli_writes_interactions_beside_the_results(demo_small, tmp_path, capsys) -> None:
+    out = tmp_path / "esvs-val.parquet"
+    assert main(["esvs", "--dataset", "demo-small", "--frames", "2-4", "--limit", "2", "--interactions", "--quiet", "--out", str(out)]) == 0
+    pairs = pd.read_parquet(interactions_path(out))
+    results = pd.read_parquet(out)
+    assert set(pairs.clip_id) == set(results.narration_id)
+    assert len(pairs) == 2 * len(demo_small.task_names) * (1 + 3 + 6)  # clips x tasks x pairs of n = 2, 3, 4
+    # the explained class is the results file's ground truth; an exact pair has no standard error
+    merged = pairs.merge(results[["narration_id", "task", "label"]].drop_duplicates(), left_on=["clip_id", "task"], right_on=["narration_id", "task"])
+    assert (merged.class_id == merged.label).all() and pairs.std_error.isna().all() and pairs.exact.all()
+    assert (pairs.frame_position_i < pairs.frame_position_j).all()
+    assert main(["esvs", "--dataset", "demo-small", "--frames", "13", "--interactions", "--out", str(out)]) == 2
+    assert "--interaction-budget" in capsys.readouterr().err
+    assert main(["esvs", "--dataset", "demo-small", "--interaction-budget", "100", "--out", str(out)]) == 2
+
+
+def test_export_table_and_heatmap_spec() -> None:
+    result = sampled_interactions(random_table_game(7, 3, seed=4), budget=100, seed=2)
+    table = interaction_table(result, clip_id="c", task="verb", model="mtrn", class_names=["a", "b", "c"], classes=[1, 2])
+    assert len(table) == 2 * 21 and table.std_error.notna().all() and (table.budget == 100).all() and (table.seed == 2).all()
+    np.testing.assert_allclose(table.sii[:21], result.of(1)[np.triu_indices(7, k=1)])
+    rows = interaction_rows(result, 1)
+    assert len(rows) == 7 * 6 and rows.frame_i.min() == 1 and rows.frame_j.max() == 7
+    spec = interaction_heatmap(result, 1)
+    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["domain"][0] == -scale["domain"][2] and spec["usermeta"]["embedOptions"]["renderer"] == "svg"
+    lines = strongest_pair_lines(result, 1, k=3)
+    i, j, value = result.strongest_pairs(1, 1)[0]
+    assert lines[0].startswith(f"frames {i + 1} → {j + 1}: {value:+.4f} ± ") and len(lines) == 3
