@@ -14,10 +14,11 @@ diagonal is 0 by convention.
   else :class:`~core.shapley.game.LevelRecursion`, else :meth:`Game.value`). All subsets of
   one size share their weights, so each level adds three products.
 * :func:`sampled_interactions` estimates every pair from S drawn with the index's own
-  weights (size uniform over 0..n-2, then a uniform subset of that size: exactly the weight
-  above), so each pair's mean of second differences is unbiased, with standard errors;
+  weights (the weight above is 1/(n-1) per size times uniform among the subsets of that size):
+  stratified by size, at least two draws of each size per pair, so each pair's estimate is the
+  mean over sizes of the mean second difference, unbiased, with a stratified standard error;
   coalitions shared by several draws are valued once. Its budget is in the game's model
-  (head) evaluations.
+  (head) evaluations; it pays off from about 14 frames (below, exact costs less).
 * :func:`frame_interactions` picks: exact when no budget is given (n <= 12) or the budget
   covers exact's cost, else sampled.
 """
@@ -40,14 +41,14 @@ from core.shapley.game import AllSubsetLogits, Game, LevelRecursion
 from core.shapley.subsets import SubsetLevel, subset_levels
 
 __all__ = ["InteractionResult", "exact_interactions", "sampled_interactions", "frame_interactions",
-           "interaction_weights", "EXACT_INTERACTIONS_MAX_FRAMES", "MIN_SAMPLES_PER_PAIR"]
+           "interaction_weights", "EXACT_INTERACTIONS_MAX_FRAMES", "MIN_DRAWS_PER_SIZE"]
 
 # Without a budget, interactions are exact up to this many frames (the one-buffer path of
 # the ESV engine); beyond it a budget is required (exact still runs when it covers exact's cost).
 EXACT_INTERACTIONS_MAX_FRAMES = FUSED_MAX_FRAMES
 
-# Draws per pair below which no standard error can be given.
-MIN_SAMPLES_PER_PAIR = 2
+# Draws per pair per size of S at least: two give each size's spread, hence a standard error.
+MIN_DRAWS_PER_SIZE = 2
 # Draws per pair at most (memory: pairs x draws x n random keys while drawing).
 MAX_SAMPLES_PER_PAIR = 4096
 
@@ -180,20 +181,22 @@ def exact_cost(game: Game) -> int:
     return game.level_cost([math.comb(n, t) for t in range(1, n + 1)])
 
 
-def _draws(n: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``m`` draws of S per pair: pairs ``(P, 2)`` and S bit masks ``(P, m)`` (int64), size
-    uniform over 0..n-2, then uniform among the subsets of N \\ {i, j} of that size."""
+def _draws(n: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``m`` draws of S per pair: pairs ``(P, 2)``, S bit masks ``(P, m)`` and sizes ``(P, m)`` (int64), size
+    uniform over 0..n-2 (stratified), then uniform among the subsets of N \\ {i, j} of that size."""
     i, j = np.triu_indices(n, k=1)
     pairs = np.stack([i, j], axis=1)
     bits = np.int64(1) << np.arange(n, dtype=np.int64)
-    sizes = rng.integers(0, n - 1, size=(len(pairs), m))
+    # sizes stratified: each pair's draws walk through 0..n-2 from a random start (every draw's size
+    # is still uniform, so each draw is unbiased; the sizes' spread no longer adds to the error)
+    sizes = (rng.integers(0, n - 1, size=(len(pairs), 1)) + np.arange(m)[None, :]) % (n - 1)
     # rank the other frames by a random key; S = the `size` smallest ranks, i and j excluded
     keys = rng.random((len(pairs), m, n))
     keys[np.arange(len(pairs)), :, i] = np.inf
     keys[np.arange(len(pairs)), :, j] = np.inf
     ranks = keys.argsort(axis=2).argsort(axis=2)
     chosen = ranks < sizes[:, :, None]
-    return pairs, (chosen * bits).sum(axis=2), bits
+    return pairs, (chosen * bits).sum(axis=2), sizes, bits
 
 
 def _coalition_masks(pairs: np.ndarray, subsets: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -210,9 +213,10 @@ def sampled_interactions(game: Game, budget: int, seed: int | None = None) -> In
     """SII of every pair and class from draws of S with the index's weights, within ``budget``
     model evaluations (coalitions shared by draws valued once; v(empty) is the prior, free).
 
-    The most draws per pair whose distinct coalitions fit the budget are taken (at least
-    :data:`MIN_SAMPLES_PER_PAIR`, else a UserError naming the budget needed). Standard error
-    of a pair: the sample standard deviation of its second differences over sqrt(draws).
+    The most draws per pair whose distinct coalitions fit the budget are taken, sizes of S
+    stratified (at least :data:`MIN_DRAWS_PER_SIZE` of each, else a UserError naming the budget
+    needed). A pair's estimate is the mean over sizes of its mean second difference; its
+    standard error, the stratified one (each size's spread over its draws).
     """
     n = game.n_players
     if n < 2:
@@ -220,30 +224,33 @@ def sampled_interactions(game: Game, budget: int, seed: int | None = None) -> In
     start, spent = time.perf_counter(), game.n_evaluations
     n_pairs = n * (n - 1) // 2
 
-    def draw(m: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Masks ``(P, m, 4)`` of m draws per pair, their distinct masks and what valuing those costs."""
-        masks = _coalition_masks(*_draws(n, m, np.random.default_rng(seed)))
+    def draw(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Masks ``(P, m, 4)`` of m draws per pair, the sizes of S ``(P, m)``, the distinct masks and what valuing those costs."""
+        pairs, subsets, sizes, bits = _draws(n, m, np.random.default_rng(seed))
+        masks = _coalition_masks(pairs, subsets, bits)
         unique = np.unique(masks)
-        return masks, unique, game.value_cost(_popcount(unique, n).tolist())
+        return masks, sizes, unique, game.value_cost(_popcount(unique, n).tolist())
 
-    masks, unique, cost = draw(MIN_SAMPLES_PER_PAIR)
+    least = MIN_DRAWS_PER_SIZE * (n - 1)
+    masks, sizes, unique, cost = draw(least)
     if cost > budget:
         raise UserError(f"A budget of {budget:,} head evaluations is below what sampled interactions of {n} frames need "
-                        f"({cost:,}: {MIN_SAMPLES_PER_PAIR} draws for each of {n_pairs} pairs).",
-                        f"Raise the budget to at least {cost:,} head evaluations.")
+                        f"({cost:,}: {MIN_DRAWS_PER_SIZE} draws of each size for each of {n_pairs} pairs).",
+                        f"Raise the budget to at least {cost:,} head evaluations"
+                        + (f" (exact interactions cost {exact_cost(game):,}: a budget of that many runs them)." if n <= MAX_EXACT_FRAMES else "."))
     # the most draws per pair that fit: double while they fit, then bisect
-    low, high = MIN_SAMPLES_PER_PAIR, None
+    low, high = least, None
     while high is None and low < MAX_SAMPLES_PER_PAIR:
         found = draw(min(2 * low, MAX_SAMPLES_PER_PAIR))
-        if found[2] <= budget:
-            low, (masks, unique, cost) = min(2 * low, MAX_SAMPLES_PER_PAIR), found
+        if found[3] <= budget:
+            low, (masks, sizes, unique, cost) = min(2 * low, MAX_SAMPLES_PER_PAIR), found
         else:
             high = 2 * low
     while high is not None and high - low > 1:
         middle = (low + high) // 2
         found = draw(middle)
-        if found[2] <= budget:
-            low, (masks, unique, cost) = middle, found
+        if found[3] <= budget:
+            low, (masks, sizes, unique, cost) = middle, found
         else:
             high = middle
     m = low
@@ -253,7 +260,16 @@ def sampled_interactions(game: Game, budget: int, seed: int | None = None) -> In
     index = torch.from_numpy(np.searchsorted(unique, masks)).to(game.device)  # (P, m, 4)
     v = values[index]  # (P, m, 4, C)
     deltas = v[:, :, 0] - v[:, :, 1] - v[:, :, 2] + v[:, :, 3]  # (P, m, C)
-    mean, se = deltas.mean(dim=1), deltas.std(dim=1) / math.sqrt(m)
+    mean, variance = torch.zeros_like(deltas[:, 0]), torch.zeros_like(deltas[:, 0])
+    strata = torch.from_numpy(sizes).to(game.device)
+    for size in range(n - 1):  # each size weighs 1/(n-1): mean of the sizes' means, variance of that mean
+        member = (strata == size).to(deltas.dtype)[:, :, None]  # (P, m, 1)
+        count = member.sum(dim=1)  # (P, 1), >= MIN_DRAWS_PER_SIZE
+        size_mean = (member * deltas).sum(dim=1) / count
+        spread = (member * (deltas - size_mean[:, None]) ** 2).sum(dim=1) / (count - 1)
+        mean += size_mean / (n - 1)
+        variance += spread / count / (n - 1) ** 2
+    se = variance.sqrt()
     sii = torch.zeros(n, n, game.n_classes, dtype=torch.float64, device=game.device)
     std_errors = torch.zeros_like(sii)
     i, j = (torch.from_numpy(a).to(game.device) for a in np.triu_indices(n, k=1))
