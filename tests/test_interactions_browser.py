@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from test_browser import ESV_BARS, browser, new_page, open_explore, server, wait_idle  # noqa: F401  (fixtures)
+from test_browser import ESV_BARS, SHOTS, browser, new_page, open_explore, server, wait_idle  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,6 +28,8 @@ def test_interaction_heatmap_renders(browser, server) -> None:  # noqa: F811  (t
         assert "interaction" in labels
         pairs = page.locator(".st-key-interactions_section").inner_text()
         assert "Strongest pairs" in pairs and "exact (every subset)" in pairs
+        SHOTS.mkdir(parents=True, exist_ok=True)  # the section as a user sees it (test-artifacts/, git-ignored)
+        page.locator(".st-key-interactions_section").screenshot(path=str(SHOTS / "explore_interactions.png"))
         assert len(re.findall(r"frames [1-9] → [1-9]: [+-]0\.\d{4}", pairs)) == 5  # 1-based pairs in words
     finally:
         page.close()

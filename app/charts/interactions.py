@@ -58,8 +58,8 @@ def interaction_heatmap(result: InteractionResult, cls: int, *, height: int = 30
     )
     layers: list[alt.Chart] = [cells]
     if n <= 12:
-        layers.append(base.mark_text(fontSize=9 if n > 8 else 10).encode(
-            text=alt.Text("sii:Q", format="+.2f"),
+        layers.append(base.mark_text(fontSize=8 if n > 8 else 9).encode(
+            text=alt.Text("sii:Q", format="+.3f"),
             color=alt.condition(f"abs(datum.sii) > {0.6 * reach}", alt.value("white"), alt.value("black")),
         ))
     chart = alt.layer(*layers).properties(height=height, width="container", usermeta={"embedOptions": {"renderer": "svg"}})  # DOM cells
