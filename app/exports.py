@@ -12,10 +12,12 @@ import streamlit as st
 
 from app import charts
 from core.analysis.export import explanation_table, export_settings, to_csv_bytes, to_parquet_bytes
+from core.analysis.interactions import interaction_table
 from core.errors import UserError
 from core.explain import ClipExplanation
 from core.runtime import counted
 from core.shapley import get_method
+from core.shapley.interactions import InteractionResult
 from core.workspace import Workspace
 
 
@@ -62,9 +64,9 @@ def _subtitle(meta: dict[str, str]) -> str:
 
 
 def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, Any], chart: charts.Chart,
-                    overlays: list[int]) -> None:
+                    overlays: list[int], interactions: InteractionResult | None = None) -> None:
     """An "Export" popover: the view's ESVs (explained and overlaid classes) as CSV and
-    Parquet, the chart as PNG and SVG."""
+    Parquet, the frame interactions shown (``interactions``) as CSV, the chart as PNG and SVG."""
     meta = metadata(ws, expl, settings)
     stem = _stem(meta)
     with st.popover("Export", icon=":material/download:"):
@@ -74,6 +76,11 @@ def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, An
                            key="dl_csv", on_click="ignore")
         st.download_button("ESVs as Parquet", to_parquet_bytes(table), file_name=f"{stem}.parquet",
                            mime="application/vnd.apache.parquet", key="dl_parquet", on_click="ignore")
+        if interactions is not None:  # the pairs of the heatmap: explained and overlaid classes
+            pairs = interaction_table(interactions, clip_id=expl.clip_id, task=expl.task, model=expl.model,
+                                      class_names=ws.class_names(expl.task), classes=[expl.explained_class, *overlays])
+            st.download_button("Frame interactions as CSV", to_csv_bytes(pairs), file_name=f"{stem}_interactions.csv", mime="text/csv",
+                               key="dl_interactions_csv", on_click="ignore")
         chart_downloads(chart, f"ESVs of {meta['task']} “{meta['explained_name']}”", meta, stem, key="explore")
 
 

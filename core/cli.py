@@ -26,8 +26,11 @@ from typing import Any, Callable, Sequence
 
 from core.analysis import faithfulness_cli
 from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
+from core.analysis.interactions import check_interaction_frames, compute_batch_interactions
 from core.analysis.optional_steps import full_status
-from core.cli_checks import check_esvs_flags, check_ingest_checkpoint, check_output_name, results_file_taken
+from core.cli_checks import (
+    check_esvs_flags, check_ingest_checkpoint, check_output_name, command_line, results_file_taken, without_flag,
+)
 from core.commands import python_command
 from core.data.epic_annotations import parse_participants
 from core.data.sources import dataset_name_for, dataset_names, ingest_settings
@@ -289,6 +292,7 @@ def _keep_training_settings(ws: Workspace, overrides: dict[str, Any]) -> str:
 
 def cmd_esvs(args: argparse.Namespace) -> int:
     check_esvs_flags(args)  # before any work: a flag the method ignores would be recorded as if used
+    _check_interaction_flags(args)
     ws = _workspace(args)
     missing = [s for s in ws.status() if not s.done and s.name in EXPLORE_STEPS]  # features are computed as needed
     if missing:
@@ -317,7 +321,23 @@ def cmd_esvs(args: argparse.Namespace) -> int:
     if out != full:
         print(f"(not the full run: the full results file {full} is left as it was" + ("" if full.exists() else "; it is not built yet")
               + ", and the app's Overview reads that one)")
+    if args.interactions:  # frame interactions of the same clips, beside the results file
+        with TqdmProgress("interactions", total=n_clips, unit="clips", enabled=not args.quiet) as bar:
+            pairs = compute_batch_interactions(ws, results_path=out, split=args.split, n_frames=sorted(df.n_frames.unique()),
+                                               tasks=tasks, models=args.models, limit=args.limit, clip_ids=args.clips,
+                                               budget=args.interaction_budget, seed=0, progress=bar)
+        print(f"wrote {pairs}: frame interactions (pairwise Shapley interaction index) of the same clips")
     return 0
+
+
+def _check_interaction_flags(args: argparse.Namespace) -> None:
+    """``--interaction-budget`` needs ``--interactions``; exact interactions need n <= 12 (UserErrors naming the command)."""
+    argv = list(args.argv)
+    if args.interaction_budget is not None and not args.interactions:
+        raise UserError("--interaction-budget has no effect without --interactions.", f"Add it: `{command_line([*argv, '--interactions'])}`.")
+    if args.interactions:
+        check_interaction_frames(args.frames or (), args.interaction_budget,  # the default frames (at most 8) need no check
+                                 lambda budget: command_line([*without_flag(argv, "--interaction-budget"), "--interaction-budget", str(budget)]))
 
 
 # ----------------------------------------------------------------------------- parser
@@ -429,6 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results file (default: the full run writes cache/results/<dataset>/<heads>/esvs-<split>.parquet; any "
                         "other run writes beside it, named by what it holds, e.g. esvs-val-limit5.parquet)")
     p.add_argument("--force", action="store_true", help="replace --out even when it holds another run")
+    p.add_argument("--interactions", action="store_true", help="also write the frame pairs' Shapley interactions of the same clips "
+                   "(ground-truth class) to <results stem>-interactions.parquet beside the results file")
+    p.add_argument("--interaction-budget", dest="interaction_budget", type=int, default=None,
+                   help="head evaluations per clip for sampled interactions, seed 0 (default: exact, at most 12 frames)")
     _add_engine_flags(p)
 
     faithfulness_cli.add_parser(sub)

@@ -8,8 +8,10 @@ import numpy as np
 import streamlit as st
 
 from app import charts, exports, links, runs, state, texts
+from app.charts.interactions import interaction_heatmap, strongest_pair_lines
 from app.components.player import clip_player
 from core.errors import UserError
+from core.shapley.interactions import EXACT_INTERACTIONS_MAX_FRAMES
 
 state.keep_shared_state()
 head, link_slot, help_slot = st.columns([5.4, 1.5, 2.1], vertical_alignment="bottom")
@@ -182,7 +184,41 @@ with pred_cols[-1]:
     st.metric("p (full model, all frames)", f"{expl.prob:.4f}")
     st.metric("prior v(∅) (training frequency)", f"{expl.prior:.4f}")
     st.metric("p − prior = Σ ESV", f"{expl.prob - expl.prior:+.4f}")
-    exports.explore_exports(ws, expl, settings, chart, overlays(task, expl))
+    export_slot = st.container()  # filled below, once the frame interactions are known
+
+# ---------------------------------------------------------------- frame interactions (issue 18)
+# Under the ESV chart and the prediction row: pairwise Shapley interactions of the explained class,
+# exact up to 12 frames (every subset, as cheap as exact ESVs), else computed when asked, with a budget.
+interactions = None
+if n >= 2:  # one frame has no pairs
+    with st.container(key="interactions_section"):
+        st.markdown(f"**Frame interactions** for “{expl.explained_name}”: green, the two frames together add more to p "
+                    "than each alone; red, less (one makes the other redundant). Symmetric; 1-based frames as above.")
+        sampled = n > EXACT_INTERACTIONS_MAX_FRAMES
+        if sampled:
+            on_col, budget_col = st.columns(2)
+            asked = on_col.toggle(f"Compute interactions of {n} frames (exact when the budget covers every subset, else sampled, seed 0)",
+                                  key="pf_interactions_on")
+            budget = state.whole_number(budget_col, "Interaction budget (head evaluations)", "pf_interaction_budget", 1, 10**9, 100 * n * n)
+        try:
+            if not sampled:
+                interactions = ws.explanations.interactions(clip_id, task=task, n_frames=n, model=settings["model"])
+            elif asked and budget is not None:
+                interactions = runs.run_stoppable("Computing frame interactions", lambda p: ws.explanations.interactions(
+                    clip_id, task=task, n_frames=n, model=settings["model"], budget=budget, seed=0, progress=p), key="interactions")
+        except UserError as exc:
+            state.show_error(exc)
+        if interactions is not None:
+            heat_col, pairs_col = st.columns([3, 2])
+            heat_col.container(key="interaction_heatmap").vega_lite_chart(
+                spec=interaction_heatmap(interactions, expl.explained_class, height=280, description=f"Frame interactions ({task})"),
+                width="stretch")
+            how = "exact (every subset)" if interactions.exact else f"sampled, {interactions.samples_per_pair} draws per pair"
+            pairs_col.markdown("**Strongest pairs**  \n" + "  \n".join(strongest_pair_lines(interactions, expl.explained_class)))
+            pairs_col.caption(f"{how} · {interactions.n_head_evaluations:,} head evaluations · {1000 * interactions.seconds:.0f} ms")
+
+with export_slot:
+    exports.explore_exports(ws, expl, settings, chart, overlays(task, expl), interactions=interactions)
 
 st.markdown("**Sampled frames**, with a border (and a light tint, ≤ 25%) by their ESV: green supports, red opposes.")
 st.image(

@@ -43,6 +43,7 @@ from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
 from core.shapley import ESVResult, canonical_name, check_clip, get_method, method_names
 from core.shapley.games import model_game
+from core.shapley.interactions import InteractionResult, frame_interactions
 
 
 class _Plan(NamedTuple):
@@ -392,6 +393,37 @@ class ExplanationService:
         )
         cached = self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
         return replace(est, cached=True) if cached else est
+
+    # ------------------------------------------------------------------ frame interactions (issue 18)
+
+    def interactions(
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+        budget: int | None = None, seed: int | None = None, progress: Progress | None = None,
+    ) -> InteractionResult:
+        """Pairwise Shapley interactions ``(n, n, C)`` of the clip's ``n_frames`` sampled frames
+        (:func:`core.shapley.interactions.frame_interactions`: exact for n <= 12 or a budget that
+        covers exact, else sampled within ``budget`` head evaluations); cached in memory like
+        :meth:`explain` (exact and seeded results), labelled with the clip frames."""
+        task = self._task(task)
+        self._check(task, model, None, n_frames, None, 1, None)
+        self._clip_row(clip_id)
+        family, trained = self._family_model(task, model)
+        rows = np.asarray(self.provider.feature_rows(clip_id, n_frames))
+        features = np.ascontiguousarray(self.provider.features(clip_id, rows))
+        priors = self.provider.priors(task)
+        key = self.key(clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=self.provider.heads_key(),
+                       priors_hash=self._hash_priors(task, priors), method="interactions", samples_per_scale=None, iterations=1,
+                       seed=seed, budget=budget)
+        found = self.cache.get(key, None)
+        if found is None:
+            modules = family.modules(trained)
+            x, priors64 = check_clip(priors, torch.from_numpy(features))
+            with torch.inference_mode(), eval_mode(modules), torch_threads(getattr(self.provider, "threads", None)), reporting(progress):
+                found = frame_interactions(model_game(family.game_kind, modules, x, priors64), budget=budget, seed=seed)
+            found = replace(found, frame_indices=rows * self.provider.feature_stride)
+            if found.exact or seed is not None:
+                self.cache.remember(key, found)
+        return found
 
     @staticmethod
     def _engine(

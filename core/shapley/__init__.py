@@ -31,6 +31,7 @@ from core.shapley.registry import canonical_name, get_method, method_names, regi
 from core.shapley.batch import MultiscaleGameBatch
 from core.shapley.game import AllSubsetLogits, Game, LevelRecursion, SampledLogits, ScaleHeads
 from core.shapley.games import MultiscaleGame, TableGame, VariableLengthGame
+from core.shapley.interactions import InteractionResult, exact_interactions, frame_interactions, sampled_interactions
 from core.shapley.result import ESVBatchResult, ESVResult
 from core.shapley.validation import check_clip, check_clips, check_model_output
 
@@ -63,6 +64,11 @@ __all__ = [
     "check_clips",
     "check_model_output",
     "MAX_EXACT_FRAMES",
+    # frame interactions (pairwise Shapley interaction index)
+    "InteractionResult",
+    "exact_interactions",
+    "sampled_interactions",
+    "frame_interactions",
 ]
 
 register_method(ExactShapley, aliases=("esv",))
