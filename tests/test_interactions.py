@@ -160,10 +160,10 @@ def test_cli_writes_interactions_beside_the_results(demo_small, tmp_path, capsys
     assert main(["esvs", "--dataset", "demo-small", "--frames", "2-4", "--limit", "2", "--interactions", "--quiet", "--out", str(out)]) == 0
     pairs = pd.read_parquet(interactions_path(out))
     results = pd.read_parquet(out)
-    assert set(pairs.clip_id) == set(results.narration_id)
+    assert set(pairs.clip_id) == set(results.clip_id)
     assert len(pairs) == 2 * len(demo_small.task_names) * (1 + 3 + 6)  # clips x tasks x pairs of n = 2, 3, 4
     # the explained class is the results file's ground truth; an exact pair has no standard error
-    merged = pairs.merge(results[["narration_id", "task", "label"]].drop_duplicates(), left_on=["clip_id", "task"], right_on=["narration_id", "task"])
+    merged = pairs.merge(results[["clip_id", "task", "label"]].drop_duplicates(), on=["clip_id", "task"])
     assert (merged.class_id == merged.label).all() and pairs.std_error.isna().all() and pairs.exact.all()
     assert (pairs.frame_position_i < pairs.frame_position_j).all()
     assert main(["esvs", "--dataset", "demo-small", "--frames", "13", "--interactions", "--out", str(out)]) == 2

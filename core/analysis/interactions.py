@@ -7,7 +7,7 @@ Interaction file / export (Parquet or CSV, long format: ONE ROW PER PAIR i < j o
 =================  ========  =================================================================
 column             type      meaning
 =================  ========  =================================================================
-clip_id            string    clip id (the results file's ``narration_id``)
+clip_id            string    clip id (the results file's ``clip_id``)
 task, model        string    as in the results file
 n_frames           int16     n, frames sampled
 class_id           int32     class whose probability the interactions are of (batch: the
