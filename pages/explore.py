@@ -10,6 +10,9 @@ import streamlit as st
 from app import charts, exports, links, runs, state, texts
 from app.components.player import clip_player
 from core.errors import UserError
+from core.explain import accuracy
+from core.models.families import get_family
+from core.shapley import get_method
 
 state.keep_shared_state()
 head, link_slot, help_slot = st.columns([5.4, 1.5, 2.1], vertical_alignment="bottom")
@@ -44,12 +47,33 @@ def method_text(ex) -> str:
     """How these ESVs were computed, in words."""
     if settings.get("method") in (None, "exact"):
         return "exact (every subset)"
+    cls = get_method(settings["method"], kind=get_family(settings["model"]).game_kind)
+    if cls.category == "baseline":
+        return f"the baseline {cls.label} (not an ESV estimate; {ex.esv_result.n_head_evaluations:,} head evaluations)"
     budget = (f"{settings['samples_per_scale']:,} samples/scale × {settings.get('iterations', 1)}" if "samples_per_scale" in settings
               else f"budget {settings['budget']:,} head evaluations" if "budget" in settings else "its fixed cost")
-    name = state.method_label(settings["method"])
     if ex.exact:
-        return f"**exact**: {name} with {budget} would draw every subset of {n} frames, so the exact path ran"
-    return f"approximate: {name}, {budget}" + (f", seed {settings['seed']}" if "seed" in settings else "")
+        return (f"**exact**: {cls.label} with {budget} would cost as much as exact or more (or draw every subset) "
+                f"of {n} frames, so the exact ESVs ran ({ex.esv_result.n_head_evaluations:,} head evaluations)")
+    return f"approximate: {cls.label}, {budget}" + (f", seed {settings['seed']}" if "seed" in settings else "")
+
+
+def accuracy_of(ex):
+    """The accuracy verdict of the explained class's ESVs (None for a baseline): the
+    estimator's standard errors, else :data:`accuracy.SPREAD_SEEDS` more seeds (each one
+    bounded and cached like the result itself), with the error curve's expectation."""
+    method = get_method(settings.get("method", "exact"), kind=get_family(settings["model"]).game_kind)
+    if method.category == "baseline":
+        return None
+    spread, extra = [], 0
+    if accuracy.needs_spread(method.name, ex.esv_result) and "seed" in settings:
+        for k in range(1, accuracy.SPREAD_SEEDS + 1):
+            other = runs.explain(ws, clip_id, {**settings, "seed": settings["seed"] + k}, key=f"explore_spread_{k}")
+            spread.append(other.esvs)
+            extra += other.esv_result.n_head_evaluations
+    return accuracy.assess(ex.esvs, method=method.name, exact=ex.exact, n_frames=n, model=settings["model"],
+                           head_evaluations=ex.esv_result.n_head_evaluations, std_errors=ex.std_errors, spread=spread,
+                           extra_head_evaluations=extra)
 
 
 target_word = {"ground_truth": "ground truth", "predicted": "predicted"}.get(settings["target"], "chosen")
@@ -104,11 +128,20 @@ chart, table = drawn[task]
 
 with col_chart:
     gap = expl.efficiency_gap
-    holds = ":green[holds]" if abs(gap) < 1e-6 else (":orange[approximate: sums need not match]" if not expl.exact else ":red[does not hold]")
+    explained_method = get_method(settings.get("method", "exact"), kind=get_family(settings["model"]).game_kind)
+    holds = charts.efficiency_badge(gap, exact=expl.exact, by_construction=bool(getattr(explained_method, "efficient", False)),
+                                    baseline=explained_method.category == "baseline")
     st.markdown(
         f"**Efficiency:** Σ ESV = `{float(table['esv'].sum()):+.6f}` · p − prior = `{expl.prob:.6f}` − `{expl.prior:.6f}` "
         f"= `{expl.prob - expl.prior:+.6f}` · gap `{gap:+.1e}` {holds}"
     )
+    try:
+        verdict = accuracy_of(expl)
+    except UserError as exc:
+        state.show_error(exc)
+        verdict = None
+    if verdict is not None and verdict.level != "exact":
+        st.markdown(charts.verdict_markdown(verdict.level, verdict.sentence()))
     cost = f"{expl.esv_result.n_head_evaluations:,} head evaluations"
     st.caption(f"{cost} · loaded from cache (computed in {1000 * expl.esv_result.seconds:.0f} ms)" if expl.cached
                else f"{cost} · computed in {1000 * expl.esv_result.seconds:.0f} ms")
