@@ -105,6 +105,9 @@ def table(curves: dict) -> str:
             for n in SIZES:
                 points = by_n.get(str(n), [])
                 point = close_point(points)
+                if not points:
+                    cells.append("not measured")
+                    continue
                 if point is None:
                     cells.append("exact (no budget below exact's cost is close)")
                     continue

@@ -266,7 +266,7 @@ def estimate_cost(
         peak = min(evals, VALUE_CHUNK_EVALUATIONS) * (4 * h + 8 * c + 8 * scales) + min(evals, 2**n) * 8 * (c + n)
     if same and planned is not None and exact_evals is not None and planned >= exact_evals:
         note = (f"{label} would spend {planned:,} head evaluations, exact needs {exact_evals:,}: "
-                "the exact ESVs run instead (no approximation costs as much as exact).")
+                "the exact path runs instead (no approximation costs as much as exact).")
     elif same:
         note = f"{label} with these settings evaluates every subset: the exact ESVs run instead (same answer, exact speed)."
     elif runs == "exact":
