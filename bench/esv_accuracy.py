@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--clips", type=int, default=0, help="validation clips (0: all)")
-    parser.add_argument("--write", action="store_true", help=f"store the curves in {CURVES_PATH}")
+    parser.add_argument("--write", action="store_true", help=f"store the curves in {CURVES_PATH} (merged with the stored ones)")
     parser.add_argument("--table", action="store_true", help="print the README table")
     args = parser.parse_args()
     ws = Workspace(args.dataset)
@@ -145,7 +145,12 @@ def main() -> None:
                 points = measure(ws, model, method, n, [c for c in clips if table_.loc[c, "n_features"] >= n], args.seeds, task)
                 curves.setdefault(model, {}).setdefault(method, {})[str(n)] = points
     print(f"{len(clips)} validation clips × {args.seeds} seeds, task {task}, {time.perf_counter() - start:.0f} s")
-    if args.write:
+    if args.write:  # merged into what is stored: a run of some methods or sizes keeps the others' curves
+        stored = json.loads(CURVES_PATH.read_text())["curves"] if CURVES_PATH.exists() else {}
+        for model, methods in curves.items():
+            for method, by_n in methods.items():
+                stored.setdefault(model, {}).setdefault(method, {}).update(by_n)
+        curves = stored
         CURVES_PATH.write_text(json.dumps({
             "measured": f"bench/esv_accuracy.py on {args.dataset}, {len(clips)} validation clips x {args.seeds} seeds, task {task}, "
                         f"{datetime.date.today().isoformat()}",

@@ -4,6 +4,8 @@ the efficiency check; exports; and a deep link to the view."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import streamlit as st
 
@@ -52,9 +54,11 @@ def method_text(ex) -> str:
         return f"the baseline {cls.label} (not an ESV estimate; {ex.esv_result.n_head_evaluations:,} head evaluations)"
     budget = (f"{settings['samples_per_scale']:,} samples/scale × {settings.get('iterations', 1)}" if "samples_per_scale" in settings
               else f"budget {settings['budget']:,} head evaluations" if "budget" in settings else "its fixed cost")
+    if ex.exact and settings.get("samples_per_scale", 0) >= math.comb(n, n // 2):
+        return f"**exact**: {cls.label} with {budget} would draw every subset of {n} frames, so the exact path ran"
     if ex.exact:
-        return (f"**exact**: {cls.label} with {budget} would cost as much as exact or more (or draw every subset) "
-                f"of {n} frames, so the exact ESVs ran ({ex.esv_result.n_head_evaluations:,} head evaluations)")
+        return (f"**exact**: {cls.label} with {budget} would spend as many head evaluations as exact or more on {n} frames, "
+                f"so the exact ESVs ran ({ex.esv_result.n_head_evaluations:,} head evaluations)")
     return f"approximate: {cls.label}, {budget}" + (f", seed {settings['seed']}" if "seed" in settings else "")
 
 
@@ -67,10 +71,20 @@ def accuracy_of(ex):
         return None
     spread, extra = [], 0
     if accuracy.needs_spread(method.name, ex.esv_result) and "seed" in settings:
-        for k in range(1, accuracy.SPREAD_SEEDS + 1):
-            other = runs.explain(ws, clip_id, {**settings, "seed": settings["seed"] + k}, key=f"explore_spread_{k}")
-            spread.append(other.esvs)
-            extra += other.esv_result.n_head_evaluations
+        seeds = [{**settings, "seed": settings["seed"] + k} for k in range(1, accuracy.SPREAD_SEEDS + 1)]
+        costs = [ws.explanations.estimate(clip_id, **{k: v for k, v in s.items() if k in runs.COST_KEYS}) for s in seeds]
+        fp = runs.fingerprint_of(ws.name, clip_id, sorted(settings.items()))
+        # the verdict never blocks the page: over the cost limit the seeds wait for a click (their cost shown)
+        if any(c.over(ws.limits) for c in costs) and st.session_state.get("explore_spread_ok") != fp:
+            total = sum(c.head_evaluations for c in costs if not c.cached)
+            st.button(f"Check the accuracy with {len(seeds)} more seeds ({total:,} head evaluations, "
+                      f"about {sum(c.seconds for c in costs if not c.cached):,.0f} s)", key="explore_spread_run",
+                      on_click=lambda: st.session_state.update(explore_spread_ok=fp))
+        else:
+            for k, other_settings in enumerate(seeds, 1):
+                other = runs.explain(ws, clip_id, other_settings, key=f"explore_spread_{k}")
+                spread.append(other.esvs)
+                extra += other.esv_result.n_head_evaluations
     return accuracy.assess(ex.esvs, method=method.name, exact=ex.exact, n_frames=n, model=settings["model"],
                            head_evaluations=ex.esv_result.n_head_evaluations, std_errors=ex.std_errors, spread=spread,
                            extra_head_evaluations=extra)
