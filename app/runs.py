@@ -29,6 +29,7 @@ from core.errors import UserError
 from core.explain import ClipExplanation
 from core.io_utils import stable_hash
 from core.runtime import Cancelled, Progress
+from core.shapley import get_method
 from core.workspace import Workspace
 
 T = TypeVar("T")
@@ -203,9 +204,10 @@ def explain(ws: Workspace, clip_id: str, settings: dict[str, Any], *, key: str =
     ask_if_expensive(key, fp, est, ws.limits)
     if est.seconds < QUICK_S:
         return ws.explain(clip_id, **settings)
-    what = "exact" if est.exact_equivalent else est.runs
+    ran = get_method(est.runs)
+    what = f"{ran.label} scores" if ran.category == "baseline" else f"{ran.label} ESVs"  # a baseline is not an ESV
     return run_stoppable(
-        f"Computing {what} ESVs of {clip_id} ({describe_cost(est)})",
+        f"Computing {what} of {clip_id} ({describe_cost(est)})",
         lambda progress: ws.explain(clip_id, **settings, progress=progress),
         key=key,
         fingerprint=fp,

@@ -103,10 +103,13 @@ def table(curves: dict) -> str:
         for method, by_n in methods.items():
             cells = []
             for n in SIZES:
-                points = by_n.get(str(n), [])
+                if str(n) not in by_n:
+                    cells.append("not measured")
+                    continue
+                points = by_n[str(n)]
                 point = close_point(points)
                 if not points:
-                    cells.append("not measured")
+                    cells.append("exact (its smallest budget costs as much as exact)")
                     continue
                 if point is None:
                     cells.append("exact (no budget below exact's cost is close)")

@@ -157,6 +157,9 @@ with col_chart:
     if verdict is not None and verdict.level != "exact":
         st.markdown(charts.verdict_markdown(verdict.level, verdict.sentence()))
     cost = f"{expl.esv_result.n_head_evaluations:,} head evaluations"
+    if not expl.exact and explained_method.category == "approximate":  # both costs side by side
+        exact_cost = ws.explanations.estimate(clip_id, task=task, n_frames=n, model=settings["model"]).head_evaluations
+        cost += f" (exact: {exact_cost:,})"
     st.caption(f"{cost} · loaded from cache (computed in {1000 * expl.esv_result.seconds:.0f} ms)" if expl.cached
                else f"{cost} · computed in {1000 * expl.esv_result.seconds:.0f} ms")
 

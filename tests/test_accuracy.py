@@ -98,3 +98,20 @@ def test_app_runs_exact_when_kernelshap_costs_more_and_loo_is_a_baseline(demo: W
     assert "the baseline leave-one-out (not an ESV estimate" in text and "approximate:" not in text
     assert not [w for w in at.number_input if w.key in ("pf_seed", "pf_budget", "pf_sps")]
     assert "leave-one-out (baseline)" in at.selectbox(key="pf_method").options[-1]
+
+
+def test_standard_errors_cover_the_exact_value(demo_small: Workspace) -> None:
+    """Regression check of bench/esv_accuracy.py's calibration on a few small-demo clips:
+    the exact ESV within ±2 s.e. of the control-variate surrogate's for most frames."""
+    clips = list(demo_small.clips("val").index[:6])
+    inside = frames = 0
+    for n, sps in ((6, 6), (8, 12), (8, 24)):
+        for clip in clips:
+            exact = demo_small.explain(clip, n_frames=n).esvs
+            for seed in (0, 1):
+                ex = demo_small.explain(clip, n_frames=n, method="additive-surrogate-cv", samples_per_scale=sps, seed=seed, cache=False)
+                assert not ex.exact and ex.std_errors is not None
+                inside += int((np.abs(ex.esvs - exact) <= 2 * ex.std_errors + 1e-12).sum())
+                frames += n
+    print(f"coverage {inside / frames:.1%} of {frames} frames")
+    assert inside / frames >= 0.9

@@ -196,10 +196,14 @@ def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: 
     if not cls.budgeted:
         return {}
     good = default_budget(cls.name, n_frames, model) or {}
-    if not cls.samples_per_scale_budget:
-        return {"budget": whole_number(columns[0], "Budget (head evaluations)", f"{key}_budget", 1, 10_000_000, good.get("budget", 512),
-                                       help="Head evaluations the method may spend; at exact's cost or more, the exact ESVs run instead.")}
     every = math.comb(int(n_frames), int(n_frames) // 2)
+    multiscale = get_family(model).game_kind == "multiscale"
+    exact = ConstructiveSampler.budget_for(every, n_frames, n_scales=n_scales if multiscale else None)
+    if not cls.samples_per_scale_budget:
+        budget = whole_number(columns[0], "Budget (head evaluations)", f"{key}_budget", 1, 10_000_000, good.get("budget", 512),
+                              help="Head evaluations the method may spend; at exact's cost or more, the exact ESVs run instead.")
+        columns[0].caption(f"exact: {exact:,} head evaluations")
+        return {"budget": budget}
     sps = whole_number(columns[0], "Samples per scale", f"{key}_sps", 1, 1_000_000, good.get("samples_per_scale", 16),
                        help=f"{every:,} or more draw every subset of {n_frames} frames, and a cost at exact's or more runs "
                             "the exact ESVs instead (labelled exact).")
@@ -207,8 +211,7 @@ def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: 
     if cls.pools_iterations:
         out["iterations"] = whole_number(columns[1], "Iterations", f"{key}_iter", 1, 1000, 1)
     if None not in out.values():
-        heads = ConstructiveSampler.budget_for(sps, n_frames, n_scales=n_scales, iterations=out.get("iterations", 1))
-        exact = ConstructiveSampler.budget_for(every, n_frames, n_scales=n_scales)
+        heads = ConstructiveSampler.budget_for(sps, n_frames, n_scales=n_scales if multiscale else None, iterations=out.get("iterations", 1))
         columns[0].caption(f"≤ {heads:,} head evaluations (exact: {exact:,})")
     return out
 
