@@ -67,8 +67,9 @@ class _Plan(NamedTuple):
 FULL_MODEL_MAX_EVALUATIONS = 300_000
 
 # Bump when the key's fields, the on-disk entry layout or an estimator's results change
-# (old entries are then ignored). 3: the long-clip surrogate is cross-fitted.
-CACHE_VERSION = 3
+# (old entries are then ignored). 3: the long-clip surrogate is cross-fitted. 4: the
+# control-variate surrogate's standard errors are widened (issue 18; its values are unchanged).
+CACHE_VERSION = 4
 
 
 default_method = esv.default_method
