@@ -180,11 +180,9 @@ def method_name(name: str | None) -> str:
 
 
 def with_display_name(est: CostEstimate) -> CostEstimate:
-    """``est`` naming its method by its display name, with a note in app words."""
-    label = method_name(est.method)
-    note = (f"{label} with these settings evaluates every subset: the exact path runs instead (same answer)."
-            if est.exact_equivalent else "")
-    return replace(est, method=label, note=note)
+    """``est`` naming its method by its display name (its note, from the cost model, already
+    names methods so and says why the exact path runs when it does)."""
+    return replace(est, method=method_name(est.method))
 
 
 def total_cost(estimates: Sequence[CostEstimate], what: str) -> CostEstimate:
@@ -245,6 +243,7 @@ def explain(ws: Workspace, clip_id: str, settings: dict[str, Any], *, key: str =
     settings (before any work)."""
     fp = fingerprint_of(ws.name, clip_id, sorted(settings.items()))
     est = with_display_name(ws.explanations.estimate(clip_id, **{k: v for k, v in settings.items() if k in COST_KEYS}))
-    what = "exact" if est.exact_equivalent else est.method
-    return gated(f"Computing {what} ESVs of {clip_id}", lambda progress: ws.explain(clip_id, **settings, progress=progress),
+    ran = get_method(est.runs)
+    what = f"{ran.label} scores" if ran.category == "baseline" else f"{ran.label} ESVs"  # a baseline is not an ESV
+    return gated(f"Computing {what} of {clip_id}", lambda progress: ws.explain(clip_id, **settings, progress=progress),
                  key=key, fingerprint=fp, est=est, limits=ws.limits)

@@ -4,6 +4,8 @@ the efficiency check; exports; and a deep link to the view."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import streamlit as st
 
@@ -11,6 +13,9 @@ from app import charts, exports, links, runs, state, texts
 from app.charts.interactions import interaction_heatmap, strongest_pair_lines
 from app.components.player import clip_player
 from core.errors import UserError
+from core.explain import accuracy
+from core.models.families import get_family
+from core.shapley import get_method
 from core.shapley.interactions import EXACT_INTERACTIONS_MAX_FRAMES
 
 state.keep_shared_state()
@@ -46,12 +51,45 @@ def method_text(ex) -> str:
     """How these ESVs were computed, in words."""
     if settings.get("method") in (None, "exact"):
         return "exact (every subset)"
+    cls = get_method(settings["method"], kind=get_family(settings["model"]).game_kind)
+    if cls.category == "baseline":
+        return f"the baseline {cls.label} (not an ESV estimate; {ex.esv_result.n_head_evaluations:,} head evaluations)"
     budget = (f"{settings['samples_per_scale']:,} samples/scale × {settings.get('iterations', 1)}" if "samples_per_scale" in settings
               else f"budget {settings['budget']:,} head evaluations" if "budget" in settings else "its fixed cost")
-    name = state.method_label(settings["method"])
+    if ex.exact and settings.get("samples_per_scale", 0) >= math.comb(n, n // 2):
+        return f"**exact**: {cls.label} with {budget} would draw every subset of {n} frames, so the exact path ran"
     if ex.exact:
-        return f"**exact**: {name} with {budget} would draw every subset of {n} frames, so the exact path ran"
-    return f"approximate: {name}, {budget}" + (f", seed {settings['seed']}" if "seed" in settings else "")
+        return (f"**exact**: {cls.label} with {budget} would spend as many head evaluations as exact or more on {n} frames, "
+                f"so the exact ESVs ran ({ex.esv_result.n_head_evaluations:,} head evaluations)")
+    return f"approximate: {cls.label}, {budget}" + (f", seed {settings['seed']}" if "seed" in settings else "")
+
+
+def accuracy_of(ex):
+    """The accuracy verdict of the explained class's ESVs (None for a baseline): the
+    estimator's standard errors, else :data:`accuracy.SPREAD_SEEDS` more seeds (each one
+    bounded and cached like the result itself), with the error curve's expectation."""
+    method = get_method(settings.get("method", "exact"), kind=get_family(settings["model"]).game_kind)
+    if method.category == "baseline":
+        return None
+    spread, extra = [], 0
+    if accuracy.needs_spread(method.name, ex.esv_result) and "seed" in settings:
+        seeds = [{**settings, "seed": settings["seed"] + k} for k in range(1, accuracy.SPREAD_SEEDS + 1)]
+        costs = [ws.explanations.estimate(clip_id, **{k: v for k, v in s.items() if k in runs.COST_KEYS}) for s in seeds]
+        fp = runs.fingerprint_of(ws.name, clip_id, sorted(settings.items()))
+        # the verdict never blocks the page: over the cost limit the seeds wait for a click (their cost shown)
+        if any(c.over(ws.limits) for c in costs) and st.session_state.get("explore_spread_ok") != fp:
+            total = sum(c.head_evaluations for c in costs if not c.cached)
+            st.button(f"Check the accuracy with {len(seeds)} more seeds ({total:,} head evaluations, "
+                      f"about {sum(c.seconds for c in costs if not c.cached):,.0f} s)", key="explore_spread_run",
+                      on_click=lambda: st.session_state.update(explore_spread_ok=fp))
+        else:
+            for k, other_settings in enumerate(seeds, 1):
+                other = runs.explain(ws, clip_id, other_settings, key=f"explore_spread_{k}")
+                spread.append(other.esvs)
+                extra += other.esv_result.n_head_evaluations
+    return accuracy.assess(ex.esvs, method=method.name, exact=ex.exact, n_frames=n, model=settings["model"],
+                           head_evaluations=ex.esv_result.n_head_evaluations, std_errors=ex.std_errors, spread=spread,
+                           extra_head_evaluations=extra)
 
 
 target_word = {"ground_truth": "ground truth", "predicted": "predicted"}.get(settings["target"], "chosen")
@@ -90,15 +128,29 @@ def esv_chart(t: str):
     return charts.esv_overlay_chart(charts.overlay_table(parts), height=290), base
 
 
-def efficiency(ex, esvs) -> None:
-    """The efficiency check and the cost of one task's explanation, under its chart."""
+def efficiency(ex, esvs, t: str) -> None:
+    """The efficiency check, (for the explained task) the accuracy verdict, and the cost of
+    one task's explanation, under its chart."""
     gap = ex.efficiency_gap
-    holds = ":green[holds]" if abs(gap) < 1e-6 else (":orange[approximate: sums need not match]" if not ex.exact else ":red[does not hold]")
+    explained_method = get_method(settings.get("method", "exact"), kind=get_family(settings["model"]).game_kind)
+    holds = charts.efficiency_badge(gap, exact=ex.exact, by_construction=bool(getattr(explained_method, "efficient", False)),
+                                    baseline=explained_method.category == "baseline")
     st.markdown(
         f"**Efficiency:** Σ ESV = `{float(esvs.sum()):+.6f}` · p − prior = `{ex.prob:.6f}` − `{ex.prior:.6f}` "
         f"= `{ex.prob - ex.prior:+.6f}` · gap `{gap:+.1e}` {holds}"
     )
+    if t == task:  # the verdict's extra seeds are the explained task's
+        try:
+            verdict = accuracy_of(ex)
+        except UserError as exc:
+            state.show_error(exc)
+            verdict = None
+        if verdict is not None and verdict.level != "exact":
+            st.markdown(charts.verdict_markdown(verdict.level, verdict.sentence()))
     cost = f"{ex.esv_result.n_head_evaluations:,} head evaluations"
+    if not ex.exact and explained_method.category == "approximate":  # both costs side by side
+        exact_cost = ws.explanations.estimate(clip_id, task=t, n_frames=n, model=settings["model"]).head_evaluations
+        cost += f" (exact: {exact_cost:,})"
     st.caption(f"{cost} · loaded from cache (computed in {1000 * ex.esv_result.seconds:.0f} ms)" if ex.cached
                else f"{cost} · computed in {1000 * ex.esv_result.seconds:.0f} ms")
 
@@ -120,7 +172,7 @@ for t, where in zip(tasks, chart_cols):
     ev = where.vega_lite_chart(spec=chart, **kw) if isinstance(chart, dict) else where.altair_chart(chart, **kw)
     event = ev if t == task else event
     with where:
-        efficiency(expls[t], table["esv"])  # every task's own check
+        efficiency(expls[t], table["esv"], t)  # every task's own check
 chart, table = drawn[task]
 
 position = charts.selected_position(event)

@@ -50,7 +50,7 @@ def test_same_numbers_as_the_engine_and_the_workspace(ws, clip, model):
 
 
 def test_memory_cache_and_fresh_service_reads_disk(ws, clip):
-    args = dict(task="verb", n_frames=3, samples_per_scale=2, iterations=2, seed=987_654)  # a key no other test uses
+    args = dict(task="verb", n_frames=5, samples_per_scale=2, iterations=2, seed=987_654)  # a key no other test uses; below exact's cost (issue 18)
     first = ExplanationService(ws)
     a = first.explain(clip, **args)
     b = first.explain(clip, **args, target="predicted")
@@ -141,13 +141,17 @@ def test_methods_and_errors(ws, clip):
         first = s.explain(clip, task="noun", n_frames=4, method=name, seed=0)
         again = s.explain(clip, task="noun", n_frames=4, method=name, seed=0)
         assert again.cached and first.esv_result.esvs.shape[0] == 4 and first.esv_result.n_head_evaluations > 0
+    # a budget within reach of exact's cost (15 head evaluations at n = 4) runs exact (issue 18), which spends less
     small = s.explain(clip, task="noun", n_frames=4, method="kernelshap", budget=30, seed=0)
-    assert not small.cached and small.esv_result.n_head_evaluations <= 30
+    assert small.exact and small.esv_result.n_head_evaluations <= 30
+    # on TSN (one evaluation per coalition) a budget below exact's is KernelSHAP's own, within it
+    below = s.explain(clip, task="noun", n_frames=6, model="tsn", method="kernelshap", budget=40, seed=0)
+    assert not below.cached and not below.exact and below.esv_result.n_head_evaluations <= 40
     with pytest.raises(UserError, match="budget"):
         s.explain(clip, method="exact", budget=10)
     with pytest.raises(UserError, match="Unknown explanation method"):
         s.explain(clip, method="no-such-engine")
-    tsn = s.explain(clip, n_frames=3, model="tsn", method="surrogate", seed=0)  # the coalition surrogate
+    tsn = s.explain(clip, n_frames=3, model="tsn", method="surrogate", samples_per_scale=2, seed=0)  # the coalition surrogate
     assert tsn.esv_result.method == "coalition-surrogate"
     with pytest.raises(UserError):
         s.explain(clip, task="action")

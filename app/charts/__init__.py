@@ -17,6 +17,7 @@ from app.charts.esv import (  # noqa: F401
     esv_bar_chart, with_errors, selected_value, selected_position, CLASS_SELECTION, EXPLAINED_COLOR,
     OVERLAY_COLORS, overlay_table, esv_overlay_chart, topk_rows, TOPK_DATA, topk_altair, topk_chart,
     selected_class,
+    efficiency_badge, verdict_markdown,
 )
 from app.charts.analysis import (  # noqa: F401
     comparison_chart, sweep_chart, accuracy_chart, position_chart, frames_sweep_chart, class_summary_chart,

@@ -284,3 +284,26 @@ def topk_chart(rows: pd.DataFrame, *, title: str | None = None) -> Spec:
 def selected_class(event: Any) -> int | None:
     """The class id a click on :func:`topk_chart` selected, or None."""
     return selected_value(event, CLASS_SELECTION, "id")
+
+
+def efficiency_badge(gap: float, *, exact: bool, by_construction: bool, baseline: bool) -> str:
+    """Markdown for the efficiency line's verdict. Green "holds" only where efficiency is a
+    check of the numbers: exact ESVs, or an estimator that does not enforce it
+    (``by_construction``: the registry's ``efficient`` flag, e.g. KernelSHAP's constrained
+    fit, whose sum says nothing about its accuracy); a baseline is not a Shapley value."""
+    if baseline:
+        return ":gray[not a Shapley value: its sum need not match]"
+    if by_construction and not exact:
+        return ":gray[holds by construction (enforced by the estimator, not a check of accuracy)]"
+    if abs(gap) < 1e-6:
+        return ":green[holds]"
+    return ":red[does not hold]" if exact else ":orange[approximate: sums need not match]"
+
+
+VERDICT_COLORS = {"exact": "green", "close": "green", "rough": "orange", "unreliable": "red"}
+
+
+def verdict_markdown(level: str, sentence: str) -> str:
+    """Markdown of an accuracy verdict (:class:`core.explain.accuracy.Accuracy`): its
+    ``sentence`` coloured by ``level`` (green close, orange rough, red unreliable)."""
+    return f"**Accuracy:** :{VERDICT_COLORS[level]}[{sentence}]"

@@ -17,6 +17,7 @@ from app.state.datasets import dataset_label, dataset_options, default_dataset, 
 from app.state.session import filter_key, show_error
 from core.data.sources import dataset_names, get_source
 from core.errors import UserError
+from core.explain.accuracy import best_method, default_budget
 from core.models.families import DEFAULT_FAMILY, get_family, registered_families
 from core.shapley import ConstructiveSampler, canonical_name, get_method, method_names
 from core.workspace import Workspace
@@ -124,10 +125,23 @@ def pick_task(ws: Workspace, key: str, where: Any = None, *, horizontal: bool = 
     return (where or st).radio("Task", tasks, key=key, horizontal=horizontal)
 
 
-def explorer_methods(game: str = "multiscale") -> list[str]:
-    """ESV methods the explorer offers (canonical names): every registered method that
-    values games of kind ``game`` (the model family's; the multiscale TRN's by default)."""
-    return list(method_names(kind=game, values_game=True))
+def explorer_methods(game: str = "multiscale", n_frames: int = 8, model: str = DEFAULT_FAMILY) -> list[str]:
+    """ESV methods the explorer offers (canonical names) for models of game kind ``game``:
+    exact, then the approximate ones, the most accurate per head evaluation at ``n_frames``
+    first (:func:`core.explain.accuracy.best_method`, from the demo's error curves).
+    Baselines (leave-one-out, gradients) are not ESV methods: :func:`baseline_methods`."""
+    approximate = list(method_names(kind=game, category="approximate", values_game=True))
+    best = best_method(n_frames, model, approximate)
+    if best is not None:
+        approximate.remove(best)
+        approximate.insert(0, best)
+    return list(method_names(kind=game, category="exact", values_game=True)) + approximate
+
+
+def baseline_methods(game: str = "multiscale") -> list[str]:
+    """Baselines that value the model's game (leave-one-out): offered beside the ESV methods,
+    never labelled approximate, with their fixed cost and no budget or seed."""
+    return list(method_names(kind=game, category="baseline", values_game=True))
 
 
 def workspace_models(ws: Workspace) -> list[str]:
@@ -149,6 +163,12 @@ def method_label(name: str) -> str:
     return get_method(name, kind="multiscale").label
 
 
+def method_menu_label(name: str) -> str:
+    """A method's name in a menu: its label, with "(baseline)" for a baseline (not an ESV estimate)."""
+    cls = get_method(name, kind="multiscale")
+    return f"{cls.label} (baseline)" if cls.category == "baseline" else cls.label
+
+
 def canonical_choice(key: str, game: str = "multiscale") -> None:
     """Replace older method names in session ``key`` (one name or a list, from a link or a
     saved session) by their canonical ones for models of game kind ``game`` (``surrogate``
@@ -165,28 +185,35 @@ def canonical_choice(key: str, game: str = "multiscale") -> None:
         st.session_state[key] = list(dict.fromkeys(canonical(v) for v in value))
 
 
-def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: str = "pf") -> dict[str, Any]:
+def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: str = "pf", model: str = DEFAULT_FAMILY) -> dict[str, Any]:
     """The budget inputs of method ``name`` on ``n_frames`` frames, as the registry describes
     it: samples per scale (with iterations where runs pool) for methods budgeted that way,
     shown with the head evaluations they stand for; a budget of head evaluations for other
-    budgeted methods; nothing for fixed-cost ones. ``columns``: two Streamlit containers;
-    ``n_scales``: nmax of the explained MTRN heads.
+    budgeted methods; nothing for fixed-cost ones. A first view starts at the smallest
+    budget that is close to exact on the demo at this n (:func:`core.explain.accuracy.default_budget`).
+    ``columns``: two Streamlit containers; ``n_scales``: nmax of the explained MTRN heads.
     Returns keyword arguments for :meth:`Workspace.explain` (a None value after a message)."""
-    cls = get_method(name, kind="multiscale")
+    cls = get_method(name, kind=get_family(model).game_kind)
     if not cls.budgeted:
         return {}
-    if not cls.samples_per_scale_budget:
-        return {"budget": whole_number(columns[0], "Budget (head evaluations)", f"{key}_budget", 1, 10_000_000, 512,
-                                       help="Model evaluations the method may spend; enough to cover every subset gives exact values.")}
+    good = default_budget(cls.name, n_frames, model) or {}
     every = math.comb(int(n_frames), int(n_frames) // 2)
-    sps = whole_number(columns[0], "Samples per scale", f"{key}_sps", 1, 1_000_000, 16,
-                       help=f"{every:,} or more draw every subset of {n_frames} frames: the exact path then runs (labelled exact).")
+    multiscale = get_family(model).game_kind == "multiscale"
+    exact = ConstructiveSampler.budget_for(every, n_frames, n_scales=n_scales if multiscale else None)
+    if not cls.samples_per_scale_budget:
+        budget = whole_number(columns[0], "Budget (head evaluations)", f"{key}_budget", 1, 10_000_000, good.get("budget", 512),
+                              help="Head evaluations the method may spend; at exact's cost or more, the exact ESVs run instead.")
+        columns[0].caption(f"exact: {exact:,} head evaluations")
+        return {"budget": budget}
+    sps = whole_number(columns[0], "Samples per scale", f"{key}_sps", 1, 1_000_000, good.get("samples_per_scale", 16),
+                       help=f"{every:,} or more draw every subset of {n_frames} frames, and a cost at exact's or more runs "
+                            "the exact ESVs instead (labelled exact).")
     out: dict[str, Any] = {"samples_per_scale": sps}
     if cls.pools_iterations:
         out["iterations"] = whole_number(columns[1], "Iterations", f"{key}_iter", 1, 1000, 1)
     if None not in out.values():
-        heads = ConstructiveSampler.budget_for(sps, n_frames, n_scales=n_scales, iterations=out.get("iterations", 1))
-        columns[0].caption(f"≤ {heads:,} head evaluations")
+        heads = ConstructiveSampler.budget_for(sps, n_frames, n_scales=n_scales if multiscale else None, iterations=out.get("iterations", 1))
+        columns[0].caption(f"≤ {heads:,} head evaluations (exact: {exact:,})")
     return out
 
 
@@ -211,8 +238,9 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
     """
     n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
     family = pick_model(ws) if model else DEFAULT_FAMILY
-    methods = explorer_methods(get_family(family).game_kind)
-    canonical_choice("pf_method", get_family(family).game_kind)
+    kind = get_family(family).game_kind
+    methods = explorer_methods(kind, int(st.session_state.get("pf_n", 8)), family) + baseline_methods(kind)
+    canonical_choice("pf_method", kind)
     _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
     _init("pf_method", "exact", lambda v: v in methods)
     _init("pf_target", "ground_truth", lambda v: v in TARGETS)
@@ -227,8 +255,9 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
     task = pick_task(ws, "pf_task", c2)
     name = "exact"
     if method:
-        name = c3.selectbox("ESV method", methods, key="pf_method", format_func=method_label,
-                            help="; ".join(f"{method_label(m)}: {get_method(m).description}" for m in methods))
+        name = c3.selectbox("ESV method", methods, key="pf_method", format_func=method_menu_label,
+                            help="; ".join(f"{method_label(m)}: {get_method(m, kind=kind).description}" for m in methods)
+                            + ". Approximate methods are listed most accurate per head evaluation first; baselines are not ESVs.")
     with c4:
         target = st.radio("Explain", list(TARGETS), key="pf_target", horizontal=True, format_func=TARGETS.get)
     out: dict[str, Any] = {"task": task, "n_frames": int(n)}
@@ -245,7 +274,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
         return out
     out["method"] = name
     a1, a2, a3 = st.columns(3)
-    out.update(budget_controls((a1, a2), name, int(n), ws.heads(task).n_scales(family)))
+    out.update(budget_controls((a1, a2), name, int(n), ws.heads(task).n_scales(family), model=family))
     if not get_method(name, kind=get_family(family).game_kind).deterministic:
         out["seed"] = whole_number(a3, "Seed", "pf_seed", 0, 2**31 - 1, 0)
     if any(v is None for v in out.values()):

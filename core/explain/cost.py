@@ -6,8 +6,10 @@ iterations, classes, scales, hidden width); the app asks before running anything
 over :class:`Limits`, the CLI prints it. :func:`check_settings` rejects numbers that
 mean nothing (0 samples, a negative budget, 2.5 iterations) with a UserError before
 any work. Settings whose sampler would draw every subset anyway (e.g. 12,870 samples
-per scale at n = 16) are *exact equivalent*: the service runs the exact path, at exact
-speed, and labels the result exact.
+per scale at n = 16), or that would spend at least exact's head evaluations (KernelSHAP
+at a budget of 512 on 8 frames: 430 against exact's 255), are *exact equivalent*: the
+service runs the exact path, at exact speed, labels the result exact and the note says
+so; an approximate estimate shows exact's cost beside its own.
 
 Seconds come from per-unit constants measured on the development machine's CPU with
 one torch thread (``bench/cost_model.py`` re-measures them and prints estimate against
@@ -26,9 +28,11 @@ from core.shapley import MAX_EXACT_FRAMES, get_method, make_approximator, method
 from core.shapley.approximators import largest_per_size, per_size_cost
 from core.shapley.approximators.base import BUDGET_FIX
 from core.shapley.game import VALUE_CHUNK_EVALUATIONS
+from core.shapley.game import Game
 from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES, shape_game
 
-__all__ = ["CostEstimate", "Limits", "estimate_cost", "check_settings", "exact_equivalent", "DEFAULT_LIMITS", "limits_from_config"]
+__all__ = ["CostEstimate", "Limits", "estimate_cost", "check_settings", "exact_equivalent", "exact_head_evaluations",
+           "planned_head_evaluations", "DEFAULT_LIMITS", "limits_from_config"]
 
 # Measured constants (one thread; see the module docstring).
 SECONDS_PER_SUBSET_CLASS = 6e-8  # exact level recursion: per subset per (frame + class)
@@ -80,6 +84,10 @@ class CostEstimate:
         cached: the result is already in the explanation cache (memory or disk): showing
             it costs nothing, so nothing needs confirming (set by
             :meth:`core.explain.ExplanationService.estimate`).
+        exact_head_evaluations: what exact ESVs cost on this shape (None: out of exact's
+            reach), shown beside the approximation's cost.
+        planned_head_evaluations: what the approximate method asked for would spend
+            (None for exact and baselines); at or above exact's, exact runs.
     """
 
     method: str
@@ -90,6 +98,8 @@ class CostEstimate:
     exact_equivalent: bool
     note: str
     cached: bool = False
+    exact_head_evaluations: int | None = None
+    planned_head_evaluations: int | None = None
 
     def over(self, limits: Limits = DEFAULT_LIMITS) -> str | None:
         """Why this request needs confirmation under ``limits``, or None when it does not
@@ -140,18 +150,48 @@ def check_settings(
     return resolved
 
 
+def exact_head_evaluations(shape: Game) -> int:
+    """Head evaluations of the exact ESVs of a game of this shape (every subset, once per head)."""
+    n = shape.n_players
+    return shape.level_cost([math.comb(n, t) for t in range(1, n + 1)])
+
+
+def planned_head_evaluations(method: str, shape: Game, *, samples_per_scale: int | None = None, budget: int | None = None,
+                             iterations: int = 1) -> int | None:
+    """Head evaluations ``method`` (canonical name) plans to spend on a game of this shape:
+    its samples per scale's cost, else its budget (at least its minimum, at most what
+    saturates it), else its default or saturating budget; None when unbounded."""
+    cls = get_method(method, kind=shape.kind)
+    per_size = samples_per_scale if samples_per_scale is not None or budget is not None else cls.default_samples_per_scale
+    if per_size is not None:
+        return per_size_cost(shape, int(per_size), int(iterations))
+    approximator = make_approximator(cls.name, kind=shape.kind)
+    saturating = approximator.saturating_budget(shape)
+    if budget is None:
+        return saturating
+    return max(min(int(budget), saturating if saturating is not None else int(budget)), approximator.min_budget(shape))
+
+
 def exact_equivalent(
     method: str, *, n_frames: int, samples_per_scale: int | None = None, budget: int | None = None,
-    game: str = "multiscale", n_scales: int = 8, n_classes: int = 2,
+    game: str = "multiscale", n_scales: int = 8, n_classes: int = 2, iterations: int = 1,
 ) -> bool:
-    """Whether these settings make ``method`` evaluate every subset, so that its answer is
-    the exact one (then the exact path gives it faster). ``game``: the model's game kind
+    """Whether ``method`` with these settings should give way to the exact path: they make
+    it evaluate every subset (its answer is the exact one), or it would spend at least
+    exact's head evaluations (no approximation costs as much as exact). Never for a baseline
+    (leave-one-out is not a Shapley estimate). ``game``: the model's game kind
     (:class:`core.models.families.FamilyCost`), ``n_scales`` its heads when multiscale."""
     n = int(n_frames)
     shape = shape_game(game, n, n_scales, n_classes)
     cls = get_method(method, kind=shape.kind)
     if cls.category == "exact":
         return True
+    if cls.category != "approximate":
+        return False
+    if n <= MAX_EXACT_FRAMES:
+        planned = planned_head_evaluations(cls.name, shape, samples_per_scale=samples_per_scale, budget=budget, iterations=iterations)
+        if planned is None or planned >= exact_head_evaluations(shape):
+            return True
     per_size = samples_per_scale if samples_per_scale is not None or budget is not None else cls.default_samples_per_scale
     if per_size is not None:
         budget = per_size_cost(shape, int(per_size))
@@ -182,7 +222,11 @@ def estimate_cost(
     scales = n_scales if multiscale else n
     shape = shape_game(game, n, n_scales, c)
     same = get_method(asked).category != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, game=game,
-                            n_scales=n_scales, n_classes=c)
+                            n_scales=n_scales, n_classes=c, iterations=iterations)
+    exact_evals = exact_head_evaluations(shape) if n <= MAX_EXACT_FRAMES else None
+    label = get_method(asked, kind=shape.kind).label
+    planned = (planned_head_evaluations(get_method(asked, kind=shape.kind).name, shape, samples_per_scale=samples_per_scale, budget=budget,
+                                        iterations=iterations) if get_method(asked, kind=shape.kind).category == "approximate" else None)
     runs = "exact" if same or get_method(asked).category == "exact" else asked
     if runs == "exact" and n > MAX_EXACT_FRAMES:
         raise UserError(f"Exact ESVs of {n} frames need 2^{n} subsets (at most {MAX_EXACT_FRAMES} frames).",
@@ -220,7 +264,15 @@ def estimate_cost(
         evals = int(budget if saturating is None else (saturating if budget is None else min(budget, saturating)))
         seconds = SECONDS_PER_VALUE_EVALUATION * evals * max(1.0, (h + c) / 600)
         peak = min(evals, VALUE_CHUNK_EVALUATIONS) * (4 * h + 8 * c + 8 * scales) + min(evals, 2**n) * 8 * (c + n)
-    note = (f"{asked} with these settings evaluates every subset: the exact path runs instead (same answer, exact speed)."
-            if same else f"{runs}: about {evals:,} head evaluations.")
+    if same and planned is not None and exact_evals is not None and planned >= exact_evals:
+        note = (f"{label} would spend {planned:,} head evaluations, exact needs {exact_evals:,}: "
+                "the exact path runs instead (no approximation costs as much as exact).")
+    elif same:
+        note = f"{label} with these settings evaluates every subset: the exact ESVs run instead (same answer, exact speed)."
+    elif runs == "exact":
+        note = f"exact: {evals:,} head evaluations."
+    else:
+        note = f"{label}: about {evals:,} head evaluations" + (f" (exact: {exact_evals:,})." if exact_evals is not None else ".")
     return CostEstimate(method=asked, runs=runs, head_evaluations=int(evals), seconds=SECONDS_OVERHEAD + seconds,
-                        peak_bytes=int(BASE_BYTES + peak), exact_equivalent=same, note=note)
+                        peak_bytes=int(BASE_BYTES + peak), exact_equivalent=same, note=note, exact_head_evaluations=exact_evals,
+                        planned_head_evaluations=planned)

@@ -47,6 +47,11 @@ class MethodCapabilities:
     values_game: runs on a :class:`~core.shapley.game.Game` (``approximate(game, budget, seed)``).
     supports_batch: can value many clips in one call.
     deterministic: a seed changes nothing.
+    efficient: ``sum_i values_i = v(N) - v(empty)`` by construction (exact; KernelSHAP's
+        constrained fit): for an approximation that sum is then no check of its accuracy,
+        so the app shows no green "holds" for it.
+    has_std_errors: its results carry per-frame standard errors (when it can estimate
+        them); the others get the spread of a few seeds (:mod:`core.explain.accuracy`).
     """
 
     name: ClassVar[str] = "method"
@@ -64,6 +69,8 @@ class MethodCapabilities:
     values_game: ClassVar[bool] = True
     supports_batch: ClassVar[bool] = False
     deterministic: ClassVar[bool] = False
+    efficient: ClassVar[bool] = False
+    has_std_errors: ClassVar[bool] = False
 
     @classmethod
     def supports_kind(cls, kind: str) -> bool:

@@ -49,19 +49,15 @@ class Approximator(MethodCapabilities, ABC):
     """Shapley values of a :class:`Game` within a budget of model evaluations.
 
     Capabilities (class attributes; the registry's flags in
-    :class:`~core.shapley.registry.MethodCapabilities`, plus):
+    :class:`~core.shapley.registry.MethodCapabilities`, ``efficient`` and ``has_std_errors``
+    included, plus):
         exact: exact when the budget is saturated (None or >= :meth:`saturating_budget`).
-        efficient: ``sum_i values_i = probs - priors`` always (to rounding).
-        has_std_errors: the result carries per-frame standard errors (when it can
-            estimate them; see the subclass).
     """
 
     name: ClassVar[str] = "approximator"  # registry key
     method: ClassVar[str] = "approximator"  # ESVResult.method
     label: ClassVar[str] = "approximator"
     exact: ClassVar[bool] = False
-    efficient: ClassVar[bool] = False
-    has_std_errors: ClassVar[bool] = False
 
     def supports(self, game: Game) -> bool:
         """Whether this approximator accepts ``game``."""

@@ -242,7 +242,10 @@ class AdditiveSurrogate(Approximator):
         values, std, probs = self._surrogate_shapley(game, average, dtype, rng, True)
         assert std is not None
         anchors = [scale_conditional_means(models, n, nmax)[0] if out else None for models, out in zip(folds, held)]
-        values, std, probs = _residual_shares(values, std, probs, list(zip(anchors, held)), n, nmax)
+        # enumerated surrogate games are cheap: each fold's own surrogate ESVs let the folds'
+        # disagreement (in the s.e.) include how much the fit itself moves the ESVs
+        own = [self._surrogate_shapley(game, models, dtype, rng, False)[0] for models in folds] if n <= self.enumerate_up_to and held[0] else None
+        values, std, probs = _residual_shares(values, std, probs, list(zip(anchors, held)), n, nmax, own)
         info = {"samples_per_scale": samples_per_scale, "ridge": [[m.ridge for m in f] for f in folds],
                 "enumerated": n <= self.enumerate_up_to, "held_out_per_scale": samples_per_scale // 2 if held[0] else 0,
                 "cross_fitted": True}
@@ -279,22 +282,36 @@ def _fit_dtype(logits: torch.Tensor) -> torch.dtype:
 def _residual_shares(
     values: torch.Tensor, std: torch.Tensor, probs: torch.Tensor,
     folds: list[tuple[torch.Tensor | None, list[tuple[int, torch.Tensor, torch.Tensor]]]], n: int, nmax: int,
+    fold_values: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Surrogate ESVs ``(n, C)``, their s.e. and v~(N) ``(C,)`` plus the residual heads' share,
     averaged over ``folds``: per fit, its anchors (:func:`scale_conditional_means` ``[0]``)
     and held-out residuals (:func:`~core.shapley.approximators.residual_cv.residual_correction`).
-    One fold is the single-split estimate; two are cross-fitting's."""
+    One fold is the single-split estimate; two are cross-fitting's (``fold_values``: each
+    fold's own surrogate ESVs, whose corrected disagreement then enters the s.e.)."""
     k = len(folds)
-    variance, shift = std**2, torch.zeros_like(probs)
+    shift = torch.zeros_like(probs)
+    corrections, errors = [], []
     for anchors, held in folds:
         if held:
             assert anchors is not None
             correction, var = residual_correction(anchors, held, nmax)
-            values, variance = values + correction / k, variance + var / k**2
+            corrections.append(correction)
+            errors.append(var.sqrt())
             # v(N): the residuals' mean moves the full clip's logits without bias
             shift = shift + sum(r.mean(dim=0) for _, _, r in held) / (k * min(n, nmax))
     probs = torch.softmax(torch.log(probs.clamp(min=1e-300)) + shift, dim=-1)
-    return values, variance.sqrt(), probs
+    if not corrections:
+        return values, std, probs
+    values = values + sum(corrections) / k
+    # Cross-fitted folds reuse the same evaluations with the roles swapped: their errors are
+    # correlated, not independent, so their s.e. add linearly (the bound at full correlation);
+    # and the folds' disagreement measures the fit's own error, which the first-order
+    # correction's spread leaves out (bench/esv_accuracy.py: ±2 s.e. covered 60-80 % without these).
+    spread = sum(errors) / len(errors)
+    own = fold_values if fold_values is not None and len(fold_values) == len(corrections) else [torch.zeros_like(values)] * len(corrections)
+    disagreement = ((own[0] + corrections[0]) - (own[-1] + corrections[-1])) ** 2 / 4 if len(corrections) > 1 else torch.zeros_like(spread)
+    return values, (std**2 + spread**2 + disagreement).sqrt(), probs
 
 
 def _sampled_shapley(
