@@ -239,6 +239,6 @@ def test_cli_esvs_accepts_every_method_by_name(demo_small, tmp_path, capsys):
 
     meta = json.loads(pq.read_schema(out).metadata[b"playfair"])
     assert meta["method"] == "kernelshap" and meta["budget"] == 60
-    assert main(args + ["--method", "surrogate", "--samples-per-scale", "2"]) == 0
+    assert main(args + ["--method", "surrogate", "--samples-per-scale", "2", "--force"]) == 0  # --out holds the KernelSHAP run
     assert main(args + ["--samples-per-scale", "0"]) == 2
     assert "whole number" in capsys.readouterr().err
