@@ -84,8 +84,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"dataset {ws.name} (config {ws.config_path}{'' if ws.config_path.exists() else ', not present'})")
     for s in full_status(ws):  # the required steps, then the optional ones (results file, faithfulness table)
         print(f"  [{'x' if s.done else ' '}] {s.name:12} {'(optional) ' if s.optional else ''}{s.detail}")
-        if not s.done:
-            print(f"      build: {s.how}")
+        if not s.done:  # "build:" is what the explorer needs; an optional step's command is offered apart
+            print(f"      {'optional' if s.optional else 'build'}: {s.how}")
     return 0
 
 

@@ -51,6 +51,7 @@ def test_status_prints_steps(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "[ ] dataset" in out and "-m core demo --config" in out and "--small" in out  # the config it read: not the default
     assert "[ ] batch_esvs" in out and "[ ] faithfulness" in out and "(optional)" in out  # the optional steps too
+    assert "      optional: " in out  # offered apart from what the explorer needs ("build:")
 
 
 def test_python_dash_m_core_subprocess(tmp_path):

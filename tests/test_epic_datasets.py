@@ -82,7 +82,7 @@ def test_participants_name_datasets_side_by_side(tree: dict[str, Path], capsys: 
     assert status["dataset"].done and "6 clips" in status["dataset"].detail
     assert get_source("epic-everyone", config).label == "EPIC-KITCHENS (all participants) — epic-everyone"
     assert main(["status", "--dataset", "epic-P01-P02", "--config", str(tree["cfg"])]) == 0
-    assert "[x] dataset   15 clips" in capsys.readouterr().out
+    assert re.search(r"\[x\] dataset +15 clips", capsys.readouterr().out)
     assert _ingest(tree, "--output", "kitchens") == 2
     assert "cannot name an EPIC dataset" in capsys.readouterr().err and not (tree["tmp"] / "datasets" / "kitchens").exists()
 

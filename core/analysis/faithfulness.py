@@ -42,6 +42,7 @@ from core.runtime import Progress, check_task, or_silent, scaled
 from core.shapley import get_method
 
 __all__ = [
+    "default_frames",
     "ClipFaithfulness",
     "curves",
     "auc",
@@ -253,7 +254,9 @@ def faithfulness_table(
     if progress is not None:
         progress(1.0, "done")
     if not rows:
-        raise UserError(f"No clip of split {split!r} has {n_frames} frames.", "Use fewer frames.")
+        longest = int(clips["n_features"].max()) if len(clips) else 0
+        raise UserError(f"No clip of split {split!r} has {n_frames} frames (the longest has {longest}).",
+                        f"Use at most {longest} frames (--frames {longest}).")
     return pd.DataFrame(rows)
 
 
@@ -412,6 +415,14 @@ class FaithfulnessRun:
     summary: pd.DataFrame
     csv: Path
     markdown: Path
+
+
+def default_frames(workspace: Any, split: str = "val") -> int:
+    """Sampled frames of the table when none are given: 8, or fewer when the heads have fewer
+    scales or the split's longest clip has fewer frames (then every printed command runs)."""
+    clips = workspace.clips(split)
+    longest = int(clips["n_features"].max()) if len(clips) else 1
+    return max(1, min(8, longest, *(workspace.heads(t).max_frames for t in workspace.task_names)))
 
 
 def run_faithfulness(

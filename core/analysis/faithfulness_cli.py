@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.analysis.faithfulness import run_faithfulness, to_markdown
+from core.analysis.faithfulness import default_frames, run_faithfulness, to_markdown
 from core.attribution import DEFAULT_METHODS, attribution_methods
 from core.errors import UserError
 from core.runtime import TqdmProgress
@@ -47,7 +47,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
     p.add_argument("--split", default="val")
     p.add_argument("--tasks", nargs="+", metavar="TASK", default=None, help="tasks to explain (default: every task the dataset declares)")
-    p.add_argument("--frames", type=int, default=8, help="sampled frames per clip (default 8)")
+    p.add_argument("--frames", type=int, default=None, help="sampled frames per clip (default 8, or fewer when the split's clips or the heads have fewer)")
     p.add_argument("--methods", nargs="+", type=registered_method, default=list(DEFAULT_METHODS),
                    help=f"registered methods by name (default: {' '.join(DEFAULT_METHODS)}; any of {', '.join(attribution_methods())})")
     p.add_argument("--target", choices=["predicted", "ground_truth"], default="predicted")
@@ -64,6 +64,8 @@ def _run(args: argparse.Namespace) -> int:
         s = missing[0]
         raise UserError(f"The {s.name} step of dataset {ws.name} is not built ({s.detail}).", f"Run `{s.how}` first.")
     tasks = None if args.tasks is None else [ws.check_task(t) for t in args.tasks]  # the dataset's tasks are the choices
+    if args.frames is None:
+        args.frames = default_frames(ws, args.split)
     start = time.perf_counter()
     note = (f"Faithfulness on dataset `{ws.name}`, split `{args.split}`, {args.frames} frames, target = {args.target} class; "
             f"multiscale TRN heads. Deletion/insertion AUC of the target's probability (mean ± s.e. over clips).")

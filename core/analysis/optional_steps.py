@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pyarrow.parquet as pq
 
 from core.analysis.batch import batch_frames, compute_batch_esvs
-from core.analysis.faithfulness import default_table_path, run_faithfulness
+from core.analysis.faithfulness import default_frames, default_table_path, run_faithfulness
 from core.commands import dataset_command
 from core.errors import UserError
 from core.pipeline.steps import BuildStep, StepReport
@@ -63,8 +63,9 @@ def _check_faithfulness(ws: Any) -> tuple[bool, str]:
 
 
 def _build_faithfulness(ws: Any, progress: Progress | None) -> Any:
-    note = f"Faithfulness on dataset `{ws.name}`, split `val`, 8 frames, target = predicted class."
-    return run_faithfulness(ws, n_frames=batch_frames(ws)[-1], note=note, progress=progress)
+    n_frames = default_frames(ws, "val")  # what `faithfulness` without --frames runs: the command `how` prints
+    note = f"Faithfulness on dataset `{ws.name}`, split `val`, {n_frames} frames, target = predicted class."
+    return run_faithfulness(ws, n_frames=n_frames, note=note, progress=progress)
 
 
 OPTIONAL_STEPS: dict[str, OptionalStep] = {
