@@ -30,7 +30,7 @@ from core.errors import UserError
 from core.explain import ClipExplanation
 from core.explain.cost import CostEstimate
 from core.io_utils import stable_hash
-from core.runtime import Cancelled, Progress, or_silent
+from core.runtime import Cancelled, Progress, counted, or_silent
 from core.shapley import get_method
 from core.workspace import Workspace
 
@@ -166,7 +166,7 @@ def stopped_notice(key: str, fingerprint: str) -> None:
 
 def describe_cost(est: Any) -> str:
     """One line: head evaluations, expected seconds and peak memory of a cost estimate."""
-    evals = f"{est.head_evaluations:,} head evaluation{'s' * (est.head_evaluations != 1)}"
+    evals = counted(est.head_evaluations, "head evaluation")
     return f"{evals}, about {_seconds(est.seconds)} and {est.peak_bytes / 2**30:.2f} GB of memory"
 
 

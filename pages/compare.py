@@ -13,7 +13,7 @@ from core.analysis.compare import compare_clip, exhaustive_samples_per_scale, mi
 from core.errors import UserError
 from core.explain.cost import estimate_cost
 from core.models.families import DEFAULT_FAMILY, get_family
-from core.runtime import scaled
+from core.runtime import counted, scaled
 from core.shapley import get_method
 
 state.keep_shared_state()
@@ -97,7 +97,7 @@ except UserError as exc:
 
 exact, approx = cmp.summary.iloc[0], cmp.summary.iloc[1]
 budget_text = (f"{budgeted['samples_per_scale']:,} samples per scale" + (f" × {iterations} iteration{'s' * (iterations != 1)}" if "iterations" in budgeted else "")
-               if sampled else f"{budgeted['budget']:,} head evaluations" if budgeted else "its fixed cost")
+               if sampled else counted(budgeted["budget"], "head evaluation") if budgeted else "its fixed cost")
 ran_exact = all(a.exact for a in cmp.approx)
 st.markdown(
     f"**{clip_id}** · explaining the **{settings['task']} “{cmp.exact.explained_name}”** over **{n} frame{'s' * (n != 1)}** · "
@@ -133,7 +133,7 @@ if curve is not None:
     st.markdown(
         f"**Convergence on this clip** — {label}'s error against head evaluations, {unit} "
         f"{', '.join(f'{v:,}' for v in sorted(sweep))}; band: min–max over {len(sweep_seeds)} seeds; "
-        f"dashed line: exact ({int(exact['head_evaluations']):,} head evaluations)"
+        f"dashed line: exact ({counted(int(exact['head_evaluations']), 'head evaluation')})"
         + ("; points that draw every subset ran exact (error 0, drawn at the floor)" if curve["runs_exact"].any() else "")
     )
     st.altair_chart(charts.sweep_chart(curve), width="stretch", key="sweep_chart")

@@ -15,6 +15,7 @@ from app.components.player import clip_player
 from core.errors import UserError
 from core.explain import accuracy
 from core.models.families import get_family
+from core.runtime import counted
 from core.shapley import get_method
 from core.shapley.interactions import EXACT_INTERACTIONS_MAX_FRAMES
 
@@ -53,14 +54,14 @@ def method_text(ex) -> str:
         return "exact (every subset)"
     cls = get_method(settings["method"], kind=get_family(settings["model"]).game_kind)
     if cls.category == "baseline":
-        return f"the baseline {cls.label} (not an ESV estimate; {ex.esv_result.n_head_evaluations:,} head evaluations)"
+        return f"the baseline {cls.label} (not an ESV estimate; {counted(ex.esv_result.n_head_evaluations, 'head evaluation')})"
     budget = (f"{settings['samples_per_scale']:,} samples/scale × {settings.get('iterations', 1)}" if "samples_per_scale" in settings
-              else f"budget {settings['budget']:,} head evaluations" if "budget" in settings else "its fixed cost")
+              else f"budget {counted(settings['budget'], 'head evaluation')}" if "budget" in settings else "its fixed cost")
     if ex.exact and settings.get("samples_per_scale", 0) >= math.comb(n, n // 2):
         return f"**exact**: {cls.label} with {budget} would draw every subset of {n} frames, so the exact path ran"
     if ex.exact:
         return (f"**exact**: {cls.label} with {budget} would spend as many head evaluations as exact or more on {n} frames, "
-                f"so the exact ESVs ran ({ex.esv_result.n_head_evaluations:,} head evaluations)")
+                f"so the exact ESVs ran ({counted(ex.esv_result.n_head_evaluations, 'head evaluation')})")
     return f"approximate: {cls.label}, {budget}" + (f", seed {settings['seed']}" if "seed" in settings else "")
 
 
@@ -147,7 +148,7 @@ def efficiency(ex, esvs, t: str) -> None:
             verdict = None
         if verdict is not None and verdict.level != "exact":
             st.markdown(charts.verdict_markdown(verdict.level, verdict.sentence()))
-    cost = f"{ex.esv_result.n_head_evaluations:,} head evaluations"
+    cost = counted(ex.esv_result.n_head_evaluations, "head evaluation")
     if not ex.exact and explained_method.category == "approximate":  # both costs side by side
         exact_cost = ws.explanations.estimate(clip_id, task=t, n_frames=n, model=settings["model"]).head_evaluations
         cost += f" (exact: {exact_cost:,})"

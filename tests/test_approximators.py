@@ -148,10 +148,13 @@ def test_budget_below_minimum_raises(name, kind):
     game = make_game(kind)
     approx = make_approximator(name)
     if approx.min_budget(game) > 1:
-        with pytest.raises(UserError, match="budget"):
+        with pytest.raises(UserError, match="budget") as low:
             approx.approximate(game, approx.min_budget(game) - 1, seed=0)
-    with pytest.raises(UserError, match="budget"):
+        assert approx.label in low.value.problem  # the display name, as menus show it
+        assert low.value.fix == f"Raise the budget to {approx.min_budget(game):,} head evaluations or more."
+    with pytest.raises(UserError, match="budget") as zero:
         approx.approximate(game, 0, seed=0)
+    assert "whole number" in zero.value.problem and "None" not in str(zero.value)  # app and CLI words, not Python
 
 
 @pytest.mark.parametrize("name,kind", CASES)

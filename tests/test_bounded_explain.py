@@ -123,6 +123,20 @@ def test_samples_per_scale_of_any_budgeted_method_is_the_same_budget_in_head_eva
     assert estimate_cost("surrogate_cv", n_frames=32, n_classes=5, budget=2000).head_evaluations <= 2000
 
 
+def test_cost_messages_use_display_names_and_app_words():
+    """Issue 18 #7: what the cost model refuses names methods as menus do, counts head
+    evaluations in words (one evaluation, not "1 ... evaluations") and gives a fix a person
+    can follow in the app or the CLI (no Python values such as None)."""
+    with pytest.raises(UserError) as fixed:
+        estimate_cost("loo", n_frames=8, n_classes=5, budget=100)
+    assert fixed.value.problem.startswith("leave-one-out spends a fixed number") and "loo" not in str(fixed.value)
+    with pytest.raises(UserError) as low:
+        estimate_cost("kernelshap", n_frames=12, n_classes=5, budget=1, game="variable_length")
+    assert low.value.problem == "A budget of 1 head evaluation is below what KernelSHAP needs on 12 frames (3)."
+    assert low.value.fix == "Raise the budget to 3 head evaluations or more, or leave it empty."
+    assert estimate_cost("exact", n_frames=1, n_classes=5).note == "exact: 1 head evaluation."
+
+
 def test_limits_from_config():
     assert limits_from_config({}) == DEFAULT_LIMITS
     assert limits_from_config({"limits": {"seconds": 3, "memory_gb": 0.5}}) == Limits(seconds=3.0, peak_bytes=2**29)

@@ -19,6 +19,7 @@ from core.data.sources import dataset_names, get_source
 from core.errors import UserError
 from core.explain.accuracy import best_method, default_budget
 from core.models.families import DEFAULT_FAMILY, get_family, registered_families
+from core.runtime import counted
 from core.shapley import ConstructiveSampler, canonical_name, get_method, method_names
 from core.workspace import Workspace
 
@@ -203,7 +204,7 @@ def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: 
     if not cls.samples_per_scale_budget:
         budget = whole_number(columns[0], "Budget (head evaluations)", f"{key}_budget", 1, 10_000_000, good.get("budget", 512),
                               help="Head evaluations the method may spend; at exact's cost or more, the exact ESVs run instead.")
-        columns[0].caption(f"exact: {exact:,} head evaluations")
+        columns[0].caption(f"exact: {counted(exact, 'head evaluation')}")
         return {"budget": budget}
     sps = whole_number(columns[0], "Samples per scale", f"{key}_sps", 1, 1_000_000, good.get("samples_per_scale", 16),
                        help=f"{every:,} or more draw every subset of {n_frames} frames, and a cost at exact's or more runs "

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from core.errors import UserError
 from core.esv import default_method
+from core.runtime import counted
 from core.shapley import MAX_EXACT_FRAMES, get_method, make_approximator, method_names
 from core.shapley.approximators import largest_per_size, per_size_cost
 from core.shapley.approximators.base import BUDGET_FIX
@@ -139,13 +140,13 @@ def check_settings(
     resolved = method if method is not None else default_method(samples_per_scale, budget)
     cls = get_method(resolved)
     if not cls.values_game:
-        raise UserError(f"{resolved} is not an ESV method (it does not value the model's game).",
+        raise UserError(f"{cls.label} is not an ESV method (it does not value the model's game).",
                         f"Use one of {list(method_names(values_game=True))}.")
     if samples_per_scale is not None and budget is not None:
         raise UserError("Samples per scale and a budget both set the budget.",
                         "Give one of them: a budget of head evaluations, or samples per scale (converted to one).")
     if not cls.budgeted and (samples_per_scale is not None or budget is not None):  # it would be ignored
-        raise UserError(f"{resolved} spends a fixed number of head evaluations: it takes no budget or samples per scale.",
+        raise UserError(f"{cls.label} spends a fixed number of head evaluations: it takes no budget or samples per scale.",
                         "Leave the budget and samples per scale empty.")
     return resolved
 
@@ -257,22 +258,24 @@ def estimate_cost(
             budget = per_size_cost(shape, int(samples_per_scale or approximator.default_samples_per_scale))
         saturating = approximator.saturating_budget(shape)
         if budget is not None and budget < approximator.min_budget(shape):
-            raise UserError(f"A budget of {budget:,} head evaluations is below what {runs} needs on {n} frames "
-                            f"({approximator.min_budget(shape):,}).", "Raise the budget or leave it empty.")
+            raise UserError(f"A budget of {counted(budget, 'head evaluation')} is below what {label} needs on {n} frames "
+                            f"({approximator.min_budget(shape):,}).",
+                            f"Raise the budget to {approximator.min_budget(shape):,} head evaluations or more"
+                            + (", or leave it empty." if saturating is not None else "."))
         if budget is None and saturating is None:
-            raise UserError(f"{runs} needs a budget of head evaluations.", BUDGET_FIX)
+            raise UserError(f"{label} needs a budget of head evaluations.", BUDGET_FIX)
         evals = int(budget if saturating is None else (saturating if budget is None else min(budget, saturating)))
         seconds = SECONDS_PER_VALUE_EVALUATION * evals * max(1.0, (h + c) / 600)
         peak = min(evals, VALUE_CHUNK_EVALUATIONS) * (4 * h + 8 * c + 8 * scales) + min(evals, 2**n) * 8 * (c + n)
     if same and planned is not None and exact_evals is not None and planned >= exact_evals:
-        note = (f"{label} would spend {planned:,} head evaluations, exact needs {exact_evals:,}: "
+        note = (f"{label} would spend {counted(planned, 'head evaluation')}, exact needs {exact_evals:,}: "
                 "the exact path runs instead (no approximation costs as much as exact).")
     elif same:
         note = f"{label} with these settings evaluates every subset: the exact ESVs run instead (same answer, exact speed)."
     elif runs == "exact":
-        note = f"exact: {evals:,} head evaluations."
+        note = f"exact: {counted(evals, 'head evaluation')}."
     else:
-        note = f"{label}: about {evals:,} head evaluations" + (f" (exact: {exact_evals:,})." if exact_evals is not None else ".")
+        note = f"{label}: about {counted(evals, 'head evaluation')}" + (f" (exact: {exact_evals:,})." if exact_evals is not None else ".")
     return CostEstimate(method=asked, runs=runs, head_evaluations=int(evals), seconds=SECONDS_OVERHEAD + seconds,
                         peak_bytes=int(BASE_BYTES + peak), exact_equivalent=same, note=note, exact_head_evaluations=exact_evals,
                         planned_head_evaluations=planned)

@@ -1,7 +1,7 @@
 """What every Shapley approximator shares: one budget, one seed, one result, declared
 capabilities.
 
-``approximate(game, budget, seed)``: ``budget`` counts model evaluations (single-scale
+``approximate(game, budget, seed)``: ``budget`` counts head evaluations (single-scale
 head evaluations for a multiscale game, see :meth:`Game.value_cost` /
 :meth:`Game.level_cost`); None saturates it (the exact answer where the method has
 one). The result's ``n_head_evaluations`` is what the game's counter says was spent,
@@ -46,7 +46,7 @@ class Estimate:
 
 
 class Approximator(MethodCapabilities, ABC):
-    """Shapley values of a :class:`Game` within a budget of model evaluations.
+    """Shapley values of a :class:`Game` within a budget of head evaluations.
 
     Capabilities (class attributes; the registry's flags in
     :class:`~core.shapley.registry.MethodCapabilities`, ``efficient`` and ``has_std_errors``
@@ -84,7 +84,7 @@ class Approximator(MethodCapabilities, ABC):
 
         Args:
             game: the game (its kind must be supported: UserError otherwise).
-            budget: model evaluations to spend at most; None saturates.
+            budget: head evaluations to spend at most; None saturates.
             seed: randomness; the same seed gives the same result.
         Returns:
             :class:`ESVResult` with ``esvs`` ``(n, C)``.
@@ -96,12 +96,13 @@ class Approximator(MethodCapabilities, ABC):
             )
         if budget is not None:
             if isinstance(budget, bool) or int(budget) != budget or budget < 1:
-                raise UserError(f"budget must be a positive integer or None, got {budget!r}")
+                raise UserError(f"The budget must be a whole number of at least 1, got {budget!r}.",
+                                "Give a number of head evaluations, e.g. 2000, or leave it empty (saturated).")
             if budget < self.min_budget(game):
                 raise UserError(
                     f"A budget of {counted(int(budget), 'head evaluation')} is below what {self.label} needs on "
-                    f"{game.n_players} frames ({self.min_budget(game)}).",
-                    "Raise the budget or pass None.",
+                    f"{game.n_players} frames ({self.min_budget(game):,}).",
+                    f"Raise the budget to {self.min_budget(game):,} head evaluations or more.",
                 )
         start = time.perf_counter()
         spent = game.n_evaluations
@@ -130,7 +131,7 @@ class Approximator(MethodCapabilities, ABC):
 
 
 def per_size_cost(game: Game, per_size: int, iterations: int = 1) -> int:
-    """Planned model evaluations of drawing ``min(per_size, C(n, t))`` t-subsets per size t
+    """Planned head evaluations of drawing ``min(per_size, C(n, t))`` t-subsets per size t
     (``iterations`` times): the head budget of the constructive sampler and the surrogate."""
     n = game.n_players
     return iterations * game.level_cost([min(per_size, math.comb(n, t)) for t in range(1, n + 1)])

@@ -71,8 +71,8 @@ class ExactShapley(Approximator):
         n = game.n_players
         if n > MAX_EXACT_FRAMES:
             raise UserError(
-                f"exact ESVs of {n} frames need 2^{n} subsets; at most {MAX_EXACT_FRAMES} frames are "
-                "supported exactly. Pass samples_per_scale (e.g. 128) for approximate ESVs."
+                f"Exact ESVs of {n} frames need 2^{n} subsets (at most {MAX_EXACT_FRAMES} frames).",
+                "Pick fewer frames or an approximate method."
             )
         priors = game.priors
         if isinstance(game, AllSubsetLogits) and n <= FUSED_MAX_FRAMES:

@@ -157,8 +157,8 @@ class AdditiveSurrogate(Approximator):
 
     def _approximate(self, game: Game, budget: int | None, seed: int | None) -> Estimate:
         if not isinstance(game, ScaleHeads):
-            raise UserError("the additive-surrogate estimator models single-scale heads: use it through explain_multiscale "
-                            "(for a variable-length model use the constructive sampler or exact ESVs)")
+            raise UserError(f"The {self.label} models multiscale heads (explain_multiscale), not this model's game.",
+                            "For a variable-length model pick the coalition surrogate, the paper sampler or exact ESVs.")
         check_sampled_frames(game.n_players, budget, "Fitting every subset")
         samples_per_scale = largest_per_size(game, self.saturating_budget(game) if budget is None else budget)
         # Hundreds of small ops: a second CPU thread gains little on an idle CPU and, on a
