@@ -13,7 +13,7 @@ from test_browser_pages import goto_page, no_exception, pick
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.soak]  # about a minute: outside the default run (`pytest -m soak`)
 
 REGISTRY_WORDS = re.compile(r"\b(kernelshap|loo|model evaluations?)\b")  # case-sensitive: display names are capitalised
 ONE_HEAD_EVALUATIONS = re.compile(r"(?<![\d,])1 head evaluations")
