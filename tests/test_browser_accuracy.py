@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_browser import ESV_BARS, Server, browser, new_page, open_explore, server  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.soak]  # outside the default run (`pytest -m soak`): suite time
 
 
 def test_verdict_exact_when_as_costly_and_loo_as_a_baseline(browser, server: Server, demo_small) -> None:  # noqa: F811

@@ -18,7 +18,7 @@ from core.analysis.optional_steps import build_optional
 from core.cli import main
 from core.workspace import Workspace
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.soak]  # outside the default run (`pytest -m soak`): suite time
 
 
 @pytest.fixture(scope="module")

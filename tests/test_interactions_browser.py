@@ -9,7 +9,7 @@ import pytest
 
 from test_browser import ESV_BARS, SHOTS, browser, new_page, open_explore, server, wait_idle  # noqa: F401  (fixtures)
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.soak]  # outside the default run (`pytest -m soak`): suite time
 
 HEATMAP = '.st-key-interaction_heatmap [data-testid="stVegaLiteChart"]'
 
