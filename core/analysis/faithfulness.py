@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.analysis.batch import batch_frames
 from core.attribution import DEFAULT_METHODS, ESVAttribution, FrameAttribution, ModelSpec, make_attribution, subset_values
 from core.errors import UserError
 from core.explain import Target, explanation_service, resolve_class
@@ -422,7 +423,7 @@ def default_frames(workspace: Any, split: str = "val") -> int:
     scales or the split's longest clip has fewer frames (then every printed command runs)."""
     clips = workspace.clips(split)
     longest = int(clips["n_features"].max()) if len(clips) else 1
-    return max(1, min(8, longest, *(workspace.heads(t).max_frames for t in workspace.task_names)))
+    return max(1, min(longest, batch_frames(workspace)[-1]))  # the full batch run's largest n, capped by the clips
 
 
 def run_faithfulness(
