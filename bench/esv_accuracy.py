@@ -14,7 +14,7 @@ with ``--seeds`` seeds and records
   for methods that report standard errors (else blank).
 
 A method's grid stops once its median error is below ``CLOSE / 10`` (past "close to
-exact"). ``--write`` stores the curves in ``core/explain/error_curves.json`` (the app's
+exact") and its standard errors, where it has them, are calibrated there. ``--write`` stores the curves in ``core/explain/error_curves.json`` (the app's
 verdicts and default budgets read them); ``--table`` prints the README's markdown table.
 
     PLAYFAIR_DATASETS=/tmp/x/ds PLAYFAIR_CACHE=/tmp/x/cache PLAYFAIR_CONFIG=/tmp/x/cfg.toml python -m core demo
@@ -36,7 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.explain.accuracy import CLOSE, CURVES_PATH, close_point, normalised_error  # noqa: E402
+from core.explain.accuracy import CLOSE, CURVES_PATH, close_point, normalised_error, trusted  # noqa: E402
+from core.io_utils import atomic_write_text  # noqa: E402
 from core.models.families import get_family  # noqa: E402
 from core.shapley import get_method, make_approximator, method_names  # noqa: E402
 from core.shapley.approximators import per_size_cost  # noqa: E402
@@ -89,7 +90,7 @@ def measure(ws: Workspace, model: str, method: str, n: int, clips: list[str], se
         points.append(point)
         print(f"  {model} {method:22s} n={n:2d} {unit}={value:<6d} heads={point['head_evaluations']:<6d} "
               f"median error={point['median_error']:.4f}" + (f" coverage={point['coverage']:.1%}" if frames else ""), flush=True)
-        if point["median_error"] < CLOSE / 10:
+        if point["median_error"] < CLOSE / 10 and trusted(point):
             break
     return points
 
@@ -149,15 +150,18 @@ def main() -> None:
                 curves.setdefault(model, {}).setdefault(method, {})[str(n)] = points
     print(f"{len(clips)} validation clips × {args.seeds} seeds, task {task}, {time.perf_counter() - start:.0f} s")
     if args.write:  # merged into what is stored: a run of some methods or sizes keeps the others' curves
-        stored = json.loads(CURVES_PATH.read_text())["curves"] if CURVES_PATH.exists() else {}
+        old = json.loads(CURVES_PATH.read_text()) if CURVES_PATH.exists() else {}
+        stored, measured = old.get("curves", {}), old.get("measured", {})
+        if isinstance(measured, str):  # one line for every curve (before per-curve records)
+            measured = {f"{model}/{method}": measured for model, methods in stored.items() for method in methods}
+        when = (f"bench/esv_accuracy.py on {args.dataset}, {len(clips)} validation clips x {args.seeds} seeds, task {task}, "
+                f"{datetime.date.today().isoformat()}")
         for model, methods in curves.items():
             for method, by_n in methods.items():
                 stored.setdefault(model, {}).setdefault(method, {}).update(by_n)
+                measured[f"{model}/{method}"] = when
         curves = stored
-        CURVES_PATH.write_text(json.dumps({
-            "measured": f"bench/esv_accuracy.py on {args.dataset}, {len(clips)} validation clips x {args.seeds} seeds, task {task}, "
-                        f"{datetime.date.today().isoformat()}",
-            "curves": curves}, indent=1) + "\n")
+        atomic_write_text(CURVES_PATH, json.dumps({"measured": measured, "curves": curves}, indent=1) + "\n")
         print(f"wrote {CURVES_PATH}")
     if args.table:
         print(table(curves))

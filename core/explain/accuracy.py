@@ -85,27 +85,34 @@ def expected_error(method: str, n_frames: int, head_evaluations: int, model: str
     return float(math.exp(np.interp(math.log(max(int(head_evaluations), 1)), x, y)))
 
 
+def trusted(point: dict[str, Any]) -> bool:
+    """A measured budget a default may take: its median error is close to exact and, for a
+    method with standard errors, they are calibrated there (±2 s.e. covering >= 90 %)."""
+    coverage = point.get("coverage")
+    return point["median_error"] <= CLOSE and (coverage is None or coverage >= COVERAGE_TARGET)
+
+
 def close_point(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first point of an error curve (increasing budgets) whose median error is close to exact, or None."""
-    return next((p for p in points if p["median_error"] <= CLOSE), None)
+    """The first point of an error curve (increasing budgets) that is :func:`trusted`, or None."""
+    return next((p for p in points if trusted(p)), None)
 
 
 def default_budget(method: str, n_frames: int, model: str = "mtrn") -> dict[str, int] | None:
-    """The smallest measured budget of ``method`` whose median error is close to exact at
-    ``n_frames``, in the method's unit (``{"samples_per_scale": k}`` or ``{"budget": b}``);
+    """The smallest measured budget of ``method`` that is :func:`trusted` at ``n_frames``
+    (close to exact, calibrated s.e. where it has them), in the method's unit (``{"samples_per_scale": k}`` or ``{"budget": b}``);
     None where no measured budget below exact's cost gets there."""
     point = close_point(error_curve(method, n_frames, model))
     return None if point is None else {k: int(point[k]) for k in ("samples_per_scale", "budget") if k in point}
 
 
 def best_method(n_frames: int, model: str = "mtrn", methods: Sequence[str] | None = None) -> str | None:
-    """The approximate method that reaches close to exact with the fewest head evaluations
+    """The approximate method that reaches a :func:`trusted` budget with the fewest head evaluations
     at ``n_frames`` (among ``methods``; None: every measured one), or None."""
     best: tuple[int, str] | None = None
     for name, by_n in _curves()["curves"].get(model, {}).items():
         if methods is not None and name not in methods:
             continue
-        heads = [p["head_evaluations"] for p in by_n.get(str(int(n_frames)), []) if p["median_error"] <= CLOSE]
+        heads = [p["head_evaluations"] for p in by_n.get(str(int(n_frames)), []) if trusted(p)]
         if heads and (best is None or min(heads) < best[0]):
             best = (min(heads), name)
     return None if best is None else best[1]

@@ -5,23 +5,26 @@ error that covers the fit's error (used by :class:`~core.shapley.approximators.s
 For a multiscale game ``v(S) = softmax(g(S))``, ``g(S) = (1/m) sum_{s<=m} mean_{T subset S, |T|=s} f_s(T)``
 (m = min(|S|, nmax)), and a surrogate ``g~`` of the same form built from head models
 ``f~_s``, the residual heads ``r_s = f_s - f~_s`` move each value by, to first order,
-``J_t (g(S) - g~(S))``, J_t the softmax Jacobian at the surrogate's mean logit over
-|S| = t (the anchor of the surrogate's own control variate). The Shapley value of that
-linear game depends on r_s only through its means over the s-subsets that contain
-frame i and those that do not: with ``E_t`` the mean over |S| = t,
+``J (g(S) - g~(S))``, J the softmax Jacobian. Frame i's Shapley value reads the values
+through their means over the subsets of size t that hold i and those that do not; each
+mean is linearised at the surrogate's mean logit over its own stratum (J_{t,i}^in,
+J_{t,i}^out: a key frame moves the prediction, and the Jacobian with it). That linear
+share depends on r_s only through its means over the s-subsets that contain frame i
+and those that do not: with ``E_t`` the mean over |S| = t,
 
     E_t[mean_{T subset S} r_s(T) | i in S] = (s/t) R_s^in(i) + (1 - s/t) R_s^out(i),
     E_t[mean_{T subset S} r_s(T) | i not in S] = R_s^out(i),
 
-so ``phi_i = sum_s A_s R_s^in(i) + B_s R_s^out(i)`` with C x C matrices A_s, B_s made of
-the J_t (:func:`residual_operators`). R^in and R^out are estimated without bias from head
+so ``phi_i = sum_s A_{s,i} R_s^in(i) + B_{s,i} R_s^out(i)`` with C x C operators made of
+the J_{t,i} (:func:`_frame_weights`, applied without forming them). R^in and R^out are estimated without bias from head
 evaluations on s-subsets drawn uniformly and independently of the fit (held out), by
 Horvitz-Thompson weights n/s and n/(n-s); each draw gives one term per frame, so the
 standard error is the draws' spread / sqrt(draws) (CLT), widened by Student's t for the few
 draws a short clip's scale has (:func:`small_sample_factor`), per scale, added in quadrature.
 What this leaves out is second order: the residual times the Jacobian's change between
-``g~(S)`` and the anchor (checked against exact ESVs and high-budget references in
-bench/esv_long.py and tests/test_esv_long.py).
+``g~(S)`` and its stratum's anchor (checked against exact ESVs and high-budget references in
+bench/esv_accuracy.py, bench/esv_long.py and tests/test_esv_long.py; the surrogate's s.e.
+keeps a margin for it, :func:`~core.shapley.approximators.surrogate._residual_shares`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["holdout_design", "residual_operators", "residual_correction", "small_sample_factor"]
+__all__ = ["holdout_design", "residual_correction", "small_sample_factor"]
 
 # Student's t 97.5 % quantiles by degrees of freedom (standard table values; beyond 60, 1.96).
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -54,57 +57,77 @@ def holdout_design(n: int, s: int, count: int, rng: np.random.Generator) -> np.n
     return np.sort(np.argpartition(keys, s - 1, axis=1)[:, :s], axis=1).astype(np.int64)
 
 
-def _jacobian_sum(probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum_t w_t (diag(p_t) - p_t p_t^T)``: ``probs`` ``(T, C)``, ``weights`` ``(T,)`` -> ``(C, C)``."""
-    return torch.diag(weights @ probs) - (probs.T * weights) @ probs
-
-
-def residual_operators(anchors: torch.Tensor, s: int, nmax: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The C x C matrices ``(A_s, B_s)`` of the residual's first-order share (module docstring).
-
-    Args:
-        anchors: ``(n, C)`` float64, row t-1 the linearisation point (logits) for |S| = t.
-        s: the scale, 1 <= s <= min(nmax, n - 1).
-    """
-    n = anchors.shape[0]
-    probs = torch.softmax(anchors, dim=-1)
-    t = torch.arange(1, n + 1, dtype=torch.float64, device=anchors.device)
+def _frame_weights(n: int, s: int, nmax: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per size t = 1..n, the weights ``(n,)`` of the residual's means in frame i's Shapley
+    value (module docstring): R^in through "with i" at size t, R^out through "with i" at t
+    and "without i" at size t (the u = t - 1 term of size t + 1)."""
+    t = torch.arange(1, n + 1, dtype=torch.float64, device=device)
     m = t.clamp(max=nmax)
     live = (t >= s).to(torch.float64)  # sizes whose mean includes scale s
-    a = _jacobian_sum(probs, live * (s / t) / m / n)
-    # with i: (1 - s/t)/m_t at sizes t >= s; without i (the size t - 1 = u, u >= s, u <= n - 1): -1/m_u
-    without = live * (t < n).to(torch.float64) / m
-    b = _jacobian_sum(probs, (live * (1 - s / t) / m - without) / n)
-    return a, b
+    in_with = live * (s / t) / m / n
+    out_with = live * (1 - s / t) / m / n
+    out_without = -live * (t < n).to(torch.float64) / m / n
+    return in_with, out_with, out_without
+
+
+def _jacobian_apply(probs: torch.Tensor, weights: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``sum_t w_t J(p_{t,i}) r_k`` for every draw k and frame i, J(p) = diag(p) - p p^T.
+
+    Args:
+        probs: ``(T, n, C)`` softmax at the anchors (size t, frame i).
+        weights: ``(T,)``.
+        r: ``(K, C)``.
+    Returns:
+        ``(K, n, C)``.
+    """
+    wp = probs * weights[:, None, None]  # (T, n, C)
+    dots = torch.einsum("kc,tic->kti", r, probs)  # (K, T, n): p_{t,i} . r_k
+    return r[:, None, :] * wp.sum(dim=0)[None] - torch.einsum("kti,tic->kic", dots, wp)
 
 
 def residual_correction(
-    anchors: torch.Tensor, held_out: list[tuple[int, torch.Tensor, torch.Tensor]], nmax: int
+    anchors: tuple[torch.Tensor, torch.Tensor, torch.Tensor], held_out: list[tuple[int, torch.Tensor, torch.Tensor]], nmax: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """First-order ESV share of the residual heads, and its variance.
 
+    Each frame's share is linearised at the surrogate's mean logit over the subsets of
+    its own stratum (size t, with or without frame i), not at one mean per size: a key
+    frame moves the prediction, and with it the softmax Jacobian, between the subsets
+    that hold it and those that do not (one Jacobian per size left ±2 s.e. covering
+    80-86 % of frames at n = 12-16, with heavy tails; bench/esv_accuracy.py).
+
     Args:
-        anchors: ``(n, C)`` float64 linearisation points per size (see :func:`residual_operators`).
+        anchors: :func:`~core.shapley.approximators.surrogate_fit.scale_conditional_means`
+            of the fit: ``(mean (n, C), with_i (n, n, C), without_i (n, n, C))``, float64
+            logits per size t (row t - 1) and frame i.
         held_out: per incomplete scale, ``(s, combos (K, s), residuals (K, C))``: head minus
             surrogate logits on K >= 2 uniform i.i.d. s-subsets not used by the fit.
         nmax: the model's largest scale.
     Returns:
         ``(n, C)`` correction and ``(n, C)`` its estimated variance.
     """
-    n, c = anchors.shape
-    correction = torch.zeros(n, c, dtype=torch.float64, device=anchors.device)
+    _, with_i, without_i = anchors
+    n, _, c = with_i.shape
+    device = with_i.device
+    p_with = torch.softmax(with_i.to(torch.float64), dim=-1)  # (t, i, C)
+    p_without = torch.softmax(without_i.to(torch.float64), dim=-1)
+    correction = torch.zeros(n, c, dtype=torch.float64, device=device)
     variance = torch.zeros_like(correction)
     for s, combos, residuals in held_out:
-        a, b = residual_operators(anchors, s, nmax)
+        in_with, out_with, out_without = _frame_weights(n, s, nmax, device)
         k = combos.shape[0]
         # Centred on the draws' mean: the Horvitz-Thompson weights then act on deviations
         # only, so how many draws happen to hold frame i adds no variance (ratio estimator).
         centred = residuals - residuals.mean(dim=0)
-        common = residuals @ (a + b).T  # (K, C) the share every frame gets
-        inside = common + (centred @ a.T) * (n / s)  # the draw's term for a frame in T
-        outside = common + (centred @ b.T) * (n / (n - s))  # and for a frame outside T
-        member = torch.zeros(k, n, dtype=torch.float64, device=anchors.device).scatter_(1, combos, 1.0)
-        terms = outside[:, None, :] + member[..., None] * (inside - outside)[:, None, :]  # (K, n, C)
+        a_r = _jacobian_apply(p_with, in_with, residuals)  # (K, n, C): A_i r_k
+        b_r = _jacobian_apply(p_with, out_with, residuals) + _jacobian_apply(p_without, out_without, residuals)
+        a_c = _jacobian_apply(p_with, in_with, centred)
+        b_c = _jacobian_apply(p_with, out_with, centred) + _jacobian_apply(p_without, out_without, centred)
+        common = a_r + b_r  # the share every frame gets
+        inside = common + a_c * (n / s)  # the draw's term for a frame in T
+        outside = common + b_c * (n / (n - s))  # and for a frame outside T
+        member = torch.zeros(k, n, dtype=torch.float64, device=device).scatter_(1, combos, 1.0)
+        terms = outside + member[..., None] * (inside - outside)  # (K, n, C)
         correction += terms.mean(dim=0)
         variance += terms.var(dim=0) / k * small_sample_factor(k)
     return correction, variance

@@ -36,10 +36,11 @@ has been evaluated on some s-subsets, the per-scale means
    (:mod:`~core.shapley.approximators.residual_cv`), which is added to the surrogate's
    ESVs; the standard errors then cover the fit's error (the held-out draws' spread)
    as well as the surrogate game's sampling. By default the draws are cross-fitted
-   (``cross_fit``): two halves, each fitting a surrogate that the other corrects, the
-   two estimates averaged, which halves the nMSE of one fixed split at the same head
-   cost (bench/esv_long.py: 0.23 against 0.43 at n = 64). At n <= 16 the default keeps
-   every evaluation in the fit (lower nMSE still, no standard errors).
+   (``cross_fit``): K = 4 parts, each correcting the surrogate fitted on the other three,
+   the K estimates averaged (two halves already halved the nMSE of one fixed split at the
+   same head cost, bench/esv_long.py: 0.23 against 0.43 at n = 64; four parts halve the
+   error again at n = 12-16, bench/esv_accuracy.py). At n <= 16 the default keeps
+   every evaluation in the fit (no standard errors).
 
 The heads are black boxes: only their logits on the designed subsets are read (no
 partial computation such as per-frame first-layer projections), so
@@ -63,7 +64,7 @@ from core.errors import UserError
 from core.runtime import report, sub_reporting, torch_threads
 from core.shapley.approximators.base import MAX_EXACT_FRAMES, Approximator, Estimate, check_sampled_frames, largest_per_size, per_size_cost
 from core.shapley.approximators.exact import ExactShapley
-from core.shapley.approximators.residual_cv import holdout_design, residual_correction
+from core.shapley.approximators.residual_cv import holdout_design, residual_correction, small_sample_factor
 from core.shapley.approximators.surrogate_fit import (
     RIDGE_GRID,
     ScaleModel,
@@ -80,13 +81,15 @@ from core.shapley.approximators.surrogate_fit import (
 from core.shapley.game import Game, ScaleHeads, masks_of
 from core.shapley.games import MultiscaleGame
 
-__all__ = ["AdditiveSurrogate", "ControlVariateSurrogate", "balanced_design", "RIDGE_GRID", "HOLDOUT"]
+__all__ = ["AdditiveSurrogate", "ControlVariateSurrogate", "balanced_design", "RIDGE_GRID", "HOLDOUT", "CROSS_FOLDS"]
 
 # Share of an incomplete scale's head evaluations held out for the residual correction
 # when the surrogate game is sampled (long clips): half balances the fit's error
 # against the correction's variance (bench/esv_long.py), and makes the two halves of
 # cross-fitting symmetric (only this share is cross-fitted).
 HOLDOUT = 0.5
+CROSS_FOLDS = 4
+MARGIN = 2.0  # see _residual_shares
 
 # Rows of (sampled subsets x evaluated subsets) containment handled at once.
 _CONTAIN_CHUNK = 4096
@@ -109,8 +112,9 @@ class AdditiveSurrogate(Approximator):
         holdout: share of an incomplete scale's evaluations held out for the residual
             correction (None: :data:`HOLDOUT` where the surrogate game is sampled, none
             where it is enumerated; 0 never corrects).
-        cross_fit: with the default half held out, let the halves swap roles and average
-            the two corrected estimates (:meth:`_cross_fitted`); False keeps one split.
+        cross_fit: with the default share held out, let :data:`CROSS_FOLDS` parts take turns
+            correcting the fit on the others and average the corrected estimates
+            (:meth:`_cross_fitted`); False keeps one split.
     """
 
     name: ClassVar[str] = "additive-surrogate"
@@ -196,7 +200,7 @@ class AdditiveSurrogate(Approximator):
         values, std, probs = self._surrogate_shapley(game, models, dtype, rng, corrected, means)
         if held_combos:
             assert means is not None and std is not None
-            values, std, probs = _residual_shares(values, std, probs, [(means[0], held_combos)], n, nmax)
+            values, std, probs = _residual_shares(values, std, probs, [(means, held_combos)], n, nmax)
         info = {"samples_per_scale": samples_per_scale, "ridge": [m.ridge for m in models], "enumerated": n <= self.enumerate_up_to,
                 "held_out_per_scale": held if held_combos else 0}
         if n > self.enumerate_up_to:
@@ -204,51 +208,55 @@ class AdditiveSurrogate(Approximator):
         return Estimate(values, probs, all(m.complete for m in models), info, std)
 
     def _cross_fitted(self, game: ScaleHeads, samples_per_scale: int, rng: np.random.Generator) -> Estimate:
-        """Cross-fitting: each incomplete scale's draws (uniform, i.i.d.) split in two halves
-        A and B; a surrogate fitted on A is corrected by B's residuals and one fitted on B by
-        A's, so every head evaluation serves both the fit and the correction.
+        """Cross-fitting: each incomplete scale's draws (uniform, i.i.d.) split in K parts
+        (:data:`CROSS_FOLDS`, fewer when a part would hold under 2 draws); fold f fits the
+        surrogate on the other parts and corrects it by part f's residuals, so every head
+        evaluation serves both the fit and the correction, and each fit sees (K - 1)/K of
+        them (4 folds: median error about half of two halves', bench/esv_accuracy.py).
 
-        The two corrected estimates are averaged. Their surrogate parts are taken as the
-        surrogate game of the averaged fit (one sampled pass instead of two): the game is
-        smooth in the fit, and the two fits differ by far less than either differs from the
+        The K corrected estimates are averaged. Their surrogate parts are taken as the
+        surrogate game of the averaged fit (one sampled pass instead of K): the game is
+        smooth in the fit, and the fits differ by far less than any differs from the
         heads, whose first-order share the corrections already carry.
         """
         n, nmax, priors = game.n_players, game.n_scales, game.priors
         device = priors.device
-        folds: list[list[ScaleModel]] = [[], []]
-        held: list[list[tuple[int, torch.Tensor, torch.Tensor]]] = [[], []]
+        k = max(2, min(CROSS_FOLDS, samples_per_scale // 2))  # each fold holds out >= 2 draws
+        folds: list[list[ScaleModel]] = [[] for _ in range(k)]
+        held: list[list[tuple[int, torch.Tensor, torch.Tensor]]] = [[] for _ in range(k)]
         dtype = torch.float64
         for s in range(1, min(n, nmax) + 1):
             report(0.5 * (s - 1) / min(n, nmax), f"fitting head {s}/{min(n, nmax)}")
-            if math.comb(n, s) <= samples_per_scale:  # complete: the head itself, no residual, in both folds
+            if math.comb(n, s) <= samples_per_scale:  # complete: the head itself, no residual, in every fold
                 every = torch.from_numpy(balanced_design(n, s, samples_per_scale, rng)).to(device)
                 logits = game.head_logits(s, every)
                 dtype = _fit_dtype(logits)
                 model = scale_model(every, logits, n, True, self.ridge_grid)
-                folds[0].append(model)
-                folds[1].append(model)
+                for fold in folds:
+                    fold.append(model)
                 continue
             combos = torch.from_numpy(holdout_design(n, s, samples_per_scale, rng)).to(device)
             logits = game.head_logits(s, combos)
             dtype = _fit_dtype(logits)
-            half = samples_per_scale // 2
-            parts = ((combos[:half], logits[:half]), (combos[half:], logits[half:]))
-            for f, ((fit, fit_logits), (out, out_logits)) in enumerate((parts, parts[::-1])):
-                model = scale_model(fit, fit_logits, n, False, self.ridge_grid)
+            bounds = [round(f * samples_per_scale / k) for f in range(k + 1)]
+            for f in range(k):  # fold f: fitted on the other parts, corrected by its own
+                lo, hi = bounds[f], bounds[f + 1]
+                keep = torch.cat([torch.arange(0, lo), torch.arange(hi, samples_per_scale)]).to(device)
+                model = scale_model(combos[keep], logits[keep], n, False, self.ridge_grid)
                 folds[f].append(model)
-                held[f].append((s, out, out_logits.to(torch.float64) - model.additive(out)))
-        average = [a if a is b else dataclasses.replace(a, effects=(a.effects + b.effects) / 2, bias=(a.bias + b.bias) / 2)
-                   for a, b in zip(*folds)]
+                held[f].append((s, combos[lo:hi], logits[lo:hi].to(torch.float64) - model.additive(combos[lo:hi])))
+        average = [ms[0] if all(m is ms[0] for m in ms) else dataclasses.replace(
+            ms[0], effects=sum(m.effects for m in ms) / k, bias=sum(m.bias for m in ms) / k) for ms in zip(*folds)]
         values, std, probs = self._surrogate_shapley(game, average, dtype, rng, True)
         assert std is not None
-        anchors = [scale_conditional_means(models, n, nmax)[0] if out else None for models, out in zip(folds, held)]
+        anchors = [scale_conditional_means(models, n, nmax) if out else None for models, out in zip(folds, held)]
         # enumerated surrogate games are cheap: each fold's own surrogate ESVs let the folds'
         # disagreement (in the s.e.) include how much the fit itself moves the ESVs
         own = [self._surrogate_shapley(game, models, dtype, rng, False)[0] for models in folds] if n <= self.enumerate_up_to and held[0] else None
         values, std, probs = _residual_shares(values, std, probs, list(zip(anchors, held)), n, nmax, own)
         info = {"samples_per_scale": samples_per_scale, "ridge": [[m.ridge for m in f] for f in folds],
-                "enumerated": n <= self.enumerate_up_to, "held_out_per_scale": samples_per_scale // 2 if held[0] else 0,
-                "cross_fitted": True}
+                "enumerated": n <= self.enumerate_up_to, "held_out_per_scale": samples_per_scale // k if held[0] else 0,
+                "cross_fitted": True, "folds": k}
         if n > self.enumerate_up_to:
             info["bases_per_size"] = self.bases_per_size
         return Estimate(values, probs, all(m.complete for m in average), info, std)
@@ -281,13 +289,13 @@ def _fit_dtype(logits: torch.Tensor) -> torch.dtype:
 
 def _residual_shares(
     values: torch.Tensor, std: torch.Tensor, probs: torch.Tensor,
-    folds: list[tuple[torch.Tensor | None, list[tuple[int, torch.Tensor, torch.Tensor]]]], n: int, nmax: int,
+    folds: list[tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, list[tuple[int, torch.Tensor, torch.Tensor]]]], n: int, nmax: int,
     fold_values: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Surrogate ESVs ``(n, C)``, their s.e. and v~(N) ``(C,)`` plus the residual heads' share,
     averaged over ``folds``: per fit, its anchors (:func:`scale_conditional_means` ``[0]``)
     and held-out residuals (:func:`~core.shapley.approximators.residual_cv.residual_correction`).
-    One fold is the single-split estimate; two are cross-fitting's (``fold_values``: each
+    One fold is the single-split estimate; more are cross-fitting's (``fold_values``: each
     fold's own surrogate ESVs, whose corrected disagreement then enters the s.e.)."""
     k = len(folds)
     shift = torch.zeros_like(probs)
@@ -304,14 +312,19 @@ def _residual_shares(
     if not corrections:
         return values, std, probs
     values = values + sum(corrections) / k
-    # Cross-fitted folds reuse the same evaluations with the roles swapped: their errors are
-    # correlated, not independent, so their s.e. add linearly (the bound at full correlation);
-    # and the folds' disagreement measures the fit's own error, which the first-order
-    # correction's spread leaves out (bench/esv_accuracy.py: ±2 s.e. covered 60-80 % without these).
-    spread = sum(errors) / len(errors)
-    own = fold_values if fold_values is not None and len(fold_values) == len(corrections) else [torch.zeros_like(values)] * len(corrections)
-    disagreement = ((own[0] + corrections[0]) - (own[-1] + corrections[-1])) ** 2 / 4 if len(corrections) > 1 else torch.zeros_like(spread)
-    return values, (std**2 + spread**2 + disagreement).sqrt(), probs
+    # The s.e. has three parts. std: the sampling of the surrogate game (zero where it is
+    # enumerated). The held-out residuals' spread: the folds' held-out draws are disjoint, so
+    # their sampling errors are independent (variance sum / K^2), counted twice: the margin
+    # covers the linearisation the first-order correction leaves out, which no spread
+    # measures. And the folds' disagreement (own surrogate ESVs plus their correction,
+    # Student-widened for K - 1 degrees of freedom): how much the fit itself moves the ESVs.
+    # With these, ±2 s.e. covers >= 90 % of frames at the default budgets, n = 4..16
+    # (bench/esv_accuracy.py; 80-88 % with two folds, one Jacobian per size and no margin).
+    total = std**2 + MARGIN * sum(e**2 for e in errors) / k**2
+    if fold_values is not None and len(fold_values) == k > 1:
+        estimates = torch.stack([own + correction for own, correction in zip(fold_values, corrections)])
+        total = total + estimates.var(dim=0) / k * small_sample_factor(k)
+    return values, total.sqrt(), probs
 
 
 def _sampled_shapley(
