@@ -36,6 +36,7 @@ from core.workspace import Workspace
 
 T = TypeVar("T")
 QUICK_S = 1.0  # below this expected time a computation runs without a status box
+LIMITS_TITLE = "Cost limit"  # the Setup section that sets the limit the gate asks above
 
 
 class StreamlitProgress:
@@ -206,8 +207,8 @@ def ask_if_expensive(key: str, fingerprint: str, est: CostEstimate, limits: Any)
     note = f" {est.note}" if est.note else ""
     st.warning(f"**This setting is expensive:** {why.rstrip('.')}.{note} ({describe_cost(est)})")
     st.button("Run anyway", key=f"{key}_confirm", on_click=_confirm, args=(key, fingerprint), type="primary")
-    st.caption("Lower the seeds, samples, iterations, budget, sweep points, clips or frames to stay within the limit "
-               "(set in the config file's `[limits]` table: `seconds`, `memory_gb`).")
+    st.caption("Lower the seeds, samples, iterations, budget, sweep points, clips or frames to stay within the limit, "
+               f"or change the limit on **Setup** (**{LIMITS_TITLE}**; the config file's `[limits]` table: `seconds`, `memory_gb`).")
     st.stop()
 
 
@@ -235,14 +236,22 @@ def fingerprint_of(*parts: Any) -> str:
 COST_KEYS = ("task", "n_frames", "model", "method", "samples_per_scale", "iterations", "budget", "seed")
 
 
-def explain(ws: Workspace, clip_id: str, settings: dict[str, Any], *, key: str = "explore") -> ClipExplanation:
+def estimate(ws: Workspace, clip_id: str, settings: dict[str, Any]) -> CostEstimate:
+    """What ``ws.explain(clip_id, **settings)`` costs (the cost model; its method by display
+    name, exact's head evaluations beside an approximation's). UserError for invalid settings."""
+    return with_display_name(ws.explanations.estimate(clip_id, **{k: v for k, v in settings.items() if k in COST_KEYS}))
+
+
+def explain(ws: Workspace, clip_id: str, settings: dict[str, Any], *, key: str = "explore",
+            est: CostEstimate | None = None) -> ClipExplanation:
     """``ws.explain(clip_id, **settings)``, bounded: refused until confirmed above the cost
     limit (``ws.limits``), run with a status and a Stop button when it takes more than
     :data:`QUICK_S`; a result already in the explanation cache (memory or disk, from
-    any session) is shown at once, never asked about. Raises UserError for invalid
-    settings (before any work)."""
+    any session) is shown at once, never asked about. ``est``: :func:`estimate` of these
+    settings when the page already has it (None asks the cost model). Raises UserError
+    for invalid settings (before any work)."""
     fp = fingerprint_of(ws.name, clip_id, sorted(settings.items()))
-    est = with_display_name(ws.explanations.estimate(clip_id, **{k: v for k, v in settings.items() if k in COST_KEYS}))
+    est = est if est is not None else estimate(ws, clip_id, settings)
     ran = get_method(est.runs)
     what = f"{ran.label} scores" if ran.category == "baseline" else f"{ran.label} ESVs"  # a baseline is not an ESV
     return gated(f"Computing {what} of {clip_id}", lambda progress: ws.explain(clip_id, **settings, progress=progress),

@@ -11,7 +11,6 @@ import streamlit as st
 from app import charts, links, runs, state
 from core.analysis.compare import compare_clip, exhaustive_samples_per_scale, min_feasible_budget, sweep_budgets, sweep_samples
 from core.errors import UserError
-from core.explain.cost import estimate_cost
 from core.models.families import DEFAULT_FAMILY, get_family
 from core.runtime import counted, scaled
 from core.shapley import get_method
@@ -44,10 +43,12 @@ budgeted = state.budget_controls((a1, a2), method, n, n_scales, key="cmp")
 n_seeds = state.whole_number(a3, "Seeds (spread)", "cmp_seeds", 1, 20, 5)
 if None in (*budgeted.values(), n_seeds):
     st.stop()
-lowest = min_feasible_budget(method, **shape)
-if budgeted.get("budget", lowest) < lowest:  # before any work, in the page's words
-    a1.error(f"{label} needs a budget of at least {lowest:,} head evaluations on {n} frames.")
-    st.info(f"**Fix:** raise **Budget (head evaluations)** to {lowest:,} or more, or pick fewer frames.")
+lowest = min_feasible_budget(method, **shape)  # in the method's own unit
+given, field, unit_words = ((budgeted["samples_per_scale"], "Samples per scale", "samples per scale") if "samples_per_scale" in budgeted
+                            else (budgeted.get("budget", lowest), "Budget (head evaluations)", "head evaluations"))
+if given < lowest:  # before any work, in the page's words
+    a1.error(f"{label} needs at least {lowest:,} {unit_words} on {n} frames.")
+    st.info(f"**Fix:** raise **{field}** to {lowest:,} or more" + ("." if "samples_per_scale" in budgeted else ", or pick fewer frames."))
     st.stop()
 iterations = budgeted.get("iterations", 1)
 sampled = "samples_per_scale" in budgeted  # the budget in the paper's unit (the registry says which methods)
@@ -62,7 +63,9 @@ sweep = a4.multiselect(
     help=f"From the smallest budget {label} runs with to the one that costs what exact does"
          + (f" ({largest_level:,} samples per scale draw every subset of {n} frames: they run exact)." if sampled else "."),
 )
-exact_cost = estimate_cost("exact", **shape).head_evaluations
+cost_keys = {k: v for k, v in settings.items() if k in runs.COST_KEYS}
+exact_estimate = ws.explanations.estimate(clip_id, **cost_keys)  # once: the caption below and the cost gate read it
+exact_cost = exact_estimate.head_evaluations
 if not sampled and lowest >= exact_cost:  # e.g. KernelSHAP on the multiscale game: no budget of it is cheaper than exact
     a4.caption(f"{label}'s smallest budget on {n} frames ({lowest:,} head evaluations) already costs more than exact "
                f"({exact_cost:,}): the sweep has that one point.")
@@ -72,9 +75,8 @@ links.link_control(links.publish({"dataset", "clip", "n", "task", "explain"}), l
 kwargs = dict(settings, method=method, seeds=range(n_seeds), **budgeted)
 sweep_kwargs = [dict(samples_per_scale=v, iterations=iterations) if sampled else dict(budget=v) for v in sorted(sweep)]
 fp = runs.fingerprint_of(ws.name, clip_id, sorted(kwargs.items(), key=str), sorted(sweep))
-cost_keys = {k: v for k, v in settings.items() if k in runs.COST_KEYS}
 try:  # the one cost gate: exact, every seed and every sweep point, priced before any of them runs
-    estimates = [ws.explanations.estimate(clip_id, **cost_keys)]
+    estimates = [exact_estimate]
     estimates += [ws.explanations.estimate(clip_id, **cost_keys, method=method, seed=s, **budgeted) for s in range(n_seeds)]
     estimates += [ws.explanations.estimate(clip_id, **cost_keys, method=method, seed=s, **b) for b in sweep_kwargs for s in sweep_seeds]
     total = runs.total_cost(estimates, f"{label} over {n_seeds} seed{'s' * (n_seeds != 1)}"

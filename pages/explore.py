@@ -38,7 +38,8 @@ links.link_control(links.publish(), link_slot)
 tasks = all_tasks if both else [task]
 try:
     state.compute_missing_features(ws, clip_id, n)
-    expls = {t: runs.explain(ws, clip_id, {**settings, "task": t}, key=f"explore_{t}") for t in tasks}
+    costs = {t: runs.estimate(ws, clip_id, {**settings, "task": t}) for t in tasks}  # once: the gate and the cost caption read it
+    expls = {t: runs.explain(ws, clip_id, {**settings, "task": t}, key=f"explore_{t}", est=costs[t]) for t in tasks}
     # every task's top-10 chart: the full model's prediction (one forward, memoised), whatever the method
     predictions = {t: np.asarray(ws.explanations.predict(clip_id, task=t, n_frames=n, model=settings["model"]), dtype=np.float64)
                    for t in all_tasks}
@@ -75,17 +76,17 @@ def accuracy_of(ex):
     spread, extra = [], 0
     if accuracy.needs_spread(method.name, ex.esv_result) and "seed" in settings:
         seeds = [{**settings, "seed": settings["seed"] + k} for k in range(1, accuracy.SPREAD_SEEDS + 1)]
-        costs = [ws.explanations.estimate(clip_id, **{k: v for k, v in s.items() if k in runs.COST_KEYS}) for s in seeds]
+        seed_costs = [runs.estimate(ws, clip_id, s) for s in seeds]
         fp = runs.fingerprint_of(ws.name, clip_id, sorted(settings.items()))
         # the verdict never blocks the page: over the cost limit the seeds wait for a click (their cost shown)
-        if any(c.over(ws.limits) for c in costs) and st.session_state.get("explore_spread_ok") != fp:
-            total = sum(c.head_evaluations for c in costs if not c.cached)
+        if any(c.over(ws.limits) for c in seed_costs) and st.session_state.get("explore_spread_ok") != fp:
+            total = sum(c.head_evaluations for c in seed_costs if not c.cached)
             st.button(f"Check the accuracy with {len(seeds)} more seeds ({total:,} head evaluations, "
-                      f"about {sum(c.seconds for c in costs if not c.cached):,.0f} s)", key="explore_spread_run",
+                      f"about {sum(c.seconds for c in seed_costs if not c.cached):,.0f} s)", key="explore_spread_run",
                       on_click=lambda: st.session_state.update(explore_spread_ok=fp))
         else:
-            for k, other_settings in enumerate(seeds, 1):
-                other = runs.explain(ws, clip_id, other_settings, key=f"explore_spread_{k}")
+            for k, (other_settings, other_cost) in enumerate(zip(seeds, seed_costs), 1):
+                other = runs.explain(ws, clip_id, other_settings, key=f"explore_spread_{k}", est=other_cost)
                 spread.append(other.esvs)
                 extra += other.esv_result.n_head_evaluations
     return accuracy.assess(ex.esvs, method=method.name, exact=ex.exact, n_frames=n, model=settings["model"],
@@ -149,8 +150,8 @@ def efficiency(ex, esvs, t: str) -> None:
         if verdict is not None and verdict.level != "exact":
             st.markdown(charts.verdict_markdown(verdict.level, verdict.sentence()))
     cost = counted(ex.esv_result.n_head_evaluations, "head evaluation")
-    if not ex.exact and explained_method.category == "approximate":  # both costs side by side
-        exact_cost = ws.explanations.estimate(clip_id, task=t, n_frames=n, model=settings["model"]).head_evaluations
+    exact_cost = costs[t].exact_head_evaluations  # from the estimate the gate read (None: beyond exact's reach)
+    if not ex.exact and explained_method.category == "approximate" and exact_cost is not None:  # both costs side by side
         cost += f" (exact: {exact_cost:,})"
     st.caption(f"{cost} · loaded from cache (computed in {1000 * ex.esv_result.seconds:.0f} ms)" if ex.cached
                else f"{cost} · computed in {1000 * ex.esv_result.seconds:.0f} ms")

@@ -1,17 +1,19 @@
 """Setup: what is built for each dataset, buttons that build the missing pieces with
-live progress, and a form per source with settings (EPIC's paths), made from the source's
-settings schema and saved to the config file through the Workspace."""
+live progress, the cost limit above which every page asks before running, and a form per
+source with settings (EPIC's paths), made from the source's settings schema; both saved to
+the config file through the Workspace."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from app import state
+from app import runs, state
 from core.analysis.optional_steps import OPTIONAL_STEPS, full_status
 from core.data.sources import SOURCE_CLASSES, DatasetSource, parse_form
 from core.data.sources.settings import PATH_KINDS, Setting, form_text
 from core.errors import UserError
+from core.explain.cost import limits_from_config
 
 state.keep_shared_state()
 st.title("Setup")
@@ -63,6 +65,31 @@ with b3.popover("Rebuild one step"):
     if st.button(f"Build {step}", key="build_one"):
         if state.run_build(ws, [step]):
             st.rerun()
+
+# ---------------------------------------------------------------- the cost limit (every dataset, every page)
+st.subheader(runs.LIMITS_TITLE)
+limit_caption = st.empty()  # filled after a save, so it shows the limit in force
+seconds_col, memory_col, save_col = st.columns([2, 2, 3], vertical_alignment="bottom")  # saved only on the button
+seconds = seconds_col.number_input("Ask before runs longer than (seconds)", min_value=0.1, value=float(ws.limits.seconds),
+                                   step=1.0, format="%.1f", key="limit_seconds")
+memory_gb = memory_col.number_input("or needing more memory than (GB)", min_value=0.1, value=ws.limits.peak_bytes / 2**30,
+                                    step=0.5, format="%.1f", key="limit_memory_gb")
+save_limits = save_col.button("Save the limit", key="limit_save")
+if save_limits:
+    table = {"seconds": float(seconds), "memory_gb": float(memory_gb)}
+    try:
+        limits_from_config({"limits": table})  # the same check as reading the file back
+        ws.config["limits"] = table
+        ws.save_config()
+    except (OSError, UserError) as exc:
+        state.show_error(exc if isinstance(exc, UserError) else UserError(f"Could not write {ws.config_path}: {exc}", "Check the folder is writable."))
+    else:
+        state.reset_workspaces()  # every dataset's workspace reads the new limit
+        st.success(f"Saved: pages ask before runs over {seconds:g} s or {memory_gb:g} GB.")
+limit_caption.caption(
+    "Every page prices its work with the cost model before running it and asks first (**Run anyway**) when it would take "
+    f"longer or need more memory than this: now **{ws.limits.seconds:g} s** or **{ws.limits.peak_bytes / 2**30:g} GB**. "
+    f"Saved to `{ws.config_path}` (`[limits]` table: `seconds`, `memory_gb`).")
 
 # ---------------------------------------------------------------- settings of each source that has some
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.analysis.compare import metrics, normalised_error, spearman, topk_agreement
+from core.errors import UserError
 
 
 def test_normalised_error() -> None:
@@ -63,6 +64,18 @@ def test_sweep_budgets_run_from_the_smallest_budget_to_exact_cost() -> None:
         assert budgets[-1] == exact if lowest < exact else budgets == [lowest]  # its least already costs more than exact
         for budget in budgets:  # every point is one the cost model accepts
             estimate_cost("kernelshap", n_frames=12, n_classes=10, n_scales=n_scales, budget=budget)
+    from core.shapley import get_method, method_names
+
+    for method in method_names(kind="multiscale", category="approximate", values_game=True):  # samples per scale too
+        if get_method(method).samples_per_scale_budget:  # the control-variate surrogate starts at 3 (two held out)
+            for n in (2, 4, 8):
+                points = sweep_budgets(method, n_frames=n, n_classes=10, n_scales=4)
+                assert points[0] == min_feasible_budget(method, n_frames=n, n_classes=10, n_scales=4)
+                for sps in points:
+                    estimate_cost(method, n_frames=n, n_classes=10, n_scales=4, samples_per_scale=sps)
+                if points[0] > 1:  # and the point below it is refused
+                    with pytest.raises(UserError):
+                        estimate_cost(method, n_frames=n, n_classes=10, n_scales=4, samples_per_scale=points[0] - 1)
 
 
 def test_total_cost_adds_what_is_not_cached() -> None:
@@ -76,3 +89,14 @@ def test_total_cost_adds_what_is_not_cached() -> None:
     assert total.head_evaluations == 2 * one.head_evaluations and total.seconds == pytest.approx(2 * one.seconds)
     assert total.peak_bytes == one.peak_bytes and not total.cached and total.method == "two runs"
     assert total_cost([replace(one, cached=True)], "cached").cached
+
+
+def test_a_limit_below_one_second_reads_as_itself() -> None:
+    """The gate's sentence names the limit as set (Setup accepts 0.5 s): never "limit 0 s", no "..".
+    The estimate is the real cost model's."""
+    from core.explain.cost import Limits, estimate_cost
+
+    est = estimate_cost("constructive", n_frames=12, n_classes=10, samples_per_scale=256)
+    why = est.over(Limits(seconds=0.005, peak_bytes=2**20))
+    assert why is not None and "(limit 0.005 s)" in why and "(limit 0.00098 GB)" in why and ".." not in why, why
+    assert est.over(Limits(seconds=1e6, peak_bytes=2**40)) is None

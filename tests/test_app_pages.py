@@ -411,6 +411,28 @@ def test_setup_shows_one_status_and_refuses_invalid_epic_paths(demo: Workspace, 
     assert (config_path.read_text() if config_path.exists() else None) == before
 
 
+def test_setup_saves_the_cost_limit_every_page_reads(demo: Workspace) -> None:
+    """Setup → Cost limit writes the config's ``[limits]`` and every workspace the pages open
+    reads it (the limit the gate asks above); the page shows the limit in force."""
+    from app import state
+    from core.pipeline.config import read_config
+
+    config_path = Path(os.environ["PLAYFAIR_CONFIG"])
+    before = config_path.read_text() if config_path.exists() else None
+    try:
+        at = goto(new_app().run(), "setup")
+        at.number_input(key="limit_seconds").set_value(0.5)
+        at.number_input(key="limit_memory_gb").set_value(1.5)
+        at.button(key="limit_save").click().run()
+        no_errors(at)
+        assert read_config(config_path)["limits"] == {"seconds": 0.5, "memory_gb": 1.5}
+        assert state.get_workspace(DEMO).limits.seconds == 0.5 and state.get_workspace(DEMO).limits.peak_bytes == int(1.5 * 2**30)
+        assert any("now **0.5 s** or **1.5 GB**" in c.value for c in at.caption)
+    finally:
+        config_path.write_text(before) if before is not None else config_path.unlink()
+        state.reset_workspaces()
+
+
 class UnbuiltDemo:
     """The built small demo posing as an unbuilt ``demo`` whose steps other than ``done``
     are missing until :meth:`build` runs; ``calls`` records the build's progress steps."""

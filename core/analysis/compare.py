@@ -18,6 +18,7 @@ import pandas as pd
 from core.errors import UserError
 from core.explain.cost import estimate_cost
 from core.shapley import get_method, make_approximator
+from core.shapley.approximators import largest_per_size, per_size_cost
 from core.shapley.games import shape_game
 from core.runtime import Progress, or_silent, scaled
 from core.explain import ClipExplanation, ExplanationProvider, Target, explanation_service
@@ -49,12 +50,16 @@ def exhaustive_samples_per_scale(n_frames: int) -> int:
 
 def min_feasible_budget(method: str, *, n_frames: int, n_classes: int, n_scales: int = 8, game: str = "multiscale") -> int:
     """The smallest budget ``method`` runs with on ``n_frames`` frames, in its own unit:
-    samples per scale (1) for a method budgeted that way, else head evaluations (e.g.
-    KernelSHAP's paired design needs about 1.5 n² of them)."""
+    samples per scale for a method budgeted that way (1, or e.g. 3 for the control-variate
+    surrogate, which holds two out), else head evaluations (e.g. KernelSHAP's paired design
+    needs about 1.5 n² of them)."""
     cls = get_method(method)
-    if cls.samples_per_scale_budget:
-        return 1
-    return int(make_approximator(cls.name).min_budget(shape_game(game, int(n_frames), int(n_scales), int(n_classes))))
+    shape = shape_game(game, int(n_frames), int(n_scales), int(n_classes))
+    lowest = int(make_approximator(cls.name).min_budget(shape))
+    if not cls.samples_per_scale_budget:
+        return lowest
+    per_size = largest_per_size(shape, lowest)  # the largest that fits; one more when it falls short
+    return max(1, per_size if per_size_cost(shape, per_size) >= lowest else per_size + 1)
 
 
 def sweep_budgets(method: str, *, n_frames: int, n_classes: int, n_scales: int = 8, game: str = "multiscale") -> list[int]:

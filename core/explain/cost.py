@@ -109,12 +109,18 @@ class CostEstimate:
             return None
         reasons = []
         if self.seconds > limits.seconds:
-            reasons.append(f"about {self.seconds:,.0f} s (limit {limits.seconds:,.0f} s)")
+            reasons.append(f"about {_amount(self.seconds)} s (limit {_amount(limits.seconds)} s)")
         if self.peak_bytes > limits.peak_bytes:
-            reasons.append(f"about {self.peak_bytes / 2**30:.1f} GB of memory (limit {limits.peak_bytes / 2**30:.1f} GB)")
+            reasons.append(f"about {_amount(self.peak_bytes / 2**30)} GB of memory (limit {_amount(limits.peak_bytes / 2**30)} GB)")
         if not reasons:
             return None
         return f"{self.method} on these settings takes " + " and ".join(reasons) + "."
+
+
+def _amount(value: float) -> str:
+    """A positive amount for a sentence: whole from 10 up ("1,234"), else two significant
+    digits ("5.1", "0.5"), so a limit below one second never reads "limit 0 s"."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def _positive_int(value: object, name: str, fix: str) -> int:
@@ -175,13 +181,14 @@ def planned_head_evaluations(method: str, shape: Game, *, samples_per_scale: int
 
 def exact_equivalent(
     method: str, *, n_frames: int, samples_per_scale: int | None = None, budget: int | None = None,
-    game: str = "multiscale", n_scales: int = 8, n_classes: int = 2, iterations: int = 1,
+    game: str = "multiscale", n_scales: int = 8, n_classes: int = 2, iterations: int = 1, exact_evaluations: int | None = None,
 ) -> bool:
     """Whether ``method`` with these settings should give way to the exact path: they make
     it evaluate every subset (its answer is the exact one), or it would spend at least
     exact's head evaluations (no approximation costs as much as exact). Never for a baseline
     (leave-one-out is not a Shapley estimate). ``game``: the model's game kind
-    (:class:`core.models.families.FamilyCost`), ``n_scales`` its heads when multiscale."""
+    (:class:`core.models.families.FamilyCost`), ``n_scales`` its heads when multiscale;
+    ``exact_evaluations``: :func:`exact_head_evaluations` of that shape when the caller has it."""
     n = int(n_frames)
     shape = shape_game(game, n, n_scales, n_classes)
     cls = get_method(method, kind=shape.kind)
@@ -191,7 +198,8 @@ def exact_equivalent(
         return False
     if n <= MAX_EXACT_FRAMES:
         planned = planned_head_evaluations(cls.name, shape, samples_per_scale=samples_per_scale, budget=budget, iterations=iterations)
-        if planned is None or planned >= exact_head_evaluations(shape):
+        exact_evals = exact_evaluations if exact_evaluations is not None else exact_head_evaluations(shape)
+        if planned is None or planned >= exact_evals:
             return True
     per_size = samples_per_scale if samples_per_scale is not None or budget is not None else cls.default_samples_per_scale
     if per_size is not None:
@@ -222,9 +230,9 @@ def estimate_cost(
     multiscale = game == "multiscale"
     scales = n_scales if multiscale else n
     shape = shape_game(game, n, n_scales, c)
+    exact_evals = exact_head_evaluations(shape) if n <= MAX_EXACT_FRAMES else None  # once: the decision, the cost and the note read it
     same = get_method(asked).category != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, game=game,
-                            n_scales=n_scales, n_classes=c, iterations=iterations)
-    exact_evals = exact_head_evaluations(shape) if n <= MAX_EXACT_FRAMES else None
+                            n_scales=n_scales, n_classes=c, iterations=iterations, exact_evaluations=exact_evals)
     label = get_method(asked, kind=shape.kind).label
     planned = (planned_head_evaluations(get_method(asked, kind=shape.kind).name, shape, samples_per_scale=samples_per_scale, budget=budget,
                                         iterations=iterations) if get_method(asked, kind=shape.kind).category == "approximate" else None)
@@ -233,7 +241,7 @@ def estimate_cost(
         raise UserError(f"Exact ESVs of {n} frames need 2^{n} subsets (at most {MAX_EXACT_FRAMES} frames).",
                         "Pick fewer frames or an approximate method.")
     if runs == "exact":
-        evals = shape.level_cost([math.comb(n, t) for t in range(1, n + 1)])
+        evals = exact_evals
         widest = math.comb(n, n // 2)
         seconds = SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + SECONDS_PER_HEAD_UNIT * evals * h
         # two levels of logits and probabilities, the level's signed weights, children and hidden rows
