@@ -65,20 +65,24 @@ def read_released_trn(path: str | Path, frames: int | None = None) -> MTRNHead:
     """``features/trn_{k}_frames.pth`` -> the k-frame :class:`MTRNHead` (k from the file name
     unless ``frames`` is given). UserError for any problem with the file (names the fix)."""
     path = Path(path)
-    if frames is None:
+    if frames is None and path.is_dir():  # the directory message, naming the one trn file inside if there is one
+        inside = sorted(p.name for p in path.glob("trn_*_frames.pth"))
+        read_release_state(path, f"features/{inside[0] if len(inside) == 1 else 'trn_<k>_frames.pth'}")
+    if frames is None and path.exists():
         m = _TRN_NAME.match(path.name)
         if m is None:
             raise UserError(f"{path.name} is not named trn_<k>_frames.pth, so its frame count is unknown.",
                             f"Give the released file under its own name, e.g. {path.with_name('trn_8_frames.pth')}.")
         frames = int(m.group(1))
-    name = f"features/trn_{frames}_frames.pth"
+    name = f"features/trn_{frames or '<k>'}_frames.pth"
     return _head_from_mlp(path, read_release_state(path, name), frames, name)
 
 
 def read_released_mtrn(path: str | Path) -> list[MTRNHead]:
     """``features/mtrn_{8,16}_frames.pth`` -> ``heads[k-1]`` for k = 1..nmax (eval mode)."""
     path = Path(path)
-    name = f"features/{path.name}" if f"features/{path.name}" in FEATURE_FILES else "features/mtrn_16_frames.pth"
+    given = sorted(p.name for p in path.glob("mtrn_*_frames.pth"))[:1] if path.is_dir() else [path.name]  # a folder: name its file
+    name = f"features/{given[0]}" if given and f"features/{given[0]}" in FEATURE_FILES else "features/mtrn_16_frames.pth"
     state = read_release_state(path, name)
     scales: dict[int, dict[str, torch.Tensor]] = {}
     stray = []
