@@ -105,6 +105,7 @@ def test_heads_come_from_the_release_and_status_lists_its_files(released_ws: tup
     capsys.readouterr()
     assert cli_main(["status", "--dataset", "released-test"]) == 0
     out = capsys.readouterr().out
+    assert f"Play Fair SSv2 release heads from {release.resolve()}" in out  # the heads step
     assert f"Play Fair SSv2 release in {release.resolve()}: 5 of 21 files present" in out
     assert "missing: backbones/trn.pth, backbones/tsn.pth, features/trn_3_frames.pth" in out
 
