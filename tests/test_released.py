@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.backbones.base import FrameEncoder
+from core.backbones.released_loaders import released_backbone_loaders
 from core.backbones.bninception import BNINCEPTION_PREPROCESSING, bninception_state_shapes, load_bninception
 from core.backbones.playfair_release import RELEASED_FILES, read_release_state, released_file_status
 from core.backbones.tsn_resnet50 import load_tsn_resnet50, tsn_resnet50_state_shapes
@@ -76,6 +78,13 @@ def test_bninception_encoder_encodes_frames(release: Path) -> None:
         direct = encoder.network(BNINCEPTION_PREPROCESSING.apply(torch.from_numpy(frames)))
     assert features.shape == (2, 256)
     torch.testing.assert_close(features, direct)
+
+
+def test_the_backbone_kinds_load_through_their_loaders(release: Path) -> None:
+    loaders = released_backbone_loaders()
+    assert set(loaders) == {"bninception", "tsn-resnet50"}
+    encoder = loaders["bninception"](release / "backbones" / "trn.pth")
+    assert isinstance(encoder, FrameEncoder) and encoder.name == "ssv2-bninception" and encoder.feature_dim == 256
 
 
 def test_bninception_loads_the_wrappings_the_play_fair_code_reads(tmp_path: Path) -> None:

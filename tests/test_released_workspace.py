@@ -135,3 +135,15 @@ def test_the_app_goes_to_16_frames_with_the_predicted_class_at_each(released_ws:
         ex = ws.explain(clip, task="action", n_frames=n)
         row = predictions[predictions["n_frames"] == n].iloc[0]
         assert row["predicted"] == ex.top_k(1)[0][1] and abs(row["p_predicted"] - ex.top_k(1)[0][2]) < 1e-9
+
+
+def test_heads_released_says_what_is_wrong(released_ws: tuple[Workspace, Path], tmp_path: Path, capsys: Any) -> None:
+    ws, release = released_ws
+    assert cli_main(["heads", "--dataset", "released-test", "--released", str(tmp_path)]) == 2
+    assert "holds none of the Play Fair release's feature models" in capsys.readouterr().err
+    standins.write_features(tmp_path, trn_frames=range(0), mtrn=(8,), tsn=False, hidden=8, classes=5)
+    assert cli_main(["heads", "--dataset", "released-test", "--released", str(tmp_path)]) == 2
+    assert "score 5 classes but released-test's action task has 174" in capsys.readouterr().err
+    assert Workspace("released-test").config["released-test"]["heads_dir"] == str(release.resolve())  # left as it was
+    assert cli_main(["heads", "--dataset", "demo", "--released", str(release)]) == 2
+    assert "trains its own heads" in capsys.readouterr().err
