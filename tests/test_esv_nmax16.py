@@ -50,3 +50,13 @@ def test_every_subset_size_up_to_16_uses_its_own_head(n: int) -> None:
         unused = explain_multiscale(heads[:n] + [MTRNHead(k, h.feature_dim, h.hidden_dim, h.n_classes).double().eval()
                                                  for k, h in zip(range(n + 1, 17), heads[n:])], priors, feats)
         torch.testing.assert_close(unused.esvs, fast.esvs, atol=0, rtol=0)
+
+
+@pytest.mark.soak  # about a second: 65,535 subsets through heads of the released size
+def test_sixteen_frames_with_the_released_sizes_are_efficient(tmp_path) -> None:
+    torch.save({"state_dict": standins.mtrn_state(16, seed=5)}, tmp_path / "mtrn_16_frames.pth")
+    heads = read_released_mtrn(tmp_path / "mtrn_16_frames.pth")
+    priors = torch.full((174,), 1 / 174)
+    result = explain_multiscale(heads, priors, torch.randn(16, 256, generator=torch.Generator().manual_seed(6)))
+    assert result.exact and result.esvs.shape == (16, 174)
+    torch.testing.assert_close(result.esvs.sum(0), result.probs - priors.double(), atol=1e-9, rtol=0)
