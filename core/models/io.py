@@ -161,7 +161,7 @@ def load_fork_heads(folder: str | Path, task: str) -> HeadSet:
     models = {f.name: m for f in registered_families() if (m := f.load_external(folder, task)) is not None}
     if not models:
         raise UserError(f"No heads for {task} in {folder}.", "Copy the Play Fair fork's trained heads into that folder.")
-    source = "playfair-release" if is_release_folder(folder) and not any(folder.glob("mtrn-frames=*.pt")) else "playfair-fork"
+    source = "playfair-release" if is_release_folder(folder) else "playfair-fork"
     return HeadSet(task, models, None, {"source": source, "folder": str(folder)}).eval()
 
 

@@ -135,8 +135,10 @@ def released_feature_files(folder: str | Path) -> list[Path]:
 
 
 def is_release_folder(folder: str | Path) -> bool:
-    """Whether ``folder`` holds any of the release's feature models."""
-    return Path(folder).is_dir() and bool(released_feature_files(folder))
+    """Whether ``folder`` holds any of the release's feature models and no Play Fair EPIC fork
+    heads (``mtrn-frames=*-type=*.pt``: a folder of those is read as the fork's)."""
+    folder = Path(folder)
+    return folder.is_dir() and not any(folder.glob("mtrn-frames=*-type=*.pt")) and bool(released_feature_files(folder))
 
 
 def load_released_mtrn(folder: str | Path, choice: MTRNChoice = "auto") -> list[MTRNHead]:

@@ -86,7 +86,7 @@ class MTRNFamily(ModelFamily):
         return sorted(folder.glob("mtrn-frames=*-type=*.pt")) + [p for p in released_feature_files(folder) if p.name != "tsn.pth"]
 
     def load_external(self, folder: Path, task: str) -> list[MTRNHead]:
-        if folder.is_dir() and not any(folder.glob("mtrn-frames=*-type=*.pt")) and is_release_folder(folder):
+        if is_release_folder(folder):
             return load_released_mtrn(folder)
         return read_fork_heads(folder, task)
 
