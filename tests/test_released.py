@@ -243,11 +243,17 @@ def test_the_other_backbone_file_is_named(tmp_path: Path) -> None:
     assert "backbones/trn.pth" in str(_problem(load_tsn_resnet50, tmp_path / "tsn.pth"))
 
 
+def test_a_multiscale_file_given_as_one_head_is_named(tmp_path: Path) -> None:
+    torch.save({"state_dict": standins.mtrn_state(2, hidden=8, classes=5)}, tmp_path / "trn_2_frames.pth")
+    assert "that is a features/mtrn_<n>_frames.pth" in str(_problem(read_released_trn, tmp_path / "trn_2_frames.pth"))
+
+
 def test_training_checkpoints_with_their_arguments_load_and_foreign_objects_do_not(tmp_path: Path) -> None:
     standins.write_features(tmp_path, trn_frames=range(2, 3), mtrn=(), tsn=False)
     saved = torch.load(tmp_path / "features" / "trn_2_frames.pth", weights_only=False)
     assert {"model", "optimizer", "args"} <= set(saved)  # a training checkpoint, arguments included
     assert read_released_trn(tmp_path / "features" / "trn_2_frames.pth").frame_count == 2
-    torch.save({"state_dict": standins.tsn_feature_state(), "hook": Path}, tmp_path / "tsn.pth")  # a class: tolerated stand-in
+    torch.save({"state_dict": standins.tsn_feature_state(), "where": Path("/data")}, tmp_path / "tsn.pth")  # config objects: inert
+    assert read_released_tsn(tmp_path / "tsn.pth").n_classes == standins.CLASSES
     torch.save({"state_dict": standins.tsn_feature_state(), "obj": np.dtype("float32")}, tmp_path / "bad.pth")
     assert "foreign objects" in str(_problem(read_released_tsn, tmp_path / "bad.pth"))

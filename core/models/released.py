@@ -52,6 +52,8 @@ def _head_from_mlp(path: Path, state: Mapping[str, torch.Tensor], frames: int, n
                 prefix + "model.3.weight": (classes, hidden), prefix + "model.3.bias": (classes,)}
     mine = {k: v for k, v in state.items() if k.startswith(prefix)}
     hint = next((h for key, h in _LAYOUT_HINTS.items() if prefix + key in mine), "")
+    if not prefix and any(k.startswith("single_scale_models.") for k in mine):
+        hint = " It holds several heads (single_scale_models.*): that is a features/mtrn_<n>_frames.pth."
     check_layout(path, mine, expected, name,
                  f"{'head ' + prefix.rstrip('.') + ': ' if prefix else ''}a {frames}-frame relation head "
                  f"Linear({frames}x{FEATURE_DIM}, H) -> ReLU -> Linear(H, C) as model.1 / model.3", hint)
