@@ -28,6 +28,7 @@ from core.analysis import faithfulness_cli
 from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
 from core.analysis.interactions import check_interaction_frames, compute_batch_interactions
 from core.analysis.optional_steps import full_status
+from core import cli_released
 from core.cli_checks import (
     check_esvs_flags, check_ingest_checkpoint, check_output_name, command_line, results_file_taken, without_flag,
 )
@@ -86,6 +87,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  [{'x' if s.done else ' '}] {s.name:12} {'(optional) ' if s.optional else ''}{s.detail}")
         if not s.done:  # "build:" is what the explorer needs; an optional step's command is offered apart
             print(f"      {'optional' if s.optional else 'build'}: {s.how}")
+    for line in cli_released.release_status_lines(ws):  # the Play Fair release's files, when the heads come from it
+        print(f"  {line}")
     return 0
 
 
@@ -456,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_flags(p)
 
     faithfulness_cli.add_parser(sub)
+    cli_released.add_parser(sub)
     return parser
 
 

@@ -96,17 +96,27 @@ with p2:
         st.markdown("**Evidence frames** (demo): mean ESV of frames inside vs outside the clip's evidence window")
         state.show_table(keys, charts.KEY_FRAME_FORMATS, checkboxes={"in_key": "in evidence window"})
 
-# ---------------------------------------------------------------- one clip, 1..8 frames
+# ---------------------------------------------------------------- one clip, 1..N frames (N = 8, or the model's nmax up to 16)
 st.subheader("One clip as the number of frames grows")
 clip_id = state.pick_clip(ws)
 task = state.pick_task(ws, "ov_task")
 try:
-    sweep = overview.frames_sweep(ws, clip_id, task=task, max_frames=8)
+    max_frames = overview.sweep_frames(ws, task)
+    sweep = runs.gated(
+        f"Exact ESVs of {clip_id} for 1 to {max_frames} frames",
+        lambda p: overview.frames_sweep(ws, clip_id, task=task, max_frames=max_frames),
+        key="overview_sweep", fingerprint=runs.fingerprint_of(ws.name, clip_id, task, max_frames),
+        est=runs.total_cost(overview.sweep_cost(ws, clip_id, task=task, max_frames=max_frames), f"exact ESVs for 1 to {max_frames} frames"),
+        limits=ws.limits, log_lines=0,
+    )
 except UserError as exc:
     state.show_error(exc)
     st.stop()
-st.caption(f"{clip_id}: exact ESVs of the ground-truth {task} “{sweep['explained'].iloc[0]}” for 1 to {sweep['n_frames'].max()} sampled frames.")
+st.caption(f"{clip_id}: exact ESVs of the ground-truth {task} “{sweep['explained'].iloc[0]}” for 1 to {sweep['n_frames'].max()} sampled frames, "
+           "and the class the model predicts from each number of frames.")
 st.altair_chart(charts.frames_sweep_chart(sweep), key="sweep_frames_chart")
+with st.expander("Predicted class at each number of frames", expanded=True):
+    state.show_table(overview.sweep_predictions(sweep), charts.SWEEP_PREDICTION_FORMATS)
 
 # ---------------------------------------------------------------- per class
 st.subheader("Per-class summaries")

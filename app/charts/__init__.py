@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from app.charts.tables import (  # noqa: F401
     POSITIVE, NEGATIVE, NEUTRAL, esv_frame_table, topk_table, clip_labels, comparison_table, ColumnFormats,
-    METHOD_SUMMARY_FORMATS, CLASS_SUMMARY_FORMATS, KEY_FRAME_FORMATS, same_format,
+    METHOD_SUMMARY_FORMATS, CLASS_SUMMARY_FORMATS, KEY_FRAME_FORMATS, SWEEP_PREDICTION_FORMATS, same_format,
 )
 from app.charts.esv import (  # noqa: F401
     FRAME_SELECTION, Spec, sign_color, ESV_DATA, ESV_FIELDS, ESV_ERROR_FIELDS, IMAGE_FIELD, esv_bar_altair,

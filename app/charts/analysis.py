@@ -126,7 +126,10 @@ def position_chart(table: pd.DataFrame, *, tasks: Sequence[str] | None = None, h
 def frames_sweep_chart(table: pd.DataFrame, *, height: int = 170) -> alt.Chart:
     """One small bar chart per number of frames, side by side: how a clip's
     attributions change from 1 to n frames. Columns: ``n_frames``, ``position``,
-    ``frame``, ``esv``, ``sign``."""
+    ``frame``, ``esv``, ``sign``; with ``predicted``/``p_predicted`` (the class the model
+    predicts from those frames) the tooltip names it."""
+    predicted = [alt.Tooltip("predicted:N", title="predicted"), alt.Tooltip("p_predicted:Q", format=".3f", title="p")] \
+        if {"predicted", "p_predicted"} <= set(table.columns) else []
     return (
         alt.Chart(table)
         .mark_bar()
@@ -134,7 +137,7 @@ def frames_sweep_chart(table: pd.DataFrame, *, height: int = 170) -> alt.Chart:
             x=alt.X("position:O", title=None),
             y=alt.Y("esv:Q", title="ESV"),
             color=sign_color(),
-            tooltip=["n_frames", "position", "frame", alt.Tooltip("esv:Q", format="+.4f")],
+            tooltip=["n_frames", "position", "frame", alt.Tooltip("esv:Q", format="+.4f"), *predicted],
         )
         .properties(width=90, height=height)
         .facet(column=alt.Column("n_frames:O", title="number of sampled frames"))

@@ -92,6 +92,7 @@ CLASS_SUMMARY_FORMATS: ColumnFormats = {
     "positive_frames": ("share ESV > 0", "%.2f"),
 }
 KEY_FRAME_FORMATS: ColumnFormats = {"mean_esv": ("mean ESV", "%+.5f")}
+SWEEP_PREDICTION_FORMATS: ColumnFormats = {"n_frames": ("frames", "%d"), "p_predicted": ("p (predicted)", "%.3f")}
 
 
 def same_format(columns: Iterable[str], fmt: str) -> ColumnFormats:

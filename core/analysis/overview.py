@@ -18,8 +18,12 @@ from core.analysis.batch import compute_batch_esvs, read_results
 from core.commands import LazyCommand, dataset_command
 from core.errors import UserError
 from core.explain import Target, explanation_service
-from core.models.families import DEFAULT_FAMILY, registered_families
+from core.models.families import DEFAULT_FAMILY, get_family, registered_families
 from core.runtime import Progress
+
+# The one-clip view runs to 8 frames, or to a model's own largest scale when it has more
+# (the Play Fair release's 16-frame MTRN), at most 16: exact ESVs stay interactive up to 16 frames.
+SWEEP_FRAMES, SWEEP_MAX_FRAMES = 8, 16
 
 
 
@@ -161,23 +165,48 @@ def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str = 
     return out.sort_values(["clips", "class"], ascending=[False, True]).reset_index(drop=True)
 
 
+def sweep_frames(ws: Any, task: str, model: str = DEFAULT_FAMILY) -> int:
+    """The largest frame count of :func:`frames_sweep` for ``model`` (before the clip's length
+    caps it): :data:`SWEEP_FRAMES`, or the model's own largest scale up to :data:`SWEEP_MAX_FRAMES`."""
+    family = get_family(model)
+    own = family.eval_frames(ws.heads(task).model(model)) or SWEEP_FRAMES
+    return int(min(SWEEP_MAX_FRAMES, max(SWEEP_FRAMES, own)))
+
+
+def sweep_cost(ws: Any, clip_id: str, *, task: str, max_frames: int, model: str = DEFAULT_FAMILY) -> list[Any]:
+    """The cost estimates of :func:`frames_sweep` (one exact explanation per frame count; the
+    explained class changes no cost)."""
+    n_max = int(min(max_frames, ws.clips().loc[clip_id, "n_features"]))
+    service = explanation_service(ws)
+    return [service.estimate(clip_id, task=task, n_frames=n, model=model) for n in range(1, n_max + 1)]
+
+
 def frames_sweep(
     ws: Any,
     clip_id: str,
     *,
     task: str,
-    max_frames: int = 8,
+    max_frames: int = SWEEP_FRAMES,
     model: str = DEFAULT_FAMILY,
     target: Target = "ground_truth",
 ) -> pd.DataFrame:
     """Exact ESVs of one clip for n = 1..max_frames (capped by the clip's length):
-    ``n_frames, position, frame, esv, sign, explained`` rows (one per sampled frame)."""
+    ``n_frames, position, frame, esv, sign, explained, predicted, p_predicted`` rows (one
+    per sampled frame; ``predicted``: the model's most probable class on those n frames,
+    ``p_predicted`` its probability)."""
     n_max = int(min(max_frames, ws.clips().loc[clip_id, "n_features"]))
     service = explanation_service(ws)
     rows = []
     for n in range(1, n_max + 1):
         ex = service.explain(clip_id, task=task, n_frames=n, model=model, target=target)
+        _, predicted, p_predicted = ex.top_k(1)[0]
         for pos, (fi, e) in enumerate(zip(np.asarray(ex.frame_indices).tolist(), ex.esvs.tolist()), start=1):
             rows.append({"n_frames": n, "position": pos, "frame": int(fi), "esv": float(e),
-                         "sign": "supports" if e >= 0 else "opposes", "explained": ex.explained_name})
+                         "sign": "supports" if e >= 0 else "opposes", "explained": ex.explained_name,
+                         "predicted": predicted, "p_predicted": p_predicted})
     return pd.DataFrame(rows)
+
+
+def sweep_predictions(sweep: pd.DataFrame) -> pd.DataFrame:
+    """One row per frame count of a :func:`frames_sweep` table: ``n_frames, predicted, p_predicted``."""
+    return sweep.groupby("n_frames", as_index=False)[["predicted", "p_predicted"]].first()

@@ -53,6 +53,7 @@ class _ForeignStub(dict):
 _TOLERATED_PREFIXES = ("omegaconf.", "pytorch_lightning.", "lightning.", "lightning_fabric.")
 _TOLERATED_EXACT = {
     "typing.Any",
+    "argparse.Namespace",  # training scripts' arguments (the Play Fair release's training checkpoints)
     "collections.defaultdict",
     "pathlib.PosixPath",
     "pathlib.WindowsPath",
@@ -129,27 +130,29 @@ def _describe_bytes(head: bytes) -> str:
     return f"an unknown binary file (starts {head[:8].hex(' ')})"
 
 
-def check_file_kind(path: Path) -> bool:
-    """UserError unless ``path`` looks like a torch checkpoint; returns True for the zip format."""
+def check_file_kind(path: Path, fix: str = DOWNLOAD_FIX) -> bool:
+    """UserError unless ``path`` looks like a torch checkpoint; returns True for the zip format.
+
+    ``fix``: where to get the file again (default: the EPIC TRN checkpoint's download)."""
     if path.is_dir():
         raise UserError(
             f"Checkpoint {path} is a directory, not a file.",
             f"Point `checkpoint` at the trn_rgb.ckpt file inside it{_ckpt_hint(path)}. {DOWNLOAD_FIX}",
         )
     if not path.exists():
-        raise UserError(f"Checkpoint {path} does not exist.", DOWNLOAD_FIX)
+        raise UserError(f"Checkpoint {path} does not exist.", fix)
     with open(path, "rb") as fh:
         head = fh.read(64)
     if head.startswith(_ZIP_MAGIC):
         if not zipfile.is_zipfile(path):  # the zip's central directory sits at the end
             raise UserError(
                 f"Checkpoint {path} is truncated ({path.stat().st_size:,} bytes; its zip archive has no end record).",
-                f"The download or copy did not finish. {DOWNLOAD_FIX}",
+                f"The download or copy did not finish. {fix}",
             )
         return True
     if head.startswith(_PICKLE_PROTO):
         return False
-    raise UserError(f"{path} is not a PyTorch checkpoint: it is {_describe_bytes(head)}.", DOWNLOAD_FIX)
+    raise UserError(f"{path} is not a PyTorch checkpoint: it is {_describe_bytes(head)}.", fix)
 
 
 def _ckpt_hint(folder: Path) -> str:
@@ -157,13 +160,15 @@ def _ckpt_hint(folder: Path) -> str:
     return f" (found: {', '.join(p.name for p in found)})" if found else ""
 
 
-def read_checkpoint(path: Path, mmap: bool = False) -> dict:
+def read_checkpoint(path: Path, mmap: bool = False, fix: str = DOWNLOAD_FIX) -> dict:
     """``torch.load(weights_only=True)`` with config-object stand-ins; every failure is a UserError.
 
     ``mmap``: map tensors instead of reading them (a layout check without loading 100 MB).
+    ``fix``: where to get the file again (default: the EPIC TRN checkpoint's download).
     """
     path = Path(path)
-    is_zip = check_file_kind(path)
+    is_zip = check_file_kind(path, fix)
+    official = "Use the official trn_rgb.ckpt" if fix == DOWNLOAD_FIX else "Use the unmodified downloaded file"
     stubs: list[tuple[Any, str]] = []
     if is_zip:
         try:
@@ -171,14 +176,14 @@ def read_checkpoint(path: Path, mmap: bool = False) -> dict:
         except Exception as exc:  # a zip that is not a torch.save archive, or a damaged one
             raise UserError(
                 f"{path} is not a PyTorch checkpoint (or it is damaged): {exc}.",
-                DOWNLOAD_FIX,
+                fix,
             ) from exc
         foreign = [g for g in unsafe if not _tolerated(g)]
         if foreign:
             raise UserError(
                 f"{path} would need unpickling of foreign objects ({', '.join(foreign[:5])}"
                 f"{', ...' if len(foreign) > 5 else ''}); it is refused because loading them could run arbitrary code.",
-                "Use the official trn_rgb.ckpt, or re-save your checkpoint as plain tensors and dicts: "
+                f"{official}, or re-save your checkpoint as plain tensors and dicts: "
                 "torch.save({'state_dict': sd, 'hyper_parameters': dict(cfg)}, path).",
             )
         stubs = _stub_globals(unsafe)
@@ -190,18 +195,18 @@ def read_checkpoint(path: Path, mmap: bool = False) -> dict:
         if "global" in msg.lower() or "allowlist" in msg.lower() or "weights_only" in msg.lower():
             raise UserError(
                 f"{path} needs unpickling of foreign objects, refused for safety ({msg.splitlines()[0][:200]}).",
-                "Use the official trn_rgb.ckpt, or re-save it as plain tensors and dicts "
+                f"{official}, or re-save it as plain tensors and dicts "
                 "(torch.save({'state_dict': sd, 'hyper_parameters': dict(cfg)}, path)).",
             ) from exc
-        raise UserError(f"{path} is not a PyTorch checkpoint ({msg[:200]}).", DOWNLOAD_FIX) from exc
+        raise UserError(f"{path} is not a PyTorch checkpoint ({msg[:200]}).", fix) from exc
     except Exception as exc:  # damaged bytes surface as IndexError, RuntimeError, EOFError, ...
         truncated = isinstance(exc, EOFError) or "EOF" in str(exc) or "central directory" in str(exc) or "failed finding" in str(exc)
         raise UserError(
             f"Checkpoint {path} is {'truncated' if truncated else 'damaged'}: it could not be read ({str(exc)[:200]}).",
-            DOWNLOAD_FIX,
+            fix,
         ) from exc
     if not isinstance(obj, Mapping):
         raise UserError(
-            f"{path} holds a {type(obj).__name__}, not a checkpoint dict with a 'state_dict'.", DOWNLOAD_FIX
+            f"{path} holds a {type(obj).__name__}, not a checkpoint dict with a 'state_dict'.", fix
         )
     return dict(obj)

@@ -64,13 +64,16 @@ class TSNHead(nn.Module):
         feature_dim: D.
         n_classes: C.
         hidden_dim: if > 0, per-frame ``Linear(D,H) -> ReLU -> Linear(H,C)``; else one linear layer.
+        input_relu: apply a ReLU to the features first (the Play Fair release's SSv2 TSN does).
     """
 
-    def __init__(self, feature_dim: int = 256, n_classes: int = 97, hidden_dim: int = 0, dropout: float = 0.0) -> None:
+    def __init__(self, feature_dim: int = 256, n_classes: int = 97, hidden_dim: int = 0, dropout: float = 0.0,
+                 input_relu: bool = False) -> None:
         super().__init__()
         self.feature_dim = feature_dim
         self.n_classes = n_classes
         self.hidden_dim = hidden_dim
+        self.input_relu = bool(input_relu)
         layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
         if hidden_dim > 0:
             layers += [nn.Linear(feature_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_classes)]
@@ -80,7 +83,7 @@ class TSNHead(nn.Module):
 
     def frame_logits(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., D)`` -> ``(..., C)`` per-frame logits."""
-        return self.frame_classifier(x)
+        return self.frame_classifier(torch.relu(x) if self.input_relu else x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, k, D)`` for any k >= 1 -> ``(B, C)`` logits (mean of per-frame logits)."""

@@ -33,6 +33,7 @@ from core.commands import LazyCommand
 from core.errors import UserError
 from core.io_utils import atomic_path
 from core.models.families import ModelFamily, get_family, registered_families
+from core.models.released import is_release_folder
 
 FORMAT = "playfair-heads"
 VERSION = 1
@@ -160,7 +161,13 @@ def load_fork_heads(folder: str | Path, task: str) -> HeadSet:
     models = {f.name: m for f in registered_families() if (m := f.load_external(folder, task)) is not None}
     if not models:
         raise UserError(f"No heads for {task} in {folder}.", "Copy the Play Fair fork's trained heads into that folder.")
-    return HeadSet(task, models, None, {"source": "playfair-fork", "folder": str(folder)}).eval()
+    source = "playfair-release" if is_release_folder(folder) else "playfair-fork"
+    return HeadSet(task, models, None, {"source": source, "folder": str(folder)}).eval()
+
+
+def external_heads_label(heads: HeadSet) -> str:
+    """Where an external head set came from, in words (status lines)."""
+    return "Play Fair SSv2 release heads" if heads.meta.get("source") == "playfair-release" else "Play Fair fork heads"
 
 
 def external_head_files(folder: Path) -> list[Path]:

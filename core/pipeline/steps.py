@@ -23,7 +23,7 @@ from core.errors import UserError
 from core.feature_extraction import DamagedClip
 from core.io_utils import atomic_write_text, remove_dead_temp_files
 from core.models.families import DEFAULT_FAMILY
-from core.models.io import load_fork_heads, save_head_set
+from core.models.io import external_heads_label, load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
 from core.models.training import evaluate, train_heads, trained_families
 from core.pipeline.artifacts import Artifacts
@@ -232,10 +232,10 @@ class HeadsStep(PipelineStep):
     def check(self) -> tuple[bool, str]:
         fork = self.art.source.fork_heads_dir()
         if fork is not None:
-            for t in self.art.task_names:
-                load_fork_heads(fork, t)  # raises a UserError naming the problem
+            loaded = [load_fork_heads(fork, t) for t in self.art.task_names]  # raises a UserError naming the problem
             evaluated = (self.art.heads_dir() / "accuracy.csv").exists()
-            return evaluated, f"Play Fair fork heads from {fork}" + ("" if evaluated else " (not evaluated yet)")
+            label = external_heads_label(loaded[0]) if loaded else "external heads"
+            return evaluated, f"{label} from {fork}" + ("" if evaluated else " (not evaluated yet)")
         needs = self.missing_inputs()
         if needs:
             return False, needs

@@ -192,8 +192,11 @@ class DatasetSource(abc.ABC):
         return {}
 
     def fork_heads_dir(self) -> Path | None:
-        """A folder of externally trained heads to use instead of training (None = train here)."""
-        return None
+        """A folder of externally trained heads to use instead of training (None = train here):
+        ``[section] heads_dir`` (the Play Fair EPIC fork's heads, the Play Fair SSv2 release's
+        ``checkpoints`` folder: ``python -m core heads --released DIR`` sets it); a source
+        without a settings table trains its own."""
+        return self.optional_path("heads_dir") if self.section else None
 
     @abc.abstractmethod
     def how(self, step: str) -> str:

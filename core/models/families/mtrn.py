@@ -10,6 +10,10 @@ a folder with one file per scale and task, ``mtrn-frames={k}-type={verb|noun}.pt
 in verb files or ``fc2_noun.weight (300, 512)``/``fc2_noun.bias`` in noun files. We map
 ``fc2_<task>`` to our ``fc2`` and infer D, H, C from the shapes. Also tolerated: a
 ``{"state_dict": ...}`` wrapper, a ``module.``/``model.`` key prefix, and CUDA tensors.
+
+A folder without fork files but with the Play Fair SSv2 release's feature models
+(``mtrn_16_frames.pth``, ``mtrn_8_frames.pth`` or ``trn_{k}_frames.pth``: :mod:`core.models.released`)
+gives its multiscale TRN, for any task name (the release has one task of 174 classes).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from core.errors import UserError
 from core.models.families.base import AccuracyRow, FamilyCost, ModelFamily, cpu_state, register_family
 from core.models.heads import MTRNHead
 from core.models.multiscale import multiscale_logits
+from core.models.released import is_release_folder, load_released_mtrn, released_feature_files
 
 if TYPE_CHECKING:
     from core.models.fitting import Trainer
@@ -76,9 +81,13 @@ class MTRNFamily(ModelFamily):
         return heads
 
     def external_files(self, folder: Path) -> list[Path]:
-        return sorted(folder.glob("mtrn-frames=*-type=*.pt")) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        return sorted(folder.glob("mtrn-frames=*-type=*.pt")) + [p for p in released_feature_files(folder) if p.name != "tsn.pth"]
 
     def load_external(self, folder: Path, task: str) -> list[MTRNHead]:
+        if is_release_folder(folder):
+            return load_released_mtrn(folder)
         return read_fork_heads(folder, task)
 
     def modules(self, model: list[MTRNHead]) -> list[nn.Module]:

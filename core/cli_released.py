@@ -1,0 +1,80 @@
+"""``python -m core heads --dataset NAME --released DIR``: use the Play Fair SSv2 release's
+feature models (``checkpoints/features/``: :mod:`core.models.released`) as a dataset's heads,
+and the lines ``status`` prints about the release's files.
+
+The command checks the folder (every task's heads load, their class count fits the
+dataset's), then saves ``heads_dir = DIR`` under the dataset's config table: from then on
+the heads step evaluates those heads instead of training, and the explanation service,
+``esvs`` and the app serve them (MTRN from ``mtrn_16_frames.pth``, else ``mtrn_8_frames.pth``,
+else ``trn_1..K_frames.pth``; TSN from ``tsn.pth``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from core.backbones.playfair_release import RELEASED_FILES, release_fix, released_file_status
+from core.commands import cli_command, dataset_command
+from core.errors import UserError
+from core.models.io import load_fork_heads
+from core.models.released import is_release_folder
+from core.workspace import Workspace
+
+__all__ = ["add_parser", "cmd_heads", "release_status_lines"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``heads`` on an argparse ``subparsers`` (``python -m core``)."""
+    help_ = "use the Play Fair SSv2 release's feature models (checkpoints/features/) as the dataset's heads"
+    p = subparsers.add_parser("heads", help=help_, description=help_)
+    p.add_argument("--dataset", required=True, help="the dataset whose heads these are (one with a settings table, e.g. an SSv2 dataset)")
+    p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--released", type=Path, required=True,
+                   help="the release's checkpoints folder (or its features/ subfolder), as download.sh writes it")
+    p.set_defaults(func=cmd_heads)
+    return p
+
+
+def cmd_heads(args: argparse.Namespace) -> int:
+    ws = Workspace(args.dataset, args.config)
+    section = ws.source.section
+    if section is None:
+        raise UserError(f"Dataset {ws.name} trains its own heads: it has no settings table to record a heads folder in.",
+                        f"Give --dataset a dataset that has settings (an SSv2 or EPIC one): `{cli_command('heads', '--released', args.released, dataset='ssv2', config=ws.config_path)}`.")
+    folder = args.released.expanduser().resolve()
+    if not is_release_folder(folder):
+        raise UserError(f"{folder} holds none of the Play Fair release's feature models (features/mtrn_16_frames.pth, ...).",
+                        release_fix("features/mtrn_16_frames.pth") + " Then give its checkpoints folder.")
+    built = ws.source.dataset_built()
+    lines = []
+    for task in ws.task_names if built else ["action"]:
+        heads = load_fork_heads(folder, task)  # raises the UserError naming a bad file
+        if built and heads.n_classes != len(ws.class_names(task)):
+            raise UserError(f"The released heads score {heads.n_classes} classes but {ws.name}'s {task} task has "
+                            f"{len(ws.class_names(task))}.", "Give a dataset with the release's class list (SSv2: 174 classes).")
+        models = ", ".join(f"{f.label} ({len(f.modules(heads.models[f.name]))} module(s))" for f in heads.families())
+        lines.append(f"{task}: {models}, {heads.n_classes} classes")
+    ws.config = {**ws.config, section: {**ws.config.get(section, {}), "heads_dir": str(folder)}}
+    path = ws.save_config()
+    print(f"saved heads_dir = {folder} under [{section}] in {path}")
+    for line in lines + release_status_lines(ws):
+        print(f"  {line}")
+    print(f"next: `{dataset_command(ws.source, 'status')}` shows what is left to build")
+    return 0
+
+
+def release_status_lines(ws: Workspace) -> list[str]:
+    """What ``status`` prints about the Play Fair release when the dataset's heads folder is one
+    (empty otherwise): the released files present and those missing, by name."""
+    folder = ws.source.fork_heads_dir()
+    if folder is None or not is_release_folder(folder):
+        return []
+    root = folder.parent if folder.name == "features" else folder
+    present, missing = released_file_status(root)
+    lines = [f"Play Fair SSv2 release in {root}: {len(present)} of {len(RELEASED_FILES)} files present"]
+    if missing:
+        lines.append("missing: " + ", ".join(missing))
+    return lines
