@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from core.backbones.base import FrameEncoder
 from core.backbones.playfair_release import BACKBONE_FILES, check_layout, read_release_state
-from core.backbones.trn_checkpoint import Preprocessing, ResNetFCEncoder, _cached_sha256
+from core.backbones.trn_checkpoint import Preprocessing, ResNetFCEncoder, cached_sha256
 
 __all__ = ["BNInception", "BNINCEPTION_PREPROCESSING", "bninception_state_shapes", "load_bninception", "RELEASE_NAME"]
 
@@ -166,6 +166,6 @@ def load_bninception(path: Path) -> FrameEncoder:
         if k.endswith("num_batches_tracked"):
             full.setdefault(k, torch.zeros((), dtype=torch.long))
     net.load_state_dict(full, strict=True, assign=True)
-    encoder = ResNetFCEncoder(net.eval(), feature_dim, BNINCEPTION_PREPROCESSING, weights_id=f"sha256:{_cached_sha256(path)}",
+    encoder = ResNetFCEncoder(net.eval(), feature_dim, BNINCEPTION_PREPROCESSING, weights_id=f"sha256:{cached_sha256(path)}",
                               name="ssv2-bninception")
     return encoder

@@ -385,7 +385,7 @@ def retarget_fix(fix: str | None, target: str) -> str:
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
-def _cached_sha256(path: Path) -> str:
+def cached_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
@@ -412,7 +412,7 @@ class TRNCheckpointEncoder(ResNetFCEncoder):
             if k.endswith("num_batches_tracked"):
                 state.setdefault(k, torch.zeros((), dtype=torch.long))
         net.load_state_dict(state, strict=True, assign=True)
-        super().__init__(net, ck.feature_dim, pre, weights_id=f"sha256:{_cached_sha256(ck.path)}")
+        super().__init__(net, ck.feature_dim, pre, weights_id=f"sha256:{cached_sha256(ck.path)}")
         self.path = ck.path
         self.hparams = ck.hparams
 

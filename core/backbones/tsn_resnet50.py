@@ -17,7 +17,7 @@ from torch import nn
 from core.backbones.base import FrameEncoder
 from core.backbones.playfair_release import BACKBONE_FILES, check_layout, read_release_state
 from core.backbones.resnet import ResNet50, resnet50_state_shapes
-from core.backbones.trn_checkpoint import BACKBONE_DIM, BackboneWithProjection, Preprocessing, ResNetFCEncoder, _cached_sha256
+from core.backbones.trn_checkpoint import BACKBONE_DIM, BackboneWithProjection, Preprocessing, ResNetFCEncoder, cached_sha256
 
 __all__ = ["load_tsn_resnet50", "tsn_resnet50_state_shapes", "RELEASE_NAME"]
 
@@ -61,4 +61,4 @@ def load_tsn_resnet50(path: Path) -> FrameEncoder:
         if k.endswith("num_batches_tracked"):
             full.setdefault(k, torch.zeros((), dtype=torch.long))
     net.load_state_dict(full, strict=True, assign=True)
-    return ResNetFCEncoder(net.eval(), feature_dim, Preprocessing(), weights_id=f"sha256:{_cached_sha256(path)}", name="ssv2-tsn-resnet50")
+    return ResNetFCEncoder(net.eval(), feature_dim, Preprocessing(), weights_id=f"sha256:{cached_sha256(path)}", name="ssv2-tsn-resnet50")
