@@ -38,6 +38,8 @@ __all__ = ["DEFAULT_BACKBONE", "VideoSource", "backbone_problems", "backbone_set
 DEFAULT_BACKBONE = "demo-cnn"
 #: The demo CNN's committed weights: the backbone of a video dataset that names none.
 DEMO_WEIGHTS = PROJECT_ROOT / "assets" / "demo" / "demo_cnn.pt"
+#: Keys a ``<base>-<name>`` dataset takes from the base table when its own table lacks them.
+SHARED_KEYS = ("videos_dir", "annotations_dir", "backbone", "backbone_path")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -122,11 +124,13 @@ class VideoSource(DatasetSource):
     # ------------------------------------------------------------------ settings
 
     def settings(self) -> dict[str, Any]:
-        base = dict(self.config.get(self.base(), {})) if self.name != self.base() else {}
-        return {**base, **dict(self.config.get(self.name, {}))}
+        """The own table over the base table's shared keys (folders and backbone; what defines the clips is the own table's)."""
+        base = self.config.get(self.base(), {}) if self.name != self.base() else {}
+        return {**{k: base[k] for k in SHARED_KEYS if k in base}, **dict(self.config.get(self.name, {}))}
 
     def section_of(self, key: str) -> str:
-        return self.name if key in self.config.get(self.name, {}) or self.name == self.base() else self.base()
+        own = key in self.config.get(self.name, {}) or self.name == self.base() or key not in SHARED_KEYS
+        return self.name if own else self.base()
 
     def configured(self) -> bool:
         return self.dataset_built() or bool(self.setting("videos_dir"))
@@ -143,9 +147,11 @@ class VideoSource(DatasetSource):
                     raise UserError(f"{setting.flag_name} {value} does not exist (resolved: {path}).", f"Pass an existing path to {setting.flag_name}.")
                 value = str(path)
             own[setting.key] = value
-        _values, problems = check_values(self.settings_schema(), own)
+        _values, problems = check_values(self.settings_schema(), self.settings())
         if problems:
-            raise UserError(str(problems[0]), problems[0].fix)
+            first = problems[0]
+            flag = next(x.flag_name for x in self.settings_schema() if x.key == first.field)
+            raise UserError(f"{flag}: {first.problem}", f"{first.fix} (pass it as {flag}).")
         # the CLI adds "command" (the command line as typed) after this
         self.run_options = {k: values[k] for k in ("threads", "allow_missing", "force", "limit", "ids") if values.get(k) is not None}
         return f"{self.label} settings ([{self.name}])"
