@@ -247,4 +247,8 @@ def test_unlabelled_windows_are_explained_by_heads_from_elsewhere(video_workspac
         ex = ws.explain("kitchen-a.webm_w000", task="action", n_frames=3, target="predicted")
         assert ex.explained_class == int(np.argmax(ex.esv_result.probs)) and len(ex.esvs) == 3
         assert math.isclose(float(np.sum(ex.esvs)), ex.prob - ex.prior, abs_tol=1e-6)
+        for page in PAGES:  # every page serves clips without ground truth
+            at = page_run(ws, page)
+            if page == "explore":
+                assert at.sidebar.selectbox(key="pf_dataset").value == "videos-windows"
     assert root.exists()

@@ -14,7 +14,7 @@
   registered model families, e.g. the released SSv2 MTRN) with ``classes`` (its class names: an
   SSv2 labels JSON, an ``id,key`` CSV or one name a line) and optionally ``priors`` (a priors CSV
   of the data it was trained on; else uniform). The dataset's one task, ``action``, takes its
-  classes from the model; the clips have no ground truth (class id -1).
+  classes from the model; the clips have no ground truth (class id -1, ``NO_LABEL_ID``).
 
 Every clip stores frames at ``fps`` (default 12), picked by timestamp (variable frame rates
 handled); each clip's meta records the video's native rate, size and duration.
@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from core.data.epic_annotations import default_val_videos, natural_key
-from core.data.gulp import RESERVED_TASK_NAMES, TASK_NAME_RE, read_class_names_csv, read_dataset_info
+from core.data.gulp import NO_LABEL, NO_LABEL_ID, RESERVED_TASK_NAMES, TASK_NAME_RE, read_class_names_csv, read_dataset_info
 from core.data.sources.settings import Setting, SettingProblem, check_values
 from core.data.sources.ssv2 import read_ssv2_annotations
 from core.data.sources.video_base import VideoSource, backbone_problems, backbone_settings, check_content, videos_dir_setting
@@ -325,7 +325,7 @@ class VideoFolderSource(VideoSource):
                 plans.append(VideoPlan(path, vid, (ClipRequest(f"{vid}_w000", 0.0, None, {"split": "val"}),)))
                 continue
             clips = tuple(ClipRequest(f"{vid}_w{k:03d}", a, b, {"split": "val", "participant_id": "", "narration": "",
-                                                                 MODEL_TASK: "", f"{MODEL_TASK}_class": -1, **self._probe_meta(probe)})
+                                                                 MODEL_TASK: NO_LABEL, f"{MODEL_TASK}_class": NO_LABEL_ID, **self._probe_meta(probe)})
                           for k, (a, b) in enumerate(windows(probe.duration_s, self.window_seconds)))
             plans.append(VideoPlan(path, vid, clips))
         info = {"videos_dir": str(folder), "window_seconds": self.window_seconds, "heads_dir": str(heads), "classes": str(classes)}
