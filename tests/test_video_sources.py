@@ -29,7 +29,7 @@ from core.workspace import Workspace  # noqa: E402
 from test_open_vocabularies import PAGES, page_run  # noqa: E402
 from video_standins import ssv2_class_names, write_ssv2_layout, write_video, write_video_folder  # noqa: E402
 
-TRAINING = {"scales": [1, 2, 3, 4], "hidden_dim": 16, "epochs": 8, "lr": 1e-2, "patience": 8, "tsn_max_frames": 4, "batch_size": 8}
+TRAINING = {"scales": [1, 2, 3, 4], "hidden_dim": 16, "epochs": 4, "lr": 1e-2, "patience": 8, "tsn_max_frames": 4, "batch_size": 8}
 
 
 # --------------------------------------------------------------------------- decoding
@@ -161,7 +161,7 @@ def video_workspaces(tmp_path_factory: pytest.TempPathFactory, one_torch_thread:
     from app import state
 
     root = tmp_path_factory.mktemp("video-sources")
-    ssv2 = write_ssv2_layout(root / "ssv2", n_train=9, n_val=3, seconds=1.0)
+    ssv2 = write_ssv2_layout(root / "ssv2", n_train=6, n_val=3, seconds=1.0)
     folder = write_video_folder(root / "own")
     cfg = write_config(root / "config.toml", {"training": TRAINING})
     with config_at(cfg):
@@ -245,8 +245,42 @@ def test_unlabelled_windows_are_explained_by_heads_from_elsewhere(video_workspac
         assert "kitchen-a.webm_w001" in clips.index and clips.loc["kitchen-a.webm_w001", "n_frames"] == 12  # [2, 3) s of a 3 s video
         assert json.loads((datasets_dir() / "videos-windows" / "dataset.json").read_text())["n_skipped"] == 2  # the damaged files
         np.testing.assert_allclose(ws.priors("action").numpy(), np.full(n_classes, 1 / n_classes), rtol=1e-6)
+        assert ws.accuracy()["top1"].isna().all()  # no ground truth, no accuracy (not 0%)
         ex = ws.explain("kitchen-a.webm_w000", task="action", n_frames=3, target="predicted")
         assert ex.explained_class == int(np.argmax(ex.esv_result.probs)) and len(ex.esvs) == 3
         assert math.isclose(float(np.sum(ex.esvs)), ex.prob - ex.prior, abs_tol=1e-6)
         at = page_run(ws, "explore")  # clips without ground truth: the predicted class is explained
         assert at.sidebar.selectbox(key="pf_dataset").value == "videos-windows"
+
+
+# --------------------------------------------------------------------------- settings and inputs
+
+
+def test_folder_settings_are_checked_before_saving(tmp_path: Path) -> None:
+    folder = write_video_folder(tmp_path / "own", damaged=False)
+    cls = get_source("videos").__class__
+    good = {"videos_dir": str(folder["videos"]), "labels": str(folder["labels"])}
+    assert cls.check_settings(good) == []
+    folder["labels"].write_text("video,start,stop,label\nkitchen/a.webm,0,1.5,left\nkitchen/a.webm,2,1,left\n", encoding="utf-8")
+    problems = cls.check_settings({**good, "units": "minutes", "backbone": "demo-cnn", "backbone_path": str(tmp_path)})
+    fields = {p.field: p for p in problems}
+    assert "row 2" in fields["labels"].problem and "row 2" in fields["labels"].fix
+    assert "seconds, frames" in fields["units"].fix and "is a folder" in fields["backbone_path"].problem
+    unlabelled = cls.check_settings({"videos_dir": str(folder["videos"])})  # no labels and no model: says what to give
+    assert {p.field for p in unlabelled} == {"heads_dir", "classes"}
+
+
+def test_a_rerun_with_other_inputs_names_force(tmp_path: Path) -> None:
+    layout = write_ssv2_layout(tmp_path / "dl", n_train=2, n_val=1, seconds=0.5, damaged=False)
+    source = ssv2_source(layout, "ssv2-inputs", tmp_path)
+    source.build_dataset(lambda f, m: None)
+    assert source.settings_conflict() is None
+    rows = json.loads(layout["train"].read_text())
+    layout["train"].write_text(json.dumps(rows[:1]), encoding="utf-8")
+    assert source.settings_conflict() == "train"
+    with pytest.raises(UserError) as err:
+        source.build_dataset(lambda f, m: None)
+    assert "other inputs (train differ)" in err.value.problem and "--force" in err.value.fix
+    source.discard_dataset()  # what `ingest --force` does then
+    source.build_dataset(lambda f, m: None)
+    assert sorted(GulpClipDataset(source.root).meta.index) == ["1000", "1002"]
