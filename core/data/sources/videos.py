@@ -35,7 +35,6 @@ import pandas as pd
 from core.data.epic_annotations import default_val_videos, natural_key
 from core.data.gulp import NO_LABEL, NO_LABEL_ID, RESERVED_TASK_NAMES, TASK_NAME_RE, read_class_names_csv, read_dataset_info
 from core.data.sources.settings import Setting, SettingProblem, check_values
-from core.data.sources.ssv2 import read_ssv2_annotations
 from core.data.sources.video_base import VideoSource, backbone_problems, backbone_settings, check_content, videos_dir_setting
 from core.data.video_ingest import ClipRequest, VideoPlan, VideoProbe, default_workers, find_videos, probe_videos
 from core.errors import UserError
