@@ -45,7 +45,9 @@ def test_decoding_by_timestamp_gives_evenly_timed_frames(tmp_path: Path) -> None
         assert len(clips["all"][0]) == 24, name  # 2 s at 12 fps, whatever the source rate or timing
         assert len(clips["mid"][0]) == 12 and clips["mid"][1]["start_s"] == 0.5
         assert clips["all"][1]["fps"] == 12.0 and clips["all"][1]["decoded_frames"] <= 2 * fps
-    # the moving square: stored frame k shows the square where the source frame at k/12 s put it
+        # a clip after the first second seeks to the keyframe before it: the same frames as decoding from the start
+        late, _ = decode_clips(path, [ClipRequest("late", 1.25, 2.0)], fps=12)
+        assert late["late"][0] == clips["all"][0][15:24], name
     frames, _ = decode_clips(tmp_path / "b.mp4", [ClipRequest("x", 0.0, None)], fps=None)
     assert len(frames["x"][0]) == 50  # fps=None keeps every decoded frame
 
