@@ -151,7 +151,9 @@ class VideoSource(DatasetSource):
         if problems:
             first = problems[0]
             flag = next(x.flag_name for x in self.settings_schema() if x.key == first.field)
-            raise UserError(f"{flag}: {first.problem}", f"{first.fix} (pass it as {flag}).")
+            example = "PATH" if any(x.key == first.field and x.kind in PATH_KINDS for x in self.settings_schema()) else "VALUE"
+            raise UserError(f"{flag}: {first.problem}", f"{first.fix} Run `{dataset_command(self, 'ingest', flag, example)}` with it "
+                                                        "(and the other flags you gave).")
         # the CLI adds "command" (the command line as typed) after this
         self.run_options = {k: values[k] for k in ("threads", "allow_missing", "force", "limit", "ids") if values.get(k) is not None}
         return f"{self.label} settings ([{self.name}])"
