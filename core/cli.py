@@ -4,7 +4,7 @@ Commands (each has ``--help``; all share ``--dataset`` and ``--config``):
 
   status   what is built and how to build the rest
   demo     build the demo end to end (dataset, CNN, features, priors, heads), with timings
-  ingest   EPIC frames + annotations -> gulp dataset (settings are saved to the config)
+  ingest   EPIC frames, SSv2 or a folder of videos -> gulp dataset (settings are saved to the config)
   extract  per-frame features of every clip
   priors   class priors of the training split
   train    per-scale MTRN heads + TSN head, validation accuracy per scale
@@ -34,7 +34,7 @@ from core.cli_checks import (
 )
 from core.commands import python_command
 from core.data.epic_annotations import parse_participants
-from core.data.sources import dataset_name_for, dataset_names, ingest_settings
+from core.data.sources import dataset_name_for, dataset_names, get_source, ingest_settings
 from core.distributed import RayESVEngine, RayOptions, extract_features, import_ray, plan_extraction
 from core.errors import UserError
 from core.explain import available_methods
@@ -134,7 +134,9 @@ def _ingest_name(args: argparse.Namespace) -> str:
     """``--output``, else ``--dataset``, else the name of ``--participants`` (epic-P01-P02), else ``epic``."""
     if args.output:
         args.derive_from = args.dataset  # `--dataset A --output B`: B starts from A's settings
-        return check_output_name(args.output, args.argv)
+        source = get_source(args.dataset) if args.dataset else None
+        output_name = getattr(source, "output_name", None)  # a source that names its own datasets (videos-<name>)
+        return output_name(args.output) if output_name is not None else check_output_name(args.output, args.argv)
     if args.dataset:
         return args.dataset
     if args.participants:
@@ -156,7 +158,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     note = getattr(ws.source, "ingest_options_note", None)
     if note is not None:  # stride and cap come from the dataset's own record unless given: say which
         print(note())
-    with TqdmProgress(f"ingest {ws.name}", enabled=not args.quiet, count_unit="segments") as bar:
+    with TqdmProgress(f"ingest {ws.name}", enabled=not args.quiet, count_unit=("segments", "videos")) as bar:
         reports = ws.build(["dataset"], progress=bar, force=args.force)
     last = getattr(ws.source, "last_report", None)
     if last is not None and last.n_skipped:
@@ -391,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--commit-backbone", dest="commit_backbone", action="store_true",
                    help="train the demo CNN afresh and write it to assets/demo/demo_cnn.pt (+ .json record)")
 
-    p = add("ingest", cmd_ingest, "gulp EPIC frames + annotations into datasets/<name> (settings are saved to the config on success)")
+    p = add("ingest", cmd_ingest, "gulp EPIC frames, SSv2 or a folder of videos into datasets/<name> (settings are saved to the config on success)")
     for setting in ingest_settings():  # the sources' settings (saved to the config on success)
         p.add_argument(setting.flag_name, dest=setting.key, type=int if setting.kind == "int" else str, default=None,
                        help=setting.help)
@@ -399,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", "--frame-stride", dest="frame_stride", type=int, default=None, help="keep every n-th frame of each segment (default: what the dataset recorded, else 1)")
     p.add_argument("--max-frames", dest="max_frames_per_segment", type=int, default=None, help="cap frames per segment (uniformly subsampled; 0 = no cap); default: what the dataset recorded, else none")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="JPEG decode/encode workers (default: all cores)")
+    p.add_argument("--limit", type=int, default=None, help="video sources: ingest the first N videos only")
+    p.add_argument("--ids", default=None, help="video sources: a file of video or clip ids (one a line) to ingest")
     p.add_argument("--allow-missing", dest="allow_missing", action="store_true",
                    help="build the dataset even when segments are skipped (missing folders or frames); exit 0")
     p.add_argument("--force", action="store_true",

@@ -402,7 +402,7 @@ def test_setup_shows_one_status_and_refuses_invalid_epic_paths(demo: Workspace, 
     at.text_input(key="epic_checkpoint").input(str(tmp_path))  # a folder, not a checkpoint file
     at.text_input(key="epic_annotations").input("../../etc/passwd")
     at.text_input(key="epic_participant").input("P01; rm -rf /")
-    [save] = [b for b in at.button if b.label == "Save paths"]
+    [save] = [b for b in at.button if b.label == "Save paths" and "epic" in b.form_id]  # one form per source with settings
     save.click().run()
     assert not at.exception
     errors = "\n".join(e.value for e in at.error)

@@ -57,7 +57,7 @@ TASK_WORD = re.compile(r"(?<![a-z])(?:verb|noun)s?(?![a-z])", re.IGNORECASE)
 #: it; the longest entry that holds a module decides; the top package ``core`` holds only its
 #: ``__init__``). ``core.data.sources`` sits above the backbones: a source names its encoder.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("core", "core.runtime", "core.errors", "core.io_utils", "core.paths", "core.commands", "core.video"),
+    ("core", "core.runtime", "core.errors", "core.io_utils", "core.paths", "core.commands", "core.video", "core.video_decode"),
     ("core.data",),
     ("core.backbones",),
     ("core.data.sources",),

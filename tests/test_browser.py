@@ -379,13 +379,13 @@ def test_setup_refuses_bad_input_and_explore_still_opens(browser, server: Server
     pg = new_page(browser)
     try:
         pg.goto(f"{server.url}/setup")
-        pg.locator('[data-testid="stForm"]').wait_for(timeout=120_000)
+        pg.locator('[data-testid="stForm"]').first.wait_for(timeout=120_000)  # one form per source with settings
         wait_idle(pg)
         fields = {"epic_annotations": "../../etc/passwd", "epic_checkpoint": str(ROOT), "epic_participant": "P01; rm -rf /"}
         for key, value in fields.items():
             box = pg.locator(f".st-key-{key} input")
             box.fill(value)
-        pg.get_by_role("button", name="Save paths").click()
+        pg.locator('[data-testid="stForm"]').filter(has=pg.locator(".st-key-epic_participant")).get_by_role("button", name="Save paths").click()  # EPIC's form
         pg.get_by_text("Nothing was saved", exact=False).wait_for(timeout=60_000)
         wait_idle(pg)
         errors = pg.locator('[data-testid="stAlert"]').all_inner_texts()

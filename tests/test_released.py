@@ -16,7 +16,7 @@ import torch
 from core.backbones.base import FrameEncoder
 from core.backbones.bninception import BNINCEPTION_PREPROCESSING, bninception_state_shapes, load_bninception
 from core.backbones.playfair_release import RELEASED_FILES, read_release_state, released_file_status
-from core.backbones.released_loaders import released_backbone_loaders
+from core.backbones.registry import backbone_kinds, load_backbone
 from core.backbones.tsn_resnet50 import load_tsn_resnet50, tsn_resnet50_state_shapes
 from core.errors import UserError
 from core.models.families import get_family
@@ -80,10 +80,9 @@ def test_bninception_encoder_encodes_frames(release: Path) -> None:
     torch.testing.assert_close(features, direct)
 
 
-def test_the_backbone_kinds_load_through_their_loaders(release: Path) -> None:
-    loaders = released_backbone_loaders()
-    assert set(loaders) == {"bninception", "tsn-resnet50"}
-    encoder = loaders["bninception"](release / "backbones" / "trn.pth")
+def test_the_backbone_kinds_load_through_the_registry(release: Path) -> None:
+    assert {"bninception", "tsn-resnet50"} <= set(backbone_kinds())
+    encoder = load_backbone("bninception", release / "backbones" / "trn.pth")
     assert isinstance(encoder, FrameEncoder) and encoder.name == "ssv2-bninception" and encoder.feature_dim == 256
 
 

@@ -275,7 +275,7 @@ def setup_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _save(at):
-    [save] = [b for b in at.button if b.label == "Save paths"]
+    [save] = [b for b in at.button if b.label == "Save paths" and "epic" in b.form_id]  # one form per source with settings
     return save.click().run()
 
 
@@ -363,7 +363,8 @@ def test_ingest_flags_come_from_the_sources_schemas(toy_registered) -> None:
 
 def test_a_registered_source_gets_a_checked_settings_form(toy_registered, setup_page, tmp_path: Path) -> None:
     at, cfg = setup_page
-    assert [h.value for h in at.subheader][-2:] == ["EPIC-KITCHENS paths", "Toy clips"]
+    headers = [h.value for h in at.subheader]  # a form per source with settings, in registration order
+    assert headers[-4:] == ["EPIC-KITCHENS paths", "Something-Something v2", "A folder of videos", "Toy clips"]
     assert at.text_input(key="toy_size").value == "64"  # the default, the config has no [toy]
     before = cfg.read_bytes()
     at.text_input(key="toy_clips_dir").input(str(cfg))  # a file, not a folder

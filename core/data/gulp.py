@@ -51,6 +51,9 @@ DATASET_INFO_FILE = "dataset.json"
 GULP_SUBDIR = "gulp"
 #: ``dataset.json``'s key for the dataset's tasks: ``{task name: [class names by id]}``, in order.
 TASKS_KEY = "tasks"
+#: ``<task>_class`` and ``<task>`` of a clip without ground truth (own videos explained by a model from elsewhere).
+NO_LABEL_ID = -1
+NO_LABEL = "(no label)"
 
 # A task name becomes clip-table columns (``<task>``, ``<task>_class``), file names (``<task>.pt``)
 # and CLI choices: a lowercase identifier, not ending in ``_class`` and not a clip-table column.

@@ -53,10 +53,11 @@ class ExplanationProvider(Protocol):
 
 
 def resolve_class(target: Any, *, label: int, predicted: int, n_classes: int, task: str) -> int:
-    """The class id ``target`` names: ``"ground_truth"`` -> ``label``, ``"predicted"`` ->
-    ``predicted``, an int -> itself (0 <= id < ``n_classes``). UserError otherwise."""
+    """The class id ``target`` names: ``"ground_truth"`` -> ``label`` (``predicted`` for a clip
+    without ground truth, label -1), ``"predicted"`` -> ``predicted``, an int -> itself
+    (0 <= id < ``n_classes``). UserError otherwise."""
     if isinstance(target, str) and target == "ground_truth":
-        return int(label)
+        return int(label) if int(label) >= 0 else int(predicted)
     if isinstance(target, str) and target == "predicted":
         return int(predicted)
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):

@@ -268,6 +268,8 @@ class TrainResult:
 
 
 def _topk(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    known = labels >= 0  # a clip without ground truth (label -1) has no accuracy to count
+    logits, labels = logits[known], labels[known]
     if len(labels) == 0:
         return float("nan"), float("nan")
     k = min(5, logits.shape[1])

@@ -26,7 +26,7 @@ import torch
 
 from core.backbones.base import FrameEncoder
 from core.commands import dataset_command
-from core.data.gulp import GulpClipDataset
+from core.data.gulp import NO_LABEL, GulpClipDataset
 from core.data.sampling import segment_centre_indices
 from core.data.sources.base import DatasetSource
 from core.errors import UserError
@@ -210,7 +210,8 @@ class Artifacts:
         for t in tasks:  # every task's class ids, then every task's class names
             df[f"{t}_class"] = meta[f"{t}_class"].astype(int).to_numpy()
         for t, names in tasks.items():
-            df[t] = [names[c] if c < len(names) else str(c) for c in df[f"{t}_class"]]
+            # -1: a clip without ground truth (own videos explained by a model from elsewhere)
+            df[t] = [names[c] if 0 <= c < len(names) else NO_LABEL if c < 0 else str(c) for c in df[f"{t}_class"]]
         df["split"] = meta["split"].astype(str).to_numpy() if "split" in meta else "train"
         df["n_frames"] = meta["n_frames"].astype(int).to_numpy()
         df["n_features"] = -(-df["n_frames"] // self.source.feature_stride)

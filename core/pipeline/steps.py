@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Sequence
 
+import numpy as np
 import pandas as pd
 
 from core.errors import UserError
@@ -217,7 +218,9 @@ class PriorsStep(PipelineStep):
         train = self.art.clips("train")
         remove_dead_temp_files(self.art.priors_dir())  # what a killed run left half-written
         for task in self.art.task_names:
-            priors = compute_priors(train[f"{task}_class"].to_numpy(), self.art.class_names(task))
+            counts = self.art.source.class_counts(task)  # the source's own counts (SSv2: the training JSON), else the clips'
+            labels = train[f"{task}_class"].to_numpy() if counts is None else np.repeat(np.arange(len(counts)), counts)
+            priors = compute_priors(labels, self.art.class_names(task))
             save_priors_csv(priors, self.art.priors_dir() / f"{task}.csv")
         self.art.forget_priors()
 

@@ -16,6 +16,8 @@ from core.data.sources.demo import DEMO_PRESETS, DemoSource
 from core.data.sources.epic import EpicSource, check_dataset_name, dataset_name_for
 from core.data.sources.epic_settings import validate_settings
 from core.data.sources.settings import Setting, SettingProblem, check_values, parse_form
+from core.data.sources.ssv2 import SSv2Source
+from core.data.sources.videos import VideoFolderSource
 from core.errors import UserError
 
 #: Registered source classes in registration order, and the fixed dataset names each serves.
@@ -45,6 +47,8 @@ def register_source(cls: SourceClass) -> SourceClass:
 
 register_source(DemoSource)
 register_source(EpicSource)
+register_source(SSv2Source)
+register_source(VideoFolderSource)
 
 
 def dataset_names(config: Mapping[str, Any] | None = None) -> list[str]:
@@ -77,6 +81,6 @@ def get_source(name: str, config: Mapping[str, Any] | None = None, config_path: 
 
 __all__ = [
     "Setting", "SettingProblem", "check_values", "ingest_settings", "parse_form", "validate_settings",
-    "DEMO_PRESETS", "DatasetSource", "DemoSource", "EpicSource", "SOURCES", "check_dataset_name", "dataset_name_for",
+    "DEMO_PRESETS", "DatasetSource", "DemoSource", "EpicSource", "SOURCES", "SSv2Source", "VideoFolderSource", "check_dataset_name", "dataset_name_for",
     "dataset_names", "get_source", "register_source",
 ]

@@ -191,6 +191,12 @@ class DatasetSource(abc.ABC):
         """Head-training settings (``core.models`` TrainConfig fields) for this dataset."""
         return {}
 
+    def class_counts(self, task: str) -> Sequence[int] | None:
+        """Training examples per class of ``task`` that the priors are the frequencies of, when the
+        source knows them beyond the stored clips (SSv2: its whole training JSON); None (the
+        default): count the training split's clips."""
+        return None
+
     def fork_heads_dir(self) -> Path | None:
         """A folder of externally trained heads to use instead of training (None = train here):
         ``[section] heads_dir`` (the Play Fair EPIC fork's heads, the Play Fair SSv2 release's

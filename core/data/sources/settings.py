@@ -20,8 +20,9 @@ from core.data.epic_annotations import natural_key
 __all__ = ["PATH_KINDS", "Setting", "SettingKind", "SettingProblem", "check_values", "form_text", "parse_form"]
 
 #: folder / file: a path that must exist as one; int: a whole number >= ``minimum``;
-#: ids: one id or several separated by commas, each matching ``pattern``, or the word ``every``.
-SettingKind = Literal["folder", "file", "int", "ids"]
+#: ids: one id or several separated by commas, each matching ``pattern``, or the word ``every``;
+#: choice: one of ``choices``.
+SettingKind = Literal["folder", "file", "int", "ids", "choice"]
 PATH_KINDS: tuple[SettingKind, ...] = ("folder", "file")
 
 
@@ -42,6 +43,7 @@ class Setting:
         item: kind ``ids``: one id in problems ("a participant id").
         syntax: kind ``ids``: what to enter, in the fix ("ids like P01 (P and two digits), ...").
         every: kind ``ids``: the word that means every id ("all"), or None.
+        choices: kind ``choice``: the allowed values.
         form: shown in the Setup form (False: a flag only).
         flag: an ``ingest`` flag (False: form only, e.g. a setting whose flag name another option has).
     """
@@ -58,6 +60,7 @@ class Setting:
     item: str = ""
     syntax: str = ""
     every: str | None = None
+    choices: tuple[str, ...] = ()
     form: bool = True
     flag: bool = True
 
@@ -141,6 +144,8 @@ def check_values(schema: Sequence[Setting], settings: Mapping[str, Any]) -> tupl
             continue
         elif setting.kind == "int":
             value, problem = _int(setting, raw)
+        elif setting.kind == "choice":
+            value, problem = _choice(setting, raw)
         else:
             value, problem = _ids(setting, raw)
         if problem is not None:
@@ -172,6 +177,13 @@ def _int(setting: Setting, value: Any) -> tuple[int | None, SettingProblem | Non
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         return None, SettingProblem(setting.key, f"{value!r} is not a whole number of at least {low}.", f"Enter a whole number >= {low}.")
     return value, None
+
+
+def _choice(setting: Setting, value: Any) -> tuple[str | None, SettingProblem | None]:
+    text = str(value).strip()
+    if text in setting.choices:
+        return text, None
+    return None, SettingProblem(setting.key, f"{text!r} is not {setting.what}.", f"Use one of {', '.join(setting.choices)}.")
 
 
 def _ids(setting: Setting, value: Any) -> tuple[list[str] | str | None, SettingProblem | None]:
