@@ -53,15 +53,17 @@ def sample_results_path(ws: Any, split: str, n_clips: int, n_frames: Sequence[in
     return full.with_name(f"{full.stem}-sample{int(n_clips)}-n{frames}{full.suffix}")
 
 
-def default_sample_size(ws: Any, split: str, *, min_clips_per_class: int = 3, max_clips: int | None = None) -> int:
+def default_sample_size(ws: Any, split: str, *, min_clips_per_class: int = 3, max_clips: int | None = None,
+                        floor: int = 8) -> int:
     """The smallest number of first clips of ``split`` (the sample :func:`results_or_sample`
     takes) in which every class of every task that has at least ``min_clips_per_class``
-    clips in the split has that many, so the per-class summary shows each; at most
-    ``max_clips`` (the cost bound, :func:`sample_cost`) and at least 1."""
+    clips in the split has that many, so the per-class summary shows each, and at least
+    ``floor`` clips (all of them when fewer: a split whose classes each have fewer clips
+    still gets a sample); at most ``max_clips`` (the cost bound, :func:`sample_cost`) and at least 1."""
     clips = ws.clips(split)
     if clips.empty:
         return 1
-    needed = 1
+    needed = min(floor, len(clips))
     for task in ws.task_names:
         counts = clips[task].value_counts()
         for label in counts.index[counts >= min_clips_per_class]:
