@@ -245,6 +245,9 @@ def cmd_priors(args: argparse.Namespace) -> int:
     for task in ws.task_names:
         p = ws.priors(task)
         names = ws.class_names(task)
+        if bool((p == p[0]).all()):  # no labelled training clip gives frequencies
+            print(f"  {task}: {len(p)} classes; uniform priors ({float(p[0]):.4f} each)")
+            continue
         top = p.argsort(descending=True)[:5].tolist()
         print(f"  {task}: {len(p)} classes; most frequent " + ", ".join(f"{names[c]} {float(p[c]):.3f}" for c in top))
     return 0

@@ -95,10 +95,13 @@ def accuracy_of(ex):
 
 
 target_word = {"ground_truth": "ground truth", "predicted": "predicted"}.get(settings["target"], "chosen")
+if settings["target"] == "ground_truth" and expl.label < 0:  # an unlabelled clip explains its prediction
+    target_word = "predicted: the clip has no ground-truth label"
 narration = row.get("narration") if "narration" in row.index else " ".join(str(row[t]) for t in all_tasks)
+narration = f"“{narration}” · " if str(narration).strip() else ""
 frame_word = "frame" if n == 1 else "frames"
 st.markdown(
-    f"**{clip_id}** — “{narration}” · video {row['video_id']} · {int(row['n_frames'])} frames · {row['split']} split  \n"
+    f"**{clip_id}** — {narration}video {row['video_id']} · {int(row['n_frames'])} frames · {row['split']} split  \n"
     f"Explaining the **{task} “{expl.explained_name}”** ({target_word}) over **{n} {frame_word}**, {method_text(expl)}."
 )
 
@@ -236,7 +239,8 @@ for col, t in zip(pred_cols, all_tasks):
 with pred_cols[-1]:
     st.markdown(f"**Explained: {task} “{expl.explained_name}”**")
     st.metric("p (full model, all frames)", f"{expl.prob:.4f}")
-    st.metric("prior v(∅) (training frequency)", f"{expl.prior:.4f}")
+    uniform = bool((ws.priors(task) == ws.priors(task)[0]).all())  # no labelled training clip to count
+    st.metric(f"prior v(∅) ({'uniform: no labelled training clips' if uniform else 'training frequency'})", f"{expl.prior:.4f}")
     st.metric("p − prior = Σ ESV", f"{expl.prob - expl.prior:+.4f}")
     export_slot = st.container()  # filled below, once the frame interactions are known
 

@@ -112,7 +112,8 @@ try:
 except UserError as exc:
     state.show_error(exc)
     st.stop()
-st.caption(f"{clip_id}: exact ESVs of the ground-truth {task} “{sweep['explained'].iloc[0]}” for 1 to {sweep['n_frames'].max()} sampled frames, "
+truth = "ground-truth" if int(ws.clips().loc[clip_id, f"{task}_class"]) >= 0 else "predicted (the clip has no label)"
+st.caption(f"{clip_id}: exact ESVs of the {truth} {task} “{sweep['explained'].iloc[0]}” for 1 to {sweep['n_frames'].max()} sampled frames, "
            "and the class the model predicts from each number of frames.")
 st.altair_chart(charts.frames_sweep_chart(sweep), key="sweep_frames_chart")
 with st.expander("Predicted class at each number of frames", expanded=True):

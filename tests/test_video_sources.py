@@ -251,8 +251,11 @@ def test_unlabelled_windows_are_explained_by_heads_from_elsewhere(video_workspac
         ex = ws.explain("kitchen-a.webm_w000", task="action", n_frames=3, target="predicted")
         assert ex.explained_class == int(np.argmax(ex.esv_result.probs)) and len(ex.esvs) == 3
         assert math.isclose(float(np.sum(ex.esvs)), ex.prob - ex.prior, abs_tol=1e-6)
-        at = page_run(ws, "explore")  # clips without ground truth: the predicted class is explained
+        at = page_run(ws, "explore")  # clips without ground truth: the predicted class is explained, and said so
         assert at.sidebar.selectbox(key="pf_dataset").value == "videos-windows"
+        text = " ".join(m.value for m in at.markdown)
+        assert "(predicted: the clip has no ground-truth label)" in text and "(ground truth)" not in text and "“”" not in text
+        assert [m.label for m in at.metric if m.label.startswith("prior")] == ["prior v(∅) (uniform: no labelled training clips)"]
 
 
 # --------------------------------------------------------------------------- settings and inputs

@@ -390,6 +390,9 @@ def format_accuracy(acc: pd.DataFrame) -> str:
         lines.append(f"{task:5} {model:10} " + " ".join(f"{c:>11}" for c in cells))
     top = acc[(acc["model"] == DEFAULT_FAMILY) & (acc["n_frames"] == acc["n_frames"].max())]
     for _, r in top.iterrows():
+        if math.isnan(r["top1"]):  # clips without ground truth (an unlabelled video folder)
+            lines.append(f"{r['task']} {DEFAULT_FAMILY}: no validation clip has a ground-truth label: accuracy not measured")
+            continue
         low, high = binomial_interval(float(r["top1"]), int(r["n_clips"]))
         lines.append(f"{r['task']} {DEFAULT_FAMILY} n={int(r['n_frames'])}: top-1 {100 * r['top1']:.1f}% on {int(r['n_clips'])} validation clips "
                      f"(95% interval {100 * low:.1f}-{100 * high:.1f}%)")
