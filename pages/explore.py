@@ -252,8 +252,9 @@ if n >= 2:  # one frame has no pairs
             on_col, budget_col = st.columns(2)
             asked = on_col.toggle(f"Compute interactions of {n} frames (exact when the budget covers every subset, else sampled, seed 0)",
                                   key="pf_interactions_on")
-            budget = state.whole_number(budget_col, "Interaction budget (head evaluations)", "pf_interaction_budget", 1, 10**12,
-                                        ws.explanations.interaction_budget(task=task, n_frames=n, model=settings["model"]))
+            # one field per model and n: its default, the model's budget (exact's cost where cheaper), follows them
+            budget = state.whole_number(budget_col, "Interaction budget (head evaluations)", f"pf_interaction_budget_{settings['model']}_{n}",
+                                        1, 10**12, ws.explanations.interaction_budget(task=task, n_frames=n, model=settings["model"]))
         try:
             if not sampled:
                 interactions = ws.explanations.interactions(clip_id, task=task, n_frames=n, model=settings["model"])

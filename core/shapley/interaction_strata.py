@@ -111,11 +111,13 @@ def plan_strata(n: int, size_costs: Sequence[int], spend: float) -> StrataPlan:
         total = math.comb(n, a)
         shortfall = sum(k * _expected_shortfall(m, size / total) for k, size in zip((1, 2, 1), _stratum_sizes(n, a)))
         cost += size_costs[a] * (m + pairs * shortfall)
-    return StrataPlan(complete=tuple(sorted(complete)), draws={a: m for a, m in draws.items()}, expected_cost=cost)
+    return StrataPlan(complete=tuple(sorted(complete)), draws=draws, expected_cost=cost)
 
 
 def size_masks(n: int, a: int) -> np.ndarray:
     """``(C(n, a),)`` int64 bit masks of every a-subset of range(n)."""
+    if 2 * a > n:  # the complements of the (n - a)-subsets: enumerating them stops at the smaller size
+        return ((np.int64(1) << n) - 1) ^ size_masks(n, n - a)
     return (np.int64(1) << combinations_of(n, a)).sum(axis=1)
 
 
@@ -175,7 +177,7 @@ def top_up(n: int, a: int, drawn: np.ndarray, rng: np.random.Generator) -> tuple
     todo = np.arange(len(i))
     taken = set(drawn.tolist())
     while len(todo):  # members of the stratum not drawn yet, distinct within each stratum
-        sizes = a - np.where(inside[todo] == 2, 2, inside[todo])
+        sizes = a - inside[todo]  # the part of A outside the pair
         for size in np.unique(sizes):
             rows = todo[sizes == size]
             masks[rows] = members[rows] | _random_subsets(n, int(size), len(rows), rng, excluded=pair[rows])
