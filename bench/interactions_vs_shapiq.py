@@ -15,13 +15,17 @@ Reported, per game kind and n:
 * exact: max |ours - shapiq ExactComputer SII| over pairs (should be float rounding), and the
   Pearson correlation of SII with STII pairs (STII weights every S equally per size-less
   derivative, so the two indices rank pairs alike but are not equal);
-* approximate, at budgets of 1/4, 1/2, 3/4 of the 2^n coalitions (shapiq counts its budget in
+* approximate, at budgets of 1/8, 1/4, 1/2, 3/4 of the 2^n coalitions (shapiq counts its budget in
   coalitions, ours in distinct non-empty coalitions valued): median over clips x seeds of the
   pairs' normalised error ||est - exact||^2 / ||exact||^2 (k-SII approximators and ours against
   exact SII pairs, which k-SII's pairs equal at order 2; STII's against exact STII), and for
-  ours the share of pairs whose exact value lies within 2 standard errors.
+  ours the share of pairs whose exact value lies within 2 standard errors, and the ratio of our
+  median nMSE to SVARM-IQ's;
+* ``--large``: n = 16 and 20, ours only, against exact SII of the exported table, at budgets of
+  2,048 .. 262,144 coalitions (those below 2^n).
 
     python bench/interactions_vs_shapiq.py --shapiq-python .venv-shapiq/bin/python [--quick]
+    python bench/interactions_vs_shapiq.py --large
 """
 
 from __future__ import annotations
@@ -45,13 +49,16 @@ else:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from common import machine, random_clip, random_heads, random_priors, value_table  # noqa: E402
 
+    from core.errors import UserError  # noqa: E402
     from core.models.evaluation import eval_mode  # noqa: E402
     from core.models.families import get_family  # noqa: E402
     from core.shapley import TableGame, exact_interactions, sampled_interactions  # noqa: E402
     from core.shapley.games import model_game  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-FRACTIONS = (1 / 4, 1 / 2, 3 / 4)  # budgets as shares of the 2^n coalitions (ours needs 2 draws per size and pair)
+FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 3 / 4)  # budgets as shares of the 2^n coalitions
+LARGE_SIZES = (16, 20)  # --large: ours against exact only (shapiq's approximators are not run there)
+LARGE_BUDGETS = (2_048, 4_096, 16_384, 65_536, 262_144)  # coalitions, those below 2^n - 1 (exact's cost)
 # shapiq approximators of order-2 interactions: (label, class, index, its exact reference)
 SHAPIQ_APPROXIMATORS = (
     ("SHAPIQ", "SHAPIQ", "k-SII", "SII"),
@@ -160,24 +167,50 @@ def one_setting(kind: str, n: int, clips: int, seeds: int, python: str) -> list[
     corr = np.median([np.corrcoef(s[i, j], t[i, j])[0, 1] for s, t in zip(theirs["sii"], theirs["stii"])])
     rows = []
     for k, budget in enumerate(budgets):
-        ours, cover = [], []
-        for g, table in enumerate(tables):
-            for seed in range(seeds):
-                try:
-                    est = sampled_interactions(TableGame(torch.from_numpy(table)[:, None]), budget, seed=seed)
-                except Exception:  # below the minimum of 2 draws per pair: no estimate at this budget
-                    continue
-                ours.append(nmse(est.of(0), ours_exact[g]))
-                cover.append(np.mean(np.abs(est.of(0) - ours_exact[g])[i, j] <= 2 * est.std_errors_of(0)[i, j]))
-        cells = []
+        ours, cover = ours_errors(tables, ours_exact, budget, seeds)
+        cells, svarmiq = [], None
         for a, label in enumerate(theirs["approximators"]):
             reference = theirs["stii"] if "STII" in str(label) else theirs["sii"]
             errors = [nmse(theirs["estimates"][g, a, k, s], reference[g]) for g in range(len(tables)) for s in range(seeds)
                       if not np.isnan(theirs["estimates"][g, a, k, s]).any()]
             cells.append(f"{np.median(errors):.2g}" if errors else "–")
-        ours_cell = f"{np.median(ours):.2g} ({np.mean(cover):.0%})" if ours else "below its minimum (2 draws per size and pair)"
+            if str(label) == "SVARMIQ" and errors:
+                svarmiq = float(np.median(errors))
+        ours_cell = f"{np.median(ours):.2g} ({np.mean(cover):.0%})" if ours else "below its minimum"
+        ratio = f"{np.median(ours) / svarmiq:.2g}" if ours and svarmiq else "–"
         exact_cells = (f"{agree:.0e}", f"{corr:.2f}") if k == 0 else ("", "")
-        rows.append(f"| {kind} | {n} | {budget:,} | {exact_cells[0]} | {exact_cells[1]} | {ours_cell} | " + " | ".join(cells) + " |")
+        rows.append(f"| {kind} | {n} | {budget:,} | {exact_cells[0]} | {exact_cells[1]} | {ours_cell} | {ratio} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def ours_errors(tables: np.ndarray, exact: list[np.ndarray], budget: int, seeds: int) -> tuple[list[float], list[float]]:
+    """Our nMSE and 2 s.e. coverage per (table, seed) at ``budget`` coalitions (none below our minimum)."""
+    ours, cover = [], []
+    i, j = np.triu_indices(tables.shape[1].bit_length() - 1, k=1)
+    for g, table in enumerate(tables):
+        for seed in range(seeds):
+            try:
+                est = sampled_interactions(TableGame(torch.from_numpy(table)[:, None]), budget, seed=seed)
+            except UserError:  # below our minimum budget: no estimate
+                continue
+            ours.append(nmse(est.of(0), exact[g]))
+            cover.append(np.mean(np.abs(est.of(0) - exact[g])[i, j] <= 2 * est.std_errors_of(0)[i, j]))
+    return ours, cover
+
+
+def large_setting(kind: str, n: int, clips: int, seeds: int) -> list[str]:
+    """Markdown rows of ours against exact at n beyond shapiq's runs (one coalition = one evaluation)."""
+    games = random_games(n, clips) if kind == "random MTRN" else demo_games(kind.split()[-1].lower(), n, clips)
+    with torch.inference_mode():
+        tables = np.stack([value_table(g, cls) for g, cls in games])
+        exact = [exact_interactions(TableGame(torch.from_numpy(t)[:, None])).of(0) for t in tables]
+    rows = []
+    for budget in [b for b in LARGE_BUDGETS if b < (1 << n) - 1]:
+        start = time.perf_counter()
+        ours, cover = ours_errors(tables, exact, budget, seeds)
+        per_run = (time.perf_counter() - start) / max(1, len(ours))
+        cell = f"{np.median(ours):.2g} | {np.mean(cover):.0%} | {per_run:.2f}" if ours else "below its minimum | – | –"
+        rows.append(f"| {kind} | {n} | {budget:,} | {cell} |")
     return rows
 
 
@@ -185,6 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapiq-python", dest="python", help="the bench venv's python (has shapiq)")
     parser.add_argument("--quick", action="store_true", help="n = 10, 12; 2 clips x 2 seeds")
+    parser.add_argument("--large", action="store_true", help="ours against exact at n = 16, 20 (no shapiq)")
     parser.add_argument("--shapiq-side", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tables", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -192,15 +226,25 @@ def main() -> None:
     if args.shapiq_side:
         shapiq_side(args.tables, args.out)
         return
+    torch.set_num_threads(1)
+    if args.large:
+        clips, seeds = 2, 3
+        print(f"machine: {machine()}; {clips} clips x {seeds} seeds per cell; ours against exact SII\n")
+        print("| game | n | budget (coalitions) | ours: median nMSE | 2 s.e. coverage | seconds per estimate |")
+        print("|---|---|---|---|---|---|")
+        for kind in ("demo-small MTRN", "demo-small TSN", "random MTRN"):
+            for n in LARGE_SIZES:
+                for row in large_setting(kind, n, clips, seeds):
+                    print(row, flush=True)
+        return
     if not args.python:
         sys.exit("give --shapiq-python (see bench/README.md for the bench venv)")
-    torch.set_num_threads(1)
     sizes, clips, seeds = ((10, 12), 2, 2) if args.quick else ((10, 12, 14), 2, 3)
     names = [label for label, *_ in SHAPIQ_APPROXIMATORS]
-    print(f"machine: {machine()}; {clips} clips x {seeds} seeds per cell; budgets 1/4, 1/2, 3/4 of 2^n coalitions\n")
+    print(f"machine: {machine()}; {clips} clips x {seeds} seeds per cell; budgets 1/8, 1/4, 1/2, 3/4 of 2^n coalitions\n")
     print("| game | n | budget (coalitions) | exact: max abs(ours - shapiq SII) | corr(SII, STII) | ours sampled: nMSE (2 s.e. coverage) | "
-          + " | ".join(names) + " |")
-    print("|" + "---|" * (6 + len(names)))
+          "ours / SVARMIQ | " + " | ".join(names) + " |")
+    print("|" + "---|" * (7 + len(names)))
     for kind in ("demo-small MTRN", "demo-small TSN", "random MTRN"):
         for n in sizes:
             for row in one_setting(kind, n, clips, seeds, args.python):

@@ -257,7 +257,9 @@ if n >= 2:  # one frame has no pairs
             on_col, budget_col = st.columns(2)
             asked = on_col.toggle(f"Compute interactions of {n} frames (exact when the budget covers every subset, else sampled, seed 0)",
                                   key="pf_interactions_on")
-            budget = state.whole_number(budget_col, "Interaction budget (head evaluations)", "pf_interaction_budget", 1, 10**9, 100 * n * n)
+            # one field per model and n: its default, the model's budget (exact's cost where cheaper), follows them
+            budget = state.whole_number(budget_col, "Interaction budget (head evaluations)", f"pf_interaction_budget_{settings['model']}_{n}",
+                                        1, 10**12, ws.explanations.interaction_budget(task=task, n_frames=n, model=settings["model"]))
         try:
             if not sampled:
                 interactions = ws.explanations.interactions(clip_id, task=task, n_frames=n, model=settings["model"])
@@ -271,7 +273,7 @@ if n >= 2:  # one frame has no pairs
             heat_col.container(key="interaction_heatmap").vega_lite_chart(
                 spec=interaction_heatmap(interactions, expl.explained_class, height=280, description=f"Frame interactions ({task})"),
                 width="stretch")
-            how = "exact (every subset)" if interactions.exact else f"sampled, {interactions.samples_per_pair} draws per pair"
+            how = "exact (every subset)" if interactions.exact else f"sampled, {interactions.samples_per_pair:,} coalitions, each updating every pair"
             pairs_col.markdown("**Strongest pairs**  \n" + "  \n".join(strongest_pair_lines(interactions, expl.explained_class)))
             pairs_col.caption(f"{how} · {interactions.n_head_evaluations:,} head evaluations · {1000 * interactions.seconds:.0f} ms")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,8 @@ from core.errors import UserError
 from core.models.evaluation import eval_mode
 from core.models.families import get_family
 from core.shapley import TableGame
-from core.shapley.games import model_game
-from core.shapley.interactions import exact_interactions, frame_interactions, sampled_interactions
+from core.shapley.games import model_game, shape_game
+from core.shapley.interactions import default_interaction_budget, exact_cost, exact_interactions, frame_interactions, sampled_interactions
 from core.shapley.subsets import subset_levels
 from tolerances import esv_reordering_tolerance
 
@@ -107,6 +108,108 @@ def test_sampled_estimate_is_close_and_within_its_errors() -> None:
         assert np.allclose(estimate.sii.numpy(), estimate.sii.numpy().transpose(1, 0, 2))
         z.append((np.abs(estimate.sii.numpy() - exact) <= 2 * estimate.std_errors.numpy() + 1e-15)[i, j])
     assert np.mean(np.concatenate(z)) >= 0.9  # standard errors of the right size: exact within 2 s.e.
+
+
+def structured_table_game(n: int, n_classes: int, seed: int) -> TableGame:
+    """Softmax of additive plus pairwise logits: a game whose pairs really interact."""
+    g = torch.Generator().manual_seed(seed)
+    members = ((torch.arange(1 << n)[:, None] >> torch.arange(n)) & 1).double()
+    single = torch.randn(n, n_classes, generator=g, dtype=torch.float64)
+    pair = torch.randn(n, n, n_classes, generator=g, dtype=torch.float64) / (2 * n)
+    return TableGame(torch.softmax(members @ single + torch.einsum("ai,aj,ijc->ac", members, members, pair), dim=-1))
+
+
+def pair_nmse(estimate: np.ndarray, exact: np.ndarray) -> float:
+    i, j = np.triu_indices(exact.shape[0], k=1)
+    return float(np.sum((estimate - exact)[i, j] ** 2) / np.sum(exact[i, j] ** 2))
+
+
+@pytest.mark.parametrize("n", [5, 6])
+def test_sampled_with_every_size_complete_is_the_brute_force_sum(n: int) -> None:
+    """Up to 6 frames every size is one the design values completely: the estimate is exact."""
+    game = random_table_game(n, 3, seed=10 + n)
+    result = sampled_interactions(game, budget=(1 << n) - 1, seed=0)
+    assert result.exact and result.std_errors is None and result.n_head_evaluations == (1 << n) - 1
+    np.testing.assert_allclose(result.sii.numpy(), brute_force_sii(random_table_game(n, 3, seed=10 + n)), rtol=0, atol=1e-12)
+
+
+def test_sampled_converges_to_exact_as_the_budget_grows() -> None:
+    n = 8
+    exact = exact_interactions(structured_table_game(n, 3, seed=1)).sii.numpy()
+    medians = [float(np.median([pair_nmse(sampled_interactions(structured_table_game(n, 3, seed=1), budget, seed=s).sii.numpy(), exact)
+                                for s in range(8)])) for budget in (170, 210, 250)]
+    assert medians[0] > 1.5 * medians[1] > 2.25 * medians[2], medians  # 254 of the 255 coalitions would be nearly exact
+    assert medians[2] < 0.05
+
+
+def test_sampled_standard_errors_cover_the_exact_value() -> None:
+    """Exact within 2 s.e. for ~95% of (pair, class) over seeds: neither too narrow nor far too wide."""
+    for n, budget, seeds in ((8, 200, 30), (10, 500, 15)):
+        exact = exact_interactions(structured_table_game(n, 3, seed=2)).sii.numpy()
+        i, j = np.triu_indices(n, k=1)
+        covered = []
+        for seed in range(seeds):
+            estimate = sampled_interactions(structured_table_game(n, 3, seed=2), budget, seed=seed)
+            covered.append((np.abs(estimate.sii.numpy() - exact) <= 2 * estimate.std_errors.numpy())[i, j])
+        assert 0.9 <= np.mean(covered) <= 0.99, (n, np.mean(covered))
+
+
+def test_sampled_is_reproducible_with_a_seed() -> None:
+    first, again, other = (sampled_interactions(random_table_game(9, 2, seed=6), budget=300, seed=s) for s in (4, 4, 5))
+    np.testing.assert_array_equal(first.sii.numpy(), again.sii.numpy())
+    np.testing.assert_array_equal(first.std_errors.numpy(), again.std_errors.numpy())
+    assert not np.array_equal(first.sii.numpy(), other.sii.numpy())
+
+
+@pytest.mark.parametrize("n", [8, 10, 12])
+def test_sampled_respects_the_budget_and_names_its_minimum(n: int) -> None:
+    for budget in (700, 1500, (1 << n) - 2):
+        game = random_table_game(n, 1, seed=n)
+        if budget >= (1 << n) - 1:
+            continue
+        result = sampled_interactions(game, budget, seed=1)
+        assert result.n_head_evaluations == game.n_evaluations <= budget and result.budget == budget
+        assert result.samples_per_pair <= result.n_head_evaluations and not result.exact
+    with pytest.raises(UserError) as low:
+        sampled_interactions(random_table_game(n, 1, seed=n), budget=100, seed=1)
+    minimum = int(re.search(r"at least ([\d,]+) head evaluations", str(low.value)).group(1).replace(",", ""))
+    assert minimum < 4 * n * n  # O(n^2): the required sizes' n^2 + n + 1 and a few coalitions per stratum (the old per-pair sampler: ~3/4 of 2^n at n = 12)
+    assert sampled_interactions(random_table_game(n, 1, seed=n), budget=minimum, seed=1).n_head_evaluations <= minimum
+    with pytest.raises(UserError, match=f"at least {minimum:,} head evaluations"):
+        sampled_interactions(random_table_game(n, 1, seed=n), budget=minimum - 1, seed=1)
+
+
+def test_sampled_budget_is_in_head_evaluations_of_a_multiscale_game(demo_small) -> None:
+    """A coalition of t frames costs sum_(s <= nmax) C(t, s) head evaluations: the design counts them."""
+    task, clip = demo_small.task_names[0], demo_small.clips().index[0]
+    fam = get_family("mtrn")
+    modules = fam.modules(demo_small.heads(task).model(fam.name))
+    features = torch.from_numpy(np.ascontiguousarray(demo_small.features(clip, demo_small.feature_rows(clip, 9)))).float()
+    priors = demo_small.priors(task).to(torch.float64)
+    with torch.inference_mode(), eval_mode(modules):
+        with pytest.raises(UserError) as low:
+            sampled_interactions(model_game("multiscale", modules, features, priors), budget=1000, seed=0)
+        assert "exact interactions cost" in str(low.value)  # for this model exact is the cheaper way
+        minimum = int(re.search(r"at least ([\d,]+) head evaluations", str(low.value)).group(1).replace(",", ""))
+        game = model_game("multiscale", modules, features, priors)
+        result = sampled_interactions(game, budget=minimum, seed=0)
+        exact = exact_interactions(model_game("multiscale", modules, features, priors))
+    assert result.n_head_evaluations == game.n_evaluations <= minimum and not result.exact
+    assert pair_nmse(result.sii.numpy(), exact.sii.numpy()) < 1.0
+
+
+def test_default_budget_is_exact_where_exact_is_cheaper(demo_small) -> None:
+    """A multiscale model's large coalitions cost many head evaluations: exact is its default up to 22 frames;
+    a variable-length model gets a sampled budget far below exact's 2^n - 1 beyond 12 frames."""
+    for n in (13, 16, 20):
+        multiscale, variable = shape_game("multiscale", n, 8, 5), shape_game("variable_length", n, 8, 5)
+        assert default_interaction_budget(multiscale) == exact_cost(multiscale)
+        assert 4 * n * n < default_interaction_budget(variable) < exact_cost(variable) // 3
+    task = demo_small.task_names[0]
+    offered = demo_small.explanations.interaction_budget(task=task, n_frames=13, model="mtrn")
+    clip = [c for c in demo_small.clips().index if demo_small.clips().loc[c, "n_features"] >= 13][0]
+    result = demo_small.explanations.interactions(clip, task=task, n_frames=13, model="mtrn", budget=offered, seed=0)
+    assert result.exact and result.n_head_evaluations == offered
 
 
 def test_sampled_is_unbiased_on_average() -> None:

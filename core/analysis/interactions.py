@@ -38,6 +38,7 @@ from core.explain import explanation_service
 from core.io_utils import atomic_path
 from core.models.families import DEFAULT_FAMILY
 from core.runtime import Progress, or_silent, scaled
+from core.shapley.approximators.base import MAX_EXACT_FRAMES
 from core.shapley.interactions import EXACT_INTERACTIONS_MAX_FRAMES, InteractionResult
 
 if TYPE_CHECKING:
@@ -85,10 +86,16 @@ def check_interaction_frames(n_frames: Sequence[int], budget: int | None, fix: C
     if too_many and budget is None:
         raise UserError(f"Exact frame interactions are computed for at most {EXACT_INTERACTIONS_MAX_FRAMES} frames; "
                         f"--frames asks for {max(too_many)}.",
-                        f"Give a sampled estimate a budget in head evaluations: `{fix(100 * max(too_many) ** 2)}`.")
+                        f"Give a budget in head evaluations: `{fix(_budget_for(max(too_many)))}`.")
     if budget is not None and budget < 1:
         raise UserError(f"--interaction-budget {budget}: a budget is a number of head evaluations of at least 1.",
                         f"Leave it out for exact interactions (at most 12 frames), or give e.g. `{fix(10_000)}`.")
+
+
+def _budget_for(n: int) -> int:
+    """A budget that runs for every model of n frames: 2^n - 1 covers exact's cost (then exact runs) up to
+    MAX_EXACT_FRAMES; beyond, a sampled estimate's (a variable-length model's minimum is ~n^2)."""
+    return (1 << n) - 1 if n <= MAX_EXACT_FRAMES else 100 * n * n
 
 
 def compute_batch_interactions(

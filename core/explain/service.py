@@ -42,8 +42,8 @@ from core.models.families import DEFAULT_FAMILY, ModelFamily, get_family
 from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
 from core.shapley import ESVResult, canonical_name, check_clip, get_method, method_names
-from core.shapley.games import model_game
-from core.shapley.interactions import InteractionResult, frame_interactions
+from core.shapley.games import model_game, shape_game
+from core.shapley.interactions import InteractionResult, default_interaction_budget, frame_interactions
 
 
 class _Plan(NamedTuple):
@@ -425,6 +425,15 @@ class ExplanationService:
             if found.exact or seed is not None:
                 self.cache.remember(key, found)
         return found
+
+    def interaction_budget(self, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY) -> int:
+        """The budget (head evaluations) the app offers for :meth:`interactions` of ``n_frames`` with this model:
+        exact's cost where that is the cheaper way, else a sampled estimate's
+        (:func:`core.shapley.interactions.default_interaction_budget`); nothing is computed."""
+        task = self._task(task)
+        family, trained = self._family_model(task, model)
+        cost = family.cost(trained)
+        return default_interaction_budget(shape_game(cost.game, int(n_frames), cost.n_scales, len(self.provider.class_names(task))))
 
     @staticmethod
     def _engine(

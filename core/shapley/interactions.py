@@ -13,12 +13,11 @@ diagonal is 0 by convention.
   paths as the exact ESV engine (:class:`~core.shapley.game.AllSubsetLogits` for n <= 12,
   else :class:`~core.shapley.game.LevelRecursion`, else :meth:`Game.value`). All subsets of
   one size share their weights, so each level adds three products.
-* :func:`sampled_interactions` estimates every pair from S drawn with the index's own
-  weights (the weight above is 1/(n-1) per size times uniform among the subsets of that size):
-  stratified by size, at least two draws of each size per pair, so each pair's estimate is the
-  mean over sizes of the mean second difference, unbiased, with a stratified standard error;
-  coalitions shared by several draws are valued once. Its budget is in the game's model
-  (head) evaluations; it pays off from about 14 frames (below, exact costs less).
+* :func:`sampled_interactions` estimates every pair within a budget, SVARM-IQ style: every
+  valued coalition updates every pair, post-stratified by coalition size and by which of the
+  pair's two frames it holds (the design: :mod:`core.shapley.interaction_strata`); unbiased,
+  with a stratified standard error per pair. Its budget is in the game's head evaluations
+  (one per distinct non-empty coalition of a table game or a variable-length model).
 * :func:`frame_interactions` picks: exact when no budget is given (n <= 12) or the budget
   covers exact's cost, else sampled.
 """
@@ -38,19 +37,22 @@ from core.runtime import report
 from core.shapley.approximators.base import MAX_EXACT_FRAMES
 from core.shapley.fused import FUSED_MAX_FRAMES
 from core.shapley.game import AllSubsetLogits, Game, LevelRecursion
+from core.shapley.interaction_strata import StrataPlan, StratumSums, draw_sizes, plan_strata, required_complete_sizes, size_masks, top_up
 from core.shapley.subsets import SubsetLevel, subset_levels
 
 __all__ = ["InteractionResult", "exact_interactions", "sampled_interactions", "frame_interactions",
-           "interaction_weights", "EXACT_INTERACTIONS_MAX_FRAMES", "MIN_DRAWS_PER_SIZE"]
+           "interaction_weights", "default_interaction_budget", "EXACT_INTERACTIONS_MAX_FRAMES"]
 
 # Without a budget, interactions are exact up to this many frames (the one-buffer path of
 # the ESV engine); beyond it a budget is required (exact still runs when it covers exact's cost).
 EXACT_INTERACTIONS_MAX_FRAMES = FUSED_MAX_FRAMES
 
-# Draws per pair per size of S at least: two give each size's spread, hence a standard error.
-MIN_DRAWS_PER_SIZE = 2
-# Draws per pair at most (memory: pairs x draws x n random keys while drawing).
-MAX_SAMPLES_PER_PAIR = 4096
+# Sampled interactions try designs whose spends on the drawn sizes grow by this factor (up to the
+# budget), and draw at most PLAN_TRIES of them (largest first) looking for one within the budget.
+PLAN_STEP = 1.05
+PLAN_TRIES = 8
+# The app's default sampled budget, in multiples of the smallest design's cost.
+DEFAULT_BUDGET_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class InteractionResult:
         exact: every subset was valued.
         n_head_evaluations: model (head) evaluations spent.
         seconds: wall time.
-        samples_per_pair: draws of S per pair (0 when exact).
+        samples_per_pair: coalitions each pair's sampled estimate reads (every one updates every pair; 0 when exact).
         budget, seed: what a sampled estimate was given (None when exact).
         frame_indices: ``(n,)`` clip frame of each position (set by the explanation service; None otherwise).
     """
@@ -139,6 +141,25 @@ def _level_values(game: Game) -> Iterator[tuple[SubsetLevel, torch.Tensor]]:
             yield level, game.value(_members(level, n, torch.bool))
 
 
+def _add_level(sii: torch.Tensor, members: torch.Tensor, values: torch.Tensor, n: int, size: int) -> None:
+    """Add every subset of one size to ``sii`` ``(n, n, C)``: ``members`` ``(N_t, n)`` 0/1 float64, ``values`` ``(N_t, C)``.
+
+    With (a, b, c) solving both = a + 2b + c, one = b + c, neither = c (:func:`interaction_weights`):
+    SII += a M^T diag(V) M + b (M^T V)_i + b (M^T V)_j + c sum V.
+    """
+    both, one, neither = interaction_weights(n, size)
+    c, b = neither, one - neither
+    a = both - 2 * b - c
+    if a != 0.0:
+        for i in range(n):  # row i: sum over subsets holding i and j of V, one (n, C) product each
+            sii[i].add_(members.T @ (members[:, i : i + 1] * values), alpha=a)
+    if b != 0.0:
+        per_frame = members.T @ values  # (n, C)
+        sii.add_(per_frame[:, None, :] + per_frame[None, :, :], alpha=b)
+    if c != 0.0:
+        sii.add_(values.sum(dim=0), alpha=c)
+
+
 def exact_interactions(game: Game) -> InteractionResult:
     """SII of every pair and class from every subset's value (n <= MAX_EXACT_FRAMES).
 
@@ -157,18 +178,7 @@ def exact_interactions(game: Game) -> InteractionResult:
     sii = torch.zeros(n, n, game.n_classes, dtype=torch.float64, device=game.device)
     sii += interaction_weights(n, 0)[2] * priors  # the empty set holds neither frame
     for level, values in _level_values(game):
-        both, one, neither = interaction_weights(n, level.size)
-        c, b = neither, one - neither
-        a = both - 2 * b - c
-        members = _members(level, n, torch.float64)
-        if a != 0.0:
-            for i in range(n):  # row i: sum over subsets holding i and j of V, one (n, C) product each
-                sii[i].add_(members.T @ (members[:, i : i + 1] * values), alpha=a)
-        if b != 0.0:
-            per_frame = members.T @ values  # (n, C)
-            sii.add_(per_frame[:, None, :] + per_frame[None, :, :], alpha=b)
-        if c != 0.0:
-            sii.add_(values.sum(dim=0), alpha=c)
+        _add_level(sii, _members(level, n, torch.float64), values, n, level.size)
         report(level.size / n, f"interactions: subsets of size {level.size}/{n}")
     sii[torch.arange(n), torch.arange(n)] = 0.0
     return InteractionResult(sii=sii, std_errors=None, exact=True, n_head_evaluations=game.n_evaluations - spent,
@@ -181,103 +191,127 @@ def exact_cost(game: Game) -> int:
     return game.level_cost([math.comb(n, t) for t in range(1, n + 1)])
 
 
-def _draws(n: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``m`` draws of S per pair: pairs ``(P, 2)``, S bit masks ``(P, m)`` and sizes ``(P, m)`` (int64), size
-    uniform over 0..n-2 (stratified), then uniform among the subsets of N \\ {i, j} of that size."""
-    i, j = np.triu_indices(n, k=1)
-    pairs = np.stack([i, j], axis=1)
-    bits = np.int64(1) << np.arange(n, dtype=np.int64)
-    # sizes stratified: each pair's draws walk through 0..n-2 from a random start (every draw's size
-    # is still uniform, so each draw is unbiased; the sizes' spread no longer adds to the error)
-    sizes = (rng.integers(0, n - 1, size=(len(pairs), 1)) + np.arange(m)[None, :]) % (n - 1)
-    # rank the other frames by a random key; S = the `size` smallest ranks, i and j excluded
-    keys = rng.random((len(pairs), m, n))
-    keys[np.arange(len(pairs)), :, i] = np.inf
-    keys[np.arange(len(pairs)), :, j] = np.inf
-    ranks = keys.argsort(axis=2).argsort(axis=2)
-    chosen = ranks < sizes[:, :, None]
-    return pairs, (chosen * bits).sum(axis=2), sizes, bits
-
-
-def _coalition_masks(pairs: np.ndarray, subsets: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """``(P, m, 4)`` masks of S + {i, j}, S + {i}, S + {j}, S."""
-    bi, bj = bits[pairs[:, 0]][:, None], bits[pairs[:, 1]][:, None]
-    return np.stack([subsets | bi | bj, subsets | bi, subsets | bj, subsets], axis=2)
-
-
-def _popcount(masks: np.ndarray, n: int) -> np.ndarray:
-    return ((masks[:, None] >> np.arange(n, dtype=np.int64)) & 1).sum(axis=1)
-
-
 def sampled_interactions(game: Game, budget: int, seed: int | None = None) -> InteractionResult:
-    """SII of every pair and class from draws of S with the index's weights, within ``budget``
-    model evaluations (coalitions shared by draws valued once; v(empty) is the prior, free).
+    """SII of every pair and class within ``budget`` (the game's unit: head evaluations; one per
+    distinct non-empty coalition for a table game), every valued coalition updating every pair.
 
-    The most draws per pair whose distinct coalitions fit the budget are taken, sizes of S
-    stratified (at least :data:`MIN_DRAWS_PER_SIZE` of each, else a UserError naming the budget
-    needed). A pair's estimate is the mean over sizes of its mean second difference; its
-    standard error, the stratified one (each size's spread over its draws).
+    The design (:mod:`core.shapley.interaction_strata`): sizes 1, 2, n-2, n-1, n and any size the
+    budget covers are valued completely; the other sizes get uniform draws without replacement,
+    post-stratified per pair by coalition size and by which of the pair's frames the coalition
+    holds; a pair's stratum with fewer than 2 draws gets top-up draws of its own. Each pair's
+    estimate is unbiased, with the stratified standard error. The largest draws whose cost
+    (top-ups included) fits the budget are taken; below the smallest design, a UserError names
+    the budget it needs. Reproducible for a ``seed``.
     """
     n = game.n_players
     if n < 2:
         raise UserError(f"interactions need at least 2 frames; got {n}.", "Explain 2 or more frames.")
     start, spent = time.perf_counter(), game.n_evaluations
-    n_pairs = n * (n - 1) // 2
-
-    def draw(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """Masks ``(P, m, 4)`` of m draws per pair, the sizes of S ``(P, m)``, the distinct masks and what valuing those costs."""
-        pairs, subsets, sizes, bits = _draws(n, m, np.random.default_rng(seed))
-        masks = _coalition_masks(pairs, subsets, bits)
-        unique = np.unique(masks)
-        return masks, sizes, unique, game.value_cost(_popcount(unique, n).tolist())
-
-    least = MIN_DRAWS_PER_SIZE * (n - 1)
-    masks, sizes, unique, cost = draw(least)
-    if cost > budget:
+    plans, cheapest = _plans(game)
+    fitting = [plans[k] for k in range(len(plans) - 1, cheapest, -1) if plans[k].expected_cost <= budget][:PLAN_TRIES]
+    design = None
+    for plan in [*fitting, plans[cheapest]]:
+        design = _draw_design(game, plan, seed)
+        if design.cost <= budget:
+            break
+    assert design is not None
+    if design.cost > budget:
         raise UserError(f"A budget of {budget:,} head evaluations is below what sampled interactions of {n} frames need "
-                        f"({cost:,}: {MIN_DRAWS_PER_SIZE} draws of each size for each of {n_pairs} pairs).",
-                        f"Raise the budget to at least {cost:,} head evaluations"
+                        f"({design.cost:,}: sizes {', '.join(map(str, required_complete_sizes(n)))} in full and 2 coalitions "
+                        f"per stratum of each of the {n * (n - 1) // 2} pairs at the other sizes).",
+                        f"Raise the budget to at least {design.cost:,} head evaluations"
                         + (f" (exact interactions cost {exact_cost(game):,}: a budget of that many runs them)." if n <= MAX_EXACT_FRAMES else "."))
-    # the most draws per pair that fit: double while they fit, then bisect
-    low, high = least, None
-    while high is None and low < MAX_SAMPLES_PER_PAIR:
-        found = draw(min(2 * low, MAX_SAMPLES_PER_PAIR))
-        if found[3] <= budget:
-            low, (masks, sizes, unique, cost) = min(2 * low, MAX_SAMPLES_PER_PAIR), found
-        else:
-            high = 2 * low
-    while high is not None and high - low > 1:
-        middle = (low + high) // 2
-        found = draw(middle)
-        if found[3] <= budget:
-            low, (masks, sizes, unique, cost) = middle, found
-        else:
-            high = middle
-    m = low
+    sii, variance = _estimate(game, design)
+    sampled = bool(design.plan.draws)
+    report(1.0, f"interactions: {design.shared:,} coalitions, each updating every pair")
+    return InteractionResult(sii=sii, std_errors=variance.sqrt() if sampled else None, exact=not sampled,
+                             n_head_evaluations=game.n_evaluations - spent, seconds=time.perf_counter() - start,
+                             samples_per_pair=design.shared, budget=int(budget), seed=seed)
+
+
+def _plans(game: Game) -> tuple[list[StrataPlan], int]:
+    """Designs whose spends on the drawn sizes are 0, then grow by PLAN_STEP up to valuing every size (independent
+    of any budget, so the cheapest, the minimum a UserError names, is too), and the index of the cheapest."""
+    n = game.n_players
+    size_costs = [0] + [game.value_cost([a]) for a in range(1, n + 1)]
+    every_size = sum(size_costs[a] * math.comb(n, a) for a in range(1, n + 1))
+    spends = [0.0, *np.geomspace(1.0, every_size, num=2 + int(math.log(every_size) / math.log(PLAN_STEP)))]
+    plans = [plan_strata(n, size_costs, s) for s in spends]
+    return plans, min(range(len(plans)), key=lambda k: plans[k].expected_cost)
+
+
+def default_interaction_budget(game: Game) -> int:
+    """The budget the app offers for interactions of ``game`` (head evaluations): exact's cost where exact runs
+    (n <= MAX_EXACT_FRAMES) and costs at most a good sampled estimate, else that estimate's budget,
+    :data:`DEFAULT_BUDGET_FACTOR` times the smallest design's expected cost (bench/README.md: nMSE ~1e-5 on the
+    demo at n = 12). A multiscale model's large coalitions cost many head evaluations each, so exact is its way
+    up to 22 frames; a variable-length model's sampled estimate is far cheaper than exact beyond 12."""
+    plans, cheapest = _plans(game)
+    sampled = int(math.ceil(DEFAULT_BUDGET_FACTOR * plans[cheapest].expected_cost))
+    if game.n_players <= MAX_EXACT_FRAMES and exact_cost(game) <= sampled:
+        return exact_cost(game)
+    return sampled
+
+
+@dataclass(frozen=True)
+class _Design:
+    """Drawn coalitions of a plan: masks per complete and sampled size, top-ups ``(i, j, inside, masks)`` per sampled size."""
+
+    plan: StrataPlan
+    complete: dict[int, np.ndarray]
+    drawn: dict[int, np.ndarray]
+    top_ups: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    unique: np.ndarray  # (U,) distinct masks to value
+    cost: int
+
+    @property
+    def shared(self) -> int:
+        """Coalitions every pair's estimate reads (complete sizes and draws; not the top-ups)."""
+        return sum(len(m) for m in self.complete.values()) + sum(len(m) for m in self.drawn.values())
+
+
+def _draw_design(game: Game, plan: StrataPlan, seed: int | None) -> _Design:
+    n = game.n_players
+    rng = np.random.default_rng(seed)
+    complete = {a: size_masks(n, a) for a in plan.complete}
+    drawn = draw_sizes(n, plan.draws, rng)
+    top_ups = {a: top_up(n, a, masks, rng) for a, masks in drawn.items()}
+    unique = np.unique(np.concatenate([*complete.values(), *drawn.values(), *(t[3] for t in top_ups.values())]))
+    return _Design(plan, complete, drawn, top_ups, unique, game.value_cost(_popcount(unique, n).tolist()))
+
+
+def _estimate(game: Game, design: _Design) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n, n, C)`` SII estimate and its variance from the design's values."""
+    n = game.n_players
     bits = np.int64(1) << np.arange(n, dtype=np.int64)
-    coalitions = torch.from_numpy((unique[:, None] & bits) != 0).to(game.device)
-    values = game.value(coalitions)  # (U, C)
-    index = torch.from_numpy(np.searchsorted(unique, masks)).to(game.device)  # (P, m, 4)
-    v = values[index]  # (P, m, 4, C)
-    deltas = v[:, :, 0] - v[:, :, 1] - v[:, :, 2] + v[:, :, 3]  # (P, m, C)
-    mean, variance = torch.zeros_like(deltas[:, 0]), torch.zeros_like(deltas[:, 0])
-    strata = torch.from_numpy(sizes).to(game.device)
-    for size in range(n - 1):  # each size weighs 1/(n-1): mean of the sizes' means, variance of that mean
-        member = (strata == size).to(deltas.dtype)[:, :, None]  # (P, m, 1)
-        count = member.sum(dim=1)  # (P, 1), >= MIN_DRAWS_PER_SIZE
-        size_mean = (member * deltas).sum(dim=1) / count
-        spread = (member * (deltas - size_mean[:, None]) ** 2).sum(dim=1) / (count - 1)
-        mean += size_mean / (n - 1)
-        variance += spread / count / (n - 1) ** 2
-    se = variance.sqrt()
+    values = game.value(torch.from_numpy((design.unique[:, None] & bits) != 0).to(game.device))  # (U, C)
+
+    def value_of(masks: np.ndarray) -> torch.Tensor:
+        return values[torch.from_numpy(np.searchsorted(design.unique, masks)).to(game.device)]
+
     sii = torch.zeros(n, n, game.n_classes, dtype=torch.float64, device=game.device)
-    std_errors = torch.zeros_like(sii)
-    i, j = (torch.from_numpy(a).to(game.device) for a in np.triu_indices(n, k=1))
-    sii[i, j], sii[j, i] = mean, mean
-    std_errors[i, j], std_errors[j, i] = se, se
-    report(1.0, f"interactions: {m} draws per pair")
-    return InteractionResult(sii=sii, std_errors=std_errors, exact=False, n_head_evaluations=game.n_evaluations - spent,
-                             seconds=time.perf_counter() - start, samples_per_pair=m, budget=int(budget), seed=seed)
+    variance = torch.zeros_like(sii)
+    sii += interaction_weights(n, 0)[2] * game.priors.to(torch.float64)  # the empty set holds neither frame
+    for a, masks in design.complete.items():
+        members = torch.from_numpy(((masks[:, None] & bits) != 0).astype(np.float64)).to(game.device)
+        _add_level(sii, members, value_of(masks), n, a)
+    for a, masks in design.drawn.items():
+        drawn_values = value_of(masks)
+        centre = drawn_values.mean(dim=0)  # per-size centring keeps the sums of squares accurate; it cancels in SII
+        sums = StratumSums.of_draws(n, masks, drawn_values - centre)
+        i, j, inside, extra = design.top_ups[a]
+        sums.add(i, j, inside, value_of(extra) - centre)
+        contribution, spread = sums.estimate(n, a)
+        sii += contribution / (n - 1)
+        variance += spread / (n - 1) ** 2
+    diagonal = torch.arange(n, device=game.device)
+    sii[diagonal, diagonal] = 0.0
+    variance[diagonal, diagonal] = 0.0
+    return sii, variance
+
+
+def _popcount(masks: np.ndarray, n: int) -> np.ndarray:
+    return ((masks[:, None] >> np.arange(n, dtype=np.int64)) & 1).sum(axis=1)
 
 
 def frame_interactions(game: Game, budget: int | None = None, seed: int | None = None) -> InteractionResult:

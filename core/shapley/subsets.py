@@ -72,6 +72,14 @@ def _next_level_combos(prev: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([prev[rows], new_last[:, None]], axis=1)
 
 
+def combinations_of(n: int, t: int) -> np.ndarray:
+    """``(C(n, t), t)`` int64 sorted members of every t-subset of range(n), lexicographic (one level, no others kept)."""
+    combos = np.zeros((1, 0), dtype=np.int64)
+    for _ in range(t):
+        combos = _next_level_combos(combos, n)
+    return combos
+
+
 @functools.lru_cache(maxsize=8)
 def _levels_numpy(n: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], ...]:
     if not 0 < n <= 30:
