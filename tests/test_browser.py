@@ -241,7 +241,7 @@ def test_app_in_browser(page, server: Server) -> None:
             timeout=120_000,
         )
         if name == "setup":
-            page.locator('[data-testid="stForm"]').wait_for(timeout=60_000)
+            page.locator('[data-testid="stForm"]').first.wait_for(timeout=60_000)
         wait_idle(page)
         assert not page.locator('[data-testid="stException"]').count(), f"exception on {name}"
         screenshot(page, name)

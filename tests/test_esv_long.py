@@ -42,7 +42,9 @@ def test_exact_esvs_lie_within_two_standard_errors(cross_fit):
         for seed in range(20):
             game = MultiscaleGame(heads, feats, priors)
             res = AdditiveSurrogate(enumerate_up_to=0, cross_fit=cross_fit).approximate(game, per_size_cost(game, 24), seed)
-            assert res.info["held_out_per_scale"] == 12 and res.info.get("cross_fitted", False) == cross_fit
+            # cross-fitted: 4 folds, each holding out a quarter of the 24 draws; else one split, half
+            assert res.info["held_out_per_scale"] == (6 if cross_fit else 12) and res.info.get("cross_fitted", False) == cross_fit
+            assert res.info.get("folds") == (4 if cross_fit else None)
             err = (res.esvs[:, cls] - exact.esvs[:, cls]).abs()
             inside.append((err <= 2 * res.std_errors[:, cls]).double().mean().item())
     assert np.mean(inside) >= 0.85, f"exact ESVs within 2 s.e. for {100 * np.mean(inside):.0f}% of frame-seed pairs"
