@@ -80,8 +80,10 @@ class FrameChain:
         return p.device if p is not None else torch.device("cpu")
 
     def inputs(self, frames: np.ndarray) -> torch.Tensor:
-        """``(B, H, W, 3)`` uint8 -> ``(B, 3, h, w)`` float32 network input on the network's device."""
-        return self.preprocess(torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)).float()
+        """``(B, H, W, 3)`` uint8 -> ``(B, 3, h, w)`` network input on the network's device, in its parameters' dtype."""
+        p = next(iter(self.network.parameters()), None)
+        x = self.preprocess(torch.from_numpy(np.ascontiguousarray(frames)).to(self.device))
+        return x.to(p.dtype if p is not None else torch.float32)
 
 
 def frame_chain(encoder: object, layer: str | None = None) -> FrameChain:
