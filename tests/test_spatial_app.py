@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from core.analysis.pointing import pointing_table, pointing_table_path, write_pointing_table  # noqa: E402
 from core.explain.spatial import spatial_maps  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
@@ -37,3 +38,21 @@ def test_overlay_toggle_draws_the_maps(app_demo: Workspace) -> None:
     assert not at.exception and not at.error
     assert at.selectbox(key="pf_map_colours_occlusion").value == "signed"
     assert any("Occlusion" in c.value and "probability" in c.value for c in at.caption)
+
+
+
+def test_compare_methods_shows_the_written_pointing_table(app_demo: Workspace) -> None:
+    """The page reads the table the command wrote (nothing recomputed on page load)."""
+    path = pointing_table_path(app_demo)
+    path.unlink(missing_ok=True)
+    at = AppTest.from_file(MAIN, default_timeout=120).run()
+    at.switch_page("../pages/compare_methods.py").run()
+    assert not at.exception
+    assert any("spatial --dataset demo-small --table" in i.value for i in at.info)
+    table = pointing_table(app_demo, n_frames=4, limit=1, methods=("random", "centre"))
+    write_pointing_table(app_demo, table)
+    at.run()
+    assert not at.exception
+    shown = at.dataframe[-1].value
+    np.testing.assert_allclose(shown["pointing_hit"].to_numpy(), 100 * table["pointing_hit"].to_numpy())
+    assert any(str(path) in c.value for c in at.caption)

@@ -26,14 +26,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from core.commands import dataset_command
 from core.data.demo.boxes import box_mask, demo_boxes
 from core.explain.spatial import spatial_maps, top_positions
 from core.io_utils import atomic_write_text, stable_hash
 from core.paths import cache_dir
 from core.runtime import Progress, or_silent, scaled
 
-__all__ = ["BASELINES", "POINTING_METHODS", "PointingRun", "centre_map", "energy_in_box", "pointing_hit", "pointing_table",
-           "pointing_table_path", "random_map", "read_pointing_table", "to_markdown", "write_pointing_table"]
+__all__ = ["BASELINES", "POINTING_METHODS", "PointingRun", "centre_map", "energy_in_box", "pointing_command", "pointing_hit",
+           "pointing_table", "pointing_table_path", "random_map", "read_pointing_table", "to_markdown", "write_pointing_table"]
 
 BASELINES = ("random", "centre")
 POINTING_METHODS = ("gradcam", "occlusion", *BASELINES)
@@ -132,6 +133,11 @@ def _score(into: list[tuple[bool, float, float]], maps: Sequence[np.ndarray], fr
             continue  # neither in view: no ground truth for this frame
         mask = box_mask(frame_boxes, *saliency.shape)
         into.append((pointing_hit(saliency, mask), energy_in_box(saliency, mask), float(mask.mean())))
+
+
+def pointing_command(ws: object) -> str:
+    """The command that writes this dataset's table (``python -m core spatial --dataset D --table``)."""
+    return dataset_command(ws, "spatial", "--table")  # type: ignore[arg-type]
 
 
 def pointing_table_path(ws: object) -> Path:
