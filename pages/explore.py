@@ -283,7 +283,7 @@ if n >= 2:  # one frame has no pairs
             pairs_col.caption(f"{how} · {interactions.n_head_evaluations:,} head evaluations · {1000 * interactions.seconds:.0f} ms")
 
 with export_slot:
-    exports.explore_exports(ws, expl, settings, chart, overlays(task, expl), interactions=interactions)
+    exports.explore_exports(ws, expl, settings, chart, overlays(task, expl), interactions=interactions, maps=maps, map_view=map_settings)
 
 st.markdown("**Sampled frames**, with a border (and a light tint, ≤ 25%) by their ESV: green supports, red opposes.")
 st.image(

@@ -34,6 +34,7 @@ def test_overlay_toggle_draws_the_maps(app_demo: Workspace) -> None:
     strip = at.image[3].proto.imgs
     assert [i.caption for i in strip] == [f"#{int(f)} · ESV {e:+.4f}" for f, e in zip(maps.frame_indices[:3], maps.esvs[:3])]
     assert any("Grad-CAM" in c.value and "logit" in c.value for c in at.caption)
+    assert any(b.label.startswith("gradcam maps as ZIP") for b in at.get("download_button"))  # the export offers the maps
     at.radio(key="pf_map_method").set_value("occlusion").run()
     assert not at.exception and not at.error
     assert at.selectbox(key="pf_map_colours_occlusion").value == "signed"

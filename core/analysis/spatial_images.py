@@ -19,9 +19,9 @@ from PIL import Image
 
 from core.errors import UserError
 from core.explain.spatial import SpatialMaps
-from core.io_utils import atomic_path, atomic_write_bytes
+from core.io_utils import atomic_write_bytes
 
-__all__ = ["COLOUR_SCALES", "colour_legend", "colourise", "map_range", "overlay", "png_bytes", "write_maps"]
+__all__ = ["COLOUR_SCALES", "colour_legend", "colourise", "map_files", "map_range", "overlay", "png_bytes", "write_maps"]
 
 # Anchor colours (RGB, 0..255) at evenly spaced values from the low to the high end of a scale.
 COLOUR_SCALES: dict[str, tuple[tuple[int, int, int], ...]] = {
@@ -80,18 +80,25 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_maps(maps: SpatialMaps, out: Path, *, opacity: float = 0.5, colours: str | None = None) -> list[Path]:
+def map_files(maps: SpatialMaps, *, opacity: float = 0.5, colours: str | None = None) -> dict[str, bytes]:
     """Per mapped frame, ``<clip>-<task>-<method>-frame<index>.png`` (the overlay) and ``.npy``
-    (the ``(H, W)`` float32 map) in ``out``, each written atomically; returns the paths.
-    ``colours`` None: ``heat`` for Grad-CAM, ``signed`` for occlusion."""
+    (the ``(H, W)`` float32 map), by file name. ``colours`` None: ``heat`` for Grad-CAM, ``signed`` for occlusion."""
     colours = colours or ("signed" if maps.method == "occlusion" else "heat")
     _check_scale(colours)
-    out = Path(out)
-    written: list[Path] = []
+    files: dict[str, bytes] = {}
     for frame, saliency, index in zip(maps.frames, maps.maps, maps.frame_indices):
-        stem = out / f"{maps.clip_id}-{maps.task}-{maps.method}-frame{int(index)}"
-        atomic_write_bytes(stem.with_suffix(".png"), png_bytes(overlay(frame, saliency, opacity, colours)))
-        with atomic_path(stem.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, saliency.astype(np.float32))
-        written += [stem.with_suffix(".png"), stem.with_suffix(".npy")]
+        stem = f"{maps.clip_id}-{maps.task}-{maps.method}-frame{int(index)}"
+        files[f"{stem}.png"] = png_bytes(overlay(frame, saliency, opacity, colours))
+        buffer = io.BytesIO()
+        np.save(buffer, saliency.astype(np.float32))
+        files[f"{stem}.npy"] = buffer.getvalue()
+    return files
+
+
+def write_maps(maps: SpatialMaps, out: Path, *, opacity: float = 0.5, colours: str | None = None) -> list[Path]:
+    """:func:`map_files` written into the folder ``out``, each file atomically; returns the paths."""
+    written = []
+    for name, data in map_files(maps, opacity=opacity, colours=colours).items():
+        atomic_write_bytes(Path(out) / name, data)
+        written.append(Path(out) / name)
     return written
