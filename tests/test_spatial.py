@@ -14,7 +14,8 @@ from torch import nn
 from core.analysis.pointing import centre_map, energy_in_box, pointing_hit, pointing_table_path
 from core.attribution.base import ModelSpec
 from core.attribution.spatial import FrameChain, GradCAM, Occlusion, chain_scores, frame_chain
-from core.backbones.trn_checkpoint import random_trn_encoder
+from core.backbones.bninception import BNInception
+from core.backbones.trn_checkpoint import Preprocessing, ResNetFCEncoder, random_trn_encoder
 from core.cli import main
 from core.data.demo import clip_rng, generate_clip, plan_demo_clips
 from core.data.demo.boxes import box_mask, demo_boxes
@@ -256,3 +257,21 @@ def test_pointing_metrics() -> None:
     assert not pointing_hit(saliency, mask)  # flat: no point
     saliency[1, 1], saliency[3, 3] = 3.0, 1.0
     assert pointing_hit(saliency, mask) and energy_in_box(saliency, mask) == pytest.approx(0.75)
+
+
+def test_bninception_gradcam_reads_the_last_inception_block(one_torch_thread) -> None:
+    """BN-Inception's last block is no module: Grad-CAM splits the network at ``features``; its score is the model's forward."""
+    torch.manual_seed(0)
+    net = BNInception(16).eval()
+    encoder = ResNetFCEncoder(net, 16, Preprocessing(scale_size=72, input_size=64, mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0),
+                                                     rescale=False, bgr=True), weights_id="random", name="tiny-bninception")
+    chain = frame_chain(encoder)
+    assert chain.split is not None and chain.layer_name == "features"
+    spec = ModelSpec.multiscale(_mtrn_heads(16))
+    features, frame = torch.rand(3, 16), np.random.default_rng(1).integers(0, 256, (72, 72, 3)).astype(np.uint8)
+    out = GradCAM().attribute(chain, spec, features, 0, frame, 1)
+    x = features.clone()
+    x[0] = encoder.encode(frame[None], device="cpu")[0]
+    with torch.no_grad():
+        assert out.score == pytest.approx(float(spec.logits(x[None])[0, 1]), rel=1e-4, abs=1e-5)
+    assert out.map.shape == (72, 72) and np.isfinite(out.map).all()

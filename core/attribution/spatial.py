@@ -13,7 +13,7 @@ TRN's full game value v(N) on n frames, or a variable-length model such as TSN).
 Methods (Captum style, one class each on :class:`SpatialAttribution`):
 
 * :class:`GradCAM` weighs the channels of the backbone's last convolutional block (the
-  demo CNN's last block, ResNet-50 ``layer4``) by the spatial mean of the class score's
+  demo CNN's last block, ResNet-50 ``layer4``, BN-Inception's ``inception_5b``) by the spatial mean of the class score's
   gradient, keeps the positive part and upsamples it to the frame. It explains the class
   **logit** by default: softmax gradients ``p_c (delta_ck - p_k)`` vanish once the model is
   confident (p_c close to 1, as the demo's models often are) and mix in every other
@@ -66,6 +66,9 @@ class FrameChain:
         layer_name: its name inside ``network`` ("" when None).
         region: frame ``(H, W)`` -> ``(top, left, height, width)``: the part of the frame the
             network sees (the centre crop of ImageNet-style preprocessing; the whole frame otherwise).
+        split: for a network whose last block is no module (BN-Inception: ``features`` then
+            ``head``), the two halves ``(B, 3, h, w) -> (B, K, h', w')`` and ``(B, K, h', w') -> (B, D)``
+            Grad-CAM runs instead of a hook; None otherwise.
     """
 
     network: nn.Module
@@ -73,6 +76,7 @@ class FrameChain:
     layer: nn.Module | None
     layer_name: str
     region: Callable[[int, int], tuple[int, int, int, int]]
+    split: tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -110,7 +114,10 @@ def frame_chain(encoder: object, layer: str | None = None) -> FrameChain:
         top, left = int(round((nh - c) / 2.0)), int(round((nw - c) / 2.0))
         return (int(round(top * h / nh)), int(round(left * w / nw)), max(1, int(round(c * h / nh))), max(1, int(round(c * w / nw))))
 
-    return FrameChain(network, preprocess, modules[chosen] if chosen else None, chosen, region)
+    split = None
+    if not chosen and callable(getattr(network, "features", None)) and callable(getattr(network, "head", None)):
+        split, chosen = (network.features, network.head), "features"  # BN-Inception: its last inception block's output
+    return FrameChain(network, preprocess, modules[chosen] if chosen in modules and split is None else None, chosen, region, split)
 
 
 def chain_scores(spec: ModelSpec, features: torch.Tensor, position: int, frame_features: torch.Tensor, target: int,
@@ -229,6 +236,12 @@ class GradCAM(SpatialAttribution):
     def activations_and_gradients(self, chain: FrameChain, spec: ModelSpec, features: torch.Tensor, position: int,
                                   frame: np.ndarray, target: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``A`` ``(K, h', w')``, ``d score / d A`` of the same shape and the score (a 0-d tensor)."""
+        if chain.split is not None:
+            with torch.enable_grad():
+                maps = chain.split[0](chain.inputs(frame[None]))
+                score = chain_scores(spec, features, position, chain.split[1](maps), target, self.score)[0]
+                (grad,) = torch.autograd.grad(score, maps)
+            return maps[0].detach(), grad[0].detach(), score.detach()
         if chain.layer is None:
             raise UserError("Grad-CAM needs the backbone's last convolutional block, and this backbone has none it knows.",
                             "Use the occlusion method (--method occlusion), which works with any backbone.")
