@@ -103,7 +103,7 @@ def pointing_table(ws: object, *, tasks: Sequence[str] | None = None, n_frames: 
             step = ti * len(ids) + ci
             boxes = demo_boxes(root, clip_id)
             for mi, method in enumerate(m for m in methods if m not in BASELINES):
-                part = scaled(progress, (step + mi / 2) / steps, (step + (mi + 1) / 2) / steps, f"{task} clip {ci + 1}/{len(ids)}: ")
+                part = scaled(progress, (step + mi / 2) / steps, (step + (mi + 1) / 2) / steps, f"clip {step + 1}/{steps} ({task}): ")
                 found = spatial_maps(ws, clip_id, task=task, n_frames=n, top_k=top_k, method=method, progress=part)
                 _score(rows[(task, method)], found.maps, found.frame_indices, boxes)
             # the baselines on the same frames (their positions come from the ESVs, whichever method ran)
@@ -114,7 +114,7 @@ def pointing_table(ws: object, *, tasks: Sequence[str] | None = None, n_frames: 
                 maps = [random_map(h, w, int(stable_hash([clip_id, int(f)]), 16) % 2**32) if method == "random" else centre_map(h, w)
                         for f in frames_of]
                 _score(rows[(task, method)], maps, frames_of, boxes)
-            report((step + 1) / steps, f"{task}: clip {ci + 1}/{len(ids)}")
+            report((step + 1) / steps, f"clip {step + 1}/{steps} ({task})")
     out = []
     for (task, method), scored in rows.items():
         arr = np.asarray(scored, dtype=np.float64).reshape(-1, 3)

@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--limit must be at least 1, got {args.limit}.", f"Run `{dataset_command(ws, 'spatial', '--table', '--limit', 10)}`.")
     if args.table:
         tasks = None if args.task is None else [ws.check_task(args.task)]
-        with TqdmProgress("pointing game", enabled=not args.quiet) as bar:
+        with TqdmProgress("pointing game", enabled=not args.quiet, count_unit="clips") as bar:
             run = run_pointing(ws, tasks=tasks, n_frames=args.frames, top_k=args.top, limit=args.limit, out=args.out,
                                methods=POINTING_METHODS, progress=bar)
         print(to_markdown(run.table))
@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     if why and not args.yes:
         raise UserError(f"{why} {est.note}", f"Add --yes to run it anyway: `{cli_command(*getattr(args, 'argv', ['spatial', '--clip', args.clip]), '--yes')}`.")
     start = time.perf_counter()
-    with TqdmProgress("maps", enabled=not args.quiet) as bar:
+    with TqdmProgress("maps", enabled=not args.quiet, count_unit="maps") as bar:
         maps = spatial_maps(ws, args.clip, **settings, progress=bar)
     out = args.out if args.out is not None else Path(f"spatial-{maps.clip_id}")
     paths = write_maps(maps, out, opacity=args.opacity, colours=args.colours)
