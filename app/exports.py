@@ -5,6 +5,8 @@ pictures."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,10 @@ import streamlit as st
 from app import charts
 from core.analysis.export import explanation_table, export_settings, to_csv_bytes, to_parquet_bytes
 from core.analysis.interactions import interaction_table
+from core.analysis.spatial_images import map_files
 from core.errors import UserError
 from core.explain import ClipExplanation
+from core.explain.spatial import SpatialMaps
 from core.runtime import counted
 from core.shapley import get_method
 from core.shapley.interactions import InteractionResult
@@ -64,9 +68,12 @@ def _subtitle(meta: dict[str, str]) -> str:
 
 
 def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, Any], chart: charts.Chart,
-                    overlays: list[int], interactions: InteractionResult | None = None) -> None:
+                    overlays: list[int], interactions: InteractionResult | None = None, maps: SpatialMaps | None = None,
+                    map_view: dict[str, Any] | None = None) -> None:
     """An "Export" popover: the view's ESVs (explained and overlaid classes) as CSV and
-    Parquet, the frame interactions shown (``interactions``) as CSV, the chart as PNG and SVG."""
+    Parquet, the frame interactions shown (``interactions``) as CSV, the spatial maps shown
+    (``maps``, drawn with ``map_view``'s opacity and colours) as a ZIP of PNG overlays and
+    ``.npy`` arrays, the chart as PNG and SVG."""
     meta = metadata(ws, expl, settings)
     stem = _stem(meta)
     with st.popover("Export", icon=":material/download:"):
@@ -81,6 +88,14 @@ def explore_exports(ws: Workspace, expl: ClipExplanation, settings: dict[str, An
                                       class_names=ws.class_names(expl.task), classes=[expl.explained_class, *overlays])
             st.download_button("Frame interactions as CSV", to_csv_bytes(pairs), file_name=f"{stem}_interactions.csv", mime="text/csv",
                                key="dl_interactions_csv", on_click="ignore")
+        if maps is not None:
+            view = map_view or {}
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for name, data in map_files(maps, opacity=view.get("opacity", 0.5), colours=view.get("colours")).items():
+                    archive.writestr(name, data)
+            st.download_button(f"{maps.method} maps as ZIP (PNG + .npy per frame)", buffer.getvalue(), file_name=f"{stem}_{maps.method}_maps.zip",
+                               mime="application/zip", key="dl_maps", on_click="ignore")
         chart_downloads(chart, f"ESVs of {meta['task']} “{meta['explained_name']}”", meta, stem, key="explore")
 
 

@@ -10,6 +10,7 @@ Commands (each has ``--help``; all share ``--dataset`` and ``--config``):
   train    per-scale MTRN heads + TSN head, validation accuracy per scale
   esvs     batch ESVs of a split -> one Parquet results file
   faithfulness  deletion/insertion AUCs and key-frame hits of every attribution method
+  spatial  spatial maps of a clip's top-ESV frames (PNG + .npy); --table: the demo's pointing game
 
 A :class:`~core.errors.UserError` prints ``error: <message>`` to stderr and exits 2.
 """
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from core.analysis import faithfulness_cli
+from core.analysis import faithfulness_cli, spatial_cli
 from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
 from core.analysis.interactions import check_interaction_frames, compute_batch_interactions
 from core.analysis.optional_steps import full_status
@@ -466,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_flags(p)
 
     faithfulness_cli.add_parser(sub)
+    spatial_cli.add_parser(sub)
     cli_released.add_parser(sub)
     return parser
 

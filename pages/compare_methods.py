@@ -9,7 +9,7 @@ from dataclasses import replace
 import streamlit as st
 
 from app import charts, runs, state, texts
-from core.analysis import faithfulness
+from core.analysis import faithfulness, pointing
 from core.analysis.compare import default_compare_clip
 from core.analysis.optional_steps import OPTIONAL_STEPS
 from core.attribution import DEFAULT_METHODS, attribution_methods, make_attribution
@@ -90,3 +90,17 @@ else:
     state.show_table(table, {c: (c, "%.4f") for c in table.select_dtypes("number").columns})
     st.caption(f"From {path}. Deletion/insertion AUC: mean ± s.e. over clips of the predicted class's probability; "
                "top frame in key range: share of clips whose top-scored frame carries the action's evidence.")
+
+st.divider()
+st.subheader("Spatial maps: the pointing game (demo)")
+spatial_table = pointing.read_pointing_table(ws)  # written by the command, never recomputed here
+if spatial_table is None:
+    st.info("Not computed yet for this dataset (demo datasets only: the generator knows where the object and the hand are). "
+            f"Command line: `{pointing.pointing_command(ws)}`.")
+else:
+    rates = ("pointing_hit", "energy_in_box", "box_share")
+    shown = spatial_table.drop(columns=["method"]).rename(columns={"label": "method"}).assign(**{c: 100 * spatial_table[c] for c in rates})
+    state.show_table(shown, {c: (c.replace("_", " "), "%.1f %%") for c in rates})
+    st.caption(f"From {pointing.pointing_table_path(ws)}. Top-3 frames by |ESV| of each validation clip that show the object or the "
+               "acting hand; pointing hit: the map's maximum lies in their boxes; energy in box: the share of the map's positive "
+               "mass there; box share: the boxes' share of the frame (a random map's expected energy).")

@@ -11,6 +11,7 @@ import streamlit as st
 
 from app import charts, exports, links, runs, state, texts
 from app.charts.interactions import interaction_heatmap, strongest_pair_lines
+from app.components import spatial
 from app.components.player import clip_player
 from core.errors import UserError
 from core.explain import accuracy
@@ -184,9 +185,13 @@ position = charts.selected_position(event)
 picked = position is not None and 1 <= position <= len(frames)
 i = position - 1 if picked else int(np.argmax(np.abs(table["esv"].to_numpy())))
 with col_frame:
-    st.image(charts.picture_url(charts.upscale(frames[i], 256)), width="stretch",  # a data URL: no /media/ 404 on clip change
+    map_settings = spatial.map_controls(st)  # the map overlay toggle (issue 20); None when off
+    maps = spatial.explore_maps(ws, clip_id, settings, i, map_settings) if map_settings is not None else None
+    st.image(charts.picture_url(charts.upscale(spatial.frame_picture(frames[i], maps, i, map_settings), 256)), width="stretch",  # a data URL: no /media/ 404 on clip change
              caption=(f"Sampled frame {i + 1} of {len(frames)}" if picked else f"Largest |ESV|: sampled frame {i + 1} of {len(frames)}")
              + f" (clip frame #{int(table['frame'][i])})")
+    if maps is not None:
+        spatial.legend(maps, i, map_settings)
     st.metric(f"ESV for “{expl.explained_name}”", f"{table['esv'][i]:+.5f}")
     st.caption("Click a bar to show its frame and seek the video; hover for a preview; double-click clears.")
 
@@ -278,7 +283,7 @@ if n >= 2:  # one frame has no pairs
             pairs_col.caption(f"{how} · {interactions.n_head_evaluations:,} head evaluations · {1000 * interactions.seconds:.0f} ms")
 
 with export_slot:
-    exports.explore_exports(ws, expl, settings, chart, overlays(task, expl), interactions=interactions)
+    exports.explore_exports(ws, expl, settings, chart, overlays(task, expl), interactions=interactions, maps=maps, map_view=map_settings)
 
 st.markdown("**Sampled frames**, with a border (and a light tint, ≤ 25%) by their ESV: green supports, red opposes.")
 st.image(
@@ -286,3 +291,5 @@ st.image(
     caption=[f"{p} · #{int(f)} · {e:+.4f}" for p, f, e in zip(table["position"], table["frame"], table["esv"])],
     width=104,
 )
+if maps is not None:
+    spatial.maps_strip(maps, map_settings)

@@ -130,9 +130,13 @@ class BNInception(nn.Module):
             x = self._block(b, x)
         return x
 
+    def head(self, maps: torch.Tensor) -> torch.Tensor:
+        """The last inception block's output ``(B, 1024, h, w)`` -> ``(B, feature_dim)`` (average pool, ``last_linear``)."""
+        return self.last_linear(maps.mean(dim=(2, 3)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` -> ``(B, feature_dim)``."""
-        return self.last_linear(self.features(x).mean(dim=(2, 3)))
+        return self.head(self.features(x))
 
 
 def bninception_state_shapes(feature_dim: int = 256) -> dict[str, tuple[int, ...]]:

@@ -34,6 +34,17 @@ def generate_clip(spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray,
 
     Returns ``frames`` (T, size, size, 3) uint8 RGB and its meta dict (:func:`clip_meta`).
     Deterministic given ``spec`` and the state of ``rng``.
+    """
+    return render_clip(spec, rng)[0], clip_meta(spec)
+
+
+def render_clip(spec: ClipSpec, rng: np.random.Generator, *, boxes: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The frames of :func:`generate_clip` and, with ``boxes``, where the object and the acting
+    hand are in each: ``(T, 2, 4)`` int64 ``(y0, x0, y1, x1)`` (stop exclusive) in frame pixels,
+    row 0 the object (with its fixture: door, sink, board), row 1 the acting right hand,
+    ``-1`` where it is out of view. Boxes are the pixels each one's drawing changes, found by
+    comparing the images before and after it is drawn: the same random draws in the same
+    order, so the frames are identical with or without them.
 
     Outside the key range the camera looks at another part of the kitchen (clutter,
     an unrelated hand, camera shake): those frames say nothing about the action, so an
@@ -47,7 +58,9 @@ def generate_clip(spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray,
     state, gaze = _schedule(spec)
     thing = _make_thing(spec, rng, geo)
     scene = _background(rng, geo, thing.top_frac)
+    bare = scene.copy() if boxes else None
     thing.draw_static(scene)
+    drawn = (scene != bare).any(axis=-1) if bare is not None else None  # the object's static parts, canvas pixels
     away = _background(rng, geo, rng.uniform(0.2, 0.6), clutter=(4, 9), anywhere=True)
     # Per-clip lighting (gain and colour tint) on the static views; moving parts keep
     # their own randomised colours. Done once per clip: per-frame passes cost too much.
@@ -76,6 +89,7 @@ def generate_clip(spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray,
     pan = np.round((gaze if scene_left else 1.0 - gaze) * C).astype(np.int64)
 
     frames = np.empty((T, S, S, 3), dtype=np.uint8)
+    found = np.full((T, 2, 4), -1, dtype=np.int64) if boxes else None
     for t in range(T):
         s, g = float(state[t]), float(gaze[t])
         active = spec.key_start <= t < spec.key_stop
@@ -88,6 +102,10 @@ def generate_clip(spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray,
             else:
                 wide = np.concatenate([img, away] if scene_left else [away, img], axis=1)
                 frames[t] = wide[oy : oy + S, ox : ox + S]
+            if found is not None:  # the object's pixels (static parts, moving parts), cut to the frame's window
+                mask = drawn | (img != scene).any(axis=-1)
+                x0 = ox - scene_x0
+                found[t, 0] = _bbox(mask[oy : oy + S, max(x0, 0) : max(x0 + S, 0)], 0, max(-x0, 0))
         else:
             away_x0 = C - scene_x0
             frames[t] = away[oy : oy + S, ox - away_x0 : ox - away_x0 + S]
@@ -95,8 +113,19 @@ def generate_clip(spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray,
             left.draw(frames[t], *fgeo.p(*wander_l[t]))
         if active:  # the acting hand at the object's grip, in frame coordinates
             gy, gx = thing.grip(s, t, True)
+            before = frames[t].copy() if found is not None else None
             right.draw(frames[t], gy - oy, gx + scene_x0 - ox)
-    return frames, clip_meta(spec)
+            if found is not None:
+                found[t, 1] = _bbox((frames[t] != before).any(axis=-1), 0, 0)
+    return frames, found
+
+
+def _bbox(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``(y0, x0, y1, x1)`` of the True pixels of ``mask`` shifted by ``(dy, dx)``; all -1 when none."""
+    ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if ys.size == 0:
+        return np.full(4, -1, dtype=np.int64)
+    return np.array([ys[0] + dy, xs[0] + dx, ys[-1] + 1 + dy, xs[-1] + 1 + dx], dtype=np.int64)
 
 
 
