@@ -28,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="demo", help="which dataset (default demo)")
     p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--clip", default=None, help="the clip (narration_id) to map")
+    p.add_argument("--clip", default=None, help="the clip id to map (as Explore and the results files name it)")
     p.add_argument("--table", action="store_true", help="pointing hit rate and energy in box of every method on the demo's validation clips")
     p.add_argument("--task", default=None, help="task (default: the dataset's first; --table: every task)")
     p.add_argument("--frames", type=int, default=8, help="sampled frames of the explained model (default 8)")
