@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["holdout_design", "residual_correction", "small_sample_factor"]
+__all__ = ["PER_FRAME_ANCHORS_UP_TO", "holdout_design", "residual_correction", "small_sample_factor"]
 
 # Student's t 97.5 % quantiles by degrees of freedom (standard table values; beyond 60, 1.96).
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -70,19 +70,34 @@ def _frame_weights(n: int, s: int, nmax: int, device: torch.device) -> tuple[tor
     return in_with, out_with, out_without
 
 
-def _jacobian_apply(probs: torch.Tensor, weights: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+def _jacobian_apply(probs: torch.Tensor, weights: torch.Tensor, r: torch.Tensor, dots: torch.Tensor) -> torch.Tensor:
     """``sum_t w_t J(p_{t,i}) r_k`` for every draw k and frame i, J(p) = diag(p) - p p^T.
 
     Args:
         probs: ``(T, n, C)`` softmax at the anchors (size t, frame i).
         weights: ``(T,)``.
         r: ``(K, C)``.
+        dots: ``(K, T, n)`` the products ``p_{t,i} . r_k`` (shared by every weighting of ``probs``).
     Returns:
-        ``(K, n, C)``.
+        ``(K, n, C)`` (``(K, 1, C)`` for anchors shared by every frame, ``probs`` ``(T, 1, C)``).
     """
     wp = probs * weights[:, None, None]  # (T, n, C)
-    dots = torch.einsum("kc,tic->kti", r, probs)  # (K, T, n): p_{t,i} . r_k
     return r[:, None, :] * wp.sum(dim=0)[None] - torch.einsum("kti,tic->kic", dots, wp)
+
+
+def _operators(
+    p_with: torch.Tensor, p_without: torch.Tensor, in_with: torch.Tensor, out_with: torch.Tensor, out_without: torch.Tensor,
+    r: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A_i r_k, B_i r_k)``, each ``(K, n, C)``, for residuals ``r`` ``(K, C)`` (module docstring)."""
+    dots_with = torch.einsum("kc,tic->kti", r, p_with)
+    dots_without = torch.einsum("kc,tic->kti", r, p_without)
+    a = _jacobian_apply(p_with, in_with, r, dots_with)
+    b = _jacobian_apply(p_with, out_with, r, dots_with) + _jacobian_apply(p_without, out_without, r, dots_without)
+    return a, b
+
+
+PER_FRAME_ANCHORS_UP_TO = 16  # longer clips: one anchor per size (the per-frame ones cost K n^2 C per scale)
 
 
 def residual_correction(
@@ -94,7 +109,10 @@ def residual_correction(
     its own stratum (size t, with or without frame i), not at one mean per size: a key
     frame moves the prediction, and with it the softmax Jacobian, between the subsets
     that hold it and those that do not (one Jacobian per size left ±2 s.e. covering
-    80-86 % of frames at n = 12-16, with heavy tails; bench/esv_accuracy.py).
+    80-86 % of frames at n = 12-16, with heavy tails; bench/esv_accuracy.py). Above
+    :data:`PER_FRAME_ANCHORS_UP_TO` frames one anchor per size serves every frame: the
+    per-frame work grows as n^2 (n = 64: ~10 s against 0.5 s) and the margin in the
+    surrogate's s.e. already covers there (bench/esv_long.py: 99-100 % at n = 32, 64).
 
     Args:
         anchors: :func:`~core.shapley.approximators.surrogate_fit.scale_conditional_means`
@@ -106,11 +124,14 @@ def residual_correction(
     Returns:
         ``(n, C)`` correction and ``(n, C)`` its estimated variance.
     """
-    _, with_i, without_i = anchors
+    mean, with_i, without_i = anchors
     n, _, c = with_i.shape
     device = with_i.device
-    p_with = torch.softmax(with_i.to(torch.float64), dim=-1)  # (t, i, C)
-    p_without = torch.softmax(without_i.to(torch.float64), dim=-1)
+    if n <= PER_FRAME_ANCHORS_UP_TO:
+        p_with = torch.softmax(with_i.to(torch.float64), dim=-1)  # (t, i, C)
+        p_without = torch.softmax(without_i.to(torch.float64), dim=-1)
+    else:  # (t, 1, C): broadcast over frames below
+        p_with = p_without = torch.softmax(mean.to(torch.float64), dim=-1)[:, None, :]
     correction = torch.zeros(n, c, dtype=torch.float64, device=device)
     variance = torch.zeros_like(correction)
     for s, combos, residuals in held_out:
@@ -118,11 +139,12 @@ def residual_correction(
         k = combos.shape[0]
         # Centred on the draws' mean: the Horvitz-Thompson weights then act on deviations
         # only, so how many draws happen to hold frame i adds no variance (ratio estimator).
-        centred = residuals - residuals.mean(dim=0)
-        a_r = _jacobian_apply(p_with, in_with, residuals)  # (K, n, C): A_i r_k
-        b_r = _jacobian_apply(p_with, out_with, residuals) + _jacobian_apply(p_without, out_without, residuals)
-        a_c = _jacobian_apply(p_with, in_with, centred)
-        b_c = _jacobian_apply(p_with, out_with, centred) + _jacobian_apply(p_without, out_without, centred)
+        # The operators are linear: A(centred) = A(r) - A(mean r), and the products with each
+        # anchor are shared by its weightings (a long clip's K x n x n x C work, done once).
+        mean = residuals.mean(dim=0, keepdim=True)
+        a_r, b_r = _operators(p_with, p_without, in_with, out_with, out_without, residuals)
+        a_m, b_m = _operators(p_with, p_without, in_with, out_with, out_without, mean)
+        a_c, b_c = a_r - a_m, b_r - b_m
         common = a_r + b_r  # the share every frame gets
         inside = common + a_c * (n / s)  # the draw's term for a frame in T
         outside = common + b_c * (n / (n - s))  # and for a frame outside T
