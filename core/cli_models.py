@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from core.commands import cli_command
-from core.errors import UserError
 from core.models.plugins import add_plugin_file, load_plugins, plugin_errors, plugin_families, read_plugin_file, register_plugin
 from core.workspace import Workspace
 
@@ -19,15 +18,20 @@ __all__ = ["add_parser", "cmd_models", "plugin_warnings"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``models`` on an argparse ``subparsers`` (``python -m core``)."""
+    """Register ``models list`` and ``models add`` on an argparse ``subparsers`` (``python -m core``)."""
     help_ = "user model plugins: list them, or add a TorchScript / ONNX model file described by a TOML to a dataset"
     p = subparsers.add_parser("models", help=help_, description=help_)
-    p.add_argument("action", choices=["list", "add"], help="list: the plugins and their load errors; add: copy FILE.toml's model to --dataset")
-    p.add_argument("file", nargs="?", type=Path, default=None, help="add: the plugin's TOML (docs/plugins.md)")
-    p.add_argument("--dataset", default=None, help="add: the dataset it classifies (required); list: check the plugins against it")
-    p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_models)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (("list", "every plugin, where it came from, and those that failed to load"),
+                       ("add", "check FILE.toml and copy it with its model file into datasets/<dataset>/models/<name>/")):
+        a = actions.add_parser(name, help=text, description=text)
+        if name == "add":
+            a.add_argument("file", type=Path, help="the plugin's TOML (docs/plugins.md)")
+        a.add_argument("--dataset", required=name == "add", default=None,
+                       help="the dataset it classifies" if name == "add" else "also check each plugin against this dataset's tasks")
+        a.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
+        a.add_argument("--quiet", action="store_true", help="no progress bar")
+        a.set_defaults(func=cmd_models)
     return p
 
 
@@ -38,9 +42,6 @@ def plugin_warnings() -> list[str]:
 
 def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "add":
-        if args.file is None or args.dataset is None:
-            raise UserError("`models add` needs the plugin's TOML and --dataset.",
-                            f"Run `{cli_command('models', 'add', 'FILE.toml', dataset=args.dataset or 'demo')}`.")
         path = add_plugin_file(args.file, args.dataset)
         family = register_plugin(read_plugin_file(path, args.dataset))
         ws = Workspace(args.dataset, args.config)
