@@ -9,6 +9,7 @@ that returns the wrong shape, NaN, raises, or does not fit the dataset.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import shutil
 import sys
@@ -28,7 +29,8 @@ from core import esv
 from core.cli import main
 from core.errors import UserError
 from core.models.families import family_names, get_family
-from core.models.plugins import ENTRY_POINT_GROUP, ModelPlugin, forget_plugin, load_plugins, plugin_errors, register_plugin
+from core.models.plugins import (ENTRY_POINT_GROUP, ModelPlugin, PluginContext, build_plugin_model, forget_plugin, load_plugins, plugin_errors,
+                                read_plugin_file, register_plugin)
 from core.paths import datasets_dir
 from core.workspace import Workspace
 
@@ -219,15 +221,17 @@ def test_onnx_file_explained_equal_to_its_torch_model(ws: Workspace, onnx_plugin
     np.testing.assert_allclose(pd.read_parquet(out)["esv"].to_numpy(), ex.esvs, rtol=0, atol=1e-12)
 
 
-def test_explore_page_picks_each_plugin(ws: Workspace, app_demo: Workspace, ts_plugin: str, onnx_plugin: str) -> None:
+def test_explore_page_picks_each_plugin(ws: Workspace, app_demo: Workspace, ts_plugin: str, request: pytest.FixtureRequest) -> None:
     pytest.importorskip("streamlit")
+    # the ONNX plugin when ONNX Runtime is there (its own test reports the skip otherwise)
+    names = ["gru", ts_plugin] + ([request.getfixturevalue("onnx_plugin")] if importlib.util.find_spec("onnxruntime") else [])
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df  # optional dependency of the app tests
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app" / "explorer.py"), default_timeout=120).run()
     picker = at.sidebar.selectbox(key="pf_model")
-    assert {get_family(n).label for n in ("gru", ts_plugin, onnx_plugin)} <= set(picker.options)  # options show labels
-    for name in ("gru", ts_plugin, onnx_plugin):
+    assert {get_family(n).label for n in names} <= set(picker.options)  # options show labels
+    for name in names:
         at = at.sidebar.selectbox(key="pf_model").set_value(name).run()
         assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
         clip, n, task = at.sidebar.selectbox(key="pf_clip").value, at.slider(key="pf_n").value, at.radio(key="pf_task").value
@@ -274,3 +278,23 @@ def test_plugin_that_does_not_fit_the_dataset_leaves_the_others_working(ws: Work
         forget_plugin("wide")
     with pytest.raises(UserError, match="not a lower-case word"):
         ModelPlugin(name="My Model", kind="variable", build=lambda ctx: None)
+
+
+def test_onnx_plugin_without_onnx_runtime_names_the_install(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"not read: the import fails first")
+    toml = _plugin_toml(tmp_path, "needs-ort", "variable", "model.onnx", ws, 8)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an environment without the [onnx] extra sees
+    plugin = read_plugin_file(toml, ws.name)
+    with pytest.raises(UserError, match="ONNX Runtime is not installed") as info:
+        build_plugin_model(plugin, PluginContext(ws.name, "verb", tuple(ws.class_names("verb")), ws.feature_store.feature_dim))
+    assert "pip install -e '.[onnx]'" in info.value.fix
+
+
+def test_plugin_file_mistakes_name_the_field(tmp_path: Path) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text('name = "bad"\nkind = "variable"\nfeature_dim = 8\nfile = "missing.pt"\n')
+    with pytest.raises(UserError, match=r"its model file .*missing\.pt does not exist"):
+        read_plugin_file(toml)
+    toml.write_text('name = "bad"\nkind = "variable"\nfile = "missing.pt"\nwidth = 3\n')
+    with pytest.raises(UserError, match=r"unknown keys \['width'\]"):
+        read_plugin_file(toml)

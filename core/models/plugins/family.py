@@ -69,8 +69,10 @@ class PluginFamily(ModelFamily):
     def n_classes(self, model: PluginModel) -> int:
         return model.n_classes
 
-    def eval_frames(self, model: PluginModel) -> int:
-        return self.plugin.nmax
+    def eval_frames(self, model: PluginModel) -> int | None:
+        """nmax of a fixed-length plugin (its heads); a variable-length one states no preference
+        (so installing one does not widen the default frame counts of batch ESVs)."""
+        return self.plugin.nmax if self.game_kind == "multiscale" else None
 
     def cost(self, model: PluginModel) -> FamilyCost:
         """From one timed call (:meth:`PluginModel.seconds_per_evaluation`); hidden width 0 (its memory is not known)."""
