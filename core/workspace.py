@@ -49,6 +49,7 @@ from core.models.training import FeatureBank, TrainConfig
 from core.paths import cache_dir
 from core.pipeline.artifacts import Artifacts
 from core.pipeline.config import default_config_path, read_config, write_config
+from core.pipeline.plugin_accuracy import with_supplied_accuracy
 from core.pipeline.steps import EXPLORE_STEPS, STEP_ORDER, BuildStep, Pipeline, StepReport, damaged_data_error
 from core.runtime import Progress
 
@@ -250,8 +251,8 @@ class Workspace:
         return self.artifacts.heads_key()
 
     def accuracy(self) -> pd.DataFrame:
-        """Validation accuracy of every task/model/n_frames (columns as core.models.training)."""
-        return self.artifacts.accuracy()
+        """Validation accuracy of every task/model/n_frames (columns as core.models.training), user model plugins' rows included."""
+        return with_supplied_accuracy(self.artifacts, self.artifacts.accuracy(), self.pipeline.steps["heads"].sampled_rows()[1])
 
     def feature_rows(self, clip_id: str, n_frames: int) -> np.ndarray:
         """``(n,)`` int64 segment-centre feature rows of a clip (UserError when shorter than n)."""

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from core import esv
+from core.analysis import overview
 from core.cli import main
 from core.errors import UserError
 from core.models.families import family_names, get_family
@@ -219,6 +220,25 @@ def test_onnx_file_explained_equal_to_its_torch_model(ws: Workspace, onnx_plugin
     out = tmp_path / "onnx.parquet"
     assert main(["esvs", "--dataset", ws.name, "--models", onnx_plugin, "--frames", "5", "--limit", "1", "--tasks", "verb", "--out", str(out)]) == 0
     np.testing.assert_allclose(pd.read_parquet(out)["esv"].to_numpy(), ex.esvs, rtol=0, atol=1e-12)
+
+
+def test_accuracy_table_has_a_row_per_plugin_and_n(ws: Workspace, ts_plugin: str) -> None:
+    acc = ws.accuracy()
+    trained = acc[acc["model"].isin(["mtrn", "tsn"])]
+    n_max = int(trained["n_frames"].max())
+    for name, tasks in (("gru", set(ws.task_names)), (ts_plugin, {"verb"})):
+        rows = acc[acc["model"] == name]
+        assert set(rows["task"]) == tasks and sorted(set(rows["n_frames"])) == list(range(1, n_max + 1))
+        assert rows["top1"].between(0, 1).all() and (rows["n_clips"] == trained["n_clips"].iloc[0]).all()
+    # the value of one row, recomputed: top-1 of the GRU on the validation clips' 3 segment-centre frames
+    model = ws.heads("verb").model("gru")
+    hits = []
+    for clip_id, row in ws.clips("val").iterrows():
+        x = torch.from_numpy(np.ascontiguousarray(ws.features(clip_id, ws.feature_rows(clip_id, 3))))[None]
+        hits.append(int(get_family("gru").logits(model, x).argmax()) == int(row["verb_class"]))
+    assert math.isclose(float(acc[(acc["model"] == "gru") & (acc["task"] == "verb") & (acc["n_frames"] == 3)]["top1"].iloc[0]),
+                        float(np.mean(hits)), abs_tol=1e-9)
+    assert "verb · GRU (example plugin)" in set(overview.accuracy_long(acc)["series"])  # the Overview's series
 
 
 def test_explore_page_picks_each_plugin(ws: Workspace, app_demo: Workspace, ts_plugin: str, request: pytest.FixtureRequest) -> None:
