@@ -45,6 +45,7 @@ from core.feature_extraction import DamagedClip, ExtractReport
 from core.features import FeatureStore
 from core.explain import ClipExplanation, ExplanationService, Limits, limits_from_config
 from core.models.io import HeadSet
+from core.models.plugins import load_plugins
 from core.models.training import FeatureBank, TrainConfig
 from core.paths import cache_dir
 from core.pipeline.artifacts import Artifacts
@@ -89,6 +90,7 @@ class Workspace:
         decode_workers: int | None = None,
     ) -> None:
         get_source(dataset)  # an unknown name fails before the config is read
+        load_plugins()  # user model plugins (entry points, dataset files) are model= names from the start
         self.name = dataset
         self.config_path = Path(config_path) if config_path is not None else default_config_path()
         self.device = device
