@@ -251,6 +251,7 @@ def test_explore_page_picks_each_plugin(ws: Workspace, app_demo: Workspace, ts_p
     at = AppTest.from_file(str(ROOT / "app" / "explorer.py"), default_timeout=120).run()
     picker = at.sidebar.selectbox(key="pf_model")
     assert {get_family(n).label for n in names} <= set(picker.options)  # options show labels
+    assert "no_such_module_here" in picker.help  # a plugin that failed to load is listed, not fatal
     for name in names:
         at = at.sidebar.selectbox(key="pf_model").set_value(name).run()
         assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]

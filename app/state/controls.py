@@ -19,6 +19,7 @@ from core.data.sources import dataset_names, get_source
 from core.errors import UserError
 from core.explain.accuracy import best_method, default_budget
 from core.models.families import DEFAULT_FAMILY, get_family, registered_families
+from core.models.plugins import plugin_errors
 from core.runtime import counted
 from core.shapley import ConstructiveSampler, canonical_name, get_method, method_names
 from core.workspace import Workspace
@@ -162,8 +163,9 @@ def pick_model(ws: Workspace) -> str:
     """Sidebar model choice among :func:`workspace_models` (the default family first when it is there)."""
     options = workspace_models(ws)
     _init("pf_model", DEFAULT_FAMILY if DEFAULT_FAMILY in options else options[0], lambda v: v in options)
+    failed = "".join(f" Not loaded: {origin}: {why}." for origin, why in plugin_errors().items())  # listed, not fatal
     return st.sidebar.selectbox("Model", options, key="pf_model", format_func=lambda m: get_family(m).label,
-                                help="The model family explained (registered in core.models.families).")
+                                help="The model family explained (registered in core.models.families; your own: docs/plugins.md)." + failed)
 
 
 def method_label(name: str) -> str:
