@@ -14,6 +14,7 @@ import pandas as pd
 from core.errors import UserError
 from core.io_utils import atomic_write_text, stable_hash
 from core.models.io import HeadSet
+from core.models.plugins import plugin_families
 from core.models.training import evaluate
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ def with_supplied_accuracy(art: "Artifacts", acc: pd.DataFrame, val_rows: dict[s
         val_rows: the validation feature rows the heads step evaluates on (None: every row).
     A plugin that fails on the validation clips gets no rows (explaining it names its error).
     """
+    if not plugin_families():  # nothing to add: no head set is loaded for it
+        return acc
     supplied = {t: {name: art.heads(t).models[name] for name in art.heads(t).supplied if name in art.heads(t).models}
                 for t in art.task_names}
     if not any(supplied.values()) or acc.empty:
