@@ -319,3 +319,21 @@ def test_plugin_file_mistakes_name_the_field(tmp_path: Path) -> None:
     toml.write_text('name = "bad"\nkind = "variable"\nfile = "missing.pt"\nwidth = 3\n')
     with pytest.raises(UserError, match=r"unknown keys \['width'\]"):
         read_plugin_file(toml)
+
+
+def test_fixed_plugin_with_one_file_per_subset_size(ws: Workspace, clip: str, tmp_path: Path) -> None:
+    dim, classes = ws.feature_store.feature_dim, len(ws.class_names("verb"))
+    torch.manual_seed(3)
+    for k in (1, 2):
+        torch.jit.save(torch.jit.script(MeanScaled(dim, classes)), str(tmp_path / f"k{k}.pt"))
+    toml = tmp_path / "per-k.toml"
+    toml.write_text(f'name = "per-k"\nkind = "fixed"\nfiles = ["k1.pt", "k2.pt"]\ntask = "verb"\nfeature_dim = {dim}\nnmax = 2\n')
+    register_plugin(read_plugin_file(toml, ws.name))
+    try:
+        modules = ws.heads("verb").model("per-k").modules
+        assert [m.frame_count for m in modules] == [1, 2] and modules[0].fn is not modules[1].fn
+        ex = ws.explain(clip, task="verb", n_frames=3, model="per-k")
+        direct = esv.explain_multiscale(modules, ws.priors("verb"), _features(ws, clip, 3, "per-k"))
+        torch.testing.assert_close(ex.esv_result.esvs, direct.esvs, rtol=0, atol=1e-12)
+    finally:
+        forget_plugin("per-k")
