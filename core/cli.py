@@ -29,7 +29,7 @@ from core.analysis import faithfulness_cli, spatial_cli
 from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
 from core.analysis.interactions import check_interaction_frames, compute_batch_interactions
 from core.analysis.optional_steps import full_status
-from core import cli_released
+from core import cli_models, cli_released
 from core.cli_checks import (
     check_esvs_flags, check_ingest_checkpoint, check_output_name, command_line, results_file_taken, without_flag,
 )
@@ -40,6 +40,7 @@ from core.distributed import RayESVEngine, RayOptions, extract_features, import_
 from core.errors import UserError
 from core.explain import available_methods
 from core.models.families import DEFAULT_FAMILY, family_names, get_family
+from core.models.plugins import load_plugins
 from core.models.training import TrainConfig, format_accuracy
 from core.pipeline.steps import EXPLORE_STEPS, StepReport
 from core.runtime import StepBars, TqdmProgress, counted
@@ -375,6 +376,7 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Play Fair explorer: build the pipeline and compute Element Shapley Values.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    load_plugins()  # user model plugins join the --models choices (failures: `models list`, warned in main)
     known = ", ".join(dataset_names())  # scanned when the parser is built, not when the module is imported
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, dataset: bool = True) -> argparse.ArgumentParser:
@@ -469,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     faithfulness_cli.add_parser(sub)
     spatial_cli.add_parser(sub)
     cli_released.add_parser(sub)
+    cli_models.add_parser(sub)
     return parser
 
 
@@ -477,6 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.command != "models":  # `models list` prints them itself
+        for line in cli_models.plugin_warnings():
+            print(line, file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -45,10 +45,12 @@ from core.feature_extraction import DamagedClip, ExtractReport
 from core.features import FeatureStore
 from core.explain import ClipExplanation, ExplanationService, Limits, limits_from_config
 from core.models.io import HeadSet
+from core.models.plugins import load_plugins
 from core.models.training import FeatureBank, TrainConfig
 from core.paths import cache_dir
 from core.pipeline.artifacts import Artifacts
 from core.pipeline.config import default_config_path, read_config, write_config
+from core.pipeline.plugin_accuracy import with_supplied_accuracy
 from core.pipeline.steps import EXPLORE_STEPS, STEP_ORDER, BuildStep, Pipeline, StepReport, damaged_data_error
 from core.runtime import Progress
 
@@ -88,6 +90,7 @@ class Workspace:
         decode_workers: int | None = None,
     ) -> None:
         get_source(dataset)  # an unknown name fails before the config is read
+        load_plugins()  # user model plugins (entry points, dataset files) are model= names from the start
         self.name = dataset
         self.config_path = Path(config_path) if config_path is not None else default_config_path()
         self.device = device
@@ -250,8 +253,8 @@ class Workspace:
         return self.artifacts.heads_key()
 
     def accuracy(self) -> pd.DataFrame:
-        """Validation accuracy of every task/model/n_frames (columns as core.models.training)."""
-        return self.artifacts.accuracy()
+        """Validation accuracy of every task/model/n_frames (columns as core.models.training), user model plugins' rows included."""
+        return with_supplied_accuracy(self.artifacts, self.artifacts.accuracy(), self.pipeline.steps["heads"].sampled_rows()[1])
 
     def feature_rows(self, clip_id: str, n_frames: int) -> np.ndarray:
         """``(n,)`` int64 segment-centre feature rows of a clip (UserError when shorter than n)."""

@@ -31,7 +31,7 @@ clip_id = state.pick_clip(ws)
 row = ws.clips().loc[clip_id]
 settings = state.explain_controls(ws, clip_id, model=True)
 task, n = settings["task"], settings["n_frames"]
-all_tasks = list(ws.task_names)
+all_tasks = state.model_tasks(ws, settings["model"])  # a plugin may classify one task
 # One ESV chart per task side by side (a dataset of one task has nothing to put beside it).
 both = len(all_tasks) > 1 and st.sidebar.toggle(f"{texts.and_list(all_tasks).capitalize()} charts side by side", key="pf_both")
 links.link_control(links.publish(), link_slot)

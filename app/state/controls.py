@@ -19,6 +19,7 @@ from core.data.sources import dataset_names, get_source
 from core.errors import UserError
 from core.explain.accuracy import best_method, default_budget
 from core.models.families import DEFAULT_FAMILY, get_family, registered_families
+from core.models.plugins import plugin_errors
 from core.runtime import counted
 from core.shapley import ConstructiveSampler, canonical_name, get_method, method_names
 from core.workspace import Workspace
@@ -118,10 +119,11 @@ def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> N
         st.session_state[key] = value
 
 
-def pick_task(ws: Workspace, key: str, where: Any = None, *, horizontal: bool = True) -> str:
-    """A radio over the dataset's tasks (``ws.task_names``, in its order) kept in session state
-    under ``key``; a value of another dataset (or a link's unknown task) falls back to the first."""
-    tasks = list(ws.task_names)
+def pick_task(ws: Workspace, key: str, where: Any = None, *, horizontal: bool = True, tasks: list[str] | None = None) -> str:
+    """A radio over the dataset's tasks (``ws.task_names``, in its order; ``tasks``: those of
+    them only) kept in session state under ``key``; a value of another dataset (or a link's
+    unknown task) falls back to the first."""
+    tasks = list(ws.task_names) if tasks is None else tasks
     _init(key, tasks[0], lambda v: v in tasks)
     return (where or st).radio("Task", tasks, key=key, horizontal=horizontal)
 
@@ -146,17 +148,24 @@ def baseline_methods(game: str = "multiscale") -> list[str]:
 
 
 def workspace_models(ws: Workspace) -> list[str]:
-    """The registered model families the workspace has a model of for every task, in registration order."""
+    """The registered model families the workspace has a model of for some task (a user's
+    plugin may classify one task), in registration order."""
     heads = [ws.heads(t) for t in ws.task_names]
-    return [f.name for f in registered_families() if all(f.name in h.models for h in heads)]
+    return [f.name for f in registered_families() if any(f.name in h.models for h in heads)]
+
+
+def model_tasks(ws: Workspace, model: str) -> list[str]:
+    """The tasks whose heads have a model of the family ``model``, in the dataset's order."""
+    return [t for t in ws.task_names if model in ws.heads(t).models]
 
 
 def pick_model(ws: Workspace) -> str:
     """Sidebar model choice among :func:`workspace_models` (the default family first when it is there)."""
     options = workspace_models(ws)
     _init("pf_model", DEFAULT_FAMILY if DEFAULT_FAMILY in options else options[0], lambda v: v in options)
+    failed = "".join(f" Not loaded: {origin}: {why}." for origin, why in plugin_errors().items())  # listed, not fatal
     return st.sidebar.selectbox("Model", options, key="pf_model", format_func=lambda m: get_family(m).label,
-                                help="The model family explained (registered in core.models.families).")
+                                help="The model family explained (registered in core.models.families; your own: docs/plugins.md)." + failed)
 
 
 def method_label(name: str) -> str:
@@ -253,7 +262,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
         else:
             n = 1
             st.caption("This clip has a single frame.")
-    task = pick_task(ws, "pf_task", c2)
+    task = pick_task(ws, "pf_task", c2, tasks=model_tasks(ws, family) if model else None)
     name = "exact"
     if method:
         name = c3.selectbox("ESV method", methods, key="pf_method", format_func=method_menu_label,

@@ -210,6 +210,7 @@ def exact_equivalent(
 def estimate_cost(
     method: str | None, *, n_frames: int, n_classes: int, samples_per_scale: int | None = None, iterations: int = 1,
     budget: int | None = None, game: str = "multiscale", n_scales: int = 8, hidden_dim: int = 512,
+    seconds_per_evaluation: float | None = None,
 ) -> CostEstimate:
     """Head evaluations, seconds and peak bytes of one explanation (module docstring).
 
@@ -222,6 +223,8 @@ def estimate_cost(
         game: the model's game kind, ``"multiscale"`` or ``"variable_length"`` (a model
             family's :meth:`~core.models.families.ModelFamily.cost` gives it with n_scales
             and hidden_dim).
+        seconds_per_evaluation: a head evaluation's measured seconds (a plugin's timed call:
+            ``FamilyCost.seconds_per_evaluation``); None: ``hidden_dim`` times a per-unit constant.
     Raises:
         UserError: settings that mean nothing (:func:`check_settings`).
     """
@@ -229,6 +232,7 @@ def estimate_cost(
     n, c, h = int(n_frames), int(n_classes), int(hidden_dim)
     multiscale = game == "multiscale"
     scales = n_scales if multiscale else n
+    per_head = SECONDS_PER_HEAD_UNIT * h if seconds_per_evaluation is None else float(seconds_per_evaluation)
     shape = shape_game(game, n, n_scales, c)
     exact_evals = exact_head_evaluations(shape) if n <= MAX_EXACT_FRAMES else None  # once: the decision, the cost and the note read it
     same = get_method(asked).category != "exact" and exact_equivalent(asked, n_frames=n, samples_per_scale=samples_per_scale, budget=budget, game=game,
@@ -243,7 +247,7 @@ def estimate_cost(
     if runs == "exact":
         evals = exact_evals
         widest = math.comb(n, n // 2)
-        seconds = SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + SECONDS_PER_HEAD_UNIT * evals * h
+        seconds = SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + per_head * evals
         # two levels of logits and probabilities, the level's signed weights, children and hidden rows
         peak = widest * (8 * n + 8 * (n // 2) + 4 * h + 24 * c)
     elif get_method(runs, kind=shape.kind).name == "constructive":
@@ -251,14 +255,14 @@ def estimate_cost(
         drawn = [min(sps, math.comb(n, t)) for t in range(1, n + 1)]
         pairs = sum(drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)) if multiscale else 0
         evals = per_size_cost(shape, sps, iterations)
-        seconds = iterations * SECONDS_PER_CONTAINMENT * pairs * (1 + c / 64) + SECONDS_PER_HEAD_UNIT * evals * h
+        seconds = iterations * SECONDS_PER_CONTAINMENT * pairs * (1 + c / 64) + per_head * evals
         widest_pair = max([drawn[t - 1] * sum(drawn[: min(t - 1, scales)]) for t in range(2, n + 1)] or [0])
         peak = min(CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES * 8 * widest_pair) + sum(drawn) * (8 * c + 8 * n + 4 * h)
     elif get_method(runs, kind=shape.kind).name == "additive-surrogate":
         sps = get_method(runs, kind=shape.kind).default_samples_per_scale if samples_per_scale is None else int(samples_per_scale)
         evals = per_size_cost(shape, sps)
         enumerated = 2**n if n <= 16 else 0
-        seconds = SECONDS_PER_SUBSET_CLASS * (enumerated * (n + c) + 16 * evals * c) + SECONDS_PER_HEAD_UNIT * evals * h
+        seconds = SECONDS_PER_SUBSET_CLASS * (enumerated * (n + c) + 16 * evals * c) + per_head * evals
         peak = (math.comb(n, n // 2) * (8 * n + 8 * (n // 2) + 24 * c) if enumerated else 0) + evals * (8 * c + 4 * h)
     else:  # a registry approximator through Game.value
         approximator = make_approximator(runs, kind=shape.kind)
@@ -273,7 +277,7 @@ def estimate_cost(
         if budget is None and saturating is None:
             raise UserError(f"{label} needs a budget of head evaluations.", BUDGET_FIX)
         evals = int(budget if saturating is None else (saturating if budget is None else min(budget, saturating)))
-        seconds = SECONDS_PER_VALUE_EVALUATION * evals * max(1.0, (h + c) / 600)
+        seconds = evals * max(SECONDS_PER_VALUE_EVALUATION * max(1.0, (h + c) / 600), per_head)
         peak = min(evals, VALUE_CHUNK_EVALUATIONS) * (4 * h + 8 * c + 8 * scales) + min(evals, 2**n) * 8 * (c + n)
     if same and planned is not None and exact_evals is not None and planned >= exact_evals:
         note = (f"{label} would spend {counted(planned, 'head evaluation')}, exact needs {exact_evals:,}: "

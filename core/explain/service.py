@@ -137,8 +137,10 @@ class ExplanationService:
         the resolved engine name. Iterations and seed count only for sampled methods.
         """
         exact = method == "exact"
+        version = get_family(model).fingerprint()  # a plugin's weights (None for models of the heads: keys unchanged)
         return stable_hash({
-            "v": CACHE_VERSION, "clip": str(clip_id), "task": task, "model": model, "rows": np.asarray(rows).tolist(),
+            "v": CACHE_VERSION, "clip": str(clip_id), "task": task, "model": model if version is None else [model, version],
+            "rows": np.asarray(rows).tolist(),
             "features": hashlib.sha256(np.ascontiguousarray(features).tobytes()).hexdigest()[:16],
             "heads": heads_key, "priors": priors_hash, "method": method, "sps": samples_per_scale,
             "it": 1 if exact else int(iterations), "seed": None if exact else seed, "budget": budget,
@@ -391,6 +393,7 @@ class ExplanationService:
         est = estimate_cost(
             asked, n_frames=int(n_frames), n_classes=len(self.provider.class_names(task)), samples_per_scale=samples_per_scale,
             iterations=iterations, budget=budget, game=cost.game, n_scales=cost.n_scales, hidden_dim=cost.hidden_dim,
+            seconds_per_evaluation=cost.seconds_per_evaluation,
         )
         cached = self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
         return replace(est, cached=True) if cached else est

@@ -53,6 +53,9 @@ class HeadSet:
         meta: provenance (where it came from, what it was trained on).
         retrain: the command that trains every registered family's heads (named as the fix
             when a family is missing; not saved).
+        unavailable: families whose supplied model (a plugin) does not fit this task: the
+            UserError :meth:`model` raises for them (not saved).
+        supplied: the family instances whose models (or errors) :func:`add_supplied_models` added (not saved).
     """
 
     task: str
@@ -60,9 +63,13 @@ class HeadSet:
     accuracy: pd.DataFrame | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     retrain: LazyCommand | None = field(default=None, repr=False, compare=False)
+    unavailable: dict[str, UserError] = field(default_factory=dict, repr=False, compare=False)  # family -> why its supplied model does not fit
+    supplied: dict[str, ModelFamily] = field(default_factory=dict, repr=False, compare=False)  # family name -> the instance that supplied it
 
     def model(self, family: str) -> Any:
         """The model of a family (UserError naming those there are when absent)."""
+        if family in self.unavailable:
+            raise self.unavailable[family]
         if family not in self.models:
             label = get_family(family).label
             where = "Play Fair fork heads have MTRN heads only" if self.meta.get("source") == "playfair-fork" else f"it has {', '.join(self.models)}"
@@ -163,6 +170,30 @@ def load_fork_heads(folder: str | Path, task: str) -> HeadSet:
         raise UserError(f"No heads for {task} in {folder}.", "Copy the Play Fair fork's trained heads into that folder.")
     source = "playfair-release" if is_release_folder(folder) else "playfair-fork"
     return HeadSet(task, models, None, {"source": source, "folder": str(folder)}).eval()
+
+
+def add_supplied_models(heads: HeadSet, dataset: str, class_names: tuple[str, ...], feature_dim: int) -> HeadSet:
+    """Bring ``heads`` up to date with the families that bring their own model for this
+    dataset's task (:meth:`~core.models.families.ModelFamily.supplied`: user model plugins):
+    add those registered since, drop those unregistered or replaced since; returns ``heads``.
+    A model that does not fit (its UserError) goes to ``heads.unavailable``, raised when it is asked for."""
+    current = {f.name: f for f in registered_families()}
+    for name, family in list(heads.supplied.items()):
+        if current.get(name) is not family:
+            heads.models.pop(name, None)
+            heads.unavailable.pop(name, None)
+            del heads.supplied[name]
+    for family in current.values():
+        if family.name in heads.models or family.name in heads.unavailable:
+            continue
+        try:
+            model = family.supplied(dataset, heads.task, tuple(class_names), int(feature_dim))
+        except UserError as exc:  # one plugin that does not fit must not hide the other models
+            heads.unavailable[family.name], heads.supplied[family.name] = exc, family
+            continue
+        if model is not None:
+            heads.models[family.name], heads.supplied[family.name] = model, family
+    return heads
 
 
 def external_heads_label(heads: HeadSet) -> str:

@@ -33,7 +33,8 @@ from core.errors import UserError
 from core.feature_extraction import ExtractReport, FeatureExtractor
 from core.features import FeatureStore
 from core.io_utils import stable_hash
-from core.models.io import HeadSet, external_head_files, load_fork_heads, load_head_set
+from core.models.io import HeadSet, add_supplied_models, external_head_files, load_fork_heads, load_head_set
+from core.models.plugins import load_plugins
 from core.models.priors import load_priors
 from core.models.training import FeatureBank, TrainConfig, centre_rows, load_feature_bank, uniform_rows, validation_sample
 from core.paths import cache_dir
@@ -344,8 +345,10 @@ class Artifacts:
                         f"Point heads_dir at heads trained on this dataset's class list (in {self.source.config_path})." if fork is not None
                         else f"Retrain them on this dataset's class list: `{dataset_command(self.source, 'train', '--force')}`.",
                     )
+                load_plugins()  # user model plugins (entry points, files under the dataset) not registered yet
                 self._heads[task] = hs
-            return self._heads[task]
+            # plugins registered or removed since the heads were loaded (cheap: each plugin builds once per task)
+            return add_supplied_models(self._heads[task], self.source.name, tuple(self.class_names(task)), self.feature_store.feature_dim)
 
     def accuracy(self) -> pd.DataFrame:
         path = self.heads_dir() / "accuracy.csv"

@@ -58,11 +58,14 @@ class FamilyCost:
         game: the game kind (:data:`FamilyGame`).
         n_scales: heads of a multiscale ensemble (nmax); ignored for a variable-length game.
         hidden_dim: H, the width of a head evaluation's hidden layer (its cost per subset).
+        seconds_per_evaluation: measured seconds of one head evaluation (a plugin's timed call,
+            :mod:`core.models.plugins`); None: estimated from ``hidden_dim``.
     """
 
     game: FamilyGame
     n_scales: int
     hidden_dim: int
+    seconds_per_evaluation: float | None = None
 
 
 class ModelFamily(abc.ABC):
@@ -139,6 +142,18 @@ class ModelFamily(abc.ABC):
     @abc.abstractmethod
     def cost(self, model: Any) -> FamilyCost:
         """The model's cost parameters (:class:`FamilyCost`)."""
+
+    def supplied(self, dataset: str, task: str, class_names: tuple[str, ...], feature_dim: int) -> Any | None:
+        """A model this family brings itself for the dataset's task (a user's model plugin,
+        :mod:`core.models.plugins`), added to the task's head set when it has none of this
+        family; None (default): the family's models are trained here or read from heads.
+        UserError for a model that does not fit the dataset (classes, feature dimension)."""
+        return None
+
+    def fingerprint(self) -> str | None:
+        """What identifies this family's weights beyond the heads (a plugin's file hash or
+        version): part of every explanation's cache key when not None (default None)."""
+        return None
 
     def eval_frames(self, model: Any) -> int | None:
         """Largest frame count the accuracy table needs for this model (None: no preference)."""
