@@ -1,0 +1,65 @@
+"""The temporal transformer family: one variable-length
+:class:`~core.models.transformer.TemporalTransformerHead` per task (a class token and two
+self-attention blocks over the sampled frames, positions relative to the clip), whose game
+is f(S) = model(S) on any frame subset, explained like TSN (exact to n = 16, the
+surrogate beyond). Trained here only (no released weights)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.models.families.base import FamilyCost, ModelFamily, cpu_state, register_family
+from core.models.transformer import TemporalTransformerHead
+
+if TYPE_CHECKING:
+    from core.models.fitting import Trainer
+
+__all__ = ["TransformerFamily"]
+
+# The layout (part of the saved state, so a file always rebuilds the model it was trained as).
+LAYOUT_KEYS = ("feature_dim", "n_classes", "d_model", "n_layers", "n_heads", "ff_dim", "n_anchors", "dropout")
+
+
+@register_family
+class TransformerFamily(ModelFamily):
+    """Temporal transformer: the model is one :class:`TemporalTransformerHead`."""
+
+    name = "transformer"
+    label = "temporal transformer"
+    game_kind = "variable_length"
+    description = "A 2-layer temporal transformer (class token, learned relative positions) over any number of frames."
+    row_labels = {"transformer": "transformer"}
+
+    def train(self, trainer: "Trainer") -> tuple[dict[str, Any], dict[str, Any]]:
+        """Like TSN: each step draws one frame count k in 1..``tsn_max_frames`` (so every k is
+        seen with relative positions spanning the clip); validated at the largest MTRN scale."""
+        cfg, dim = trainer.config, trainer.feature_dim
+
+        def sample(pos: np.ndarray) -> torch.Tensor:
+            return trainer.ordered_frames(pos, int(trainer.rng.integers(1, cfg.tsn_max_frames + 1)))
+
+        return trainer.fit(lambda c: TemporalTransformerHead(dim, c), sample, min(cfg.tsn_max_frames, len(cfg.scales)), self.name)
+
+    def state(self, model: TemporalTransformerHead) -> dict[str, Any]:
+        return {**{key: getattr(model, key) for key in LAYOUT_KEYS}, "state_dict": cpu_state(model)}
+
+    def from_state(self, state: dict[str, Any]) -> TemporalTransformerHead:
+        model = TemporalTransformerHead(**{key: state[key] for key in LAYOUT_KEYS})
+        model.load_state_dict(state["state_dict"])
+        return model.eval()
+
+    def modules(self, model: TemporalTransformerHead) -> list[nn.Module]:
+        return [model]
+
+    def logits(self, model: TemporalTransformerHead, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    def n_classes(self, model: TemporalTransformerHead) -> int:
+        return int(model.n_classes)
+
+    def cost(self, model: TemporalTransformerHead) -> FamilyCost:
+        return FamilyCost("variable_length", 0, model.cost_width())
