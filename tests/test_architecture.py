@@ -71,7 +71,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core.workspace",),
     ("core.analysis",),
     ("core.distributed",),
-    ("core.cli", "core.cli_checks", "core.cli_released", "core.__main__"),
+    ("core.cli", "core.cli_checks", "core.cli_released", "core.cli_onnx", "core.__main__"),
 )
 
 
