@@ -78,7 +78,7 @@ class TemporalTransformerHead(nn.Module):
         if self.n_anchors < 2:
             raise ValueError(f"n_anchors must be >= 2, got {n_anchors}")
         self.embed = nn.Linear(self.feature_dim, self.d_model)
-        self.anchors = nn.Parameter(torch.randn(self.n_anchors, self.d_model) * 0.02)
+        self.anchors = nn.Parameter(torch.randn(self.n_anchors, self.d_model))  # unit scale: order is visible from the start
         self.cls = nn.Parameter(torch.randn(self.d_model) * 0.02)
         self.blocks = nn.ModuleList(_Block(self.d_model, self.n_heads, self.ff_dim, self.dropout) for _ in range(self.n_layers))
         self.norm = nn.LayerNorm(self.d_model)
