@@ -39,7 +39,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     for task in tasks:
         trained = ws.heads(task).model(family.name)  # UserError naming the train command when absent
         modules = family.modules(trained)
-        dim = int(ws.features(str(ws.clips().index[0]), [0]).shape[-1])
+        dim = int(getattr(modules[0], "feature_dim", 0) or ws.features(str(ws.clips().index[0]), [0]).shape[-1])
         folder = args.out / task
         paths = export_onnx(family.game_kind, modules, dim, folder, {"dataset": ws.name, "model": family.name, "task": task})
         _, loaded = load_onnx_modules(folder)

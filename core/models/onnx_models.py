@@ -76,7 +76,7 @@ class OnnxModule(nn.Module):
 
 
 def _export_one(module: nn.Module, frames: int, feature_dim: int, path: Path, dynamic_frames: bool) -> None:
-    """Write one module taking ``(B, frames, D)`` (the frame axis dynamic when ``dynamic_frames``)."""
+    """Write one float32 module taking ``(B, frames, D)`` (the frame axis dynamic when ``dynamic_frames``)."""
     axes = {"features": {0: "batch", **({1: "frames"} if dynamic_frames else {})}, "logits": {0: "batch"}}
     example = torch.zeros(2, frames, feature_dim)
     tmp = path.with_name(path.name + ".tmp")
@@ -84,7 +84,7 @@ def _export_one(module: nn.Module, frames: int, feature_dim: int, path: Path, dy
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the shape checks in forward are traced as constants: expected
         # the TorchScript exporter on purpose: the torch.export one needs onnxscript and its dependencies besides onnx
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module.float(), (example,), str(tmp), dynamo=False, input_names=["features"], output_names=["logits"],
+        torch.onnx.export(module, (example,), str(tmp), dynamo=False, input_names=["features"], output_names=["logits"],
                           dynamic_axes=axes, opset_version=OPSET)
     tmp.replace(path)
 
