@@ -5,6 +5,7 @@ symmetry of interchangeable frames) and the family end to end on the small demo.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,14 @@ def test_family_trained_saved_and_explained(demo_small: Workspace, one_torch_thr
     ex = demo_small.explain(clip, task="verb", n_frames=6, model="transformer")
     assert ex.exact and ex.model == "transformer"
     assert math.isclose(float(np.sum(ex.esvs)), ex.prob - ex.prior, abs_tol=1e-6)
+
+
+def test_explore_page_offers_it(app_demo: Workspace) -> None:
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest  # optional dependency of the app tests
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "explorer.py"), default_timeout=120).run()
+    picker = at.sidebar.selectbox(key="pf_model")
+    assert "temporal transformer" in picker.options
+    at = picker.set_value("transformer").run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]

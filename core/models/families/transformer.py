@@ -29,6 +29,12 @@ INPUT_DROPOUT = 0.1  # at most the config's
 MAX_LR = 1e-3  # at most the config's
 MIN_PATIENCE = 15  # at least the config's (None: no early stopping, kept)
 
+# The cost model prices an evaluation by its multiply-adds (FamilyCost.hidden_dim); a transformer evaluation
+# costs more than those: attention, layer norms and many small per-token ops. Calibrated on the full demo
+# (2-core host, 1 thread): exact n = 16 took 7.65 s against 0.16 s estimated from the multiply-adds alone;
+# this factor makes that estimate 7.6 s (n = 12: 0.49 s estimated, 0.24 s measured: long side below n = 16).
+COST_FACTOR = 180
+
 # The layout (part of the saved state, so a file always rebuilds the model it was trained as).
 LAYOUT_KEYS = ("feature_dim", "n_classes", "d_model", "n_layers", "n_heads", "ff_dim", "n_anchors", "dropout")
 
@@ -79,4 +85,4 @@ class TransformerFamily(ModelFamily):
         return int(model.n_classes)
 
     def cost(self, model: TemporalTransformerHead) -> FamilyCost:
-        return FamilyCost("variable_length", 0, model.cost_width())
+        return FamilyCost("variable_length", 0, model.cost_width() * COST_FACTOR)
