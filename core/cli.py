@@ -29,7 +29,8 @@ from core.analysis import faithfulness_cli, spatial_cli
 from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
 from core.analysis.interactions import check_interaction_frames, compute_batch_interactions
 from core.analysis.optional_steps import full_status
-from core import cli_models, cli_released
+from core import cli_models, cli_onnx, cli_released
+from core.explain.runtimes import RUNTIMES
 from core.cli_checks import (
     check_esvs_flags, check_ingest_checkpoint, check_output_name, command_line, results_file_taken, without_flag,
 )
@@ -319,7 +320,7 @@ def cmd_esvs(args: argparse.Namespace) -> int:
                 ws, split=args.split, out_path=args.out, progress=bar, n_frames=args.frames, tasks=tasks, models=args.models,
                 samples_per_scale=args.samples_per_scale, iterations=args.iterations, seed=0 if args.seed is None else args.seed,
                 limit=args.limit, clip_ids=args.clips, force=args.force, engine=engine,
-                method=args.method, budget=args.budget,
+                method=args.method, budget=args.budget, runtime=args.runtime,
             )
     except ResultsFileTaken as taken:  # before any ESV was computed: the fixes are this command, corrected
         raise results_file_taken(taken, args.argv) from None
@@ -466,12 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(ground-truth class) to <results stem>-interactions.parquet beside the results file")
     p.add_argument("--interaction-budget", dest="interaction_budget", type=int, default=None,
                    help="head evaluations per clip for sampled interactions, seed 0 (default: exact, at most 12 frames)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch", help="what runs the models: torch, or onnx (ONNX Runtime; pip install -e '.[onnx]')")
     _add_engine_flags(p)
 
     faithfulness_cli.add_parser(sub)
     spatial_cli.add_parser(sub)
     cli_released.add_parser(sub)
     cli_models.add_parser(sub)
+    cli_onnx.add_parser(sub)
     return parser
 
 

@@ -39,7 +39,7 @@ CORE = ROOT / "core"
 
 #: Third-party packages core may import inside a function: optional or heavy, and
 #: needed only on some paths (the import there says why in a comment).
-OPTIONAL_DEPS = frozenset({"ray", "tqdm", "av", "simplejpeg", "gulpio2", "onnxruntime"})
+OPTIONAL_DEPS = frozenset({"ray", "tqdm", "av", "simplejpeg", "gulpio2", "onnxruntime", "onnx"})
 MAX_LINES = 600
 MAX_WORKSPACE_LINES = 300
 #: Folders whose modules may not spell a task (rule 7), and the files that may: the EPIC
@@ -71,7 +71,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core.workspace",),
     ("core.analysis",),
     ("core.distributed",),
-    ("core.cli", "core.cli_checks", "core.cli_released", "core.cli_models", "core.__main__"),
+    ("core.cli", "core.cli_checks", "core.cli_released", "core.cli_models", "core.cli_onnx", "core.__main__"),
 )
 
 

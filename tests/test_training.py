@@ -75,7 +75,7 @@ def test_training_reaches_high_accuracy_on_separable_features():
     cfg = TrainConfig(scales=(1, 2, 3), hidden_dim=32, epochs=25, patience=None, batch_size=32, lr=3e-3, tsn_max_frames=3, seed=0)
     result = train_heads(train, ytr, val, yva, {"verb": 4, "noun": 4}, cfg)
     acc = result.accuracy
-    assert set(acc["model"]) == {"mtrn_head", "mtrn", "tsn"}
+    assert set(acc["model"]) == {"mtrn_head", "mtrn", "tsn", "transformer"}
     assert set(acc["n_frames"]) == {1, 2, 3}
     top1 = acc.set_index(["task", "model", "n_frames"])["top1"]
     assert top1["verb", "mtrn", 3] >= 0.9 and top1["noun", "mtrn", 3] >= 0.9

@@ -276,6 +276,7 @@ def compute_batch_esvs(
     engine: ClipRowsEngine | None = None,
     method: str | None = None,
     budget: int | None = None,
+    runtime: str = "torch",
 ) -> Path:
     """Compute ESVs for every clip of ``split`` and write the results file (module docstring).
 
@@ -299,6 +300,8 @@ def compute_batch_esvs(
         method, budget: the explanation method by name (:func:`core.explain.available_methods`;
             None: exact, or constructive when ``samples_per_scale`` is given) and a registry
             approximator's budget in head evaluations; recorded in the file's metadata.
+        runtime: ``"torch"`` or ``"onnx"`` (ONNX Runtime, local engine only: :mod:`core.explain.runtimes`;
+            recorded in the metadata when not torch).
 
     Returns:
         The results file path.
@@ -334,6 +337,7 @@ def compute_batch_esvs(
         "dataset": ws.name, "heads": ws.heads_key(), "split": split, "tasks": list(tasks), "models": list(models),
         "n_frames": n_frames, "clips": len(clips), "limit": None if limit is None or limit >= len(ws.clips(split)) else int(limit),
         "clip_ids": clip_ids, **approx, "schema": COLUMNS, "schema_version": SCHEMA_VERSION,
+        **({"runtime": runtime} if runtime != "torch" else {}),  # torch runs keep the settings written before runtimes
     }
     _check_target(out, settings, default_out, Path(ws.default_results_path(split)), force)
     parts_dir = out.with_name(out.name + ".parts") / _settings_hash(settings)
@@ -349,16 +353,19 @@ def compute_batch_esvs(
         done += 1
         report(done / len(clips), f"{done}/{len(clips)} clips")
 
-    if engine is None:
-        service = explanation_service(ws)
-        finished: Iterator[tuple[int, list[dict[str, Any]]]] = (
-            (k, _local_rows(ws, service, chunk, job, on_clip)) for k, chunk in todo.items()
-        )
-    else:
-        finished = engine.chunk_rows(ws, job, todo, on_clip)
-    for k, rows in finished:
-        with atomic_path(parts_dir / f"part-{k:05d}.parquet") as tmp:
-            pq.write_table(_table(rows), tmp)
+    if engine is not None and runtime != "torch":
+        raise UserError(f"The {runtime} runtime runs in this process only.", "Drop --engine ray (or use --runtime torch).")
+    service = explanation_service(ws)
+    with service.using_runtime(runtime if engine is None else service.runtime):
+        if engine is None:
+            finished: Iterator[tuple[int, list[dict[str, Any]]]] = (
+                (k, _local_rows(ws, service, chunk, job, on_clip)) for k, chunk in todo.items()
+            )
+        else:
+            finished = engine.chunk_rows(ws, job, todo, on_clip)
+        for k, rows in finished:
+            with atomic_path(parts_dir / f"part-{k:05d}.parquet") as tmp:
+                pq.write_table(_table(rows), tmp)
     table = pa.concat_tables([pq.read_table(parts_dir / f"part-{k:05d}.parquet") for k in range(len(chunks))])
     table = table.replace_schema_metadata({"playfair": json.dumps(settings), SCHEMA_KEY: str(SCHEMA_VERSION)})
     with atomic_path(out) as tmp:

@@ -21,12 +21,13 @@ saturated), or ``samples_per_scale``, the same budget in the paper's unit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import weakref
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from core.explain.cache import ResultCache
 from core.explain.cost import CostEstimate, check_settings, estimate_cost, exact_equivalent
 from core.io_utils import stable_hash
 from core.explain.result import ClipExplanation, ExplanationProvider, Target, describe
+from core.explain.runtimes import OnnxModules, check_runtime
 from core.models.evaluation import eval_mode
 from core.models.families import DEFAULT_FAMILY, ModelFamily, get_family
 from core.paths import cache_dir
@@ -89,12 +91,17 @@ class ExplanationService:
         provider: where clips, features, heads and priors come from (a Workspace).
         memory_entries: results kept in the in-memory LRU.
         disk: False keeps results in memory only (tests, throw-away providers).
+        runtime: what evaluates the models, ``"torch"`` or ``"onnx"`` (ONNX Runtime on the
+            heads exported once to the cache: :mod:`core.explain.runtimes`); settable later
+            through :meth:`set_runtime`.
 
     Thread-safe: the caches lock; concurrent computations of one key write identical entries.
     """
 
-    def __init__(self, provider: ExplanationProvider, *, memory_entries: int = 4096, disk: bool = True) -> None:
+    def __init__(self, provider: ExplanationProvider, *, memory_entries: int = 4096, disk: bool = True, runtime: str = "torch") -> None:
         self.provider = provider
+        self.runtime = check_runtime(runtime)
+        self._onnx = OnnxModules()
         self.disk = disk
         self.cache = ResultCache(memory_entries)
         self._lock = threading.Lock()
@@ -107,6 +114,20 @@ class ExplanationService:
         self._predictions.clear()
         with self._lock:
             self._priors_hash.clear()
+
+    def set_runtime(self, runtime: str) -> None:
+        """Evaluate models with ``runtime`` from now on (``"torch"`` / ``"onnx"``; UserError for others or a missing extra)."""
+        self.runtime = check_runtime(runtime)
+
+    @contextlib.contextmanager
+    def using_runtime(self, runtime: str) -> Iterator[None]:
+        """:meth:`set_runtime` inside the block, then back to the runtime before it."""
+        previous = self.runtime
+        self.set_runtime(runtime)
+        try:
+            yield
+        finally:
+            self.runtime = previous
 
     # ------------------------------------------------------------------ keys
 
@@ -130,6 +151,7 @@ class ExplanationService:
     def key(
         *, clip_id: str, task: str, model: str, rows: np.ndarray, features: np.ndarray, heads_key: str, priors_hash: str,
         method: str, samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None = None,
+        runtime: str = "torch",
     ) -> str:
         """The cache key: a hash of every input that changes the result.
 
@@ -144,6 +166,7 @@ class ExplanationService:
             "features": hashlib.sha256(np.ascontiguousarray(features).tobytes()).hexdigest()[:16],
             "heads": heads_key, "priors": priors_hash, "method": method, "sps": samples_per_scale,
             "it": 1 if exact else int(iterations), "seed": None if exact else seed, "budget": budget,
+            **({"runtime": runtime} if runtime != "torch" else {}),  # torch keys stay those written before runtimes
         })
 
     # ------------------------------------------------------------------ explain
@@ -205,7 +228,8 @@ class ExplanationService:
         if result is None:
             x = torch.from_numpy(features)
             with torch.inference_mode(), torch_threads(getattr(self.provider, "threads", None)), reporting(progress):
-                result = self._engine(plan.family, plan.model, priors, x, method, samples_per_scale, iterations, seed, budget)
+                result = self._engine(plan.family, self._modules(plan.family, plan.model, task, x.shape[-1]), priors, x, method,
+                                      samples_per_scale, iterations, seed, budget)
             if cacheable and cache:
                 self.cache.put(key, result, directory)
         return describe(
@@ -235,7 +259,7 @@ class ExplanationService:
         key = None if resolved != "exact" and seed is None else self.key(  # unseeded draws are never cached
             clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
             priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
-            iterations=iterations, seed=seed, budget=budget,
+            iterations=iterations, seed=seed, budget=budget, runtime=self.runtime,
         )
         return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
 
@@ -278,7 +302,7 @@ class ExplanationService:
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         ids = [str(c) for c in clip_ids]
         family = get_family(model)
-        if family.game_kind != "multiscale" or not get_method(asked).supports_batch:
+        if family.game_kind != "multiscale" or not get_method(asked).supports_batch or self.runtime != "torch":
             settings = dict(task=task, n_frames=n_frames, model=model, target=target, method=method, samples_per_scale=samples_per_scale,
                             iterations=iterations, seed=seed, budget=budget, cache=cache)
             return [self.explain(c, **settings, progress=scaled(progress, i / len(ids), (i + 1) / len(ids), f"clip {i + 1}/{len(ids)}: "))
@@ -363,11 +387,12 @@ class ExplanationService:
         p = self.provider
         family, priors = get_family(model), p.priors(task)
         key = self.key(clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
-                       priors_hash=self._hash_priors(task, priors), method="model", samples_per_scale=None, iterations=1, seed=None)
+                       priors_hash=self._hash_priors(task, priors), method="model", samples_per_scale=None, iterations=1, seed=None,
+                       runtime=self.runtime)
         found = self._predictions.get(key, None)
         if found is not None:
             return found
-        modules = family.modules(self._family_model(task, model)[1])
+        modules = self._modules(family, self._family_model(task, model)[1], task, features.shape[-1])
         x, priors64 = check_clip(priors, torch.from_numpy(features))
         with torch.inference_mode(), eval_mode(modules), torch_threads(getattr(self.provider, "threads", None)):
             game = model_game(family.game_kind, modules, x, priors64)
@@ -438,13 +463,19 @@ class ExplanationService:
         cost = family.cost(trained)
         return default_interaction_budget(shape_game(cost.game, int(n_frames), cost.n_scales, len(self.provider.class_names(task))))
 
+    def _modules(self, family: ModelFamily, model: Any, task: str, feature_dim: int) -> list[Any]:
+        """What the game runs: the family's modules, or their ONNX Runtime versions (:attr:`runtime`)."""
+        if self.runtime == "onnx":
+            return self._onnx.modules(self.provider, family, model, task, int(feature_dim))
+        return family.modules(model)
+
     @staticmethod
     def _engine(
-        family: ModelFamily, model: Any, priors: torch.Tensor, x: torch.Tensor, method: str | None,
+        family: ModelFamily, modules: list[Any], priors: torch.Tensor, x: torch.Tensor, method: str | None,
         samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None,
     ) -> ESVResult:
-        """The ``core.esv`` entry point of the family's game kind: exactly the numbers the engine gives."""
-        return esv.explain_model(family.game_kind, family.modules(model), priors, x, samples_per_scale=samples_per_scale,
+        """The ``core.esv`` entry point of the family's game kind on ``modules``: exactly the numbers the engine gives."""
+        return esv.explain_model(family.game_kind, modules, priors, x, samples_per_scale=samples_per_scale,
                                  iterations=iterations, seed=seed, method=method, budget=budget)
 
 
