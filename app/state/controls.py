@@ -155,8 +155,10 @@ def pick_model(ws: Workspace) -> str:
     """Sidebar model choice among :func:`workspace_models` (the default family first when it is there)."""
     options = workspace_models(ws)
     _init("pf_model", DEFAULT_FAMILY if DEFAULT_FAMILY in options else options[0], lambda v: v in options)
-    return st.sidebar.selectbox("Model", options, key="pf_model", format_func=lambda m: get_family(m).label,
-                                help="The model family explained (registered in core.models.families).")
+    choice = st.sidebar.selectbox("Model", options, key="pf_model", format_func=lambda m: get_family(m).label,
+                                  help="The model family explained (registered in core.models.families).")
+    st.sidebar.caption(f"Explaining **{get_family(choice).label}**: {get_family(choice).description}")
+    return choice
 
 
 def method_label(name: str) -> str:
