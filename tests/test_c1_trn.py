@@ -120,7 +120,7 @@ def test_c1_forward_against_the_ensemble_on_full_clips(ckpt: tuple[Path, dict]) 
     assert not torch.allclose(c1_expected_forward(heads, x) / c1_expected_forward(heads, x).norm(), ensemble / ensemble.norm(), atol=1e-3)
 
 
-@pytest.mark.parametrize("n", [2, 8])
+@pytest.mark.parametrize("n", [2, 7])
 def test_the_ensembles_esvs_are_the_brute_force_shapley_values(ckpt: tuple[Path, dict], n: int) -> None:
     heads = [h.double() for h in c1_task_heads(ckpt[0], "verb")]
     priors = torch.softmax(torch.randn(VERBS, generator=torch.Generator().manual_seed(1)), 0).double()

@@ -70,7 +70,7 @@ def _relation_heads(path: Path) -> dict[int, dict[str, torch.Tensor]]:
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _CACHE:
         _CACHE.clear()  # one checkpoint at a time is all a process explains
-        _CACHE[key] = load_trn_relation_heads(path)
+        _CACHE[key] = load_trn_relation_heads(path, mmap=True)  # the relation heads only: the backbone stays on disk
     return _CACHE[key]
 
 
