@@ -272,15 +272,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = _workspace(args)
     cfg = TrainConfig.from_dict({**base.train_config.to_dict(), **overrides}) if overrides else None
     ws = _workspace(args, train_config=cfg, device=args.device, threads=args.threads, decode_workers=args.decode_workers)
-    if ws.train_config.frames_per_clip is None:
+    external = ws.source.fork_heads_dir() is not None  # only evaluated: the validation sample is all they read
+    # external heads usable unevaluated (the released C1 TRN's) report the step done: train evaluates them anyway
+    force = args.force or (external and not (ws.artifacts.heads_dir() / "accuracy.csv").exists())
+    if ws.train_config.frames_per_clip is None and not external:
         print(f"the heads read {ws.heads_work()}")
         # --force retrains the heads only (the fix printed for a bad head file), never the dataset or the backbone.
         reports = _build(ws, ["dataset", "backbone", "features", "priors"], "train", quiet=args.quiet)
-        _print_reports(reports + _build(ws, ["heads"], "heads", force=args.force, quiet=args.quiet))
+        _print_reports(reports + _build(ws, ["heads"], "heads", force=force, quiet=args.quiet))
     else:  # only the frames the heads sample get features, under their own bar counted in frames
         reports = _build(ws, ["dataset", "backbone", "priors"], "dataset, backbone, priors", quiet=args.quiet)
         _extract_sampled_frames(ws, args.quiet)
-        _print_reports(reports + _build(ws, ["heads"], "heads", force=args.force, quiet=args.quiet))
+        _print_reports(reports + _build(ws, ["heads"], "heads", force=force, quiet=args.quiet))
     print("\nvalidation top-1 % (top-5 %) per number of frames:")
     print(format_accuracy(ws.accuracy()))
     if overrides:

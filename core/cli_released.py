@@ -1,6 +1,8 @@
 """``python -m core heads --dataset NAME --released DIR``: use the Play Fair SSv2 release's
 feature models (``checkpoints/features/``: :mod:`core.models.released`) as a dataset's heads,
-and the lines ``status`` prints about the release's files.
+and the lines ``status`` prints about the release's files. ``--c1-trn [CKPT]`` instead uses
+the EPIC C1 TRN checkpoint's own relation heads (:mod:`core.models.c1_trn`; default the
+dataset's ``checkpoint``): ``heads_dir`` becomes the checkpoint's folder and nothing trains.
 
 The command checks the folder (every task's heads load, their class count fits the
 dataset's), then saves ``heads_dir = DIR`` under the dataset's config table: from then on
@@ -18,11 +20,15 @@ from typing import Any
 from core.backbones.playfair_release import RELEASED_FILES, release_fix, released_file_status
 from core.commands import cli_command, dataset_command
 from core.errors import UserError
+from core.backbones.trn_checkpoint import check_trn_checkpoint
+from core.models.c1_trn import c1_checkpoint
 from core.models.io import load_fork_heads
 from core.models.released import is_release_folder
 from core.workspace import Workspace
 
 __all__ = ["add_parser", "cmd_heads", "release_status_lines"]
+
+_DATASET_CHECKPOINT = Path("<the dataset's checkpoint>")  # --c1-trn without a value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -32,20 +38,39 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="the dataset whose heads these are (one with a settings table, e.g. an SSv2 dataset)")
     p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--released", type=Path, required=True,
-                   help="the release's checkpoints folder (or its features/ subfolder), as download.sh writes it")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--released", type=Path,
+                       help="the release's checkpoints folder (or its features/ subfolder), as download.sh writes it")
+    which.add_argument("--c1-trn", type=Path, nargs="?", const=_DATASET_CHECKPOINT, default=None,
+                       help="explain the EPIC C1 TRN's own relation heads from trn_rgb.ckpt (default: the dataset's "
+                            "`checkpoint`); nothing is trained")
     p.set_defaults(func=cmd_heads)
     return p
+
+
+def _c1_folder(ws: Workspace, given: Path) -> Path:
+    """The folder to record as ``heads_dir`` for the C1 TRN checkpoint ``given`` (the dataset's
+    ``checkpoint`` when the flag has no value): the checkpoint's own folder, which must name it
+    unambiguously. UserError with the checkpoint's own messages otherwise."""
+    path = Path(ws.source.require_path("checkpoint", "the EPIC TRN checkpoint")) if given == _DATASET_CHECKPOINT else given
+    path = path.expanduser().resolve()
+    check_trn_checkpoint(path)  # missing file, directory, not a checkpoint, truncated, keys, shapes
+    if c1_checkpoint(path.parent) != path:
+        raise UserError(f"{path.parent} holds several checkpoints, so a heads folder cannot name {path.name} alone.",
+                        f"Put {path.name} in a folder of its own (as trn_rgb.ckpt) and give that path to --c1-trn.")
+    return path.parent
 
 
 def cmd_heads(args: argparse.Namespace) -> int:
     ws = Workspace(args.dataset, args.config)
     section = ws.source.section
+    flag, value = ("--c1-trn", args.c1_trn) if args.c1_trn is not None else ("--released", args.released)
     if section is None:
         raise UserError(f"Dataset {ws.name} trains its own heads: it has no settings table to record a heads folder in.",
-                        f"Give --dataset a dataset that has settings (an SSv2 or EPIC one): `{cli_command('heads', '--released', args.released, dataset='ssv2', config=ws.config_path)}`.")
-    folder = args.released.expanduser().resolve()
-    if not is_release_folder(folder):
+                        f"Give --dataset a dataset that has settings (an SSv2 or EPIC one): `{cli_command('heads', flag, value, dataset='ssv2' if flag == '--released' else 'epic', config=ws.config_path)}`.")
+    if args.c1_trn is not None:
+        folder = _c1_folder(ws, args.c1_trn)
+    elif not is_release_folder(folder := args.released.expanduser().resolve()):
         raise UserError(f"{folder} holds none of the Play Fair release's feature models (features/mtrn_16_frames.pth, ...).",
                         release_fix("features/mtrn_16_frames.pth") + " Then give its checkpoints folder.")
     built = ws.source.dataset_built()
@@ -54,7 +79,8 @@ def cmd_heads(args: argparse.Namespace) -> int:
         heads = load_fork_heads(folder, task)  # raises the UserError naming a bad file
         if built and heads.n_classes != len(ws.class_names(task)):
             raise UserError(f"The released heads score {heads.n_classes} classes but {ws.name}'s {task} task has "
-                            f"{len(ws.class_names(task))}.", "Give a dataset with the release's class list (SSv2: 174 classes).")
+                            f"{len(ws.class_names(task))}.", "Give a dataset with the release's class list (SSv2: 174 classes; "
+                            "EPIC-KITCHENS-100: its verb and noun class CSVs).")
         models = ", ".join(f"{f.label} ({len(f.modules(heads.models[f.name]))} module(s))" for f in heads.families())
         lines.append(f"{task}: {models}, {heads.n_classes} classes")
     ws.config = {**ws.config, section: {**ws.config.get(section, {}), "heads_dir": str(folder)}}

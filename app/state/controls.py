@@ -164,8 +164,10 @@ def pick_model(ws: Workspace) -> str:
     options = workspace_models(ws)
     _init("pf_model", DEFAULT_FAMILY if DEFAULT_FAMILY in options else options[0], lambda v: v in options)
     failed = "".join(f" Not loaded: {origin}: {why}." for origin, why in plugin_errors().items())  # listed, not fatal
-    return st.sidebar.selectbox("Model", options, key="pf_model", format_func=lambda m: get_family(m).label,
-                                help="The model family explained (registered in core.models.families; your own: docs/plugins.md)." + failed)
+    choice = st.sidebar.selectbox("Model", options, key="pf_model", format_func=lambda m: get_family(m).label,
+                                  help="The model family explained (registered in core.models.families; your own: docs/plugins.md)." + failed)
+    st.sidebar.caption(f"Explaining **{get_family(choice).label}**: {get_family(choice).description}")
+    return choice
 
 
 def method_label(name: str) -> str:

@@ -435,15 +435,16 @@ def random_trn_encoder(seed: int = 0, feature_dim: int = 256, base_width: int = 
     return ResNetFCEncoder(net, feature_dim, Preprocessing(), weights_id=f"random:seed={seed}:width={base_width}", name="random-resnet50")
 
 
-def load_trn_relation_heads(path: str | os.PathLike[str]) -> dict[int, dict[str, torch.Tensor]]:
+def load_trn_relation_heads(path: str | os.PathLike[str], mmap: bool = False) -> dict[int, dict[str, torch.Tensor]]:
     """The checkpoint's multiscale relation heads, keyed by frame count k.
 
     Returns ``{k: {"fc1.weight": (256, k*D), "fc1.bias": (256,), "fc2.weight": (C, 256),
     "fc2.bias": (C,)}}`` (names as :class:`core.models.MTRNHead`). Note the EPIC module
     applies ReLU to its input features before ``fc1`` and its C = 397 outputs are the
-    97 verb logits followed by the 300 noun logits.
+    97 verb logits followed by the 300 noun logits. ``mmap``: the file is memory-mapped (the
+    backbone is never read; callers copy the heads they keep).
     """
-    ck = read_trn_checkpoint(path)
+    ck = read_trn_checkpoint(path, mmap=mmap)
     d = ck.feature_dim
     groups: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in ck.relations.items():

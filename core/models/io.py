@@ -32,7 +32,8 @@ import torch
 from core.commands import LazyCommand
 from core.errors import UserError
 from core.io_utils import atomic_path
-from core.models.families import ModelFamily, get_family, registered_families
+from core.models.families import C1TRNFamily, ModelFamily, get_family, registered_families
+from core.models.families.c1trn import C1_SOURCE
 from core.models.released import is_release_folder
 
 FORMAT = "playfair-heads"
@@ -168,7 +169,7 @@ def load_fork_heads(folder: str | Path, task: str) -> HeadSet:
     models = {f.name: m for f in registered_families() if (m := f.load_external(folder, task)) is not None}
     if not models:
         raise UserError(f"No heads for {task} in {folder}.", "Copy the Play Fair fork's trained heads into that folder.")
-    source = "playfair-release" if is_release_folder(folder) else "playfair-fork"
+    source = "playfair-release" if is_release_folder(folder) else C1_SOURCE if set(models) == {C1TRNFamily.name} else "playfair-fork"
     return HeadSet(task, models, None, {"source": source, "folder": str(folder)}).eval()
 
 
@@ -198,7 +199,8 @@ def add_supplied_models(heads: HeadSet, dataset: str, class_names: tuple[str, ..
 
 def external_heads_label(heads: HeadSet) -> str:
     """Where an external head set came from, in words (status lines)."""
-    return "Play Fair SSv2 release heads" if heads.meta.get("source") == "playfair-release" else "Play Fair fork heads"
+    return {"playfair-release": "Play Fair SSv2 release heads", C1_SOURCE: "EPIC C1 TRN relation heads (released, nothing to train)"}.get(
+        str(heads.meta.get("source")), "Play Fair fork heads")
 
 
 def external_head_files(folder: Path) -> list[Path]:

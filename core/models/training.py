@@ -378,7 +378,8 @@ def format_accuracy(acc: pd.DataFrame) -> str:
         return "(no validation clips: accuracy not measured)"
     lines = []
     ns = sorted(acc["n_frames"].unique())
-    lines.append(f"{'task':5} {'model':10} " + " ".join(f"{'n=' + str(n):>11}" for n in ns))
+    wide = max(10, *(len(str(m)) for m in acc["model"].unique()))  # row names longer than "mtrn_head" (c1trn_forward)
+    lines.append(f"{'task':5} {'model':{wide}} " + " ".join(f"{'n=' + str(n):>11}" for n in ns))
     for (task, model), g in acc.groupby(["task", "model"], sort=False):
         by_n = g.set_index("n_frames")
         cells = []
@@ -387,7 +388,7 @@ def format_accuracy(acc: pd.DataFrame) -> str:
                 cells.append(f"{100 * by_n.loc[n, 'top1']:5.1f} ({100 * by_n.loc[n, 'top5']:3.0f})")
             else:
                 cells.append(f"{'-':>11}")
-        lines.append(f"{task:5} {model:10} " + " ".join(f"{c:>11}" for c in cells))
+        lines.append(f"{task:5} {model:{wide}} " + " ".join(f"{c:>11}" for c in cells))
     top = acc[(acc["model"] == DEFAULT_FAMILY) & (acc["n_frames"] == acc["n_frames"].max())]
     for _, r in top.iterrows():
         if math.isnan(r["top1"]):  # clips without ground truth (an unlabelled video folder)

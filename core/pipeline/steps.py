@@ -23,7 +23,9 @@ import pandas as pd
 from core.errors import UserError
 from core.feature_extraction import DamagedClip
 from core.io_utils import atomic_write_text, remove_dead_temp_files
+from core.commands import dataset_command
 from core.models.families import DEFAULT_FAMILY
+from core.models.families.c1trn import C1_SOURCE
 from core.models.io import external_heads_label, load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
 from core.models.training import evaluate, train_heads, trained_families
@@ -238,6 +240,9 @@ class HeadsStep(PipelineStep):
             loaded = [load_fork_heads(fork, t) for t in self.art.task_names]  # raises a UserError naming the problem
             evaluated = (self.art.heads_dir() / "accuracy.csv").exists()
             label = external_heads_label(loaded[0]) if loaded else "external heads"
+            if not evaluated and loaded and loaded[0].meta.get("source") == C1_SOURCE:  # released weights: explorable as they are
+                return True, (f"{label} from {fork}; accuracy per n not evaluated yet "
+                              f"(`{dataset_command(self.art.source, 'train')}` evaluates them, training nothing)")
             return evaluated, f"{label} from {fork}" + ("" if evaluated else " (not evaluated yet)")
         needs = self.missing_inputs()
         if needs:

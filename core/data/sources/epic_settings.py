@@ -47,7 +47,8 @@ EPIC_SETTINGS: tuple[Setting, ...] = (
             "EPIC TRN Lightning checkpoint (.ckpt): the backbone of the features", required=True),
     Setting("heads_dir", "folder", "Play Fair heads folder (optional)",
             "the Play Fair fork heads folder (mtrn-frames={k}-type={verb|noun}.pt)",
-            "Folder of mtrn-frames={k}-type={verb|noun}.pt; empty = train heads here"),
+            "Folder of mtrn-frames={k}-type={verb|noun}.pt, or the folder of trn_rgb.ckpt alone to explain the released "
+            "C1 TRN's own relation heads (nothing trained); empty = train heads here"),
     # No flag: `ingest --stride` is the ingest's frame stride, which lives with the dataset, not in the config.
     Setting("stride", "int", "Feature stride", "the feature stride", "Every stride-th stored frame gets a feature (a whole number from 1).",
             default=1, minimum=1, flag=False),

@@ -27,6 +27,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.models.families.base import AccuracyRow, FamilyCost, ModelFamily, cpu_state, register_family
+from core.models.c1_trn import c1_checkpoint
 from core.models.heads import MTRNHead
 from core.models.multiscale import multiscale_logits
 from core.models.released import is_release_folder, load_released_mtrn, released_feature_files
@@ -85,9 +86,11 @@ class MTRNFamily(ModelFamily):
             return []
         return sorted(folder.glob("mtrn-frames=*-type=*.pt")) + [p for p in released_feature_files(folder) if p.name != "tsn.pth"]
 
-    def load_external(self, folder: Path, task: str) -> list[MTRNHead]:
+    def load_external(self, folder: Path, task: str) -> list[MTRNHead] | None:
         if is_release_folder(folder):
             return load_released_mtrn(folder)
+        if not any(folder.glob("mtrn-frames=*-type=*.pt")) and c1_checkpoint(folder) is not None:
+            return None  # a folder of the C1 TRN checkpoint: the c1trn family's heads
         return read_fork_heads(folder, task)
 
     def modules(self, model: list[MTRNHead]) -> list[nn.Module]:
