@@ -179,6 +179,7 @@ def video_workspaces(tmp_path_factory: pytest.TempPathFactory, one_torch_thread:
         state.reset_workspaces()
 
 
+@pytest.mark.soak  # the built ssv2/videos workspaces (~15-30 s): soak run
 @pytest.mark.parametrize("name", ["ssv2", "videos"])
 def test_one_task_datasets_explain_and_write_batch_results(video_workspaces: dict, name: str, tmp_path: Path) -> None:
     ws: Workspace = video_workspaces[name]
@@ -195,6 +196,7 @@ def test_one_task_datasets_explain_and_write_batch_results(video_workspaces: dic
     assert ws.source.video_fps == 12.0
 
 
+@pytest.mark.soak  # the built ssv2/videos workspaces (~15-30 s): soak run
 def test_the_folder_ingest_records_each_videos_decoding(video_workspaces: dict) -> None:
     ws: Workspace = video_workspaces["videos"]
     assert ws.tasks == {"label": ["left", "right", "up"]}
@@ -206,8 +208,8 @@ def test_the_folder_ingest_records_each_videos_decoding(video_workspaces: dict) 
     assert vfr["n_frames"] == 18
 
 
-# Explore and Setup in the default run; the other pages (~20 s) in the soak run.
-@pytest.mark.parametrize("page", [p if p in ("explore", "setup") else pytest.param(p, marks=pytest.mark.soak) for p in PAGES])
+@pytest.mark.soak  # the built ssv2/videos workspaces (~15-30 s): soak run
+@pytest.mark.parametrize("page", PAGES)
 def test_every_page_serves_a_one_task_video_dataset(video_workspaces: dict, page: str) -> None:
     for name in ("ssv2", "videos"):
         ws: Workspace = video_workspaces[name]
@@ -221,6 +223,7 @@ def test_every_page_serves_a_one_task_video_dataset(video_workspaces: dict, page
 # --------------------------------------------------------------------------- clips without labels, explained by a model from elsewhere
 
 
+@pytest.mark.soak  # the built ssv2/videos workspaces (~15-30 s): soak run
 def test_unlabelled_windows_are_explained_by_heads_from_elsewhere(video_workspaces: dict, tmp_path: Path) -> None:
     """The seam the released SSv2 MTRN uses: windows of own videos, the dataset's task and
     classes taken from the model (a heads folder + its class names), no ground truth."""
