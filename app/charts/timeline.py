@@ -64,7 +64,7 @@ def timeline_chart(lines: pd.DataFrame, segments: pd.DataFrame, task: str, *, he
     pick = alt.selection_point(name=WINDOW_SELECTION, fields=["window"], on="click", clear="dblclick")
     points = alt.Chart(lines).mark_circle(size=28).encode(
         x=x, y=y, color=colour, tooltip=tooltip, opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45))).add_params(pick)
-    chart = alt.layer(bands, labels, lines_layer, points).properties(height=height, title=title or alt.Undefined)
+    chart = alt.layer(bands, labels, lines_layer, points).properties(height=height, **({"title": title} if title else {}))
     return chart.properties(usermeta={"embedOptions": {"renderer": "svg"}})
 
 
