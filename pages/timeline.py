@@ -17,6 +17,19 @@ from core.errors import UserError
 MAX_WINDOW = state.MAX_FRAMES  # Explore explains a window exactly up to this many frames
 THUMBNAILS_UP_TO = 400  # windows whose first frame goes into the tooltip (decoding more would slow the page)
 
+
+def open_in_explore(clip_id: str, start_row: int, n: int, task: str, model: str) -> None:
+    """Before the next run draws any widget: Explore's settings for this window (its sidebar
+    filters let the clip through), then the switch to Explore."""
+    for t in list(st.session_state):
+        if str(t).startswith(state.FILTER_PREFIX):
+            st.session_state[t] = state.ALL
+    st.session_state.update(pf_video=state.ALL, pf_clip=clip_id, pf_n=n, pf_start=start_row, pf_start_clip=clip_id, pf_task=task,
+                            pf_model=model, tl_go=True)
+
+
+if st.session_state.pop("tl_go", False):
+    st.switch_page("../pages/explore.py")
 state.keep_shared_state()
 st.title("Timeline of a video")
 ws = state.pick_dataset()
@@ -65,12 +78,8 @@ if picked is not None and 0 <= picked < tl.n_windows:
     url = f"{base.scheme}://{base.netloc}/?{urlencode(params)}"
     st.markdown(f"**Window {picked}:** clip {w['clip_id']}, frames #{int(w['start_frame'])}–#{int(w['stop_frame'])} "
                 f"(video frames {w['video_start']:.0f}–{w['video_stop']:.0f}). [Link to it in Explore]({url})")
-    if st.button("Open this window in Explore", key="tl_open", type="primary"):
-        for t in ws.task_names:  # Explore's sidebar filters must let the clip through
-            st.session_state[state.filter_key(t)] = state.ALL
-        st.session_state.update(pf_dataset=ws.name, pf_video=state.ALL, pf_clip=str(w["clip_id"]), pf_n=int(tl.window),
-                                pf_start=int(w["start_row"]), pf_start_clip=str(w["clip_id"]), pf_task=task, pf_model=model)
-        st.switch_page("../pages/explore.py")
+    st.button("Open this window in Explore", key="tl_open", type="primary", on_click=open_in_explore,
+              args=(str(w["clip_id"]), int(w["start_row"]), int(tl.window), task, model))
 
 table = core_timeline.timeline_table(tl, classes={t: core_timeline.top_classes(tl, t, top) for t in tl.tasks})
 stem = f"timeline_{ws.name}_{video}_{model}_w{tl.window}_s{tl.stride}"
