@@ -23,8 +23,8 @@ sources, ``start_s * fps`` in stored frames from the video's start.
 Features come from the per-frame store: rows without features are decoded and encoded on
 the spot (as Explore does) and stored, ``BATCH_WINDOWS`` windows at a time, with progress
 in windows; a :class:`core.runtime.Cancelled` raised by the progress callback stops it
-(nothing is cached). :func:`estimate_timeline` prices it first (the explanation cost
-model's constants, plus the frames still to encode). Results are cached in memory and on
+(nothing is cached). :func:`estimate_timeline` prices it first (head evaluations
+at a measured per-unit time, plus the frames still to encode at the encoder's). Results are cached in memory and on
 disk under ``cache/timeline/<dataset>/<heads key>/`` keyed by everything they depend on.
 """
 
@@ -44,7 +44,7 @@ import torch
 
 from core.commands import cli_command
 from core.errors import UserError
-from core.explain.cost import BASE_BYTES, SECONDS_OVERHEAD, SECONDS_PER_HEAD_UNIT, CostEstimate
+from core.explain.cost import BASE_BYTES, SECONDS_OVERHEAD, CostEstimate
 from core.io_utils import atomic_write_bytes, stable_hash
 from core.models.evaluation import eval_mode
 from core.models.families import DEFAULT_FAMILY, get_family
@@ -60,10 +60,14 @@ __all__ = ["Timeline", "TIMELINE_VERSION", "BATCH_WINDOWS", "video_ids", "video_
 TIMELINE_VERSION = 1
 # Windows per batch: their missing frames are encoded together, then one forward of the model.
 BATCH_WINDOWS = 64
-# Encoding one frame on one CPU thread (seconds; bench/timeline.py measures them): the demo CNN,
-# and any other encoder priced as a ResNet-50 at 224 px (the EPIC and video sources' backbones).
-ENCODE_SECONDS = {"demo-cnn": 0.002}
-ENCODE_SECONDS_DEFAULT = 0.08
+# Encoding one frame on one CPU thread (seconds; bench/timeline.py measures them on the shared
+# 2-core machine: demo CNN 250 frames/s, ResNet-50 at 224 px 6.7 frames/s): the demo CNN, and any
+# other encoder priced as a ResNet-50 (the EPIC and video sources' backbones).
+ENCODE_SECONDS = {"demo-cnn": 0.003}
+ENCODE_SECONDS_DEFAULT = 0.15
+# The family's differentiable whole-clip forward per head evaluation and hidden unit (one thread):
+# the demo's longest video, 880 windows of 8 frames x 2 tasks x 255 subsets at H = 256, took 4.0 s.
+SECONDS_PER_WINDOW_HEAD_UNIT = 3.5e-8
 
 
 @dataclass(frozen=True)
@@ -234,8 +238,7 @@ def _missing_frames(ws: Workspace, windows: pd.DataFrame) -> int:
 def estimate_timeline(ws: Workspace, video_id: str, *, window: int = 8, stride: int = 4, model: str = DEFAULT_FAMILY,
                       tasks: list[str] | tuple[str, ...] | None = None) -> CostEstimate:
     """What :func:`compute_timeline` costs before it runs: the model's head evaluations on every
-    window (every ordered subset a multiscale model averages) at the explanation cost model's
-    per-unit time, plus the frames without features at the encoder's per-frame time;
+    window (every ordered subset a multiscale model averages) at the measured per-unit time, plus the frames without features at the encoder's per-frame time;
     ``cached`` when the result is in a cache. UserError for bad settings."""
     task_names, family = _tasks(ws, tasks), get_family(model)
     windows = plan_windows(ws, video_id, window, stride)
@@ -247,7 +250,7 @@ def estimate_timeline(ws: Workspace, video_id: str, *, window: int = 8, stride: 
         cost, n_classes = family.cost(trained), family.n_classes(trained)
         per_window = shape_game(cost.game, int(window), cost.n_scales, n_classes).value_cost([int(window)])
         evals += per_window * len(windows)
-        seconds += SECONDS_PER_HEAD_UNIT * per_window * len(windows) * cost.hidden_dim
+        seconds += SECONDS_PER_WINDOW_HEAD_UNIT * per_window * len(windows) * cost.hidden_dim
         peak = max(peak, BATCH_WINDOWS * per_window * 4 * (cost.hidden_dim + n_classes))
     to_encode = 0 if cached else _missing_frames(ws, windows)
     seconds += to_encode * ENCODE_SECONDS.get(ws.artifacts.encoder.name, ENCODE_SECONDS_DEFAULT)
