@@ -19,6 +19,7 @@ from core.models.families import get_family
 from core.models.training import TrainConfig
 from core.runtime import Cancelled
 from core.workspace import Workspace
+from test_epic_datasets import _ingest, tree  # noqa: F401  (the fixture: a generated EPIC-layout tree)
 from test_workspace import FakeEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,17 @@ def test_windows_cover_every_clip_at_the_stride(ws: Workspace) -> None:
         # demo clips: stored frame i is video frame start_frame + i
         first = clips.loc[w["clip_id"], "start_frame"].to_numpy()
         np.testing.assert_array_equal(w["video_start"].to_numpy(), first + w["start_frame"].to_numpy())
+
+
+def test_epic_segments_sit_at_their_video_frames(tree: dict[str, Path]) -> None:  # noqa: F811  (the imported fixture)
+    """An EPIC ingest keeps every 2nd frame of each segment: stored frame i of a segment is video
+    frame start_frame + 2 i, and the timeline is the union of the segments."""
+    assert _ingest(tree, "--participants", "P02", "--stride", "2") == 0
+    ws = Workspace("epic-P02", tree["cfg"])
+    assert video_ids(ws) == ["P02_01", "P02_02"]
+    windows = plan_windows(ws, "P02_01", 1, 1)
+    assert windows["video_start"].tolist() == [1, 3, 4, 6, 7, 9]  # segments 1-3, 4-6, 7-9 at stride 2
+    assert plan_windows(ws, "P02_01", 2, 1)["video_stop"].tolist() == [3, 6, 9]
 
 
 @pytest.mark.parametrize("model", ["mtrn", "tsn"])
