@@ -19,6 +19,7 @@ PAGES = [
     st.Page("../pages/explore.py", title="Explore a clip", icon=":material/search:", default=True),
     st.Page("../pages/compare.py", title="Exact vs approximate", icon=":material/compare_arrows:"),
     st.Page("../pages/overview.py", title="Dataset overview", icon=":material/bar_chart:"),
+    st.Page("../pages/timeline.py", title="Timeline of a video", icon=":material/timeline:"),
     st.Page("../pages/compare_methods.py", title="Compare methods", icon=":material/balance:"),
     st.Page("../pages/setup.py", title="Setup", icon=":material/build:"),
 ]

@@ -37,6 +37,7 @@ PARAMS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "dataset": ("pf_dataset", str),
     "clip": ("pf_clip", str),
     "n": ("pf_n", _INT),
+    "start": ("pf_start", _INT),  # a window of n consecutive feature rows from this one (the Timeline's links)
     "task": ("pf_task", str),
     "model": ("pf_model", str),
     "method": ("pf_method", str),

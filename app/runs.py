@@ -233,7 +233,7 @@ def fingerprint_of(*parts: Any) -> str:
     return stable_hash([str(p) for p in parts])
 
 
-COST_KEYS = ("task", "n_frames", "model", "method", "samples_per_scale", "iterations", "budget", "seed")
+COST_KEYS = ("task", "n_frames", "model", "method", "samples_per_scale", "iterations", "budget", "seed", "start_row")
 
 
 def estimate(ws: Workspace, clip_id: str, settings: dict[str, Any]) -> CostEstimate:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from core.analysis import faithfulness_cli, spatial_cli
+from core.analysis import faithfulness_cli, spatial_cli, timeline_cli
 from core.analysis.batch import ResultsFileTaken, compute_batch_esvs, read_results
 from core.analysis.interactions import check_interaction_frames, compute_batch_interactions
 from core.analysis.optional_steps import full_status
@@ -478,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_released.add_parser(sub)
     cli_models.add_parser(sub)
     cli_onnx.add_parser(sub)
+    timeline_cli.add_parser(sub)
     return parser
 
 

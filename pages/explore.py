@@ -38,11 +38,13 @@ links.link_control(links.publish(), link_slot)
 
 tasks = all_tasks if both else [task]
 try:
-    state.compute_missing_features(ws, clip_id, n)
+    start_row = settings.get("start_row")  # a window opened from the Timeline, else segment centres
+    state.compute_missing_features(ws, clip_id, n, start_row)
     costs = {t: runs.estimate(ws, clip_id, {**settings, "task": t}) for t in tasks}  # once: the gate and the cost caption read it
     expls = {t: runs.explain(ws, clip_id, {**settings, "task": t}, key=f"explore_{t}", est=costs[t]) for t in tasks}
     # every task's top-10 chart: the full model's prediction (one forward, memoised), whatever the method
-    predictions = {t: np.asarray(ws.explanations.predict(clip_id, task=t, n_frames=n, model=settings["model"]), dtype=np.float64)
+    predictions = {t: np.asarray(ws.explanations.predict(clip_id, task=t, n_frames=n, model=settings["model"], start_row=start_row),
+                                 dtype=np.float64)
                    for t in all_tasks}
 except UserError as exc:
     state.show_error(exc)
@@ -101,6 +103,12 @@ if settings["target"] == "ground_truth" and expl.label < 0:  # an unlabelled cli
 narration = row.get("narration") if "narration" in row.index else " ".join(str(row[t]) for t in all_tasks)
 narration = f"“{narration}” · " if str(narration).strip() else ""
 frame_word = "frame" if n == 1 else "frames"
+if start_row is not None:
+    first, last = int(expl.frame_indices[0]), int(expl.frame_indices[-1])
+    window_col, clear_col = st.columns([5, 1], vertical_alignment="center")
+    window_col.info(f"**Timeline window:** the {n} consecutive frames #{first}–#{last} of {clip_id} (not its segment centres).")
+    clear_col.button("Sample segment centres", key="explore_clear_window",
+                     on_click=lambda: st.session_state.update(pf_start=None, pf_start_clip=None))
 st.markdown(
     f"**{clip_id}** — {narration}video {row['video_id']} · {int(row['n_frames'])} frames · {row['split']} split  \n"
     f"Explaining the **{task} “{expl.explained_name}”** ({target_word}) over **{n} {frame_word}**, {method_text(expl)}."
@@ -267,10 +275,11 @@ if n >= 2:  # one frame has no pairs
                                         1, 10**12, ws.explanations.interaction_budget(task=task, n_frames=n, model=settings["model"]))
         try:
             if not sampled:
-                interactions = ws.explanations.interactions(clip_id, task=task, n_frames=n, model=settings["model"])
+                interactions = ws.explanations.interactions(clip_id, task=task, n_frames=n, model=settings["model"], start_row=start_row)
             elif asked and budget is not None:
                 interactions = runs.run_stoppable("Computing frame interactions", lambda p: ws.explanations.interactions(
-                    clip_id, task=task, n_frames=n, model=settings["model"], budget=budget, seed=0, progress=p), key="interactions")
+                    clip_id, task=task, n_frames=n, model=settings["model"], budget=budget, seed=0, progress=p, start_row=start_row),
+                    key="interactions")
         except UserError as exc:
             state.show_error(exc)
         if interactions is not None:

@@ -16,6 +16,7 @@ import torch
 
 from conftest import _playfair_config as config_at  # noqa: E402
 from core.analysis.batch import read_results  # noqa: E402
+from core.analysis.timeline import compute_timeline, video_clips, video_ids  # noqa: E402
 from core.cli import main as cli_main  # noqa: E402
 from core.data.gulp import GulpClipDataset  # noqa: E402
 from core.data.sources import get_source  # noqa: E402
@@ -206,6 +207,22 @@ def test_the_folder_ingest_records_each_videos_decoding(video_workspaces: dict) 
     assert row["n_frames"] == 18 and row["label"] == "right" and abs(row["duration_s"] - 3.0) < 0.05
     vfr = meta.loc["d.mp4_0007"]  # variable frame timing, 30 fps nominal: still 18 frames at 12 fps for 1.5 s
     assert vfr["n_frames"] == 18
+
+
+@pytest.mark.soak  # the built ssv2/videos workspaces (~15-30 s): soak run
+@pytest.mark.parametrize("name", ["ssv2", "videos"])
+def test_the_timeline_of_a_whole_video(video_workspaces: dict, name: str) -> None:
+    """The video sources store whole videos (or labelled stretches of them) placed by time."""
+    ws: Workspace = video_workspaces[name]
+    video = video_ids(ws)[0]
+    tl = compute_timeline(ws, video, window=2, stride=1, cache=False)
+    assert tl.whole_videos and tl.n_windows == int((video_clips(ws, video)["n_features"] - 1).sum())
+    assert tl.probs[ws.task_names[0]].shape == (tl.n_windows, len(ws.class_names(ws.task_names[0])))
+    meta = ws.dataset.meta.loc[tl.windows["clip_id"]]
+    np.testing.assert_allclose(tl.windows["video_start"], meta["start_s"].to_numpy() * meta["fps"].to_numpy() + tl.windows["start_frame"])
+    with config_at(ws.config_path):
+        at = page_run(ws, "timeline")
+    assert at.radio(key="pf_task").options == list(ws.task_names) and at.selectbox(key="tl_video").value == video
 
 
 @pytest.mark.soak  # the built ssv2/videos workspaces (~15-30 s): soak run

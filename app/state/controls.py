@@ -241,6 +241,22 @@ def whole_number(where: Any, label: str, key: str, lo: int, hi: int, default: in
     return int(value)
 
 
+def window_start(ws: Workspace, clip_id: str, n: int) -> int | None:
+    """The first feature row of the window a Timeline link opened (``pf_start``), while the clip
+    is the one it was opened on and ``n`` frames from it fit in the clip; else None (and the
+    window is forgotten: segment centres are sampled)."""
+    start = st.session_state.get("pf_start")
+    if start is None:
+        return None
+    if st.session_state.get("pf_start_clip") is None:
+        st.session_state["pf_start_clip"] = clip_id
+    fits = isinstance(start, int) and 0 <= start <= int(ws.clips().loc[clip_id, "n_features"]) - n
+    if st.session_state["pf_start_clip"] != clip_id or not fits:
+        st.session_state["pf_start"] = st.session_state["pf_start_clip"] = None
+        return None
+    return start
+
+
 def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model: bool = False) -> dict[str, Any]:
     """Frame count, task, explained class, (with ``model``) the model family in the sidebar
     and (with ``method``) the ESV method by name with its budget and seed.
@@ -273,6 +289,9 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
     with c4:
         target = st.radio("Explain", list(TARGETS), key="pf_target", horizontal=True, format_func=TARGETS.get)
     out: dict[str, Any] = {"task": task, "n_frames": int(n)}
+    start = window_start(ws, clip_id, int(n))
+    if start is not None:
+        out["start_row"] = start
     if model:
         out["model"] = family
     if target == "class":

@@ -14,16 +14,18 @@ from core.video import encode_mp4_stream
 from core.workspace import Workspace
 
 
-def compute_missing_features(ws: Workspace, clip_id: str, n_frames: int) -> None:
-    """Encode the sampled frames of a clip that have no features yet, under a spinner that
-    says so (a clip never explored while the bulk extraction has not reached it)."""
-    missing = ws.missing_feature_rows(clip_id, n_frames)
+def compute_missing_features(ws: Workspace, clip_id: str, n_frames: int, start_row: int | None = None) -> None:
+    """Encode the sampled frames of a clip (or of its window of ``n_frames`` rows from
+    ``start_row``) that have no features yet, under a spinner that says so (a clip never
+    explored while the bulk extraction has not reached it)."""
+    rows = ws.explanations.rows(clip_id, n_frames, start_row)
+    missing = len(ws.feature_store.missing_rows(clip_id, rows)) if start_row is not None else ws.missing_feature_rows(clip_id, n_frames)
     if not missing:
         return
     encoder = ws.artifacts.encoder.name
     with st.spinner(f"Computing features of {missing} of the {n_frames} sampled frames of {clip_id} with {encoder} "
                     "(first view of this clip: decoding and encoding them; later views are instant)…"):
-        ws.features(clip_id, ws.feature_rows(clip_id, n_frames))
+        ws.features(clip_id, rows)
 
 
 def video_fps(ws: Workspace) -> float:

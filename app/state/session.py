@@ -12,7 +12,7 @@ from core.workspace import Workspace
 SHARED_KEYS = (
     "pf_dataset", "pf_video", "pf_clip",
     "pf_task", "pf_model", "pf_n", "pf_method", "pf_sps", "pf_iter", "pf_seed", "pf_budget", "pf_target", "pf_class",
-    "pf_both",
+    "pf_both", "pf_start", "pf_start_clip",
 )
 # Per-task keys (one per task of the dataset shown): the sidebar's label filters and the overlaid classes.
 FILTER_PREFIX = "pf_filter_"

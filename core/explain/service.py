@@ -186,6 +186,7 @@ class ExplanationService:
         budget: int | None = None,
         cache: bool = True,
         progress: Progress | None = None,
+        start_row: int | None = None,
     ) -> ClipExplanation:
         """ESVs of ``n_frames`` segment-centre frames of a clip.
 
@@ -206,6 +207,8 @@ class ExplanationService:
             budget: head evaluations (instead of ``samples_per_scale``); None = the method's
                 default (the surrogates: 128 per scale), else saturated.
             cache: False skips the disk cache (batch runs; the memory LRU is still read).
+            start_row: explain the window of ``n_frames`` consecutive feature rows from this
+                row (the Timeline's windows) instead of ``n_frames`` segment centres.
             progress: told ``(fraction, message)`` between bounded chunks of the computation;
                 raising :class:`core.runtime.Cancelled` from it stops the computation
                 (nothing is cached). Settings whose sampler would evaluate every subset
@@ -218,7 +221,7 @@ class ExplanationService:
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         p = self.provider
         row = self._clip_row(clip_id)
-        plan = self._plan(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
+        plan = self._plan(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget, start_row)
         priors, rows, features, key = plan.priors, plan.rows, plan.features, plan.key
         method, samples_per_scale, iterations, seed, budget = plan.settings
         cacheable = key is not None
@@ -240,13 +243,13 @@ class ExplanationService:
         )
 
     def _plan(self, clip_id: str, task: str, model: str, asked: str, n_frames: int, method: str | None,
-              samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None) -> _Plan:
+              samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None, start_row: int | None = None) -> _Plan:
         """What :meth:`explain` will run for these (checked) settings, and its cache key."""
         p = self.provider
         family, trained = self._family_model(task, model)
         cost = family.cost(trained)
         priors = p.priors(task)
-        rows = np.asarray(p.feature_rows(clip_id, n_frames))
+        rows = self.rows(clip_id, n_frames, start_row)
         features = np.ascontiguousarray(p.features(clip_id, rows))
         # Settings that evaluate every subset give the exact answer: run the exact path (the
         # sampler at 12,870 samples per scale took 54.5 s at n = 16, exact 0.22 s).
@@ -266,6 +269,7 @@ class ExplanationService:
     def is_cached(
         self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, budget: int | None = None,
+        start_row: int | None = None,
     ) -> bool:
         """Whether :meth:`explain` with these settings would load its result from the memory
         or disk cache instead of computing it (then it costs nothing). False while some of
@@ -273,15 +277,20 @@ class ExplanationService:
         task = self._task(task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
-        return self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
+        return self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget, start_row)
 
     def _cached(self, clip_id: str, task: str, model: str, asked: str, n_frames: int, method: str | None,
-                samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None) -> bool:
+                samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None,
+                start_row: int | None = None) -> bool:
         """:meth:`is_cached` for settings already checked (``asked``) on a known clip."""
         missing = getattr(self.provider, "missing_feature_rows", None)
-        if missing is not None and missing(clip_id, n_frames):
+        if start_row is not None:
+            store = getattr(self.provider, "feature_store", None)  # a window: its own rows' features
+            if store is not None and len(store.missing_rows(str(clip_id), self.rows(clip_id, n_frames, start_row))):
+                return False
+        elif missing is not None and missing(clip_id, n_frames):
             return False
-        key = self._plan(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget).key
+        key = self._plan(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget, start_row).key
         return key is not None and self.cache.contains(key, self.cache_dir() if self.disk else None)
 
     def explain_many(
@@ -364,13 +373,25 @@ class ExplanationService:
                             f"Pick one of its {len(clips)} clips (e.g. {', '.join(clips.index[:3])}).")
         return clips.loc[str(clip_id)]
 
-    def predict(self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY) -> np.ndarray:
+    def rows(self, clip_id: str, n_frames: int, start_row: int | None = None) -> np.ndarray:
+        """``(n,)`` feature rows explained: the clip's ``n_frames`` segment centres, or the window of
+        ``n_frames`` consecutive rows from ``start_row`` (UserError when it does not fit in the clip)."""
+        if start_row is None:
+            return np.asarray(self.provider.feature_rows(clip_id, n_frames))
+        n_rows = int(self._clip_row(clip_id)["n_features"])
+        if isinstance(start_row, bool) or not isinstance(start_row, (int, np.integer)) or not 0 <= start_row <= n_rows - n_frames:
+            raise UserError(f"A window of {n_frames} frames from feature row {start_row!r} does not fit in clip {clip_id!r} "
+                            f"({n_rows} feature rows).", f"Start the window at a row from 0 to {max(0, n_rows - n_frames)}, or pick fewer frames.")
+        return np.arange(int(start_row), int(start_row) + int(n_frames), dtype=np.int64)
+
+    def predict(self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+                start_row: int | None = None) -> np.ndarray:
         """``(C,)`` float64: the full model's class probabilities on the clip's ``n_frames``
         sampled frames (one forward, no ESVs; memoised)."""
         task = self._task(task)
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
-        rows = np.asarray(self.provider.feature_rows(clip_id, n_frames))
+        rows = self.rows(clip_id, n_frames, start_row)
         features = np.ascontiguousarray(self.provider.features(clip_id, rows))
         probs = self._model_probs(clip_id, task, model, rows, features)
         if probs is None:
@@ -405,6 +426,7 @@ class ExplanationService:
     def estimate(
         self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None, seed: int | None = None,
+        start_row: int | None = None,
     ) -> CostEstimate:
         """What :meth:`explain` with these settings will cost (:func:`core.explain.cost.estimate_cost`)
         for this clip's heads, with ``cached`` set when its result is already in a cache
@@ -420,14 +442,16 @@ class ExplanationService:
             iterations=iterations, budget=budget, game=cost.game, n_scales=cost.n_scales, hidden_dim=cost.hidden_dim,
             seconds_per_evaluation=cost.seconds_per_evaluation,
         )
-        cached = self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget)
+        if start_row is not None:
+            self.rows(clip_id, n_frames, start_row)  # a window outside the clip: UserError before any work
+        cached = self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget, start_row)
         return replace(est, cached=True) if cached else est
 
     # ------------------------------------------------------------------ frame interactions (issue 18)
 
     def interactions(
         self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
-        budget: int | None = None, seed: int | None = None, progress: Progress | None = None,
+        budget: int | None = None, seed: int | None = None, progress: Progress | None = None, start_row: int | None = None,
     ) -> InteractionResult:
         """Pairwise Shapley interactions ``(n, n, C)`` of the clip's ``n_frames`` sampled frames
         (:func:`core.shapley.interactions.frame_interactions`: exact for n <= 12 or a budget that
@@ -437,7 +461,7 @@ class ExplanationService:
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
         family, trained = self._family_model(task, model)
-        rows = np.asarray(self.provider.feature_rows(clip_id, n_frames))
+        rows = self.rows(clip_id, n_frames, start_row)
         features = np.ascontiguousarray(self.provider.features(clip_id, rows))
         priors = self.provider.priors(task)
         key = self.key(clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=self.provider.heads_key(),
