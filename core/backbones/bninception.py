@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.backbones.base import FrameEncoder
-from core.backbones.playfair_release import BACKBONE_FILES, check_layout, read_release_state
+from core.backbones.playfair_release import BACKBONE_FILES, check_layout, load_release_weights, read_release_state
 from core.backbones.trn_checkpoint import Preprocessing, ResNetFCEncoder, cached_sha256
 
 __all__ = ["BNInception", "BNINCEPTION_PREPROCESSING", "bninception_state_shapes", "load_bninception", "RELEASE_NAME"]
@@ -165,11 +165,7 @@ def load_bninception(path: Path) -> FrameEncoder:
                  f"BN-Inception conv1_7x7_s2 ... inception_5b_*, last_linear 1024 -> {feature_dim}", hint)
     with torch.device("meta"):
         net = BNInception(feature_dim)
-    full = {k: (v if k.endswith("num_batches_tracked") else v.float()) for k, v in state.items()}
-    for k in net.state_dict():  # absent from files of older PyTorch; unused in eval
-        if k.endswith("num_batches_tracked"):
-            full.setdefault(k, torch.zeros((), dtype=torch.long))
-    net.load_state_dict(full, strict=True, assign=True)
+    load_release_weights(net, state)
     encoder = ResNetFCEncoder(net.eval(), feature_dim, BNINCEPTION_PREPROCESSING, weights_id=f"sha256:{cached_sha256(path)}",
                               name="ssv2-bninception")
     return encoder

@@ -28,7 +28,7 @@ import torch
 from core.backbones.checkpoint_reader import read_checkpoint
 from core.errors import UserError
 
-__all__ = ["BACKBONE_FILES", "FEATURE_FILES", "RELEASED_FILES", "release_fix", "read_release_state", "check_layout",
+__all__ = ["BACKBONE_FILES", "FEATURE_FILES", "RELEASED_FILES", "release_fix", "read_release_state", "check_layout", "load_release_weights",
            "released_file_status", "find_released_file"]
 
 BACKBONE_FILES: dict[str, str] = {"bninception": "backbones/trn.pth", "tsn-resnet50": "backbones/tsn.pth"}
@@ -100,6 +100,18 @@ def check_layout(path: Path, state: Mapping[str, torch.Tensor], expected: Mappin
                  for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if items]
         raise UserError(f"{path} does not have the layout of the released {name} ({layout}): {'; '.join(parts)}.{hint}",
                         release_fix(name))
+
+
+def load_release_weights(net: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    """Load a checked release ``state`` (keys already in ``net``'s names) into ``net`` built on
+    the meta device: weights as float32, BN counters kept (and added where files of older
+    PyTorch lack them: unused in eval), strict, tensors assigned rather than copied."""
+    full = {k: (v if k.endswith("num_batches_tracked") else v.float()) for k, v in state.items()}
+    for k in net.state_dict():
+        if k.endswith("num_batches_tracked"):
+            full.setdefault(k, torch.zeros((), dtype=torch.long))
+    net.load_state_dict(full, strict=True, assign=True)
+    return net
 
 
 def find_released_file(folder: str | Path, name: str) -> Path | None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from core.backbones.base import FrameEncoder
-from core.backbones.playfair_release import BACKBONE_FILES, check_layout, read_release_state
+from core.backbones.playfair_release import BACKBONE_FILES, check_layout, load_release_weights, read_release_state
 from core.backbones.resnet import ResNet50, resnet50_state_shapes
 from core.backbones.trn_checkpoint import BACKBONE_DIM, BackboneWithProjection, Preprocessing, ResNetFCEncoder, cached_sha256
 
@@ -53,12 +53,7 @@ def load_tsn_resnet50(path: Path) -> FrameEncoder:
                  f"ResNet-50 conv1 ... layer4, last_linear 2048 -> {feature_dim}", hint)
     with torch.device("meta"):
         net = BackboneWithProjection(ResNet50(include_fc=False), nn.Linear(BACKBONE_DIM, feature_dim))
-    full = {}
-    for k, v in state.items():
-        v = v if k.endswith("num_batches_tracked") else v.float()
-        full[("new_fc." + k[len(_PROJECTION):]) if k.startswith(_PROJECTION) else "base_model." + k] = v
-    for k in net.state_dict():  # absent from files of older PyTorch; unused in eval
-        if k.endswith("num_batches_tracked"):
-            full.setdefault(k, torch.zeros((), dtype=torch.long))
-    net.load_state_dict(full, strict=True, assign=True)
+    # the release's names -> BackboneWithProjection's (base_model.*, new_fc.*)
+    load_release_weights(net, {("new_fc." + k[len(_PROJECTION):]) if k.startswith(_PROJECTION) else "base_model." + k: v
+                               for k, v in state.items()})
     return ResNetFCEncoder(net.eval(), feature_dim, Preprocessing(), weights_id=f"sha256:{cached_sha256(path)}", name="ssv2-tsn-resnet50")

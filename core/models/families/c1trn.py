@@ -11,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from core.errors import UserError
 from core.models.c1_trn import C1RelationHead, c1_checkpoint, c1_forward, c1_task_heads, c1_tuples
-from core.models.families.base import AccuracyRow, FamilyCost, ModelFamily, cpu_state, register_family
+from core.models.families.base import AccuracyRow, register_family
+from core.models.families.mtrn import MTRNFamily
 from core.models.multiscale import multiscale_logits
 
 if TYPE_CHECKING:
@@ -28,16 +26,17 @@ C1_SOURCE = "epic-c1-trn"  # HeadSet.meta["source"] of heads read from the check
 
 
 @register_family
-class C1TRNFamily(ModelFamily):
-    """The model is ``list[C1RelationHead]``, ``heads[k-1]`` seeing k frames (k = 1..8)."""
+class C1TRNFamily(MTRNFamily):
+    """The model is ``list[C1RelationHead]``, ``heads[k-1]`` seeing k frames (k = 1..8): a
+    multiscale TRN whose heads come from the checkpoint (saving, logits and cost as MTRN's)."""
 
     name = "c1trn"
     label = "C1 TRN (released)"
-    game_kind = "multiscale"
     description = ("The EPIC C1 TRN's own relation heads (scales 2-8 from trn_rgb.ckpt) averaged as Play Fair's multiscale "
                    "ensemble; scale 1, absent from the release, is the 2-frame head seeing the frame twice.")
     row_labels = {"c1trn_head": "C1 TRN relation head", "c1trn": "C1 TRN (released) ensemble",
                   "c1trn_forward": "C1 TRN's own forward (3 fixed relations per scale)"}
+    head_class = C1RelationHead
 
     def trains(self, config: Any) -> bool:
         return False
@@ -46,20 +45,6 @@ class C1TRNFamily(ModelFamily):
         raise UserError("The C1 TRN heads are released weights: nothing to train.",
                         "Point heads_dir at the folder of trn_rgb.ckpt (`python -m core heads --dataset NAME --c1-trn`).")
 
-    def state(self, model: list[C1RelationHead]) -> list[dict[str, Any]]:
-        return [{"frame_count": h.frame_count, "feature_dim": h.feature_dim, "hidden_dim": h.hidden_dim, "n_classes": h.n_classes,
-                 "state_dict": cpu_state(h)} for h in model]
-
-    def from_state(self, state: list[dict[str, Any]]) -> list[C1RelationHead]:
-        heads = []
-        for entry in state:
-            head = C1RelationHead(entry["frame_count"], entry["feature_dim"], entry["hidden_dim"], entry["n_classes"])
-            head.load_state_dict(entry["state_dict"])
-            heads.append(head.eval())
-        if not heads:
-            raise KeyError("no C1 TRN heads")
-        return heads
-
     def external_files(self, folder: Path) -> list[Path]:
         found = c1_checkpoint(folder)
         return [] if found is None else [found]
@@ -67,21 +52,6 @@ class C1TRNFamily(ModelFamily):
     def load_external(self, folder: Path, task: str) -> list[C1RelationHead] | None:
         found = c1_checkpoint(folder)
         return None if found is None else c1_task_heads(found, task)
-
-    def modules(self, model: list[C1RelationHead]) -> list[nn.Module]:
-        return list(model)
-
-    def logits(self, model: list[C1RelationHead], x: torch.Tensor) -> torch.Tensor:
-        return multiscale_logits(list(model), x)
-
-    def n_classes(self, model: list[C1RelationHead]) -> int:
-        return int(model[0].n_classes)
-
-    def cost(self, model: list[C1RelationHead]) -> FamilyCost:
-        return FamilyCost("multiscale", len(model), int(model[0].hidden_dim))
-
-    def eval_frames(self, model: list[C1RelationHead]) -> int:
-        return len(model)
 
     def accuracy_rows(self, model: list[C1RelationHead], n_frames: int, best: Any | None) -> list[AccuracyRow]:
         """``c1trn_head`` (head n alone, n <= 8), ``c1trn`` (the ensemble) and, from 2 frames,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -49,6 +49,7 @@ class MTRNFamily(ModelFamily):
     game_kind = "multiscale"
     description = "Multiscale TRN: the mean of single-scale relation heads over every ordered frame subset."
     row_labels = {"mtrn_head": "single-scale head", "mtrn": "multiscale TRN"}
+    head_class: ClassVar[type[MTRNHead]] = MTRNHead  # what from_state rebuilds (a subclass for released heads)
 
     def jobs(self, config: Any) -> int:
         return len(config.scales)
@@ -74,11 +75,11 @@ class MTRNFamily(ModelFamily):
     def from_state(self, state: list[dict[str, Any]]) -> list[MTRNHead]:
         heads = []
         for entry in state:
-            head = MTRNHead(entry["frame_count"], entry["feature_dim"], entry["hidden_dim"], entry["n_classes"])
+            head = self.head_class(entry["frame_count"], entry["feature_dim"], entry["hidden_dim"], entry["n_classes"])
             head.load_state_dict(entry["state_dict"])
             heads.append(head.eval())
         if not heads:
-            raise KeyError("no MTRN heads")
+            raise KeyError(f"no {self.label} heads")
         return heads
 
     def external_files(self, folder: Path) -> list[Path]:
