@@ -36,7 +36,7 @@ def ray_local():
     """A local Ray cluster for this module; every engine call reuses it (and leaves it up)."""
     ray = pytest.importorskip("ray", reason="Ray comes with requirements-dev.txt (requirements-distributed.txt)")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 

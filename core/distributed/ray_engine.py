@@ -101,7 +101,9 @@ def ray_cluster(options: RayOptions) -> Iterator[Any]:
     common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     try:
         if options.address is None:
-            ray.init(num_cpus=options.cpus or os.cpu_count() or 1, object_store_memory=options.object_store_bytes, **common)
+            # address="local": a new cluster of our own, even when `ray start` left one running here
+            ray.init(address="local", num_cpus=options.cpus or os.cpu_count() or 1,
+                     object_store_memory=options.object_store_bytes, **common)
         else:
             ray.init(address=options.address, **common)
     except (ConnectionError, RuntimeError, ValueError) as exc:
