@@ -179,3 +179,19 @@ def test_slider_offers_twenty_frames_on_a_fast_device(app_demo):
     finally:
         write_config(path, saved)
         state.reset_workspaces()
+
+
+def test_cli_esvs_device(ws, tmp_path, capsys):
+    from core.analysis.batch import read_results
+    from core.cli import main
+
+    out = tmp_path / "esvs.parquet"
+    args = ["esvs", "--dataset", "demo-small", "--frames", "4", "--limit", "2", "--out", str(out), "--quiet"]
+    assert main([*args, "--device", "cpu"]) == 0
+    default = tmp_path / "default.parquet"
+    assert main([*args[:-3], "--out", str(default), "--quiet"]) == 0
+    a, b = read_results(out), read_results(default)
+    np.testing.assert_allclose(a.filter(like="esv").to_numpy(dtype=float), b.filter(like="esv").to_numpy(dtype=float), atol=1e-6)
+    capsys.readouterr()
+    assert main([*args, "--device", "tpu", "--force"]) == 2
+    assert "Unknown device 'tpu'" in capsys.readouterr().err
