@@ -106,7 +106,7 @@ def _time_probe(device: torch.device) -> float:
 def _measure(device: torch.device) -> DeviceSpeed:
     key = device_key(device)
     if device.type == "cpu":
-        return DeviceSpeed(key, "the CPU", 1.0, "the CPU constants (bench/cost_model.py)")
+        return DeviceSpeed(key, "the CPU", 1.0, "the constants themselves (measured by bench/cost_model.py)")
     predicted = estimate_cost("exact", n_frames=PROBE_FRAMES, n_classes=_PROBE_SHAPE["n_classes"], n_scales=_PROBE_SHAPE["n_scales"],
                               hidden_dim=_PROBE_SHAPE["hidden_dim"]).seconds - SECONDS_OVERHEAD
     measured = _time_probe(device)
