@@ -32,7 +32,10 @@ def fast(device: str = "cpu") -> DeviceSpeed:
 # --------------------------------------------------------------------------- which device
 
 
-def test_compute_device_asked_config_default():
+def test_compute_device_asked_config_default(monkeypatch):
+    assert os.environ["PLAYFAIR_ESV_DEVICE"] == "cpu"  # tests/conftest.py: the suite's numbers are the CPU's
+    assert compute_device(None, {}) == torch.device("cpu")
+    monkeypatch.delenv("PLAYFAIR_ESV_DEVICE")
     assert compute_device("cpu") == torch.device("cpu")
     assert compute_device(None, {"esv": {"device": "cpu"}}) == torch.device("cpu")
     default = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -122,6 +125,14 @@ def test_service_estimate_and_offer_follow_the_device_speed(ws):
         assert after.seconds < before.seconds and after.head_evaluations == before.head_evaluations
         assert offer < service.exact_frames(limits, task="verb") == EXACT_FRAMES_OFFERED
     assert service.exact_frames(limits, task="verb") == offer
+
+
+def test_cache_key_names_a_device_other_than_the_cpu():
+    """CPU keys are those written before devices; another device rounds differently: its own entries."""
+    fields = dict(clip_id="c0", task="verb", model="mtrn", rows=np.arange(4), features=np.zeros((4, 2), np.float32), heads_key="h",
+                  priors_hash="p", method="exact", samples_per_scale=None, iterations=1, seed=None)
+    assert ExplanationService.key(**fields, device="cpu") == ExplanationService.key(**fields)
+    assert ExplanationService.key(**fields, device="cuda") != ExplanationService.key(**fields)
 
 
 def test_config_device_and_set_device(ws):

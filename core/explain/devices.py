@@ -1,8 +1,9 @@
 """Where the explanation service runs exact ESVs, and how fast that device is.
 
 The compute device: the one asked for (``ExplanationService(device=...)``, a workspace's
-``device``, the CLI's ``--device``), else the config's ``[esv] device``, else CUDA when
-available, else the CPU. Exact ESVs (2^n subsets: the work that grows) run there; the heads
+``device``, the CLI's ``--device``), else the config's ``[esv] device``, else
+``$PLAYFAIR_ESV_DEVICE`` (the test suite pins the CPU: its numbers are the CPU's), else CUDA
+when available, else the CPU. Exact ESVs (2^n subsets: the work that grows) run there; the heads
 are copied to it once per device and kept (:class:`ComputeDevice`); results come back on the CPU (:func:`on_cpu`).
 
 The cost model's seconds are the CPU constants of :mod:`core.explain.cost` (measured by
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import statistics
 import threading
 import time
@@ -73,12 +75,14 @@ def device_key(device: torch.device | str) -> str:
 
 def compute_device(asked: str | None, config: dict | None = None) -> torch.device:
     """The device exact ESVs run on: ``asked`` when given, else the config's ``[esv] device``
-    (``"auto"``: none), else CUDA when available, else the CPU. UserError for a device that
-    is not here or a config value that is not a device name."""
+    (``"auto"``: none), else ``$PLAYFAIR_ESV_DEVICE``, else CUDA when available, else the CPU.
+    UserError for a device that is not here or a config value that is not a device name."""
     if asked is not None:
         return resolve_device(asked)
     table = config.get("esv", {}) if isinstance(config, dict) else {}
     setting = table.get("device", "auto") if isinstance(table, dict) else "auto"
+    if setting == "auto":
+        setting = os.environ.get("PLAYFAIR_ESV_DEVICE", "auto")
     if not isinstance(setting, str):
         raise UserError(f"[esv] device must be a device name, got {setting!r}.",
                         'Set device = "auto" (CUDA when available), "cpu" or "cuda" under [esv] in the config file.')

@@ -179,12 +179,13 @@ class ExplanationService:
     def key(
         *, clip_id: str, task: str, model: str, rows: np.ndarray, features: np.ndarray, heads_key: str, priors_hash: str,
         method: str, samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None = None,
-        runtime: str = "torch",
+        runtime: str = "torch", device: str = "cpu",
     ) -> str:
         """The cache key: a hash of every input that changes the result.
 
         ``rows`` (n,) feature rows explained; ``features`` their ``(n, D)`` values; ``method``
-        the resolved engine name. Iterations and seed count only for sampled methods.
+        the resolved engine name. Iterations and seed count only for sampled methods; ``device``
+        the type of the device it runs on (another device rounds differently).
         """
         exact = method == "exact"
         version = get_family(model).fingerprint()  # a plugin's weights (None for models of the heads: keys unchanged)
@@ -195,6 +196,7 @@ class ExplanationService:
             "heads": heads_key, "priors": priors_hash, "method": method, "sps": samples_per_scale,
             "it": 1 if exact else int(iterations), "seed": None if exact else seed, "budget": budget,
             **({"runtime": runtime} if runtime != "torch" else {}),  # torch keys stay those written before runtimes
+            **({"device": device} if device != "cpu" else {}),  # and CPU keys those written before devices
         })
 
     # ------------------------------------------------------------------ explain
@@ -291,7 +293,7 @@ class ExplanationService:
         key = None if resolved != "exact" and seed is None else self.key(  # unseeded draws are never cached
             clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
             priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
-            iterations=iterations, seed=seed, budget=budget, runtime=self.runtime,
+            iterations=iterations, seed=seed, budget=budget, runtime=self.runtime, device=self.run_device(model, resolved).type,
         )
         return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
 
@@ -355,7 +357,7 @@ class ExplanationService:
             row, frames = self._clip_row(clip_id), np.asarray(p.feature_rows(clip_id, n_frames))
             values = np.ascontiguousarray(p.features(clip_id, frames))
             key = self.key(clip_id=clip_id, task=task, model=model, rows=frames, features=values, heads_key=heads_key,
-                           priors_hash=priors_hash, method="exact", samples_per_scale=None, iterations=1, seed=None)
+                           priors_hash=priors_hash, method="exact", samples_per_scale=None, iterations=1, seed=None, device=device.type)
             clips.append((row, frames, key))
             hit = self.cache.get(key, directory)
             if hit is not None:
