@@ -83,10 +83,15 @@ def compute_device(asked: str | None, config: dict | None = None) -> torch.devic
     setting = table.get("device", "auto") if isinstance(table, dict) else "auto"
     if setting == "auto":
         setting = os.environ.get("PLAYFAIR_ESV_DEVICE", "auto")
+    fix = 'Set device = "auto" (CUDA when available), "cpu" or "cuda" under [esv] in the config file.'
     if not isinstance(setting, str):
-        raise UserError(f"[esv] device must be a device name, got {setting!r}.",
-                        'Set device = "auto" (CUDA when available), "cpu" or "cuda" under [esv] in the config file.')
-    return pick_device() if setting == "auto" else resolve_device(setting)
+        raise UserError(f"[esv] device must be a device name, got {setting!r}.", fix)
+    if setting == "auto":
+        return pick_device()
+    try:
+        return resolve_device(setting)
+    except UserError as exc:  # name where the setting came from
+        raise UserError(f"[esv] device (or $PLAYFAIR_ESV_DEVICE): {exc.problem}", fix) from exc
 
 
 def _time_probe(device: torch.device) -> float:
