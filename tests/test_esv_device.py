@@ -86,6 +86,23 @@ def test_faster_device_raises_the_largest_exact_frames(n_scales, n_classes):
     assert largest_exact_frames(Limits(seconds=1e6, peak_bytes=2**28), **shape, device_factor=FAST) < EXACT_FRAMES_OFFERED
 
 
+def test_heads_are_copied_once_per_device_and_the_originals_stay():
+    """ComputeDevice's copies, on torch's "meta" device (no data: a stand-in for a GPU on a CPU-only machine)."""
+    from core.explain.devices import ComputeDevice
+    from core.models import MTRNHead
+
+    heads = [MTRNHead(k, 4, 3, 2) for k in (1, 2)]
+    compute = ComputeDevice(provider=object(), asked="cpu")
+    assert compute.device == torch.device("cpu") and compute.modules(("h",), heads, torch.device("cpu")) is heads
+    meta = torch.device("meta")
+    moved = compute.modules(("h",), heads, meta)
+    assert compute.modules(("h",), heads, meta) is moved and [m.frame_count for m in moved] == [1, 2]
+    assert all(p.is_meta for m in moved for p in m.parameters()) and not any(p.is_meta for m in heads for p in m.parameters())
+    assert compute.modules(("other heads",), heads, meta) is not moved  # another key: its own copies
+    compute.clear()
+    assert compute.modules(("h",), heads, meta) is not moved
+
+
 # --------------------------------------------------------------------------- the service on the device
 
 
@@ -147,9 +164,14 @@ def test_config_device_and_set_device(ws):
 def test_cuda_service_matches_cpu_and_keeps_its_heads(ws):
     clip = str(ws.clips("val").index[0])
     gpu, cpu = ExplanationService(ws, disk=False, device="cuda"), ExplanationService(ws, disk=False, device="cpu")
-    a, b = gpu.explain(clip, task="verb", n_frames=8), cpu.explain(clip, task="verb", n_frames=8)
-    assert not a.esv_result.esvs.is_cuda and not a.esv_result.priors.is_cuda
-    torch.testing.assert_close(a.esv_result.esvs, b.esv_result.esvs, rtol=0, atol=1e-6)
+    for model in ("mtrn", "tsn"):  # a multiscale and a variable-length game
+        a, b = gpu.explain(clip, task="verb", n_frames=8, model=model), cpu.explain(clip, task="verb", n_frames=8, model=model)
+        assert not a.esv_result.esvs.is_cuda and not a.esv_result.priors.is_cuda
+        torch.testing.assert_close(a.esv_result.esvs, b.esv_result.esvs, rtol=0, atol=1e-6)
+    ids = [str(c) for c in ws.clips("val").index[:3]]
+    for a, b in zip(gpu.explain_many(ids, task="noun", n_frames=6), cpu.explain_many(ids, task="noun", n_frames=6)):
+        assert not a.esv_result.esvs.is_cuda
+        torch.testing.assert_close(a.esv_result.esvs, b.esv_result.esvs, rtol=0, atol=1e-6)
     family, model = gpu._family_model("verb", "mtrn")
     first = gpu._modules(family, model, "verb", 0, gpu.device)
     assert first is gpu._modules(family, model, "verb", 0, gpu.device) and next(first[0].parameters()).is_cuda
