@@ -50,7 +50,7 @@ class DeviceSpeed:
 
     Attributes:
         device: the key (:func:`device_key`): ``"cpu"``, ``"cuda:0"``, ...
-        label: readable name for sentences ("CPU", "NVIDIA H200 (cuda:0)").
+        label: readable name for sentences ("the CPU", "NVIDIA H200 (cuda:0)").
         factor: seconds on this device per second the CPU constants predict (1 for the CPU).
         source: how the factor was obtained (one phrase).
     """
