@@ -51,6 +51,7 @@ step "encoder: bulk path (FeatureExtractor on a gulp dataset)" 150 $PY bench/ext
   --modes pipeline --frames "$F_PIPE" --repeats 1
 step "exact ESVs, batched" 90 $PY bench/esv_speed.py --device "$DEVICE" --tables batched "${B_ARGS[@]}"
 step "exact ESVs, one clip" 100 $PY bench/esv_speed.py --device "$DEVICE" --tables exact "${ESV_ARGS[@]}"
+step "exact ESVs through the service (app, CLI)" 90 bash -c "$PY -m pytest -q -p no:cacheprovider -o addopts='' tests/test_esv_device.py -k cuda && $PY bench/esv_service.py --device $DEVICE ${B_ARGS[*]}"
 
 {
   # A copied tree may carry another commit's git metadata: name the code by its content too.

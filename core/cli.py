@@ -307,7 +307,7 @@ def _keep_training_settings(ws: Workspace, overrides: dict[str, Any]) -> str:
 def cmd_esvs(args: argparse.Namespace) -> int:
     check_esvs_flags(args)  # before any work: a flag the method ignores would be recorded as if used
     _check_interaction_flags(args)
-    ws = _workspace(args)
+    ws = _workspace(args, device=args.device)  # exact ESVs (and missing features) run there
     missing = [s for s in ws.status() if not s.done and s.name in EXPLORE_STEPS]  # features are computed as needed
     if missing:
         s = missing[0]
@@ -471,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interaction-budget", dest="interaction_budget", type=int, default=None,
                    help="head evaluations per clip for sampled interactions, seed 0 (default: exact, at most 12 frames)")
     p.add_argument("--runtime", choices=RUNTIMES, default="torch", help="what runs the models: torch, or onnx (ONNX Runtime; pip install -e '.[onnx]')")
+    p.add_argument("--device", default=None, help="cpu / cuda: where exact ESVs run (default: the config's [esv] device, else cuda if available)")
     _add_engine_flags(p)
 
     faithfulness_cli.add_parser(sub)

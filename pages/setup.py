@@ -89,7 +89,8 @@ if save_limits:
 limit_caption.caption(
     "Every page prices its work with the cost model before running it and asks first (**Run anyway**) when it would take "
     f"longer or need more memory than this: now **{ws.limits.seconds:g} s** or **{ws.limits.peak_bytes / 2**30:g} GB**. "
-    f"Saved to `{ws.config_path}` (`[limits]` table: `seconds`, `memory_gb`).")
+    f"Saved to `{ws.config_path}` (`[limits]` table: `seconds`, `memory_gb`). Exact ESVs run on **{ws.explanations.speed().label}** "
+    "(the config's `[esv] device`: `auto`, `cpu` or `cuda`); the frames slider offers them up to 20 frames where they fit this limit there.")
 
 # ---------------------------------------------------------------- settings of each source that has some
 

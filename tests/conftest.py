@@ -16,9 +16,10 @@ SHARED_EPIC = Path(__file__).resolve().parents[2] / "shared" / "epic"
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_playfair_dirs(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("playfair")
-    saved = {k: os.environ.get(k) for k in ("PLAYFAIR_CACHE", "PLAYFAIR_DATASETS")}
+    saved = {k: os.environ.get(k) for k in ("PLAYFAIR_CACHE", "PLAYFAIR_DATASETS", "PLAYFAIR_ESV_DEVICE")}
     os.environ["PLAYFAIR_CACHE"] = str(root / "cache")
     os.environ["PLAYFAIR_DATASETS"] = str(root / "datasets")
+    os.environ["PLAYFAIR_ESV_DEVICE"] = "cpu"  # the suite's numbers are the CPU's; GPU tests ask for cuda
     yield root
     for key, value in saved.items():
         if value is None:

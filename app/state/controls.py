@@ -18,6 +18,7 @@ from app.state.session import filter_key, show_error
 from core.data.sources import dataset_names, get_source
 from core.errors import UserError
 from core.explain.accuracy import best_method, default_budget
+from core.explain.cost import EXACT_FRAMES_OFFERED
 from core.models.families import DEFAULT_FAMILY, get_family, registered_families
 from core.models.plugins import plugin_errors
 from core.runtime import counted
@@ -26,7 +27,7 @@ from core.workspace import Workspace
 
 ALL = "(all)"
 TARGETS = {"ground_truth": "ground truth", "predicted": "predicted", "class": "chosen class"}
-MAX_FRAMES = 16  # exact ESVs stay interactive up to 16 frames (2^16 subsets)
+MAX_FRAMES = 16  # the slider always offers 16 frames (2^16 subsets); more where exact ESVs fit the limit (exact_frames_offer)
 
 
 def pick_dataset() -> Workspace:
@@ -112,6 +113,24 @@ def default_clip(clips: pd.DataFrame) -> str:
 def default_frames(ws: Workspace, clip_id: str) -> int:
     """Sampled frames a session starts with: 8, or fewer when the clip has fewer."""
     return int(min(8, MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
+
+
+def exact_frames_offer(ws: Workspace, model: str = DEFAULT_FAMILY) -> tuple[int, str]:
+    """The most frames the frames slider offers and its help sentence: :data:`MAX_FRAMES`, or
+    up to :data:`~core.explain.cost.EXACT_FRAMES_OFFERED` while the cost model estimates exact
+    ESVs of ``model`` (every task that has one) within the user's limit (``ws.limits``, set
+    on Setup) on the device they run on (:meth:`core.explain.ExplanationService.exact_frames`)."""
+    service, limits = ws.explanations, ws.limits
+    fits = min((service.exact_frames(limits, task=t, model=model) for t in model_tasks(ws, model)), default=MAX_FRAMES)
+    where = service.speed(model).label
+    limit = f"your limit of {limits.seconds:g} s and {limits.peak_bytes / 2**30:g} GB (Setup)"
+    if fits >= EXACT_FRAMES_OFFERED:
+        why = f"exact ESVs up to {fits} frames, estimated within {limit} on {where}"
+    elif fits >= MAX_FRAMES:
+        why = f"exact ESVs up to {fits} frames: on {where} the estimate for {fits + 1} exceeds {limit}"
+    else:
+        why = f"exact ESVs up to {MAX_FRAMES} frames; from {fits + 1} on, their estimate on {where} exceeds {limit}, so a run asks first"
+    return max(MAX_FRAMES, fits), f"Frames sampled at segment centres; {why}."
 
 
 def _init(key: str, value: Any, valid: Callable[[Any], bool] | None = None) -> None:
@@ -264,8 +283,9 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
     Returns keyword arguments for :meth:`Workspace.explain` (without ``clip_id``);
     stops the page with a message when a number is out of range.
     """
-    n_max = int(min(MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
     family = pick_model(ws) if model else DEFAULT_FAMILY
+    offered, frames_help = exact_frames_offer(ws, family)
+    n_max = int(min(offered, ws.clips().loc[clip_id, "n_features"]))
     kind = get_family(family).game_kind
     methods = explorer_methods(kind, int(st.session_state.get("pf_n", 8)), family) + baseline_methods(kind)
     canonical_choice("pf_method", kind)
@@ -276,7 +296,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
     c1, c2, c3, c4 = st.columns([3, 2, 2, 3])
     with c1:
         if n_max > 1:
-            n = st.slider("Sampled frames", 1, n_max, key="pf_n", help="Frames sampled at segment centres; exact ESVs up to 16 frames.")
+            n = st.slider("Sampled frames", 1, n_max, key="pf_n", help=frames_help)
         else:
             n = 1
             st.caption("This clip has a single frame.")

@@ -14,7 +14,10 @@ so; an approximate estimate shows exact's cost beside its own.
 Seconds come from per-unit constants measured on the development machine's CPU with
 one torch thread (``bench/cost_model.py`` re-measures them and prints estimate against
 actual); peak bytes from the sizes of the tensors each path holds at once. Both are
-estimates: within a factor of ~3 on that machine, by design on the high side.
+estimates: within a factor of ~3 on that machine, by design on the high side. Exact ESVs
+run on the service's compute device: their seconds are scaled by that device's factor
+(``device_factor``: :class:`core.explain.devices.DeviceSpeed`, 1 for the CPU, timed on first
+use for a GPU). :func:`largest_exact_frames` is the most frames whose exact ESVs fit a limit.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from core.shapley.game import Game
 from core.shapley.games import CONTAINMENT_CHUNK_BYTES, CONTAINMENT_COPIES, shape_game
 
 __all__ = ["CostEstimate", "Limits", "estimate_cost", "check_settings", "exact_equivalent", "exact_head_evaluations",
-           "planned_head_evaluations", "DEFAULT_LIMITS", "limits_from_config"]
+           "planned_head_evaluations", "DEFAULT_LIMITS", "limits_from_config", "largest_exact_frames", "EXACT_FRAMES_OFFERED"]
 
 # Measured constants (one thread; see the module docstring).
 SECONDS_PER_SUBSET_CLASS = 6e-8  # exact level recursion: per subset per (frame + class)
@@ -42,6 +45,9 @@ SECONDS_PER_CONTAINMENT = 1.2e-8  # constructive sampler: per (t-subset, lower s
 SECONDS_PER_VALUE_EVALUATION = 6e-6  # a head evaluation through Game.value (KernelSHAP, LOO, ...)
 SECONDS_OVERHEAD = 0.02  # setting up a game, softmaxes, bookkeeping
 BASE_BYTES = 16 * 2**20  # small tensors of any request
+# The most frames the explorer offers exact ESVs on where they fit the limit: 2^20 subsets
+# (one clip: 11 ms on an H200, 1.7 s on the development CPU; shared/reference figures).
+EXACT_FRAMES_OFFERED = 20
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ class CostEstimate:
         method: the method asked for.
         runs: the method that will run (``"exact"`` when the settings are exact equivalent).
         head_evaluations: single-scale head (model) evaluations it spends.
-        seconds: expected wall time (one CPU thread).
+        seconds: expected wall time (one CPU thread; exact ESVs: on the service's compute device).
         peak_bytes: expected peak memory of the computation.
         exact_equivalent: an approximate method whose settings draw every subset, so the
             exact path runs instead (False for ``"exact"`` itself).
@@ -210,7 +216,7 @@ def exact_equivalent(
 def estimate_cost(
     method: str | None, *, n_frames: int, n_classes: int, samples_per_scale: int | None = None, iterations: int = 1,
     budget: int | None = None, game: str = "multiscale", n_scales: int = 8, hidden_dim: int = 512,
-    seconds_per_evaluation: float | None = None,
+    seconds_per_evaluation: float | None = None, device_factor: float = 1.0,
 ) -> CostEstimate:
     """Head evaluations, seconds and peak bytes of one explanation (module docstring).
 
@@ -225,6 +231,9 @@ def estimate_cost(
             and hidden_dim).
         seconds_per_evaluation: a head evaluation's measured seconds (a plugin's timed call:
             ``FamilyCost.seconds_per_evaluation``); None: ``hidden_dim`` times a per-unit constant.
+        device_factor: seconds on the device the exact path runs on per second of the CPU
+            constants (:attr:`core.explain.devices.DeviceSpeed.factor`; 1: the CPU). Other
+            methods run on the CPU: their seconds are not scaled.
     Raises:
         UserError: settings that mean nothing (:func:`check_settings`).
     """
@@ -247,7 +256,7 @@ def estimate_cost(
     if runs == "exact":
         evals = exact_evals
         widest = math.comb(n, n // 2)
-        seconds = SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + per_head * evals
+        seconds = (SECONDS_PER_SUBSET_CLASS * 2**n * (n + c) + per_head * evals) * float(device_factor)
         # two levels of logits and probabilities, the level's signed weights, children and hidden rows
         peak = widest * (8 * n + 8 * (n // 2) + 4 * h + 24 * c)
     elif get_method(runs, kind=shape.kind).name == "constructive":
@@ -291,3 +300,17 @@ def estimate_cost(
     return CostEstimate(method=asked, runs=runs, head_evaluations=int(evals), seconds=SECONDS_OVERHEAD + seconds,
                         peak_bytes=int(BASE_BYTES + peak), exact_equivalent=same, note=note, exact_head_evaluations=exact_evals,
                         planned_head_evaluations=planned)
+
+
+def largest_exact_frames(
+    limits: Limits, *, n_classes: int, game: str = "multiscale", n_scales: int = 8, hidden_dim: int = 512,
+    seconds_per_evaluation: float | None = None, device_factor: float = 1.0, upper: int = EXACT_FRAMES_OFFERED,
+) -> int:
+    """The most frames n <= ``upper`` whose exact ESVs' estimate (:func:`estimate_cost`, same
+    shape arguments) is within ``limits``; 0 when not even one frame is. The cost grows with n."""
+    for n in range(min(int(upper), MAX_EXACT_FRAMES), 0, -1):
+        est = estimate_cost("exact", n_frames=n, n_classes=n_classes, game=game, n_scales=n_scales, hidden_dim=hidden_dim,
+                            seconds_per_evaluation=seconds_per_evaluation, device_factor=device_factor)
+        if est.over(limits) is None:
+            return n
+    return 0

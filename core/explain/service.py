@@ -35,7 +35,8 @@ import torch
 from core import esv
 from core.errors import UserError
 from core.explain.cache import ResultCache
-from core.explain.cost import CostEstimate, check_settings, estimate_cost, exact_equivalent
+from core.explain.cost import CostEstimate, Limits, check_settings, estimate_cost, exact_equivalent, largest_exact_frames
+from core.explain.devices import ComputeDevice, DeviceSpeed, device_speed, on_cpu
 from core.io_utils import stable_hash
 from core.explain.result import ClipExplanation, ExplanationProvider, Target, describe
 from core.explain.runtimes import OnnxModules, check_runtime
@@ -94,14 +95,19 @@ class ExplanationService:
         runtime: what evaluates the models, ``"torch"`` or ``"onnx"`` (ONNX Runtime on the
             heads exported once to the cache: :mod:`core.explain.runtimes`); settable later
             through :meth:`set_runtime`.
+        device: where exact ESVs of the torch runtime run (:attr:`device`; None: the
+            provider's ``device``, else its config's ``[esv] device``, else CUDA when
+            available); settable later through :meth:`set_device`. Results come back on the CPU.
 
     Thread-safe: the caches lock; concurrent computations of one key write identical entries.
     """
 
-    def __init__(self, provider: ExplanationProvider, *, memory_entries: int = 4096, disk: bool = True, runtime: str = "torch") -> None:
+    def __init__(self, provider: ExplanationProvider, *, memory_entries: int = 4096, disk: bool = True, runtime: str = "torch",
+                 device: str | None = None) -> None:
         self.provider = provider
         self.runtime = check_runtime(runtime)
         self._onnx = OnnxModules()
+        self._compute = ComputeDevice(provider, device)  # the device, and the heads copied there once
         self.disk = disk
         self.cache = ResultCache(memory_entries)
         self._lock = threading.Lock()
@@ -112,12 +118,34 @@ class ExplanationService:
         """Forget in-memory results (after a rebuild; disk entries are keyed by their inputs)."""
         self.cache.clear()
         self._predictions.clear()
+        self._compute.clear()
         with self._lock:
             self._priors_hash.clear()
 
     def set_runtime(self, runtime: str) -> None:
         """Evaluate models with ``runtime`` from now on (``"torch"`` / ``"onnx"``; UserError for others or a missing extra)."""
         self.runtime = check_runtime(runtime)
+
+    def set_device(self, device: str | None) -> None:
+        """Run exact ESVs on ``device`` from now on (None: the default of :attr:`device`); UserError for one that is not here."""
+        self._compute.set(device)
+
+    @property
+    def device(self) -> torch.device:
+        """The compute device exact ESVs run on (:func:`core.explain.devices.compute_device`)."""
+        return self._compute.device
+
+    def run_device(self, model: str = DEFAULT_FAMILY, method: str | None = "exact") -> torch.device:
+        """Where ``method`` (resolved; ``"exact"`` after the exact-equivalence rule) of ``model`` runs:
+        :attr:`device` for exact ESVs of the torch runtime on the heads' own models; the CPU for
+        the rest (sampled methods, ONNX Runtime, and plugins, whose modules may not move)."""
+        if method != "exact" or self.runtime != "torch" or get_family(model).fingerprint() is not None:
+            return torch.device("cpu")
+        return self.device
+
+    def speed(self, model: str = DEFAULT_FAMILY) -> DeviceSpeed:
+        """The :class:`~core.explain.devices.DeviceSpeed` of the device exact ESVs of ``model`` run on (timed on first use)."""
+        return device_speed(self.run_device(model))
 
     @contextlib.contextmanager
     def using_runtime(self, runtime: str) -> Iterator[None]:
@@ -151,12 +179,13 @@ class ExplanationService:
     def key(
         *, clip_id: str, task: str, model: str, rows: np.ndarray, features: np.ndarray, heads_key: str, priors_hash: str,
         method: str, samples_per_scale: int | None, iterations: int, seed: int | None, budget: int | None = None,
-        runtime: str = "torch",
+        runtime: str = "torch", device: str = "cpu",
     ) -> str:
         """The cache key: a hash of every input that changes the result.
 
         ``rows`` (n,) feature rows explained; ``features`` their ``(n, D)`` values; ``method``
-        the resolved engine name. Iterations and seed count only for sampled methods.
+        the resolved engine name. Iterations and seed count only for sampled methods; ``device``
+        the type of the device it runs on (another device rounds differently).
         """
         exact = method == "exact"
         version = get_family(model).fingerprint()  # a plugin's weights (None for models of the heads: keys unchanged)
@@ -167,6 +196,7 @@ class ExplanationService:
             "heads": heads_key, "priors": priors_hash, "method": method, "sps": samples_per_scale,
             "it": 1 if exact else int(iterations), "seed": None if exact else seed, "budget": budget,
             **({"runtime": runtime} if runtime != "torch" else {}),  # torch keys stay those written before runtimes
+            **({"device": device} if device != "cpu" else {}),  # and CPU keys those written before devices
         })
 
     # ------------------------------------------------------------------ explain
@@ -229,10 +259,11 @@ class ExplanationService:
         result = self.cache.get(key, directory) if cacheable else None
         cached = result is not None
         if result is None:
-            x = torch.from_numpy(features)
+            device = self.run_device(model, canonical_name(method or default_method(samples_per_scale, budget), kind=plan.family.game_kind))
+            x = torch.from_numpy(features).to(device)
             with torch.inference_mode(), torch_threads(getattr(self.provider, "threads", None)), reporting(progress):
-                result = self._engine(plan.family, self._modules(plan.family, plan.model, task, x.shape[-1]), priors, x, method,
-                                      samples_per_scale, iterations, seed, budget)
+                result = on_cpu(self._engine(plan.family, self._modules(plan.family, plan.model, task, x.shape[-1], device), priors, x,
+                                              method, samples_per_scale, iterations, seed, budget))
             if cacheable and cache:
                 self.cache.put(key, result, directory)
         return describe(
@@ -262,7 +293,7 @@ class ExplanationService:
         key = None if resolved != "exact" and seed is None else self.key(  # unseeded draws are never cached
             clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
             priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
-            iterations=iterations, seed=seed, budget=budget, runtime=self.runtime,
+            iterations=iterations, seed=seed, budget=budget, runtime=self.runtime, device=self.run_device(model, resolved).type,
         )
         return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
 
@@ -317,7 +348,8 @@ class ExplanationService:
             return [self.explain(c, **settings, progress=scaled(progress, i / len(ids), (i + 1) / len(ids), f"clip {i + 1}/{len(ids)}: "))
                     for i, c in enumerate(ids)]
         p = self.provider
-        heads, priors = family.modules(self._family_model(task, model)[1]), p.priors(task)
+        device = self.run_device(model)
+        heads, priors = self._modules(family, self._family_model(task, model)[1], task, 0, device), p.priors(task)
         priors_hash, heads_key = self._hash_priors(task, priors), p.heads_key()
         directory = self.cache_dir() if (cache and self.disk) else None
         clips, found, missing = [], {}, {}  # missing: frame count -> [(position in ids, features)]
@@ -325,7 +357,7 @@ class ExplanationService:
             row, frames = self._clip_row(clip_id), np.asarray(p.feature_rows(clip_id, n_frames))
             values = np.ascontiguousarray(p.features(clip_id, frames))
             key = self.key(clip_id=clip_id, task=task, model=model, rows=frames, features=values, heads_key=heads_key,
-                           priors_hash=priors_hash, method="exact", samples_per_scale=None, iterations=1, seed=None)
+                           priors_hash=priors_hash, method="exact", samples_per_scale=None, iterations=1, seed=None, device=device.type)
             clips.append((row, frames, key))
             hit = self.cache.get(key, directory)
             if hit is not None:
@@ -335,10 +367,10 @@ class ExplanationService:
         done = len(found)
         for group in missing.values():
             part = scaled(progress, done / len(ids), (done + len(group)) / len(ids))
-            x = torch.from_numpy(np.stack([values for _, values in group]))
+            x = torch.from_numpy(np.stack([values for _, values in group])).to(device)
             with torch.inference_mode(), torch_threads(getattr(p, "threads", None)), reporting(part):
                 batch = esv.explain_multiscale_batch(heads, priors, x)
-            for (i, _), result in zip(group, batch.results()):
+            for (i, _), result in zip(group, map(on_cpu, batch.results())):
                 if cache:
                     self.cache.put(clips[i][2], result, directory)
                 found[i] = (result, False)
@@ -440,7 +472,7 @@ class ExplanationService:
         est = estimate_cost(
             asked, n_frames=int(n_frames), n_classes=len(self.provider.class_names(task)), samples_per_scale=samples_per_scale,
             iterations=iterations, budget=budget, game=cost.game, n_scales=cost.n_scales, hidden_dim=cost.hidden_dim,
-            seconds_per_evaluation=cost.seconds_per_evaluation,
+            seconds_per_evaluation=cost.seconds_per_evaluation, device_factor=self.speed(model).factor,
         )
         if start_row is not None:
             self.rows(clip_id, n_frames, start_row)  # a window outside the clip: UserError before any work
@@ -487,11 +519,26 @@ class ExplanationService:
         cost = family.cost(trained)
         return default_interaction_budget(shape_game(cost.game, int(n_frames), cost.n_scales, len(self.provider.class_names(task))))
 
-    def _modules(self, family: ModelFamily, model: Any, task: str, feature_dim: int) -> list[Any]:
-        """What the game runs: the family's modules, or their ONNX Runtime versions (:attr:`runtime`)."""
+    def exact_frames(self, limits: Limits, *, task: str | None = None, model: str = DEFAULT_FAMILY) -> int:
+        """The most frames (at most :data:`~core.explain.cost.EXACT_FRAMES_OFFERED`) whose exact ESVs
+        of ``model`` on ``task``'s heads are estimated within ``limits`` on the device they run on
+        (:func:`core.explain.cost.largest_exact_frames`); 0 when none are. Nothing is computed
+        but, on a GPU's first use, its timing (:meth:`speed`)."""
+        task = self._task(task)
+        cost = get_family(model).cost(self._family_model(task, model)[1])
+        return largest_exact_frames(limits, n_classes=len(self.provider.class_names(task)), game=cost.game, n_scales=cost.n_scales,
+                                    hidden_dim=cost.hidden_dim, seconds_per_evaluation=cost.seconds_per_evaluation,
+                                    device_factor=self.speed(model).factor)
+
+    def _modules(self, family: ModelFamily, model: Any, task: str, feature_dim: int, device: torch.device | None = None) -> list[Any]:
+        """What the game runs: the family's modules (copied once to ``device`` when it is not
+        the CPU), or their ONNX Runtime versions (:attr:`runtime`)."""
         if self.runtime == "onnx":
             return self._onnx.modules(self.provider, family, model, task, int(feature_dim))
-        return family.modules(model)
+        modules = family.modules(model)
+        if device is None or device.type == "cpu":
+            return modules
+        return self._compute.modules((self.provider.heads_key(), family.name, task), modules, device)
 
     @staticmethod
     def _engine(
