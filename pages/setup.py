@@ -70,10 +70,12 @@ with b3.popover("Rebuild one step"):
 st.subheader(runs.LIMITS_TITLE)
 limit_caption = st.empty()  # filled after a save, so it shows the limit in force
 seconds_col, memory_col, save_col = st.columns([2, 2, 3], vertical_alignment="bottom")  # saved only on the button
-seconds = seconds_col.number_input("Ask before runs longer than (seconds)", min_value=0.1, value=float(ws.limits.seconds),
-                                   step=1.0, format="%.1f", key="limit_seconds")
-memory_gb = memory_col.number_input("or needing more memory than (GB)", min_value=0.1, value=ws.limits.peak_bytes / 2**30,
-                                    step=0.5, format="%.1f", key="limit_memory_gb")
+# the file accepts any positive number: the widgets' floor never sits above what it holds
+seconds = seconds_col.number_input("Ask before runs longer than (seconds)", min_value=min(0.01, ws.limits.seconds), value=float(ws.limits.seconds),
+                                   step=1.0, format="%g", key="limit_seconds")
+memory_gb = memory_col.number_input("or needing more memory than (GB)", min_value=min(0.01, ws.limits.peak_bytes / 2**30),
+                                    value=ws.limits.peak_bytes / 2**30,
+                                    step=0.5, format="%g", key="limit_memory_gb")
 save_limits = save_col.button("Save the limit", key="limit_save")
 if save_limits:
     table = {"seconds": float(seconds), "memory_gb": float(memory_gb)}
@@ -88,7 +90,7 @@ if save_limits:
         st.success(f"Saved: pages ask before runs over {seconds:g} s or {memory_gb:g} GB.")
 limit_caption.caption(
     "Every page prices its work with the cost model before running it and asks first (**Run anyway**) when it would take "
-    f"longer or need more memory than this: now **{ws.limits.seconds:g} s** or **{ws.limits.peak_bytes / 2**30:g} GB**. "
+    f"longer or need more memory than this: now **{ws.limits.seconds:g} s** or **{ws.limits.peak_bytes / 2**30:.3g} GB**. "
     f"Saved to `{ws.config_path}` (`[limits]` table: `seconds`, `memory_gb`). Exact ESVs run on **{ws.explanations.speed().label}** "
     "(the config's `[esv] device`: `auto`, `cpu` or `cuda`); the frames slider offers them up to 20 frames where they fit this limit there.")
 

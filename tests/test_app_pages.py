@@ -428,6 +428,13 @@ def test_setup_saves_the_cost_limit_every_page_reads(demo: Workspace) -> None:
         assert read_config(config_path)["limits"] == {"seconds": 0.5, "memory_gb": 1.5}
         assert state.get_workspace(DEMO).limits.seconds == 0.5 and state.get_workspace(DEMO).limits.peak_bytes == int(1.5 * 2**30)
         assert any("now **0.5 s** or **1.5 GB**" in c.value for c in at.caption)
+        # a limit below the widgets' old floor of 0.1, written by hand: the page still opens and shows it
+        config_path.write_text('[limits]\nseconds = 0.05\nmemory_gb = 0.001\n')
+        state.reset_workspaces()
+        at = goto(new_app().run(), "setup")
+        no_errors(at)
+        assert at.number_input(key="limit_seconds").value == 0.05
+        assert any("now **0.05 s** or **0.001 GB**" in c.value for c in at.caption)
     finally:
         config_path.write_text(before) if before is not None else config_path.unlink()
         state.reset_workspaces()

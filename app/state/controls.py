@@ -123,7 +123,7 @@ def exact_frames_offer(ws: Workspace, model: str = DEFAULT_FAMILY) -> tuple[int,
     service, limits = ws.explanations, ws.limits
     fits = min((service.exact_frames(limits, task=t, model=model) for t in model_tasks(ws, model)), default=MAX_FRAMES)
     where = service.speed(model).label
-    limit = f"your limit of {limits.seconds:g} s and {limits.peak_bytes / 2**30:g} GB (Setup)"
+    limit = f"your limit of {limits.seconds:g} s and {limits.peak_bytes / 2**30:.3g} GB (Setup)"
     if fits >= EXACT_FRAMES_OFFERED:
         why = f"exact ESVs up to {fits} frames, estimated within {limit} on {where}"
     elif fits >= MAX_FRAMES:
