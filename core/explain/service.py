@@ -37,10 +37,10 @@ from core.errors import UserError
 from core.explain.cache import ResultCache
 from core.explain.cost import CostEstimate, check_settings, estimate_cost, exact_equivalent
 from core.io_utils import stable_hash
-from core.explain.result import ClipExplanation, ExplanationProvider, Target, describe
+from core.explain.result import ClipExplanation, ExplanationProvider, Target, describe, resolve_model
 from core.explain.runtimes import OnnxModules, check_runtime
 from core.models.evaluation import eval_mode
-from core.models.families import DEFAULT_FAMILY, ModelFamily, get_family
+from core.models.families import ModelFamily, get_family
 from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
 from core.shapley import ESVResult, canonical_name, check_clip, get_method, method_names
@@ -177,7 +177,7 @@ class ExplanationService:
         *,
         task: str | None = None,
         n_frames: int = 8,
-        model: str = DEFAULT_FAMILY,
+        model: str | None = None,
         target: Target = "ground_truth",
         method: str | None = None,
         samples_per_scale: int | None = None,
@@ -195,7 +195,8 @@ class ExplanationService:
             task: one of the provider's ``task_names``; None = its first.
             n_frames: n >= 1 frames sampled (at most the clip's feature rows).
             model: a registered model family's name (:func:`core.models.families.family_names`:
-                ``"mtrn"``, the multiscale TRN of the task's heads, ``"tsn"``, ...).
+                ``"mtrn"``, the multiscale TRN of the task's heads, ``"tsn"``, ...); None = the
+                dataset's default (:func:`core.explain.result.resolve_model`).
             target: class reported in :attr:`ClipExplanation.esvs`: ``"ground_truth"``,
                 ``"predicted"`` or a class id (ESVs of every class are computed anyway).
             method: a registered method's name or alias (see :func:`available_methods`);
@@ -218,6 +219,7 @@ class ExplanationService:
             :class:`ClipExplanation` (``cached`` tells whether it came from a cache).
         """
         task = self._task(task)
+        model = resolve_model(self.provider, model, task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         p = self.provider
         row = self._clip_row(clip_id)
@@ -267,7 +269,7 @@ class ExplanationService:
         return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
 
     def is_cached(
-        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, budget: int | None = None,
         start_row: int | None = None,
     ) -> bool:
@@ -275,6 +277,7 @@ class ExplanationService:
         or disk cache instead of computing it (then it costs nothing). False while some of
         the sampled frames have no features yet (nothing is computed to find out)."""
         task = self._task(task)
+        model = resolve_model(self.provider, model, task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         return self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget, start_row)
@@ -294,7 +297,7 @@ class ExplanationService:
         return key is not None and self.cache.contains(key, self.cache_dir() if self.disk else None)
 
     def explain_many(
-        self, clip_ids: Sequence[str], *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+        self, clip_ids: Sequence[str], *, task: str | None = None, n_frames: int = 8, model: str | None = None,
         target: Target = "ground_truth", method: str | None = None, samples_per_scale: int | None = None,
         iterations: int = 1, seed: int | None = None, budget: int | None = None, cache: bool = True,
         progress: Progress | None = None,
@@ -308,6 +311,7 @@ class ExplanationService:
         Any other settings run :meth:`explain` clip by clip. ``progress`` counts clips.
         """
         task = self._task(task)
+        model = resolve_model(self.provider, model, task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         ids = [str(c) for c in clip_ids]
         family = get_family(model)
@@ -384,11 +388,12 @@ class ExplanationService:
                             f"({n_rows} feature rows).", f"Start the window at a row from 0 to {max(0, n_rows - n_frames)}, or pick fewer frames.")
         return np.arange(int(start_row), int(start_row) + int(n_frames), dtype=np.int64)
 
-    def predict(self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+    def predict(self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None,
                 start_row: int | None = None) -> np.ndarray:
         """``(C,)`` float64: the full model's class probabilities on the clip's ``n_frames``
         sampled frames (one forward, no ESVs; memoised)."""
         task = self._task(task)
+        model = resolve_model(self.provider, model, task)
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
         rows = self.rows(clip_id, n_frames, start_row)
@@ -424,7 +429,7 @@ class ExplanationService:
         return probs
 
     def estimate(
-        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None, seed: int | None = None,
         start_row: int | None = None,
     ) -> CostEstimate:
@@ -433,6 +438,7 @@ class ExplanationService:
         (:meth:`is_cached`: then nothing needs confirming). UserError for bad settings;
         nothing is computed."""
         task = self._task(task)
+        model = resolve_model(self.provider, model, task)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         family, trained = self._family_model(task, model)
@@ -450,7 +456,7 @@ class ExplanationService:
     # ------------------------------------------------------------------ frame interactions (issue 18)
 
     def interactions(
-        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None,
         budget: int | None = None, seed: int | None = None, progress: Progress | None = None, start_row: int | None = None,
     ) -> InteractionResult:
         """Pairwise Shapley interactions ``(n, n, C)`` of the clip's ``n_frames`` sampled frames
@@ -458,6 +464,7 @@ class ExplanationService:
         covers exact, else sampled within ``budget`` head evaluations); cached in memory like
         :meth:`explain` (exact and seeded results), labelled with the clip frames."""
         task = self._task(task)
+        model = resolve_model(self.provider, model, task)
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
         family, trained = self._family_model(task, model)
@@ -478,11 +485,12 @@ class ExplanationService:
                 self.cache.remember(key, found)
         return found
 
-    def interaction_budget(self, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY) -> int:
+    def interaction_budget(self, *, task: str | None = None, n_frames: int = 8, model: str | None = None) -> int:
         """The budget (head evaluations) the app offers for :meth:`interactions` of ``n_frames`` with this model:
         exact's cost where that is the cheaper way, else a sampled estimate's
         (:func:`core.shapley.interactions.default_interaction_budget`); nothing is computed."""
         task = self._task(task)
+        model = resolve_model(self.provider, model, task)
         family, trained = self._family_model(task, model)
         cost = family.cost(trained)
         return default_interaction_budget(shape_game(cost.game, int(n_frames), cost.n_scales, len(self.provider.class_names(task))))

@@ -352,6 +352,9 @@ class Artifacts:
 
     def accuracy(self) -> pd.DataFrame:
         path = self.heads_dir() / "accuracy.csv"
+        if not path.exists() and self.source.fork_heads_dir() is not None:  # external heads: explorable before their evaluation
+            raise UserError("No accuracy table yet: the external heads are not evaluated on this dataset.",
+                            f"Run `{dataset_command(self.source, 'train')}` (it evaluates them, training nothing).")
         if not path.exists():
             raise UserError("No accuracy table yet: the heads are not built.", f"Run `{dataset_command(self.source, 'train')}`.")
         return pd.read_csv(path)
