@@ -39,8 +39,8 @@ from core.data.epic_annotations import parse_participants
 from core.data.sources import dataset_name_for, dataset_names, get_source, ingest_settings
 from core.distributed import RayESVEngine, RayOptions, extract_features, import_ray, plan_extraction
 from core.errors import UserError
-from core.explain import available_methods
-from core.models.families import DEFAULT_FAMILY, DEFAULT_MODEL_WORDS, family_names, get_family
+from core.explain import available_methods, resolve_model
+from core.models.families import DEFAULT_MODEL_WORDS, family_names, get_family
 from core.models.plugins import load_plugins
 from core.models.training import TrainConfig, format_accuracy
 from core.pipeline.steps import EXPLORE_STEPS, StepReport
@@ -119,7 +119,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nvalidation top-1 % (top-5 %) per number of frames:")
     print(format_accuracy(acc))
     clip, task = ws.clips("val").index[0], ws.task_names[0]
-    n = min(8, get_family(DEFAULT_FAMILY).eval_frames(ws.heads(task).model(DEFAULT_FAMILY)) or 8)
+    model = resolve_model(ws, None, task)  # what the example explains: the dataset's default model
+    n = min(8, get_family(model).eval_frames(ws.heads(task).model(model)) or 8)
     ex = ws.explain(clip, task=task, n_frames=n)
     print(
         f"\nexample: clip {clip}, {task} '{ex.explained_name}', p={ex.prob:.3f}, prior={ex.prior:.3f}; "
