@@ -118,8 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     acc = ws.accuracy()
     print("\nvalidation top-1 % (top-5 %) per number of frames:")
     print(format_accuracy(acc))
-    clip, task = ws.clips("val").index[0], ws.task_names[0]
-    model = resolve_model(ws, None, task)  # what the example explains: the dataset's default model
+    clip, task, model = ws.clips("val").index[0], ws.task_names[0], resolve_model(ws, None)  # the example's: the default model
     n = min(8, get_family(model).eval_frames(ws.heads(task).model(model)) or 8)
     ex = ws.explain(clip, task=task, n_frames=n)
     print(

@@ -218,8 +218,7 @@ class ExplanationService:
         Returns:
             :class:`ClipExplanation` (``cached`` tells whether it came from a cache).
         """
-        task = self._task(task)
-        model = resolve_model(self.provider, model, task)
+        task, model = self._task_model(task, model)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         p = self.provider
         row = self._clip_row(clip_id)
@@ -276,8 +275,7 @@ class ExplanationService:
         """Whether :meth:`explain` with these settings would load its result from the memory
         or disk cache instead of computing it (then it costs nothing). False while some of
         the sampled frames have no features yet (nothing is computed to find out)."""
-        task = self._task(task)
-        model = resolve_model(self.provider, model, task)
+        task, model = self._task_model(task, model)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         return self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget, start_row)
@@ -310,8 +308,7 @@ class ExplanationService:
         rounding, and cached like it (``cache=False``: not stored, the memory LRU still read).
         Any other settings run :meth:`explain` clip by clip. ``progress`` counts clips.
         """
-        task = self._task(task)
-        model = resolve_model(self.provider, model, task)
+        task, model = self._task_model(task, model)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         ids = [str(c) for c in clip_ids]
         family = get_family(model)
@@ -354,6 +351,11 @@ class ExplanationService:
             for i, (row, frames, _) in enumerate(clips)
         ]
 
+    def _task_model(self, task: str | None, model: str | None) -> tuple[str, str]:
+        """:meth:`_task`, and ``model`` or (None) the dataset's default for that task (:func:`resolve_model`)."""
+        task = self._task(task)
+        return task, resolve_model(self.provider, model, task)
+
     def _task(self, task: str | None) -> str:
         """``task``, or the provider's first task when None; UserError naming its tasks for another name."""
         return check_task(task, self.provider.task_names)
@@ -392,8 +394,7 @@ class ExplanationService:
                 start_row: int | None = None) -> np.ndarray:
         """``(C,)`` float64: the full model's class probabilities on the clip's ``n_frames``
         sampled frames (one forward, no ESVs; memoised)."""
-        task = self._task(task)
-        model = resolve_model(self.provider, model, task)
+        task, model = self._task_model(task, model)
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
         rows = self.rows(clip_id, n_frames, start_row)
@@ -437,8 +438,7 @@ class ExplanationService:
         for this clip's heads, with ``cached`` set when its result is already in a cache
         (:meth:`is_cached`: then nothing needs confirming). UserError for bad settings;
         nothing is computed."""
-        task = self._task(task)
-        model = resolve_model(self.provider, model, task)
+        task, model = self._task_model(task, model)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         family, trained = self._family_model(task, model)
@@ -463,8 +463,7 @@ class ExplanationService:
         (:func:`core.shapley.interactions.frame_interactions`: exact for n <= 12 or a budget that
         covers exact, else sampled within ``budget`` head evaluations); cached in memory like
         :meth:`explain` (exact and seeded results), labelled with the clip frames."""
-        task = self._task(task)
-        model = resolve_model(self.provider, model, task)
+        task, model = self._task_model(task, model)
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
         family, trained = self._family_model(task, model)
@@ -489,8 +488,7 @@ class ExplanationService:
         """The budget (head evaluations) the app offers for :meth:`interactions` of ``n_frames`` with this model:
         exact's cost where that is the cheaper way, else a sampled estimate's
         (:func:`core.shapley.interactions.default_interaction_budget`); nothing is computed."""
-        task = self._task(task)
-        model = resolve_model(self.provider, model, task)
+        task, model = self._task_model(task, model)
         family, trained = self._family_model(task, model)
         cost = family.cost(trained)
         return default_interaction_budget(shape_game(cost.game, int(n_frames), cost.n_scales, len(self.provider.class_names(task))))
