@@ -31,8 +31,8 @@ except UserError as exc:
 if acc is not None:
     st.altair_chart(charts.accuracy_chart(acc), width="stretch", key="acc_chart")
     st.caption(
-        "single-scale head: the head of scale n alone on n frames; multiscale TRN: mean over scales 1..n of every "
-        "ordered frame subset (the model the ESVs explain); TSN: mean of per-frame logits."
+        "single-scale head: the head of scale n alone on n frames; multiscale TRN (and the C1 TRN's ensemble): mean over "
+        "scales 1..n of every ordered frame subset; TSN: mean of per-frame logits. The ESVs below explain the model the sidebar names."
     )
     with st.expander("Accuracy table"):
         pivot = acc.pivot_table(index="n_frames", columns="series", values="accuracy")
