@@ -60,3 +60,5 @@ def test_every_page_runs_on_the_c1_trn_alone_and_names_it(c1_ws: Workspace, page
         return
     caption = " ".join(c.value for c in at.sidebar.caption)
     assert f"Explaining **{C1_LABEL}**" in caption, caption
+    if page == "overview":  # not evaluated yet (no `train`): said, and the ESVs below are drawn anyway
+        assert any("not evaluated" in i.value for i in at.info) and at.get("vega_lite_chart")
