@@ -39,8 +39,8 @@ from core.data.epic_annotations import parse_participants
 from core.data.sources import dataset_name_for, dataset_names, get_source, ingest_settings
 from core.distributed import RayESVEngine, RayOptions, extract_features, import_ray, plan_extraction
 from core.errors import UserError
-from core.explain import available_methods
-from core.models.families import DEFAULT_FAMILY, family_names, get_family
+from core.explain import available_methods, resolve_model
+from core.models.families import DEFAULT_MODEL_WORDS, family_names, get_family
 from core.models.plugins import load_plugins
 from core.models.training import TrainConfig, format_accuracy
 from core.pipeline.steps import EXPLORE_STEPS, StepReport
@@ -118,8 +118,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     acc = ws.accuracy()
     print("\nvalidation top-1 % (top-5 %) per number of frames:")
     print(format_accuracy(acc))
-    clip, task = ws.clips("val").index[0], ws.task_names[0]
-    n = min(8, get_family(DEFAULT_FAMILY).eval_frames(ws.heads(task).model(DEFAULT_FAMILY)) or 8)
+    clip, task, model = ws.clips("val").index[0], ws.task_names[0], resolve_model(ws, None)  # the example's: the default model
+    n = min(8, get_family(model).eval_frames(ws.heads(task).model(model)) or 8)
     ex = ws.explain(clip, task=task, n_frames=n)
     print(
         f"\nexample: clip {clip}, {task} '{ex.explained_name}', p={ex.prob:.3f}, prior={ex.prior:.3f}; "
@@ -450,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_parse_frames, default=None,
                    help="frame counts, e.g. 1-8 or 4,8 (default 1 to the heads' largest scale, at most 8)")
     p.add_argument("--tasks", nargs="+", metavar="TASK", default=None, help="tasks to explain (default: every task the dataset declares)")
-    p.add_argument("--models", nargs="+", choices=family_names(), default=[DEFAULT_FAMILY],
-                   help=f"model families to explain (registered: {', '.join(family_names())}; default {DEFAULT_FAMILY})")
+    p.add_argument("--models", nargs="+", choices=family_names(), default=None,
+                   help=f"model families to explain (registered: {', '.join(family_names())}; default: {DEFAULT_MODEL_WORDS})")
     p.add_argument("--samples-per-scale", dest="samples_per_scale", type=int, default=None, help="the budget as subsets per size, converted to head evaluations (default: exact)")
     p.add_argument("--method", type=faithfulness_cli.registered_method, default=None,
                    help=f"explanation method by name ({', '.join(available_methods())}; default: exact, or constructive "

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from core.models.families import DEFAULT_FAMILY, family_names, get_family
+from core.models.families import DEFAULT_MODEL_WORDS, family_names, get_family
+from core.explain import resolve_model
 from core.models.onnx_models import export_onnx, load_onnx_modules
 from core.workspace import Workspace
 
@@ -25,7 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("export-onnx", help=help_, description=help_)
     p.add_argument("--dataset", required=True, help="dataset whose trained heads to export")
     p.add_argument("--config", type=Path, default=None, help="config TOML (default: $PLAYFAIR_CONFIG or config.local.toml)")
-    p.add_argument("--model", choices=family_names(), default=DEFAULT_FAMILY, help=f"model family (default {DEFAULT_FAMILY})")
+    p.add_argument("--model", choices=family_names(), default=None, help=f"model family (default: {DEFAULT_MODEL_WORDS})")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks to export (default: every task of the dataset)")
     p.add_argument("--out", type=Path, required=True, help="folder to write: <out>/<task>/{model.onnx | scale-k.onnx, manifest.json}")
     p.set_defaults(func=cmd_export_onnx)
@@ -34,7 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     ws = Workspace(args.dataset, args.config)
-    family = get_family(args.model)
+    family = get_family(resolve_model(ws, args.model))
     tasks = ws.task_names if args.tasks is None else [ws.check_task(t) for t in args.tasks]
     for task in tasks:
         trained = ws.heads(task).model(family.name)  # UserError naming the train command when absent

@@ -3,6 +3,8 @@ feature models (``checkpoints/features/``: :mod:`core.models.released`) as a dat
 and the lines ``status`` prints about the release's files. ``--c1-trn [CKPT]`` instead uses
 the EPIC C1 TRN checkpoint's own relation heads (:mod:`core.models.c1_trn`; default the
 dataset's ``checkpoint``): ``heads_dir`` becomes the checkpoint's folder and nothing trains.
+With ``--beside`` the checkpoint's folder becomes ``c1_trn_dir`` instead: the C1 TRN is explained beside the dataset's own heads
+(trained here, or ``heads_dir``'s), and ``train`` adds its rows to the accuracy table.
 
 The command checks the folder (every task's heads load, their class count fits the
 dataset's), then saves ``heads_dir = DIR`` under the dataset's config table: from then on
@@ -44,6 +46,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     which.add_argument("--c1-trn", type=Path, nargs="?", const=_DATASET_CHECKPOINT, default=None,
                        help="explain the EPIC C1 TRN's own relation heads from trn_rgb.ckpt (default: the dataset's "
                             "`checkpoint`); nothing is trained")
+    p.add_argument("--beside", action="store_true",
+                   help="with --c1-trn: explain it beside the dataset's own heads (c1_trn_dir) rather than alone (heads_dir)")
     p.set_defaults(func=cmd_heads)
     return p
 
@@ -68,6 +72,9 @@ def cmd_heads(args: argparse.Namespace) -> int:
     if section is None:
         raise UserError(f"Dataset {ws.name} trains its own heads: it has no settings table to record a heads folder in.",
                         f"Give --dataset a dataset that has settings (an SSv2 or EPIC one): `{cli_command('heads', flag, value, dataset='ssv2' if flag == '--released' else 'epic', config=ws.config_path)}`.")
+    if args.beside and args.c1_trn is None:
+        raise UserError("--beside places the C1 TRN beside the dataset's heads: it goes with --c1-trn.",
+                        f"Run `{cli_command('heads', '--c1-trn', '--beside', dataset=ws.name, config=ws.config_path)}`.")
     if args.c1_trn is not None:
         folder = _c1_folder(ws, args.c1_trn)
     elif not is_release_folder(folder := args.released.expanduser().resolve()):
@@ -83,13 +90,42 @@ def cmd_heads(args: argparse.Namespace) -> int:
                             "EPIC-KITCHENS-100: its verb and noun class CSVs).")
         models = ", ".join(f"{f.label} ({len(f.modules(heads.models[f.name]))} module(s))" for f in heads.families())
         lines.append(f"{task}: {models}, {heads.n_classes} classes")
-    ws.config = {**ws.config, section: {**ws.config.get(section, {}), "heads_dir": str(folder)}}
+    table = {**ws.config.get(section, {})}
+    setting = "c1_trn_dir" if args.beside else "heads_dir"
+    trained = setting == "heads_dir" and args.c1_trn is not None and _trained_here(ws)  # about to be set aside
+    if setting == "c1_trn_dir" and ws.source.fork_heads_dir() is not None and c1_checkpoint(ws.source.fork_heads_dir()) is not None:
+        del table["heads_dir"]  # the C1 TRN served alone until now: the dataset's own heads become those trained here
+    elif setting == "heads_dir":
+        table.pop("c1_trn_dir", None)  # alone (or other heads): nothing beside them
+    ws.config = {**ws.config, section: {**table, setting: str(folder)}}
     path = ws.save_config()
-    print(f"saved heads_dir = {folder} under [{section}] in {path}")
+    print(f"saved {setting} = {folder} under [{section}] in {path}")
+    if setting == "c1_trn_dir":
+        print(f"  the C1 TRN is explained beside the dataset's own heads ({ws.source.fork_heads_dir() or 'trained here'}); "
+              f"`{dataset_command(ws.source, 'train')}` trains those not trained yet and adds its accuracy rows")
+    if trained:
+        print(f"  the heads trained here are not explained while heads_dir is set; "
+              f"`{dataset_command(ws.source, 'heads', '--c1-trn', *_given(args.c1_trn), '--beside')}` explains the C1 TRN beside them")
     for line in lines + release_status_lines(ws):
         print(f"  {line}")
     print(f"next: `{dataset_command(ws.source, 'status')}` shows what is left to build")
     return 0
+
+
+def _given(c1_trn: Path) -> list[Path]:
+    """The value given to --c1-trn, as a command repeats it (none: the dataset's checkpoint)."""
+    return [] if c1_trn == _DATASET_CHECKPOINT else [c1_trn]
+
+
+def _trained_here(ws: Workspace) -> bool:
+    """Whether the dataset has heads trained here (no ``heads_dir``, every task's head file present)."""
+    if ws.source.fork_heads_dir() is not None or not ws.source.dataset_built():
+        return False
+    try:
+        folder = ws.artifacts.heads_dir()
+    except UserError:  # no encoder or features yet: nothing trained either
+        return False
+    return all((folder / f"{task}.pt").exists() for task in ws.task_names)
 
 
 def release_status_lines(ws: Workspace) -> list[str]:

@@ -11,7 +11,7 @@ import streamlit as st
 from app import charts, links, runs, state
 from core.analysis.compare import compare_clip, exhaustive_samples_per_scale, min_feasible_budget, sweep_budgets, sweep_samples
 from core.errors import UserError
-from core.models.families import DEFAULT_FAMILY, get_family
+from core.models.families import get_family
 from core.runtime import counted, scaled
 from core.shapley import get_method
 
@@ -29,17 +29,17 @@ clip_id = state.pick_clip(ws)
 settings = state.explain_controls(ws, clip_id, method=False)
 n = settings["n_frames"]
 largest_level = exhaustive_samples_per_scale(n)  # from here on the sampler draws every subset
-family = get_family(settings.get("model", DEFAULT_FAMILY))
+family = get_family(settings["model"])
 n_scales = ws.heads(settings["task"]).n_scales(family.name)
 shape = dict(n_frames=n, n_classes=len(ws.class_names(settings["task"])), n_scales=n_scales, game=family.game_kind)
 
-approximate = [m for m in state.explorer_methods(family.game_kind) if get_method(m).category == "approximate"]
+approximate = [m for m in state.explorer_methods(family.game_kind, model=family.name) if get_method(m).category == "approximate"]
 if st.session_state.get("cmp_method") not in approximate:
     st.session_state["cmp_method"] = approximate[0]
 a0, a1, a2, a3, a4 = st.columns([2, 2, 2, 2, 4])
 method = a0.selectbox("Approximate method", approximate, key="cmp_method", format_func=state.method_label)
 label = state.method_label(method)
-budgeted = state.budget_controls((a1, a2), method, n, n_scales, key="cmp")
+budgeted = state.budget_controls((a1, a2), method, n, n_scales, key="cmp", model=family.name)
 n_seeds = state.whole_number(a3, "Seeds (spread)", "cmp_seeds", 1, 20, 5)
 if None in (*budgeted.values(), n_seeds):
     st.stop()

@@ -21,5 +21,5 @@ from app.state.builds import (  # noqa: F401
 )
 from app.state.controls import (  # noqa: F401
     ALL, MAX_FRAMES, TARGETS, budget_controls, canonical_choice, default_clip, default_frames, explain_controls,
-    baseline_methods, explorer_methods, method_label, method_menu_label, model_tasks, missing_clip_message, pick_clip, pick_dataset, pick_model, pick_task, show_table, whole_number, window_start,
+    baseline_methods, explorer_methods, method_label, method_menu_label, model_caption, model_tasks, missing_clip_message, pick_clip, pick_dataset, pick_model, pick_task, show_table, whole_number, window_start,
 )

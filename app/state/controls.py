@@ -17,9 +17,10 @@ from app.state.datasets import dataset_label, dataset_options, default_dataset, 
 from app.state.session import filter_key, show_error
 from core.data.sources import dataset_names, get_source
 from core.errors import UserError
+from core.explain import resolve_model
 from core.explain.accuracy import best_method, default_budget
 from core.explain.cost import EXACT_FRAMES_OFFERED
-from core.models.families import DEFAULT_FAMILY, get_family, registered_families
+from core.models.families import default_model, get_family, registered_families
 from core.models.plugins import plugin_errors
 from core.runtime import counted
 from core.shapley import ConstructiveSampler, canonical_name, get_method, method_names
@@ -115,7 +116,7 @@ def default_frames(ws: Workspace, clip_id: str) -> int:
     return int(min(8, MAX_FRAMES, ws.clips().loc[clip_id, "n_features"]))
 
 
-def exact_frames_offer(ws: Workspace, model: str = DEFAULT_FAMILY) -> tuple[int, str]:
+def exact_frames_offer(ws: Workspace, model: str) -> tuple[int, str]:
     """The most frames the frames slider offers and its help sentence: :data:`MAX_FRAMES`, or
     up to :data:`~core.explain.cost.EXACT_FRAMES_OFFERED` while the cost model estimates exact
     ESVs of ``model`` (every task that has one) within the user's limit (``ws.limits``, set
@@ -147,10 +148,10 @@ def pick_task(ws: Workspace, key: str, where: Any = None, *, horizontal: bool = 
     return (where or st).radio("Task", tasks, key=key, horizontal=horizontal)
 
 
-def explorer_methods(game: str = "multiscale", n_frames: int = 8, model: str = DEFAULT_FAMILY) -> list[str]:
+def explorer_methods(game: str = "multiscale", n_frames: int = 8, *, model: str) -> list[str]:
     """ESV methods the explorer offers (canonical names) for models of game kind ``game``:
     exact, then the approximate ones, the most accurate per head evaluation at ``n_frames``
-    first (:func:`core.explain.accuracy.best_method`, from the demo's error curves).
+    first (:func:`core.explain.accuracy.best_method`, from the demo's error curves of ``model``).
     Baselines (leave-one-out, gradients) are not ESV methods: :func:`baseline_methods`."""
     approximate = list(method_names(kind=game, category="approximate", values_game=True))
     best = best_method(n_frames, model, approximate)
@@ -179,14 +180,22 @@ def model_tasks(ws: Workspace, model: str) -> list[str]:
 
 
 def pick_model(ws: Workspace) -> str:
-    """Sidebar model choice among :func:`workspace_models` (the default family first when it is there)."""
+    """Sidebar model choice among :func:`workspace_models` (first: the dataset's default model,
+    :func:`core.models.families.default_model`), named in a caption."""
     options = workspace_models(ws)
-    _init("pf_model", DEFAULT_FAMILY if DEFAULT_FAMILY in options else options[0], lambda v: v in options)
+    _init("pf_model", default_model(options), lambda v: v in options)
     failed = "".join(f" Not loaded: {origin}: {why}." for origin, why in plugin_errors().items())  # listed, not fatal
     choice = st.sidebar.selectbox("Model", options, key="pf_model", format_func=lambda m: get_family(m).label,
                                   help="The model family explained (registered in core.models.families; your own: docs/plugins.md)." + failed)
-    st.sidebar.caption(f"Explaining **{get_family(choice).label}**: {get_family(choice).description}")
-    return choice
+    return model_caption(ws, choice)
+
+
+def model_caption(ws: Workspace, model: str | None = None) -> str:
+    """Name in the sidebar the model a page explains: ``model``, or (None) the dataset's default
+    (:func:`core.explain.resolve_model`, what the page's core calls explain without a model). Returns its name."""
+    model = resolve_model(ws, model)
+    st.sidebar.caption(f"Explaining **{get_family(model).label}**: {get_family(model).description}")
+    return model
 
 
 def method_label(name: str) -> str:
@@ -216,7 +225,7 @@ def canonical_choice(key: str, game: str = "multiscale") -> None:
         st.session_state[key] = list(dict.fromkeys(canonical(v) for v in value))
 
 
-def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: str = "pf", model: str = DEFAULT_FAMILY) -> dict[str, Any]:
+def budget_controls(columns: Any, name: str, n_frames: int, n_scales: int, key: str = "pf", *, model: str) -> dict[str, Any]:
     """The budget inputs of method ``name`` on ``n_frames`` frames, as the registry describes
     it: samples per scale (with iterations where runs pool) for methods budgeted that way,
     shown with the head evaluations they stand for; a budget of head evaluations for other
@@ -278,16 +287,17 @@ def window_start(ws: Workspace, clip_id: str, n: int) -> int | None:
 
 def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model: bool = False) -> dict[str, Any]:
     """Frame count, task, explained class, (with ``model``) the model family in the sidebar
-    and (with ``method``) the ESV method by name with its budget and seed.
+    (without: the dataset's default model, named there) and (with ``method``) the ESV method by
+    name with its budget and seed.
 
-    Returns keyword arguments for :meth:`Workspace.explain` (without ``clip_id``);
+    Returns keyword arguments for :meth:`Workspace.explain` (without ``clip_id``; ``model`` always);
     stops the page with a message when a number is out of range.
     """
-    family = pick_model(ws) if model else DEFAULT_FAMILY
+    family = pick_model(ws) if model else model_caption(ws)
     offered, frames_help = exact_frames_offer(ws, family)
     n_max = int(min(offered, ws.clips().loc[clip_id, "n_features"]))
     kind = get_family(family).game_kind
-    methods = explorer_methods(kind, int(st.session_state.get("pf_n", 8)), family) + baseline_methods(kind)
+    methods = explorer_methods(kind, int(st.session_state.get("pf_n", 8)), model=family) + baseline_methods(kind)
     canonical_choice("pf_method", kind)
     _init("pf_n", default_frames(ws, clip_id), lambda v: isinstance(v, int) and 1 <= v <= n_max)
     _init("pf_method", "exact", lambda v: v in methods)
@@ -312,8 +322,7 @@ def explain_controls(ws: Workspace, clip_id: str, *, method: bool = True, model:
     start = window_start(ws, clip_id, int(n))
     if start is not None:
         out["start_row"] = start
-    if model:
-        out["model"] = family
+    out["model"] = family  # picked, or the dataset's default (named in the sidebar)
     if target == "class":
         names = ws.class_names(task)
         _init("pf_class", 0, lambda v: isinstance(v, int) and 0 <= v < len(names))

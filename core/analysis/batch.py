@@ -33,10 +33,10 @@ import pyarrow.parquet as pq
 from core.analysis.results_schema import (ADDED_COLUMNS, COLUMNS, RUN_KEYS, SCHEMA, SCHEMA_KEY, SCHEMA_VERSION, describe_run,
                                          frames_label, read_results, results_settings)
 from core.errors import UserError
-from core.explain import (ClipExplanation, ExplanationProvider, ExplanationService, check_settings, default_method,
+from core.explain import (ClipExplanation, ExplanationProvider, ExplanationService, check_settings, default_method, resolve_model,
                           explanation_service)
 from core.io_utils import atomic_path, stable_hash
-from core.models.families import DEFAULT_FAMILY, family_names
+from core.models.families import family_names
 from core.runtime import Progress, check_task, or_silent
 from core.shapley import get_method
 
@@ -212,7 +212,7 @@ def results_path(ws: "Workspace", split: str, job: BatchJob, *, limit: int | Non
     parts: list[str] = []
     if set(job.tasks) != set(ws.task_names):
         parts.append("+".join(job.tasks))
-    if list(job.models) != [DEFAULT_FAMILY]:
+    if list(job.models) != [resolve_model(ws, None)]:
         parts.append("+".join(job.models))
     if list(job.n_frames) != batch_frames(ws):
         parts.append("n" + frames_label(job.n_frames))
@@ -263,7 +263,7 @@ def compute_batch_esvs(
     split: str = "val",
     n_frames: Sequence[int] | None = None,
     tasks: Sequence[str] | None = None,
-    models: Sequence[str] = (DEFAULT_FAMILY,),
+    models: Sequence[str] | None = None,
     samples_per_scale: int | None = None,
     iterations: int = 1,
     seed: int | None = 0,
@@ -286,7 +286,8 @@ def compute_batch_esvs(
         split: ``"train"``/``"val"``.
         n_frames: frame counts n to explain (None: :func:`batch_frames`, the full run's).
         tasks, models: some of ``ws.task_names`` (None: every task, in the dataset's order) / of the
-            registered model families (:func:`core.models.families.family_names`).
+            registered model families (:func:`core.models.families.family_names`; None: the dataset's
+            default model, :func:`core.explain.resolve_model`).
         samples_per_scale: None = exact ESVs; else approximate (``iterations``, ``seed``).
         out_path: default :func:`results_path` (the full run: :meth:`Workspace.default_results_path`;
             any other run beside it, named by what it holds).
@@ -310,6 +311,7 @@ def compute_batch_esvs(
     if not n_frames or n_frames[0] < 1:
         raise UserError(f"Frame counts must be >= 1, got {n_frames}.", "Use e.g. --frames 1-8.")
     tasks = list(ws.task_names) if tasks is None else [check_task(t, ws.task_names) for t in tasks]
+    models = [resolve_model(ws, None)] if models is None else list(models)
     bad = [m for m in models if m not in family_names()]
     if bad:
         raise UserError(f"Unknown model(s) {bad}.", f"Models: {', '.join(family_names())}.")

@@ -22,7 +22,6 @@ from core.shapley.approximators import largest_per_size, per_size_cost
 from core.shapley.games import shape_game
 from core.runtime import Progress, or_silent, scaled
 from core.explain import ClipExplanation, ExplanationProvider, Target, explanation_service
-from core.models.families import DEFAULT_FAMILY
 
 __all__ = [
     "normalised_error",
@@ -193,7 +192,7 @@ def _cost(expl: Any) -> tuple[float, int]:
 
 
 def compare_clip(
-    workspace: ExplanationProvider, clip_id: str, *, task: str, n_frames: int, model: str = DEFAULT_FAMILY,
+    workspace: ExplanationProvider, clip_id: str, *, task: str, n_frames: int, model: str | None = None,
     target: Target = "ground_truth", samples_per_scale: int | None = None, iterations: int = 1, seeds: Sequence[int] = (0, 1, 2, 3, 4),
     method: str | None = None, budget: int | None = None, progress: Progress | None = None,
 ) -> Comparison:
@@ -269,7 +268,7 @@ def compare_clip(
 
 
 def sweep_samples(
-    workspace: ExplanationProvider, clip_id: str, *, task: str, n_frames: int, model: str = DEFAULT_FAMILY,
+    workspace: ExplanationProvider, clip_id: str, *, task: str, n_frames: int, model: str | None = None,
     target: Target = "ground_truth", samples: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), iterations: int = 1,
     seeds: Sequence[int] = (0, 1, 2), method: str | None = None, progress: Progress | None = None,
 ) -> pd.DataFrame:
@@ -326,7 +325,7 @@ def sweep_samples(
 
 
 def default_compare_clip(
-    workspace: ExplanationProvider, task: str, n_frames: int, *, model: str = DEFAULT_FAMILY, low: float = 0.3, high: float = 0.95,
+    workspace: ExplanationProvider, task: str, n_frames: int, *, model: str | None = None, low: float = 0.3, high: float = 0.95,
 ) -> str:
     """The clip comparisons open on: the first validation clip (with at least ``n_frames``
     feature frames) whose predicted probability lies in ``[low, high]``, so that methods

@@ -36,9 +36,9 @@ import torch
 from core.analysis.batch import batch_frames
 from core.attribution import DEFAULT_METHODS, ESVAttribution, FrameAttribution, ModelSpec, make_attribution, subset_values
 from core.errors import UserError
-from core.explain import Target, explanation_service, resolve_class
+from core.explain import Target, explanation_service, resolve_class, resolve_model
 from core.io_utils import atomic_write_text
-from core.models.families import DEFAULT_FAMILY, get_family
+from core.models.families import get_family
 from core.runtime import Progress, check_task, or_silent, scaled
 from core.shapley import get_method
 
@@ -161,7 +161,7 @@ class _ClipInputs:
 
 
 def _prepare_clip(workspace: Any, clip_id: str, clip: pd.Series, task: str, n_frames: int, target: Target) -> _ClipInputs:
-    family = get_family(DEFAULT_FAMILY)  # the table compares methods on Play Fair's model
+    family = get_family(resolve_model(workspace, None, task))  # the dataset's default model (Play Fair's MTRN where it has one)
     spec = ModelSpec.of(family, workspace.heads(task).model(family.name))
     priors = workspace.priors(task).double()
     frame_indices = np.asarray(workspace.sample_frames(clip_id, n_frames))
@@ -234,7 +234,7 @@ def faithfulness_table(
         if batched and done % PREFETCH_CLIPS == 0:  # the next clips' exact ESVs in one batched call, into the service's cache
             ahead = clips.iloc[done : done + PREFETCH_CLIPS]
             ids = [str(c) for c in ahead.index[ahead["n_features"].astype(int) >= n_frames]]
-            explanation_service(workspace).explain_many(ids, task=task, n_frames=n_frames, model=DEFAULT_FAMILY)
+            explanation_service(workspace).explain_many(ids, task=task, n_frames=n_frames)  # the default model, as _prepare_clip
         if int(clip["n_features"]) < n_frames:
             continue
         inputs = _prepare_clip(workspace, str(clip_id), clip, task, n_frames, target)

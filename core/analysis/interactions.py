@@ -34,9 +34,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError
-from core.explain import explanation_service
+from core.explain import explanation_service, resolve_model
 from core.io_utils import atomic_path
-from core.models.families import DEFAULT_FAMILY
 from core.runtime import Progress, or_silent, scaled
 from core.shapley.approximators.base import MAX_EXACT_FRAMES
 from core.shapley.interactions import EXACT_INTERACTIONS_MAX_FRAMES, InteractionResult
@@ -100,7 +99,7 @@ def _budget_for(n: int) -> int:
 
 def compute_batch_interactions(
     ws: "Workspace", *, results_path: Path | str, split: str = "val", n_frames: Sequence[int] = tuple(range(2, 9)),
-    tasks: Sequence[str] | None = None, models: Sequence[str] = (DEFAULT_FAMILY,), limit: int | None = None,
+    tasks: Sequence[str] | None = None, models: Sequence[str] | None = None, limit: int | None = None,
     clip_ids: Sequence[str] | None = None, budget: int | None = None, seed: int | None = 0, progress: Progress | None = None,
 ) -> Path:
     """Pair interactions of the ground-truth class of the same clips, tasks, models and frame
@@ -116,6 +115,7 @@ def compute_batch_interactions(
     service = explanation_service(ws)
     clips = ws.clips(split).loc[[str(c) for c in clip_ids]] if clip_ids else ws.clips(split).iloc[:limit]
     tasks = list(ws.task_names if tasks is None else tasks)
+    models = [resolve_model(ws, None)] if models is None else list(models)  # None: the dataset's default
     counts = [int(n) for n in n_frames if int(n) >= 2]
     report = or_silent(progress)
     parts: list[pd.DataFrame] = []

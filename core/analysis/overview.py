@@ -17,8 +17,8 @@ import pandas as pd
 from core.analysis.batch import compute_batch_esvs, read_results
 from core.commands import LazyCommand, dataset_command
 from core.errors import UserError
-from core.explain import Target, explanation_service
-from core.models.families import DEFAULT_FAMILY, get_family, registered_families
+from core.explain import Target, explanation_service, resolve_model
+from core.models.families import default_model, get_family, registered_families
 from core.runtime import Progress
 
 # The one-clip view runs to 8 frames, or to a model's own largest scale when it has more
@@ -118,17 +118,25 @@ def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["status"] == "ok"]
 
 
-def position_table(results: pd.DataFrame, n_frames: int, model: str = DEFAULT_FAMILY) -> pd.DataFrame:
+def _of_model(rows: pd.DataFrame, model: str | None) -> pd.DataFrame:
+    """The results ``rows`` of ``model``; None: of the default model among those they hold
+    (:func:`core.models.families.default_model`, as the run that wrote them chose it)."""
+    if model is None and len(rows):
+        model = default_model(rows["model"].unique())
+    return rows[rows["model"] == model]
+
+
+def position_table(results: pd.DataFrame, n_frames: int, model: str | None = None) -> pd.DataFrame:
     """ESV against frame position for explanations over ``n_frames`` frames:
     ``task, position`` (1-based), ``esv``, ``in_key`` rows, one per clip and position."""
     r = ok_rows(results)
-    r = r[(r["n_frames"] == int(n_frames)) & (r["model"] == model)]
+    r = _of_model(r[r["n_frames"] == int(n_frames)], model)
     out = r[["task", "frame_position", "esv", "in_key", "clip_id"]].rename(columns={"frame_position": "position"}).copy()
     out["position"] = out["position"].astype(int) + 1
     return out.reset_index(drop=True)
 
 
-def key_frame_summary(results: pd.DataFrame, n_frames: int, model: str = DEFAULT_FAMILY) -> pd.DataFrame:
+def key_frame_summary(results: pd.DataFrame, n_frames: int, model: str | None = None) -> pd.DataFrame:
     """Demo only: mean ESV of frames inside vs outside the evidence window per task."""
     t = position_table(results, n_frames, model)
     t = t[t["in_key"].notna()]
@@ -138,13 +146,13 @@ def key_frame_summary(results: pd.DataFrame, n_frames: int, model: str = DEFAULT
     return g.rename(columns={"mean": "mean_esv", "size": "frames"})
 
 
-def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str = DEFAULT_FAMILY) -> pd.DataFrame:
+def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str | None = None) -> pd.DataFrame:
     """One row per ground-truth class of ``task`` at ``n_frames``: ``class, clips,
     accuracy, mean_prob, mean_prior, mean_esv_sum`` (= prob − prior), ``peak_position``
     (mean 1-based position of the largest-ESV frame) and ``positive_frames`` (share of
     frames with ESV > 0)."""
     r = ok_rows(results)
-    r = r[(r["task"] == task) & (r["n_frames"] == int(n_frames)) & (r["model"] == model)]
+    r = _of_model(r[(r["task"] == task) & (r["n_frames"] == int(n_frames))], model)
     if r.empty:
         return pd.DataFrame(columns=["class", "clips", "accuracy", "mean_prob", "mean_prior", "mean_esv_sum", "peak_position", "positive_frames"])
     per_clip = r.groupby("clip_id").agg(
@@ -167,15 +175,15 @@ def class_summary(results: pd.DataFrame, task: str, n_frames: int, model: str = 
     return out.sort_values(["clips", "class"], ascending=[False, True]).reset_index(drop=True)
 
 
-def sweep_frames(ws: Any, task: str, model: str = DEFAULT_FAMILY) -> int:
+def sweep_frames(ws: Any, task: str, model: str | None = None) -> int:
     """The largest frame count of :func:`frames_sweep` for ``model`` (before the clip's length
     caps it): :data:`SWEEP_FRAMES`, or the model's own largest scale up to :data:`SWEEP_MAX_FRAMES`."""
-    family = get_family(model)
-    own = family.eval_frames(ws.heads(task).model(model)) or SWEEP_FRAMES
+    model = resolve_model(ws, model, task)
+    own = get_family(model).eval_frames(ws.heads(task).model(model)) or SWEEP_FRAMES
     return int(min(SWEEP_MAX_FRAMES, max(SWEEP_FRAMES, own)))
 
 
-def sweep_cost(ws: Any, clip_id: str, *, task: str, max_frames: int, model: str = DEFAULT_FAMILY) -> list[Any]:
+def sweep_cost(ws: Any, clip_id: str, *, task: str, max_frames: int, model: str | None = None) -> list[Any]:
     """The cost estimates of :func:`frames_sweep` (one exact explanation per frame count; the
     explained class changes no cost)."""
     n_max = int(min(max_frames, ws.clips().loc[clip_id, "n_features"]))
@@ -189,7 +197,7 @@ def frames_sweep(
     *,
     task: str,
     max_frames: int = SWEEP_FRAMES,
-    model: str = DEFAULT_FAMILY,
+    model: str | None = None,
     target: Target = "ground_truth",
 ) -> pd.DataFrame:
     """Exact ESVs of one clip for n = 1..max_frames (capped by the clip's length):

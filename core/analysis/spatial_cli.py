@@ -14,7 +14,7 @@ from core.attribution.spatial import SCORES, spatial_method_names
 from core.commands import cli_command, dataset_command
 from core.errors import UserError
 from core.explain.spatial import estimate_spatial, spatial_maps
-from core.models.families import DEFAULT_FAMILY, family_names
+from core.models.families import DEFAULT_MODEL_WORDS, family_names
 from core.runtime import TqdmProgress
 from core.workspace import Workspace
 
@@ -32,7 +32,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--table", action="store_true", help="pointing hit rate and energy in box of every method on the demo's validation clips")
     p.add_argument("--task", default=None, help="task (default: the dataset's first; --table: every task)")
     p.add_argument("--frames", type=int, default=8, help="sampled frames of the explained model (default 8)")
-    p.add_argument("--model", choices=family_names(), default=DEFAULT_FAMILY, help=f"model family (default {DEFAULT_FAMILY})")
+    p.add_argument("--model", choices=family_names(), default=None, help=f"model family (default: {DEFAULT_MODEL_WORDS})")
     p.add_argument("--target", default="ground_truth", help="ground_truth / predicted / a class id (default ground_truth)")
     p.add_argument("--method", choices=spatial_method_names(), default="gradcam", help="gradcam (default) or occlusion")
     p.add_argument("--top", type=int, default=3, help="map the top N frames by |ESV| (default 3)")

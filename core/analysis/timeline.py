@@ -44,10 +44,11 @@ import torch
 
 from core.commands import cli_command
 from core.errors import UserError
+from core.explain import resolve_model
 from core.explain.cost import BASE_BYTES, SECONDS_OVERHEAD, CostEstimate
 from core.io_utils import atomic_write_bytes, stable_hash
 from core.models.evaluation import eval_mode
-from core.models.families import DEFAULT_FAMILY, get_family
+from core.models.families import get_family
 from core.paths import cache_dir
 from core.runtime import Progress, or_silent, torch_threads
 from core.shapley.games import shape_game
@@ -235,11 +236,12 @@ def _missing_frames(ws: Workspace, windows: pd.DataFrame) -> int:
     return total
 
 
-def estimate_timeline(ws: Workspace, video_id: str, *, window: int = 8, stride: int = 4, model: str = DEFAULT_FAMILY,
+def estimate_timeline(ws: Workspace, video_id: str, *, window: int = 8, stride: int = 4, model: str | None = None,
                       tasks: list[str] | tuple[str, ...] | None = None) -> CostEstimate:
     """What :func:`compute_timeline` costs before it runs: the model's head evaluations on every
     window (every ordered subset a multiscale model averages) at the measured per-unit time, plus the frames without features at the encoder's per-frame time;
     ``cached`` when the result is in a cache. UserError for bad settings."""
+    model = resolve_model(ws, model)  # None: the dataset's default
     task_names, family = _tasks(ws, tasks), get_family(model)
     windows = plan_windows(ws, video_id, window, stride)
     clip_ids = list(dict.fromkeys(windows["clip_id"]))
@@ -299,7 +301,7 @@ def _store(ws: Workspace, key: str, tl: Timeline) -> None:
 # ---------------------------------------------------------------------------------------- compute
 
 
-def compute_timeline(ws: Workspace, video_id: str, *, window: int = 8, stride: int = 4, model: str = DEFAULT_FAMILY,
+def compute_timeline(ws: Workspace, video_id: str, *, window: int = 8, stride: int = 4, model: str | None = None,
                      tasks: list[str] | tuple[str, ...] | None = None, progress: Progress | None = None,
                      cache: bool = True) -> Timeline:
     """Sliding-window class probabilities of ``model`` along video ``video_id`` (module docstring).
@@ -308,7 +310,7 @@ def compute_timeline(ws: Workspace, video_id: str, *, window: int = 8, stride: i
         ws: the dataset's workspace (built: heads and priors; features are computed as needed).
         video_id: one of :func:`video_ids`.
         window: frames (feature rows) per window, n >= 1; stride: rows between window starts.
-        model: a registered model family's name (``"mtrn"``, ``"tsn"``).
+        model: a registered model family's name (``"mtrn"``, ``"tsn"``; None: the dataset's default).
         tasks: the tasks to predict (None: every task of the dataset).
         progress: ``progress(fraction, "k/N windows ...")`` after each batch; raising
             :class:`core.runtime.Cancelled` from it stops the run (nothing cached).
@@ -319,6 +321,7 @@ def compute_timeline(ws: Workspace, video_id: str, *, window: int = 8, stride: i
         softmax of the family's logits of its frames (:meth:`ModelFamily.logits`: for MTRN
         the multiscale model's full forward, the prediction Explore shows).
     """
+    model = resolve_model(ws, model)  # None: the dataset's default
     task_names, family = _tasks(ws, tasks), get_family(model)
     windows = plan_windows(ws, video_id, window, stride)
     clips = video_clips(ws, video_id)

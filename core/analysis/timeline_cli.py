@@ -11,7 +11,7 @@ from typing import Any
 from core.analysis.timeline import compute_timeline, describe_positions, estimate_timeline, timeline_table, top_classes
 from core.errors import UserError
 from core.io_utils import atomic_path
-from core.models.families import DEFAULT_FAMILY, family_names
+from core.models.families import DEFAULT_MODEL_WORDS, family_names
 from core.runtime import TqdmProgress
 from core.workspace import Workspace
 
@@ -29,7 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--video", required=True, help="video id (the clip table's video_id)")
     p.add_argument("--window", type=int, default=8, help="frames per window (default 8)")
     p.add_argument("--stride", type=int, default=4, help="frames between window starts (default 4)")
-    p.add_argument("--model", choices=family_names(), default=DEFAULT_FAMILY, help=f"model family (default {DEFAULT_FAMILY})")
+    p.add_argument("--model", choices=family_names(), default=None, help=f"model family (default: {DEFAULT_MODEL_WORDS})")
     p.add_argument("--tasks", nargs="+", metavar="TASK", default=None, help="tasks (default: every task of the dataset)")
     p.add_argument("--out", type=Path, default=Path("timeline.parquet"), help="output file, .parquet or .csv (default timeline.parquet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

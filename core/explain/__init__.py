@@ -9,7 +9,7 @@ the workspace (it reads one through :class:`ExplanationProvider`).
 
 from core.explain.cache import ResultCache
 from core.explain.cost import DEFAULT_LIMITS, CostEstimate, Limits, check_settings, estimate_cost, exact_equivalent, limits_from_config
-from core.explain.result import TARGETS, ClipExplanation, ExplanationProvider, Target, describe, resolve_class
+from core.explain.result import TARGETS, ClipExplanation, ExplanationProvider, Target, describe, resolve_class, resolve_model
 from core.explain.service import (
     CACHE_VERSION,
     ExplanationService,
@@ -38,4 +38,5 @@ __all__ = [
     "describe",
     "explanation_service",
     "resolve_class",
+    "resolve_model",
 ]

@@ -4,7 +4,8 @@
 :class:`ExplanationProvider` is the slice of :class:`core.workspace.Workspace` the
 service reads (a Protocol, so ``core.explain`` never imports the workspace); and
 :func:`resolve_class` is the ONE place that turns a ``target`` ("ground_truth",
-"predicted" or a class id) into a class id.
+"predicted" or a class id) into a class id, :func:`resolve_model` the one that picks the
+model explained when none is named.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 import torch
 
 from core.errors import UserError
+from core.models.families import default_model
 
 Target = Union[Literal["ground_truth", "predicted"], int]
 TARGETS: tuple[str, str] = ("ground_truth", "predicted")
@@ -50,6 +52,16 @@ class ExplanationProvider(Protocol):
     def feature_rows(self, clip_id: str, n_frames: int) -> np.ndarray: ...
 
     def heads_key(self) -> str: ...
+
+
+def resolve_model(provider: ExplanationProvider, model: str | None, task: str | None = None) -> str:
+    """``model``, or when None the dataset's default model (:func:`core.models.families.default_model`):
+    among the task's heads, or (``task`` None) among every task's heads together. The one place a
+    default model is chosen (the service, the analyses, the CLI and the app's pages)."""
+    if model is not None:
+        return model
+    tasks = provider.task_names if task is None else [task]
+    return default_model({name for t in tasks for name in provider.heads(t).models})
 
 
 def resolve_class(target: Any, *, label: int, predicted: int, n_classes: int, task: str) -> int:

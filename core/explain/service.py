@@ -38,10 +38,10 @@ from core.explain.cache import ResultCache
 from core.explain.cost import CostEstimate, Limits, check_settings, estimate_cost, exact_equivalent, largest_exact_frames
 from core.explain.devices import ComputeDevice, DeviceSpeed, device_speed, on_cpu
 from core.io_utils import stable_hash
-from core.explain.result import ClipExplanation, ExplanationProvider, Target, describe
+from core.explain.result import ClipExplanation, ExplanationProvider, Target, describe, resolve_model
 from core.explain.runtimes import OnnxModules, check_runtime
 from core.models.evaluation import eval_mode
-from core.models.families import DEFAULT_FAMILY, ModelFamily, get_family
+from core.models.families import ModelFamily, get_family
 from core.paths import cache_dir
 from core.runtime import Progress, check_task, reporting, scaled, torch_threads
 from core.shapley import ESVResult, canonical_name, check_clip, get_method, method_names
@@ -135,15 +135,16 @@ class ExplanationService:
         """The compute device exact ESVs run on (:func:`core.explain.devices.compute_device`)."""
         return self._compute.device
 
-    def run_device(self, model: str = DEFAULT_FAMILY, method: str | None = "exact") -> torch.device:
+    def run_device(self, model: str | None = None, method: str | None = "exact") -> torch.device:
         """Where ``method`` (resolved; ``"exact"`` after the exact-equivalence rule) of ``model`` runs:
         :attr:`device` for exact ESVs of the torch runtime on the heads' own models; the CPU for
         the rest (sampled methods, ONNX Runtime, and plugins, whose modules may not move)."""
-        if method != "exact" or self.runtime != "torch" or get_family(model).fingerprint() is not None:
+        # model None: where built-in families run (no heads needed: Setup asks before anything is built)
+        if method != "exact" or self.runtime != "torch" or (model is not None and get_family(model).fingerprint() is not None):
             return torch.device("cpu")
         return self.device
 
-    def speed(self, model: str = DEFAULT_FAMILY) -> DeviceSpeed:
+    def speed(self, model: str | None = None) -> DeviceSpeed:
         """The :class:`~core.explain.devices.DeviceSpeed` of the device exact ESVs of ``model`` run on (timed on first use)."""
         return device_speed(self.run_device(model))
 
@@ -207,7 +208,7 @@ class ExplanationService:
         *,
         task: str | None = None,
         n_frames: int = 8,
-        model: str = DEFAULT_FAMILY,
+        model: str | None = None,
         target: Target = "ground_truth",
         method: str | None = None,
         samples_per_scale: int | None = None,
@@ -225,7 +226,8 @@ class ExplanationService:
             task: one of the provider's ``task_names``; None = its first.
             n_frames: n >= 1 frames sampled (at most the clip's feature rows).
             model: a registered model family's name (:func:`core.models.families.family_names`:
-                ``"mtrn"``, the multiscale TRN of the task's heads, ``"tsn"``, ...).
+                ``"mtrn"``, the multiscale TRN of the task's heads, ``"tsn"``, ...); None = the
+                dataset's default (:func:`core.explain.result.resolve_model`).
             target: class reported in :attr:`ClipExplanation.esvs`: ``"ground_truth"``,
                 ``"predicted"`` or a class id (ESVs of every class are computed anyway).
             method: a registered method's name or alias (see :func:`available_methods`);
@@ -247,7 +249,7 @@ class ExplanationService:
         Returns:
             :class:`ClipExplanation` (``cached`` tells whether it came from a cache).
         """
-        task = self._task(task)
+        task, model = self._task_model(task, model)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         p = self.provider
         row = self._clip_row(clip_id)
@@ -298,14 +300,14 @@ class ExplanationService:
         return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
 
     def is_cached(
-        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, seed: int | None = None, budget: int | None = None,
         start_row: int | None = None,
     ) -> bool:
         """Whether :meth:`explain` with these settings would load its result from the memory
         or disk cache instead of computing it (then it costs nothing). False while some of
         the sampled frames have no features yet (nothing is computed to find out)."""
-        task = self._task(task)
+        task, model = self._task_model(task, model)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         return self._cached(clip_id, task, model, asked, n_frames, method, samples_per_scale, iterations, seed, budget, start_row)
@@ -325,7 +327,7 @@ class ExplanationService:
         return key is not None and self.cache.contains(key, self.cache_dir() if self.disk else None)
 
     def explain_many(
-        self, clip_ids: Sequence[str], *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+        self, clip_ids: Sequence[str], *, task: str | None = None, n_frames: int = 8, model: str | None = None,
         target: Target = "ground_truth", method: str | None = None, samples_per_scale: int | None = None,
         iterations: int = 1, seed: int | None = None, budget: int | None = None, cache: bool = True,
         progress: Progress | None = None,
@@ -338,7 +340,7 @@ class ExplanationService:
         rounding, and cached like it (``cache=False``: not stored, the memory LRU still read).
         Any other settings run :meth:`explain` clip by clip. ``progress`` counts clips.
         """
-        task = self._task(task)
+        task, model = self._task_model(task, model)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         ids = [str(c) for c in clip_ids]
         family = get_family(model)
@@ -382,6 +384,11 @@ class ExplanationService:
             for i, (row, frames, _) in enumerate(clips)
         ]
 
+    def _task_model(self, task: str | None, model: str | None) -> tuple[str, str]:
+        """:meth:`_task`, and ``model`` or (None) the dataset's default for that task (:func:`resolve_model`)."""
+        task = self._task(task)
+        return task, resolve_model(self.provider, model, task)
+
     def _task(self, task: str | None) -> str:
         """``task``, or the provider's first task when None; UserError naming its tasks for another name."""
         return check_task(task, self.provider.task_names)
@@ -416,11 +423,11 @@ class ExplanationService:
                             f"({n_rows} feature rows).", f"Start the window at a row from 0 to {max(0, n_rows - n_frames)}, or pick fewer frames.")
         return np.arange(int(start_row), int(start_row) + int(n_frames), dtype=np.int64)
 
-    def predict(self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+    def predict(self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None,
                 start_row: int | None = None) -> np.ndarray:
         """``(C,)`` float64: the full model's class probabilities on the clip's ``n_frames``
         sampled frames (one forward, no ESVs; memoised)."""
-        task = self._task(task)
+        task, model = self._task_model(task, model)
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
         rows = self.rows(clip_id, n_frames, start_row)
@@ -456,7 +463,7 @@ class ExplanationService:
         return probs
 
     def estimate(
-        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY, method: str | None = None,
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None, method: str | None = None,
         samples_per_scale: int | None = None, iterations: int = 1, budget: int | None = None, seed: int | None = None,
         start_row: int | None = None,
     ) -> CostEstimate:
@@ -464,7 +471,7 @@ class ExplanationService:
         for this clip's heads, with ``cached`` set when its result is already in a cache
         (:meth:`is_cached`: then nothing needs confirming). UserError for bad settings;
         nothing is computed."""
-        task = self._task(task)
+        task, model = self._task_model(task, model)
         asked = self._check(task, model, method, n_frames, samples_per_scale, iterations, budget)
         self._clip_row(clip_id)
         family, trained = self._family_model(task, model)
@@ -482,14 +489,14 @@ class ExplanationService:
     # ------------------------------------------------------------------ frame interactions (issue 18)
 
     def interactions(
-        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+        self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None,
         budget: int | None = None, seed: int | None = None, progress: Progress | None = None, start_row: int | None = None,
     ) -> InteractionResult:
         """Pairwise Shapley interactions ``(n, n, C)`` of the clip's ``n_frames`` sampled frames
         (:func:`core.shapley.interactions.frame_interactions`: exact for n <= 12 or a budget that
         covers exact, else sampled within ``budget`` head evaluations); cached in memory like
         :meth:`explain` (exact and seeded results), labelled with the clip frames."""
-        task = self._task(task)
+        task, model = self._task_model(task, model)
         self._check(task, model, None, n_frames, None, 1, None)
         self._clip_row(clip_id)
         family, trained = self._family_model(task, model)
@@ -510,21 +517,21 @@ class ExplanationService:
                 self.cache.remember(key, found)
         return found
 
-    def interaction_budget(self, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY) -> int:
+    def interaction_budget(self, *, task: str | None = None, n_frames: int = 8, model: str | None = None) -> int:
         """The budget (head evaluations) the app offers for :meth:`interactions` of ``n_frames`` with this model:
         exact's cost where that is the cheaper way, else a sampled estimate's
         (:func:`core.shapley.interactions.default_interaction_budget`); nothing is computed."""
-        task = self._task(task)
+        task, model = self._task_model(task, model)
         family, trained = self._family_model(task, model)
         cost = family.cost(trained)
         return default_interaction_budget(shape_game(cost.game, int(n_frames), cost.n_scales, len(self.provider.class_names(task))))
 
-    def exact_frames(self, limits: Limits, *, task: str | None = None, model: str = DEFAULT_FAMILY) -> int:
+    def exact_frames(self, limits: Limits, *, task: str | None = None, model: str | None = None) -> int:
         """The most frames (at most :data:`~core.explain.cost.EXACT_FRAMES_OFFERED`) whose exact ESVs
         of ``model`` on ``task``'s heads are estimated within ``limits`` on the device they run on
         (:func:`core.explain.cost.largest_exact_frames`); 0 when none are. Nothing is computed
         but, on a GPU's first use, its timing (:meth:`speed`)."""
-        task = self._task(task)
+        task, model = self._task_model(task, model)
         cost = get_family(model).cost(self._family_model(task, model)[1])
         return largest_exact_frames(limits, n_classes=len(self.provider.class_names(task)), game=cost.game, n_scales=cost.n_scales,
                                     hidden_dim=cost.hidden_dim, seconds_per_evaluation=cost.seconds_per_evaluation,

@@ -34,7 +34,7 @@ from core.errors import UserError
 from core.explain.cost import BASE_BYTES, SECONDS_OVERHEAD, SECONDS_PER_HEAD_UNIT, CostEstimate
 from core.explain.result import Target
 from core.io_utils import atomic_path, stable_hash
-from core.models.families import DEFAULT_FAMILY, get_family
+from core.models.families import get_family
 from core.paths import cache_dir
 from core.runtime import Progress, counted, reporting, scaled, torch_threads
 from core.shapley.games import shape_game
@@ -167,7 +167,7 @@ def _method(method: str, patch: int | None, stride: int | None, score: str | Non
     return spatial_method(method, **options)
 
 
-def _inputs(ws: Any, clip_id: str, task: str | None, n_frames: int, model: str, target: Target,
+def _inputs(ws: Any, clip_id: str, task: str | None, n_frames: int, model: str | None, target: Target,
             esv: dict[str, Any] | None) -> tuple[Any, np.ndarray, np.ndarray]:
     """The clip's explanation (ESVs of the explained class), sampled feature rows ``(n,)`` and features ``(n, D)``."""
     ex = ws.explain(clip_id, task=task, n_frames=n_frames, model=model, target=target, **(esv or {}))
@@ -189,7 +189,7 @@ def _directory(ws: Any) -> Any:
 
 
 def spatial_maps(
-    ws: Any, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+    ws: Any, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None,
     target: Target = "ground_truth", frames: Sequence[int] = (), top_k: int = 3, method: str = "gradcam",
     patch: int | None = None, stride: int | None = None, score: str | None = None, batch_size: int = 64,
     esv: dict[str, Any] | None = None, cache: bool = True, progress: Progress | None = None,
@@ -216,7 +216,7 @@ def spatial_maps(
     positions = top_positions(ex.esvs, top_k, frames)
     if not positions:
         raise UserError("No frame to map: top_k is 0 and no frame position was given.", "Use top_k >= 1 or name a frame position.")
-    family = get_family(model)
+    family = get_family(ex.model)  # None asked for: the dataset's default, resolved by the service
     spec = ModelSpec.of(family, ws.heads(ex.task).model(family.name))
     frame_rows = rows[positions] * ws.feature_stride
     images = ws.dataset.frames(ex.clip_id, frame_rows)
@@ -240,7 +240,7 @@ def spatial_maps(
     if progress is not None:
         progress(1.0, f"{counted(len(positions), 'map')} done")
     return SpatialMaps(
-        clip_id=ex.clip_id, task=ex.task, model=model, method=spatial.name, score=spatial.score,
+        clip_id=ex.clip_id, task=ex.task, model=ex.model, method=spatial.name, score=spatial.score,
         explained_class=int(ex.explained_class), class_name=str(ex.explained_name), n_frames=len(rows),
         positions=np.asarray(positions, dtype=np.int64), frame_indices=frame_rows.astype(np.int64), maps=np.stack(maps),
         esvs=np.asarray(ex.esvs, dtype=np.float64)[positions], scores=np.asarray(scores, dtype=np.float64), frames=images,
@@ -262,7 +262,7 @@ def _forward_seconds(chain: FrameChain, encoder: Any, h: int, w: int) -> float:
 
 
 def estimate_spatial(
-    ws: Any, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str = DEFAULT_FAMILY,
+    ws: Any, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None,
     target: Target = "ground_truth", frames: Sequence[int] = (), top_k: int = 3, method: str = "gradcam",
     patch: int | None = None, stride: int | None = None, score: str | None = None, batch_size: int = 64,
     esv: dict[str, Any] | None = None,
@@ -277,7 +277,7 @@ def estimate_spatial(
     positions = top_positions(ex.esvs, top_k, frames)
     directory = _directory(ws)
     cached = all(_CACHE.contains(_key(ws, ex, rows, features, p, spatial), directory) for p in positions)
-    family = get_family(model)
+    family = get_family(ex.model)
     cost = family.cost(ws.heads(ex.task).model(family.name))
     h, w = ws.dataset.frames(ex.clip_id, rows[:1] * ws.feature_stride).shape[1:3]
     chain = _chain(ws.artifacts.encoder)

@@ -56,7 +56,8 @@ class HeadSet:
             when a family is missing; not saved).
         unavailable: families whose supplied model (a plugin) does not fit this task: the
             UserError :meth:`model` raises for them (not saved).
-        supplied: the family instances whose models (or errors) :func:`add_supplied_models` added (not saved).
+        supplied: the family instances whose models (or errors) :func:`add_supplied_models` or
+            :func:`add_beside` added (not saved).
     """
 
     task: str
@@ -194,6 +195,25 @@ def add_supplied_models(heads: HeadSet, dataset: str, class_names: tuple[str, ..
             continue
         if model is not None:
             heads.models[family.name], heads.supplied[family.name] = model, family
+    return heads
+
+
+def add_beside(heads: HeadSet, folder: Path, family: ModelFamily, fix: str) -> HeadSet:
+    """``heads`` with ``family``'s model read from the external folder ``folder`` beside its own
+    models (the released C1 TRN beside trained heads: ``c1_trn_dir``); returns ``heads``. It
+    counts as a supplied model (``heads.supplied``): its accuracy rows join the table as a
+    plugin's do. A task the folder's model does not score goes without it; a family the heads
+    already have keeps theirs. UserError (``fix``: the command that names a good folder) when
+    the folder holds none of the family's weights or its model scores another class count."""
+    if not family.external_files(folder):
+        raise UserError(f"{folder} holds no {family.label} weights (the dataset's c1_trn_dir).", fix)
+    model = None if family.name in heads.models else family.load_external(folder, heads.task)
+    if model is None:
+        return heads
+    if family.n_classes(model) != heads.n_classes:
+        raise UserError(f"The {family.label} in {folder} scores {family.n_classes(model)} {heads.task} classes; "
+                        f"the dataset's heads score {heads.n_classes}.", fix)
+    heads.models[family.name], heads.supplied[family.name] = model, family
     return heads
 
 

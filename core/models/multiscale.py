@@ -40,7 +40,8 @@ def is_plain(module: nn.Module, cls: type) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _combos_cpu(n: int, s: int) -> torch.Tensor:
-    return torch.tensor(list(itertools.combinations(range(n), s)), dtype=torch.int64).view(-1, s)
+    with torch.inference_mode(False):  # cached: one made under inference mode could not index a differentiable forward
+        return torch.tensor(list(itertools.combinations(range(n), s)), dtype=torch.int64).view(-1, s)
 
 
 def scale_combos(n: int, s: int, device: torch.device) -> torch.Tensor:

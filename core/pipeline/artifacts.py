@@ -33,7 +33,8 @@ from core.errors import UserError
 from core.feature_extraction import ExtractReport, FeatureExtractor
 from core.features import FeatureStore
 from core.io_utils import stable_hash
-from core.models.io import HeadSet, add_supplied_models, external_head_files, load_fork_heads, load_head_set
+from core.models.io import HeadSet, add_beside, add_supplied_models, external_head_files, load_fork_heads, load_head_set
+from core.models.families import C1TRNFamily, get_family
 from core.models.plugins import load_plugins
 from core.models.priors import load_priors
 from core.models.training import FeatureBank, TrainConfig, centre_rows, load_feature_bank, uniform_rows, validation_sample
@@ -108,11 +109,23 @@ class Artifacts:
         return cache_dir() / "priors" / self.source.name / self.content_key()
 
     def heads_dir(self) -> Path:
-        return cache_dir() / "heads" / self.source.name / self.heads_key()
+        """The folder of the heads step's files (trained heads, accuracy table): keyed by
+        :meth:`own_heads_key`, so a C1 TRN added beside them (``c1_trn_dir``) moves nothing."""
+        return cache_dir() / "heads" / self.source.name / self.own_heads_key()
 
     def heads_key(self) -> str:
-        """Hash of everything the heads depend on (dataset, features fingerprint, training
-        config, or the external heads' files: every model family's, :func:`external_head_files`).
+        """Hash of everything the served heads depend on (:meth:`own_heads_key`, and the files of
+        the C1 TRN served beside them, ``c1_trn_dir``): explanations are keyed by it."""
+        beside = self.source.c1_trn_dir()
+        if beside is None:
+            return self.own_heads_key()  # the keys of every dataset without a C1 TRN beside its heads stay as they were
+        files = get_family(C1TRNFamily.name).external_files(beside)
+        return "c1-" + stable_hash({"heads": self.own_heads_key(), "c1_trn_dir": [str(beside)] + [
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]})
+
+    def own_heads_key(self) -> str:
+        """Hash of everything the dataset's own heads depend on (dataset, features fingerprint,
+        training config, or the external heads' files: every model family's, :func:`external_head_files`).
         Memoised; a rebuild resets it."""
         with self.lock:
             if self._heads_key is None:
@@ -345,6 +358,10 @@ class Artifacts:
                         f"Point heads_dir at heads trained on this dataset's class list (in {self.source.config_path})." if fork is not None
                         else f"Retrain them on this dataset's class list: `{dataset_command(self.source, 'train', '--force')}`.",
                     )
+                beside = self.source.c1_trn_dir()
+                if beside is not None:  # the released C1 TRN explained beside these heads
+                    add_beside(hs, beside, get_family(C1TRNFamily.name), f"Serve the dataset's checkpoint beside them: `{dataset_command(self.source, 'heads', '--c1-trn', '--beside')}` "
+                               f"(or remove c1_trn_dir from [{self.source.section}] in {self.source.config_path}).")
                 load_plugins()  # user model plugins (entry points, files under the dataset) not registered yet
                 self._heads[task] = hs
             # plugins registered or removed since the heads were loaded (cheap: each plugin builds once per task)
@@ -352,6 +369,9 @@ class Artifacts:
 
     def accuracy(self) -> pd.DataFrame:
         path = self.heads_dir() / "accuracy.csv"
+        if not path.exists() and self.source.fork_heads_dir() is not None:  # external heads: explorable before their evaluation
+            raise UserError("No accuracy table yet: the external heads are not evaluated on this dataset.",
+                            f"Run `{dataset_command(self.source, 'train')}` (it evaluates them, training nothing).")
         if not path.exists():
             raise UserError("No accuracy table yet: the heads are not built.", f"Run `{dataset_command(self.source, 'train')}`.")
         return pd.read_csv(path)

@@ -1,8 +1,9 @@
 """Accuracy-per-n rows of the models families supply themselves (user model plugins,
-:mod:`core.models.plugins`), beside the heads step's table: the same evaluation
+:mod:`core.models.plugins`) and of the released C1 TRN served beside the heads (``c1_trn_dir``,
+:func:`core.models.io.add_beside`), beside the heads step's table: the same evaluation
 (:func:`core.models.training.evaluate`, segment centres of the same validation rows, n =
 1..the table's largest), run when first asked for and kept beside that table in
-``accuracy-plugins-<key>.csv`` (keyed by the heads, the rows and every plugin's fingerprint)."""
+``accuracy-plugins-<key>.csv`` (keyed by the heads, the C1 TRN's files included, the rows and every plugin's fingerprint)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def with_supplied_accuracy(art: "Artifacts", acc: pd.DataFrame, val_rows: dict[s
         val_rows: the validation feature rows the heads step evaluates on (None: every row).
     A plugin that fails on the validation clips gets no rows (explaining it names its error).
     """
-    if not plugin_families():  # nothing to add: no head set is loaded for it
+    if not plugin_families() and art.source.c1_trn_dir() is None:  # nothing to add: no head set is loaded for it
         return acc
     supplied = {t: {name: art.heads(t).models[name] for name in art.heads(t).supplied if name in art.heads(t).models}
                 for t in art.task_names}

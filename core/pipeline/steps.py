@@ -24,7 +24,7 @@ from core.errors import UserError
 from core.feature_extraction import DamagedClip
 from core.io_utils import atomic_write_text, remove_dead_temp_files
 from core.commands import dataset_command
-from core.models.families import DEFAULT_FAMILY
+from core.models.families import DEFAULT_FAMILY, C1TRNFamily, get_family
 from core.models.families.c1trn import C1_SOURCE
 from core.models.io import external_heads_label, load_fork_heads, save_head_set
 from core.models.priors import compute_priors, save_priors_csv
@@ -235,6 +235,16 @@ class HeadsStep(PipelineStep):
     inputs = ("backbone", "dataset")
 
     def check(self) -> tuple[bool, str]:
+        done, detail = self._check_own()
+        beside = self.art.source.c1_trn_dir()
+        if beside is None or not done:
+            return done, detail
+        for task in self.art.task_names:
+            self.art.heads(task)  # raises the UserError naming a c1_trn_dir without the checkpoint
+        return True, f"{detail}; {get_family(C1TRNFamily.name).label} beside them from {beside}"
+
+    def _check_own(self) -> tuple[bool, str]:
+        """:meth:`check` of the dataset's own heads (trained here, or ``heads_dir``'s)."""
         fork = self.art.source.fork_heads_dir()
         if fork is not None:
             loaded = [load_fork_heads(fork, t) for t in self.art.task_names]  # raises a UserError naming the problem

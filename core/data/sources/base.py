@@ -204,6 +204,12 @@ class DatasetSource(abc.ABC):
         without a settings table trains its own."""
         return self.optional_path("heads_dir") if self.section else None
 
+    def c1_trn_dir(self) -> Path | None:
+        """The folder of the released EPIC C1 TRN checkpoint explained *beside* the dataset's
+        heads (those trained here, or ``heads_dir``'s): ``[section] c1_trn_dir``, written by
+        ``python -m core heads --c1-trn --beside``; None when unset (or no settings table)."""
+        return self.optional_path("c1_trn_dir") if self.section else None
+
     @abc.abstractmethod
     def how(self, step: str) -> str:
         """One line (a CLI command) that builds ``step`` of this dataset."""

@@ -16,6 +16,7 @@ config; keys it does not set (paths, checkpoint, heads) come from ``[epic]``::
     noun_classes = "/data/EPIC_100_noun_classes.csv"   # optional
     checkpoint = "/checkpoints/trn_rgb.ckpt"  # EPIC TRN Lightning checkpoint (the backbone)
     heads_dir = ""                            # optional: Play Fair fork heads mtrn-frames={k}-type={task}.pt
+    c1_trn_dir = ""                           # optional: folder of trn_rgb.ckpt, its C1 TRN explained beside the heads
     participant = "P01"                       # dataset `epic` only; others: participants = ["P01", "P02"] or "all"
     val_videos = []                           # optional; default: last ~15% of each participant's ingested videos
     stride = 1                                # features: every n-th stored frame
