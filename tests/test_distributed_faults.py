@@ -4,8 +4,9 @@ mid-run (issue 22, "the distributed path under faults").
 ``ray.cluster_utils.Cluster`` starts a head and two worker nodes as separate raylets on this
 machine (small logical CPU counts, 100 MB object stores, no dashboard; nothing else is
 contacted). ``extract --engine ray`` and ``esvs --engine ray`` run on it through the CLI and
-through the functions the CLI calls; a progress callback kills the worker node that hosts most
-of the run's actors (SIGKILL, as a machine that dies) once the first units are in. Checked:
+through the functions the CLI calls; a progress callback kills the worker node that hosts the
+run's encoders / explainers (SIGKILL, as a machine that dies) once the first units are in, and
+the run goes on with the other two nodes. Checked:
 the run finishes, features and ESVs equal the local path's (tests/test_distributed.py's
 tolerances), each clip / part file is written exactly once and whole, and the progress never
 goes back, never passes its total and ends at it.
@@ -46,11 +47,8 @@ def cluster():
     # ray.cluster_utils ships with ray (optional, as above)
     cluster_utils = pytest.importorskip("ray.cluster_utils")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    node = {"object_store_memory": STORE_MB * 1024**2}
-    sim = cluster_utils.Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 1, "include_dashboard": False})
-    for _ in range(2):
-        sim.add_node(**node, num_cpus=WORKER_CPUS)
-    sim.wait_for_nodes()
+    sim = cluster_utils.Cluster(initialize_head=True, head_node_args={"object_store_memory": STORE_MB * 1024**2, "num_cpus": 1, "include_dashboard": False})
+    _add_workers(sim)
     ray.init(address=sim.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         yield ray, sim
@@ -59,22 +57,45 @@ def cluster():
         sim.shutdown()
 
 
-def _kill_busiest_worker(ray: Any, sim: Any) -> tuple[str, int]:
-    """SIGKILL every process of the worker node hosting most live actors (Ray Data's map
-    workers: decoders, encoders, explainers); a fresh worker node joins in its place so the
-    next test has three nodes again. Returns (the killed node's id, its live actors)."""
-    # ray._private.state: the public state API needs the dashboard, which this cluster runs without
-    alive = Counter(a["Address"]["NodeID"] for a in ray._private.state.actors().values()
-                    if a["State"] == "ALIVE" and "MapWorker" in a["ActorClassName"])
-    victim = max(sim.worker_nodes, key=lambda n: alive[n.node_id])
+@pytest.fixture
+def nodes(cluster):
+    """``cluster`` with its two worker nodes (a fault test leaves one: a fresh one joins)."""
+    _add_workers(cluster[1])
+    return cluster
+
+
+def _add_workers(sim: Any) -> None:
+    """Worker nodes until there are two, each of WORKER_CPUS CPUs and STORE_MB of object store."""
+    while len(sim.worker_nodes) < 2:
+        sim.add_node(object_store_memory=STORE_MB * 1024**2, num_cpus=WORKER_CPUS)
+    sim.wait_for_nodes()
+
+
+def _kill_busiest_worker(ray: Any, sim: Any, prefer: str) -> tuple[str, int]:
+    """SIGKILL every process of the worker node hosting the most live ``prefer`` actors (then
+    the most of Ray Data's map workers: decoders, encoders, explainers), as a machine that
+    dies; the run goes on with the head and the other worker.
+
+    Returns:
+        (the killed node's id, the live map workers it hosted).
+    """
+    alive = [a for a in _map_workers(ray) if a["State"] == "ALIVE"]
+    preferred = Counter(a["Address"]["NodeID"] for a in alive if prefer in a["ActorClassName"])
+    workers = Counter(a["Address"]["NodeID"] for a in alive)
+    victim = max(sim.worker_nodes, key=lambda n: (preferred[n.node_id], workers[n.node_id]))
     sim.remove_node(victim, allow_graceful=False)
-    sim.add_node(object_store_memory=STORE_MB * 1024**2, num_cpus=WORKER_CPUS, wait=False)
-    return victim.node_id, alive[victim.node_id]
+    return victim.node_id, workers[victim.node_id]
 
 
-def _restarted_map_workers(ray: Any) -> int:
-    """Ray Data actors of this session that Ray restarted (after their node was lost)."""
-    return sum(1 for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"] and a["NumRestarts"] > 0)
+def _map_workers(ray: Any) -> list[dict[str, Any]]:
+    """Ray Data's map-worker actors of this session (live, restarting or dead), as the GCS lists them."""
+    # ray._private.state: the public state API needs the dashboard, which this cluster runs without
+    return [a for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"]]
+
+
+def _restarts(ray: Any) -> int:
+    """Restarts of Ray Data's actors so far (Ray restarts an actor whose node was lost)."""
+    return sum(a["NumRestarts"] for a in _map_workers(ray))
 
 
 class ProgressLog:
@@ -155,7 +176,7 @@ def _fresh_store(ws: Any, root: Path, monkeypatch: pytest.MonkeyPatch) -> Featur
     return FeatureStore(cache / "features", ws.artifacts.encoder, GulpClipDataset(datasets / ws.name), stride=local.stride)
 
 
-def test_cli_extract_and_esvs_on_three_nodes_equal_local(demo_small, cluster, tmp_path, monkeypatch):
+def test_cli_extract_and_esvs_on_three_nodes_equal_local(demo_small, nodes, tmp_path, monkeypatch):
     ws = demo_small
     local = ws.artifacts.feature_store
     ids = [str(i) for i in ws.clips().index]
@@ -171,20 +192,21 @@ def test_cli_extract_and_esvs_on_three_nodes_equal_local(demo_small, cluster, tm
     assert plan_extraction(store).frames == 0  # a rerun has nothing to do
 
 
-def test_extract_survives_a_worker_node_killed_mid_run(demo_small, cluster, tmp_path, monkeypatch):
-    ray, sim = cluster
+def test_extract_survives_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, monkeypatch):
+    ray, sim = nodes
     ws = demo_small
     store = _fresh_store(ws, tmp_path, monkeypatch)
     ids = [str(i) for i in ws.clips().index]
     plan = plan_extraction(store, unit_frames=16)  # ~160 units: most are still to come when the node dies
     writes = _count_store_writes(store, monkeypatch)
-    log = ProgressLog("frames", at=1, then=lambda: _kill_busiest_worker(ray, sim))
+    restarts = _restarts(ray)
+    log = ProgressLog("frames", at=1, then=lambda: _kill_busiest_worker(ray, sim, prefer="_EncodeUnits"))
 
     report = extract_features(store, RayOptions(), plan=plan, progress=log)
 
     killed_node, actors_on_it = log.fired
     assert actors_on_it > 0 and log.done_when_fired < plan.frames  # the node held the run's actors, mid-run
-    assert _restarted_map_workers(ray) > 0  # ... and Ray restarted them elsewhere
+    assert _restarts(ray) > restarts  # ... and Ray restarted them elsewhere
     assert report.extracted == len(ids) and not report.failed and report.frames == plan.frames
     log.assert_truthful(plan.frames)
     assert writes == Counter({id_: 1 for id_ in ids})  # nothing written twice
@@ -193,13 +215,14 @@ def test_extract_survives_a_worker_node_killed_mid_run(demo_small, cluster, tmp_
     assert plan_extraction(store).frames == 0
 
 
-def test_esvs_survive_a_worker_node_killed_mid_run(demo_small, cluster, tmp_path, monkeypatch):
-    ray, sim = cluster
+def test_esvs_survive_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, monkeypatch):
+    ray, sim = nodes
     ws = demo_small
     args = dict(split="train", n_frames=[1, 2, 4, 8], chunk_size=4)  # 32 clips, 8 part files
     want = read_results(compute_batch_esvs(ws, out_path=tmp_path / "local.parquet", **args))
     writes = _count_atomic_writes(monkeypatch)
-    log = ProgressLog("clips", at=1, then=lambda: _kill_busiest_worker(ray, sim))
+    restarts = _restarts(ray)
+    log = ProgressLog("clips", at=1, then=lambda: _kill_busiest_worker(ray, sim, prefer="_ExplainClips"))
     out = tmp_path / "ray.parquet"
 
     compute_batch_esvs(ws, out_path=out, engine=RayESVEngine(clips_per_call=1), progress=log, **args)
@@ -207,14 +230,14 @@ def test_esvs_survive_a_worker_node_killed_mid_run(demo_small, cluster, tmp_path
     killed_node, actors_on_it = log.fired
     n_clips = len(ws.clips("train"))
     assert actors_on_it > 0 and log.done_when_fired < n_clips
-    assert _restarted_map_workers(ray) > 0
+    assert _restarts(ray) > restarts
     log.assert_truthful(n_clips)
     assert writes == Counter({**{f"part-{k:05d}.parquet": 1 for k in range(8)}, out.name: 1})  # nothing written twice
     assert not [p.name for p in tmp_path.rglob("*.tmp")] and not out.with_name(out.name + ".parts").exists()
     pd.testing.assert_frame_equal(read_results(out), want, check_exact=False, atol=esv_tolerance(ws, "train", 8), rtol=0)
 
 
-def test_esvs_rerun_after_the_driver_dies_resumes_from_the_written_parts(demo_small, cluster, tmp_path, monkeypatch):
+def test_esvs_rerun_after_the_driver_dies_resumes_from_the_written_parts(demo_small, nodes, tmp_path, monkeypatch):
     ws = demo_small
     args = dict(split="train", n_frames=[1, 2, 4], chunk_size=4)
     want = read_results(compute_batch_esvs(ws, out_path=tmp_path / "local.parquet", **args))
