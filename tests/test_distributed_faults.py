@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +33,7 @@ from core.cli import main
 from core.data.gulp import GulpClipDataset
 from core.distributed import RayESVEngine, RayOptions, extract_features, plan_extraction
 from core.features import FeatureStore
+from core.paths import PROJECT_ROOT
 from test_distributed import _copy_demo, esv_tolerance
 from tolerances import reordering_tolerance
 
@@ -176,6 +180,13 @@ def _fresh_store(ws: Any, root: Path, monkeypatch: pytest.MonkeyPatch) -> Featur
     return FeatureStore(cache / "features", ws.artifacts.encoder, GulpClipDataset(datasets / ws.name), stride=local.stride)
 
 
+def _dead_writers_temp_file(path: Path) -> None:
+    """A temporary file of ``path`` left by a writer SIGKILLed inside core.io_utils.atomic_path."""
+    code = ("import os, signal, sys; from core.io_utils import atomic_path; "
+            "writing = atomic_path(sys.argv[1]); writing.__enter__(); os.kill(os.getpid(), signal.SIGKILL)")
+    subprocess.run([sys.executable, "-c", code, str(path)], cwd=PROJECT_ROOT, check=False)
+
+
 def test_cli_extract_and_esvs_on_three_nodes_equal_local(demo_small, nodes, tmp_path, monkeypatch):
     ws = demo_small
     local = ws.artifacts.feature_store
@@ -250,6 +261,7 @@ def test_esvs_rerun_after_the_driver_dies_resumes_from_the_written_parts(demo_sm
         compute_batch_esvs(ws, out_path=out, engine=RayESVEngine(clips_per_call=1), progress=ProgressLog("clips", at=10, then=driver_dies), **args)
     parts = sorted(p.name for p in out.with_name(out.name + ".parts").rglob("part-*.parquet"))
     assert 0 < len(parts) < 8 and not [p.name for p in tmp_path.rglob("*.tmp")]
+    _dead_writers_temp_file(out)  # and one killed (SIGKILL) while writing the results file
 
     writes = _count_atomic_writes(monkeypatch)
     log = ProgressLog("clips")
@@ -257,4 +269,40 @@ def test_esvs_rerun_after_the_driver_dies_resumes_from_the_written_parts(demo_sm
     assert log.reports[0][1] == 4 * len(parts)  # the rerun starts from the written parts...
     assert writes == Counter({**{f"part-{k:05d}.parquet": 1 for k in range(8) if f"part-{k:05d}.parquet" not in parts}, out.name: 1})
     log.assert_truthful(len(ws.clips("train")))  # ... and computes only the others
+    assert not [p.name for p in tmp_path.rglob("*.tmp")]
     pd.testing.assert_frame_equal(read_results(out), want, check_exact=False, atol=esv_tolerance(ws, "train", 4), rtol=0)
+
+
+def test_extract_rerun_after_the_driver_is_killed_resumes(demo_small, nodes, tmp_path, monkeypatch):
+    ray, sim = nodes
+    ws = demo_small
+    store = _fresh_store(ws, tmp_path, monkeypatch)
+    ids = [str(i) for i in ws.clips().index]
+    # The user's command as its own process, joined to the cluster; SIGKILLed once clips are
+    # being written (the files see the same when the head node, with the driver on it, dies).
+    command = [sys.executable, "-m", "core", "extract", "--dataset", ws.name, "--engine", "ray", "--address", sim.address, "--quiet"]
+    driver = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while driver.poll() is None and not list(store.directory.glob("*.npy")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    driver.kill()  # SIGKILL: no finally, no cleanup
+    driver.communicate()
+    written = {p.name: p.stat().st_mtime_ns for p in store.directory.glob("*.npy")}
+    done_before = {i for i in ids if store.path(i).name in written}
+    assert 0 < len(done_before) < len(ids), f"the driver was killed after {len(written)} of {len(ids)} clips"
+    _dead_writers_temp_file(store.path(next(i for i in ids if not store.has(i))))  # as if it died mid-write
+    assert list(store.directory.glob("*.tmp"))
+
+    writes: Counter = Counter()
+    write = FeatureStore.write
+
+    def counted(self: FeatureStore, narration_id: str, rows: np.ndarray, features: np.ndarray) -> None:
+        writes[str(narration_id)] += 1
+        write(self, narration_id, rows, features)
+
+    monkeypatch.setattr(FeatureStore, "write", counted)
+    assert main(["extract", "--dataset", ws.name, "--engine", "ray", "--quiet"]) == 0  # the same command again
+    assert writes == Counter({id_: 1 for id_ in ids if id_ not in done_before})  # only the missing clips, once each
+    assert {n: (store.directory / n).stat().st_mtime_ns for n in written} == written  # what was written stays as it was
+    _assert_store_whole(store, ids)
+    _assert_features_equal_local(store, ws.artifacts.feature_store, ids)

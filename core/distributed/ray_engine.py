@@ -270,6 +270,8 @@ def extract_features(
         The local path's :class:`~core.features.ExtractReport` (``failed``: clips whose
         frames could not be read; their other rows are not written).
     """
+    store.check()
+    store.collect_garbage()  # as the local path: the temp files of a driver killed mid-write go
     plan = plan if plan is not None else plan_extraction(store)
     report = or_silent(progress)
     if not plan.units:
