@@ -65,7 +65,9 @@ def test_address_needs_the_ray_engine(demo_small, capsys):
 def test_sampled_rows_and_regrouping_keep_clip_order():
     assert sampled_rows(10, (1, 2, 20)).tolist() == sorted(set([5, 2, 7]))  # n = 20 > 10 rows: not explained
     chunks = {0: ["a", "b"], 3: ["c"]}
-    done = [(3, 0, [{"id": "c"}]), (0, 1, [{"id": "b1"}, {"id": "b2"}]), (0, 0, [{"id": "a"}])]
+    # chunk 3's clip and chunk 0's second clip come back twice (a retried task's result, again): counted once
+    done = [(3, 0, [{"id": "c"}]), (0, 1, [{"id": "b1"}, {"id": "b2"}]), (3, 0, [{"id": "c"}]), (0, 1, [{"id": "b1"}, {"id": "b2"}]),
+            (0, 0, [{"id": "a"}]), (0, 1, [{"id": "b1"}, {"id": "b2"}])]
     seen: list[int] = []
     out = list(regroup_chunks(iter(done), {k: len(v) for k, v in chunks.items()}, lambda: seen.append(1)))
     assert out == [(3, [{"id": "c"}]), (0, [{"id": "a"}, {"id": "b1"}, {"id": "b2"}])] and len(seen) == 3

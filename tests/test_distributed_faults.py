@@ -9,15 +9,20 @@ run's encoders / explainers (SIGKILL, as a machine that dies) once the first uni
 the run goes on with the other two nodes. Checked:
 the run finishes, features and ESVs equal the local path's (tests/test_distributed.py's
 tolerances), each clip / part file is written exactly once and whole, and the progress never
-goes back, never passes its total and ends at it.
+goes back, never passes its total and ends at it. Those tests are soak tests (a cluster and its
+actors take 15-30 s per test); the default run checks the driver's side without Ray (units in
+any order, one twice: each clip written once, the progress counting each unit once).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,14 +36,14 @@ import core.analysis.batch as batch_module
 from core.analysis.batch import compute_batch_esvs, read_results
 from core.cli import main
 from core.data.gulp import GulpClipDataset
-from core.distributed import RayESVEngine, RayOptions, extract_features, plan_extraction
+from core.distributed import RayESVEngine, RayOptions, UnitsToClips, extract_features, plan_extraction
 from core.features import FeatureStore
 from core.paths import PROJECT_ROOT
 from test_distributed import _copy_demo, esv_tolerance
 from tolerances import reordering_tolerance
 
 # Ray Data's own context warns about its renamed settings; not ours to fix.
-pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*"), pytest.mark.soak]
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
 
 STORE_MB = 100  # object store per node: 3 nodes on a 24 GiB machine shared with others
 WORKER_CPUS = 2  # logical CPUs per worker node: room for a decoder and an encoder after a node is lost
@@ -51,14 +56,20 @@ def cluster():
     # ray.cluster_utils ships with ray (optional, as above)
     cluster_utils = pytest.importorskip("ray.cluster_utils")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    sim = cluster_utils.Cluster(initialize_head=True, head_node_args={"object_store_memory": STORE_MB * 1024**2, "num_cpus": 1, "include_dashboard": False})
-    _add_workers(sim)
-    ray.init(address=sim.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        yield ray, sim
-    finally:
-        ray.shutdown()
-        sim.shutdown()
+    # Its own Ray temp folder (short: Ray's socket paths live under it): the Cluster records its
+    # address there, where another process's plain ray.init() on this machine will not find it.
+    ray_tmp = tempfile.mkdtemp(prefix="rayf-")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_TMPDIR", ray_tmp)
+        sim = cluster_utils.Cluster(initialize_head=True, head_node_args={"object_store_memory": STORE_MB * 1024**2, "num_cpus": 1, "include_dashboard": False})
+        try:
+            _add_workers(sim)
+            ray.init(address=sim.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            yield ray, sim
+        finally:
+            ray.shutdown()
+            sim.shutdown()
+            shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.fixture
@@ -187,6 +198,7 @@ def _dead_writers_temp_file(path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(path)], cwd=PROJECT_ROOT, check=False)
 
 
+@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
 def test_cli_extract_and_esvs_on_three_nodes_equal_local(demo_small, nodes, tmp_path, monkeypatch):
     ws = demo_small
     local = ws.artifacts.feature_store
@@ -203,6 +215,7 @@ def test_cli_extract_and_esvs_on_three_nodes_equal_local(demo_small, nodes, tmp_
     assert plan_extraction(store).frames == 0  # a rerun has nothing to do
 
 
+@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
 def test_extract_survives_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, monkeypatch):
     ray, sim = nodes
     ws = demo_small
@@ -226,6 +239,7 @@ def test_extract_survives_a_worker_node_killed_mid_run(demo_small, nodes, tmp_pa
     assert plan_extraction(store).frames == 0
 
 
+@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
 def test_esvs_survive_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, monkeypatch):
     ray, sim = nodes
     ws = demo_small
@@ -248,6 +262,7 @@ def test_esvs_survive_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, 
     pd.testing.assert_frame_equal(read_results(out), want, check_exact=False, atol=esv_tolerance(ws, "train", 8), rtol=0)
 
 
+@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
 def test_esvs_rerun_after_the_driver_dies_resumes_from_the_written_parts(demo_small, nodes, tmp_path, monkeypatch):
     ws = demo_small
     args = dict(split="train", n_frames=[1, 2, 4], chunk_size=4)
@@ -273,6 +288,7 @@ def test_esvs_rerun_after_the_driver_dies_resumes_from_the_written_parts(demo_sm
     pd.testing.assert_frame_equal(read_results(out), want, check_exact=False, atol=esv_tolerance(ws, "train", 4), rtol=0)
 
 
+@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
 def test_extract_rerun_after_the_driver_is_killed_resumes(demo_small, nodes, tmp_path, monkeypatch):
     ray, sim = nodes
     ws = demo_small
@@ -306,3 +322,33 @@ def test_extract_rerun_after_the_driver_is_killed_resumes(demo_small, nodes, tmp
     assert {n: (store.directory / n).stat().st_mtime_ns for n in written} == written  # what was written stays as it was
     _assert_store_whole(store, ids)
     _assert_features_equal_local(store, ws.artifacts.feature_store, ids)
+
+
+def test_units_in_any_order_or_twice_write_each_clip_once(demo_small, tmp_path, monkeypatch):
+    ws = demo_small
+    local = ws.artifacts.feature_store
+    store = _fresh_store(ws, tmp_path, monkeypatch)
+    ids = [str(i) for i in ws.clips().index[:3]]
+    plan = plan_extraction(store, ids, unit_frames=16)  # 3 clips of 24-72 rows: 2-5 units each
+
+    def encoded(*units: dict[str, Any]) -> dict[str, np.ndarray]:
+        """What the encoder actors return for ``units``: the local path's features of their rows."""
+        feats = [np.ascontiguousarray(local.get(u["narration_id"])[json.loads(u["rows"])], np.float32).tobytes() for u in units]
+        return {"unit": np.array([u["unit"] for u in units]), "narration_id": np.array([u["narration_id"] for u in units]),
+                "rows": np.array([u["rows"] for u in units]), "features": np.array(feats, dtype=object), "error": np.array([""] * len(units))}
+
+    last, *others = plan.units[::-1]  # in reverse, the last unit twice in one batch and once more at the end
+    batches = [encoded(last, last), *(encoded(u) for u in others), encoded(last)]
+    writes = _count_store_writes(store, monkeypatch)
+    log = ProgressLog("frames")
+    clips = UnitsToClips(store, plan, log)
+    for batch in batches:
+        clips.add(batch)
+
+    report = clips.report(0.0)
+    assert report.extracted == len(ids) and report.frames == plan.frames and not report.failed
+    assert writes == Counter({id_: 1 for id_ in ids})
+    log.assert_truthful(plan.frames)
+    _assert_store_whole(store, ids)
+    for id_ in ids:
+        np.testing.assert_array_equal(np.load(store.path(id_)), local.get(id_))
