@@ -228,7 +228,7 @@ def test_extract_survives_a_worker_node_killed_mid_run(demo_small, nodes, tmp_pa
 
     report = extract_features(store, RayOptions(), plan=plan, progress=log)
 
-    killed_node, actors_on_it = log.fired
+    _killed_node, actors_on_it = log.fired
     assert actors_on_it > 0 and log.done_when_fired < plan.frames  # the node held the run's actors, mid-run
     assert _restarts(ray) > restarts  # ... and Ray restarted them elsewhere
     assert report.extracted == len(ids) and not report.failed and report.frames == plan.frames
@@ -252,7 +252,7 @@ def test_esvs_survive_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, 
 
     compute_batch_esvs(ws, out_path=out, engine=RayESVEngine(clips_per_call=1), progress=log, **args)
 
-    killed_node, actors_on_it = log.fired
+    _killed_node, actors_on_it = log.fired
     n_clips = len(ws.clips("train"))
     assert actors_on_it > 0 and log.done_when_fired < n_clips
     assert _restarts(ray) > restarts
