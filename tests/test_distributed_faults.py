@@ -1,17 +1,18 @@
 """The Ray engines on a simulated 3-node cluster, with and without a worker node killed
 mid-run (issue 22, "the distributed path under faults").
 
-``ray.cluster_utils.Cluster`` starts a head and two worker nodes as separate raylets on this
-machine (small logical CPU counts, 100 MB object stores, no dashboard; nothing else is
-contacted). ``extract --engine ray`` and ``esvs --engine ray`` run on it through the CLI and
-through the functions the CLI calls; a progress callback kills the worker node that hosts the
-run's encoders / explainers (SIGKILL, as a machine that dies) once the first units are in, and
-the run goes on with the other two nodes. Checked:
-the run finishes, features and ESVs equal the local path's (tests/test_distributed.py's
-tolerances), each clip / part file is written exactly once and whole, and the progress never
-goes back, never passes its total and ends at it. Those tests are soak tests (a cluster and its
-actors take 15-30 s per test); the default run checks the driver's side without Ray (units in
-any order, one twice: each clip written once, the progress counting each unit once).
+``ray.cluster_utils.Cluster`` starts a head (no CPU: it only coordinates) and two worker nodes
+as separate raylets on this machine (2 logical CPUs each, 100 MB object stores, no dashboard;
+nothing else is contacted). ``extract --engine ray`` and ``esvs --engine ray`` run on it through
+the CLI and through the functions the CLI calls; a progress callback kills the worker node that
+hosts the run's encoders / explainers (SIGKILL, as a machine that dies) once the first units
+are in, and the run goes on on the other worker. A SIGKILLed driver is followed by the same
+command again. Checked: the run finishes, features and ESVs equal the local path's
+(tests/test_distributed.py's tolerances), each clip / part file is written exactly once and
+whole, and the progress never goes back, never passes its total and ends at it. Those tests are
+soak tests (a cluster and its actors take 10-25 s per test); the default run checks the
+driver's side without Ray (units in any order, one twice: each clip written once, the progress
+counting each unit once).
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ from tolerances import reordering_tolerance
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
 
 STORE_MB = 100  # object store per node: 3 nodes on a 24 GiB machine shared with others
-WORKER_CPUS = 2  # logical CPUs per worker node: room for a decoder and an encoder after a node is lost
+WORKER_CPUS = 2  # logical CPUs per worker node: room for a decoder and an encoder on the one left after a loss
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Head (1 CPU) + 2 worker nodes (2 CPUs each), this process connected as the driver."""
+    """Head + 2 worker nodes (2 CPUs each), this process connected as the driver. The head has
+    no CPU, as a real cluster's head that only coordinates: every actor runs on a worker, so
+    killing the worker that hosts one always hits the run (with a CPU the head may hold the
+    only actor a pool has started yet)."""
     ray = pytest.importorskip("ray", reason="Ray comes with requirements-dev.txt (requirements-distributed.txt)")
     # ray.cluster_utils ships with ray (optional, as above)
     cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -61,7 +65,7 @@ def cluster():
     ray_tmp = tempfile.mkdtemp(prefix="rayf-")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_TMPDIR", ray_tmp)
-        sim = cluster_utils.Cluster(initialize_head=True, head_node_args={"object_store_memory": STORE_MB * 1024**2, "num_cpus": 1, "include_dashboard": False})
+        sim = cluster_utils.Cluster(initialize_head=True, head_node_args={"object_store_memory": STORE_MB * 1024**2, "num_cpus": 0, "include_dashboard": False})
         try:
             _add_workers(sim)
             ray.init(address=sim.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
@@ -89,7 +93,7 @@ def _add_workers(sim: Any) -> None:
 def _kill_busiest_worker(ray: Any, sim: Any, prefer: str) -> tuple[str, int]:
     """SIGKILL every process of the worker node hosting the most live ``prefer`` actors (then
     the most of Ray Data's map workers: decoders, encoders, explainers), as a machine that
-    dies; the run goes on with the head and the other worker.
+    dies; the run goes on on the other worker.
 
     Returns:
         (the killed node's id, the live map workers it hosted).
@@ -198,7 +202,7 @@ def _dead_writers_temp_file(path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(path)], cwd=PROJECT_ROOT, check=False)
 
 
-@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
+@pytest.mark.soak  # a 3-node cluster and its actors: 10-25 s each
 def test_cli_extract_and_esvs_on_three_nodes_equal_local(demo_small, nodes, tmp_path, monkeypatch):
     ws = demo_small
     local = ws.artifacts.feature_store
@@ -215,7 +219,7 @@ def test_cli_extract_and_esvs_on_three_nodes_equal_local(demo_small, nodes, tmp_
     assert plan_extraction(store).frames == 0  # a rerun has nothing to do
 
 
-@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
+@pytest.mark.soak  # a 3-node cluster and its actors: 10-25 s each
 def test_extract_survives_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, monkeypatch):
     ray, sim = nodes
     ws = demo_small
@@ -239,7 +243,7 @@ def test_extract_survives_a_worker_node_killed_mid_run(demo_small, nodes, tmp_pa
     assert plan_extraction(store).frames == 0
 
 
-@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
+@pytest.mark.soak  # a 3-node cluster and its actors: 10-25 s each
 def test_esvs_survive_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, monkeypatch):
     ray, sim = nodes
     ws = demo_small
@@ -262,7 +266,7 @@ def test_esvs_survive_a_worker_node_killed_mid_run(demo_small, nodes, tmp_path, 
     pd.testing.assert_frame_equal(read_results(out), want, check_exact=False, atol=esv_tolerance(ws, "train", 8), rtol=0)
 
 
-@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
+@pytest.mark.soak  # a 3-node cluster and its actors: 10-25 s each
 def test_esvs_rerun_after_the_driver_dies_resumes_from_the_written_parts(demo_small, nodes, tmp_path, monkeypatch):
     ws = demo_small
     args = dict(split="train", n_frames=[1, 2, 4], chunk_size=4)
@@ -288,7 +292,7 @@ def test_esvs_rerun_after_the_driver_dies_resumes_from_the_written_parts(demo_sm
     pd.testing.assert_frame_equal(read_results(out), want, check_exact=False, atol=esv_tolerance(ws, "train", 4), rtol=0)
 
 
-@pytest.mark.soak  # a 3-node cluster and its actors: 15-30 s each
+@pytest.mark.soak  # a 3-node cluster and its actors: 10-25 s each
 def test_extract_rerun_after_the_driver_is_killed_resumes(demo_small, nodes, tmp_path, monkeypatch):
     ray, sim = nodes
     ws = demo_small
