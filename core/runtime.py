@@ -153,9 +153,9 @@ class TqdmProgress:
                 self._draw(None, "%", int(round(100 * fraction)))
                 self._counting_message_unit = False
             n = int(round((self.total if self.total is not None else 100) * fraction))
+        self.bar.set_postfix_str(message, refresh=False)  # before the update draws the line: count and message agree
         if n != self.bar.n:
             self.bar.update(n - self.bar.n)
-        self.bar.set_postfix_str(message, refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -3,6 +3,8 @@ with its own rate, and the pipeline hands every step its own progress."""
 
 from __future__ import annotations
 
+import re
+
 from core.runtime import ALREADY_BUILT, PerStepProgress, StepBars, TqdmProgress
 
 
@@ -39,6 +41,18 @@ def test_a_bar_counts_the_unit_its_messages_name_and_completes_on_done(capsys) -
     assert (bar.bar.unit, bar.bar.n) == ("%", 50)
     bar.close()
     assert "‰" not in capsys.readouterr().err
+
+
+def test_a_drawn_line_shows_the_count_and_the_message_of_one_report(capsys) -> None:
+    bar = TqdmProgress("features (ray)", total=1000, unit="frames")
+    bar(0.1, "100/1,000 frames, 1/10 clips")
+    bar.bar.mininterval, bar.bar.miniters = 0, 0  # draw at every update (tqdm skips draws within 0.1 s)
+    for done in (350, 575, 1000):
+        bar(done / 1000, f"{done:,}/1,000 frames, {done // 100}/10 clips")
+    bar.close()
+    lines = [re.search(r"\| (\d+)/1000 .*?([\d,]+)/1,000 frames", line) for line in capsys.readouterr().err.split("\r")]
+    drawn = [(int(m[1]), int(m[2].replace(",", ""))) for m in lines if m]
+    assert len(drawn) >= 3 and all(bar_n == message_n for bar_n, message_n in drawn) and drawn[-1] == (1000, 1000)
 
 
 def test_pipeline_gives_every_step_its_own_progress(demo_small) -> None:

@@ -35,7 +35,7 @@ from core.analysis.results_schema import (ADDED_COLUMNS, COLUMNS, RUN_KEYS, SCHE
 from core.errors import UserError
 from core.explain import (ClipExplanation, ExplanationProvider, ExplanationService, check_settings, default_method, resolve_model,
                           explanation_service)
-from core.io_utils import atomic_path, stable_hash
+from core.io_utils import atomic_path, remove_dead_temp_files, stable_hash
 from core.models.families import family_names
 from core.runtime import Progress, check_task, or_silent
 from core.shapley import get_method
@@ -342,6 +342,7 @@ def compute_batch_esvs(
         **({"runtime": runtime} if runtime != "torch" else {}),  # torch runs keep the settings written before runtimes
     }
     _check_target(out, settings, default_out, Path(ws.default_results_path(split)), force)
+    remove_dead_temp_files(out.parent)  # a run killed while writing the results file (its parts' go with the parts folder)
     parts_dir = out.with_name(out.name + ".parts") / _settings_hash(settings)
     chunks = [clips.iloc[i : i + chunk_size] for i in range(0, len(clips), chunk_size)]
     todo = {k: chunk for k, chunk in enumerate(chunks) if not (parts_dir / f"part-{k:05d}.parquet").exists()}

@@ -13,7 +13,7 @@ use these; docs/distributed.md explains a real cluster.
   stays the one writer of the results file.
 """
 
-from core.distributed.ray_engine import ExtractionPlan, RayOptions, extract_features, import_ray, plan_extraction, ray_cluster
+from core.distributed.ray_engine import ExtractionPlan, RayOptions, UnitsToClips, extract_features, import_ray, plan_extraction, ray_cluster
 from core.distributed.ray_esvs import RayESVEngine
 
-__all__ = ["ExtractionPlan", "RayESVEngine", "RayOptions", "extract_features", "import_ray", "plan_extraction", "ray_cluster"]
+__all__ = ["ExtractionPlan", "RayESVEngine", "RayOptions", "UnitsToClips", "extract_features", "import_ray", "plan_extraction", "ray_cluster"]

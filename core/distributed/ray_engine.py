@@ -272,40 +272,73 @@ def extract_features(
         The local path's :class:`~core.features.ExtractReport` (``failed``: clips whose
         frames could not be read; their other rows are not written).
     """
+    store.check()
+    store.collect_garbage()  # as the local path: the temp files of a driver killed mid-write go
     plan = plan if plan is not None else plan_extraction(store)
-    report = or_silent(progress)
     if not plan.units:
         return ExtractReport(0, plan.skipped)
     t0 = time.perf_counter()
-    n_clips = len(plan.rows_per_clip) + plan.skipped
-    total = plan.frames
-    pending: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    got: dict[str, int] = {}
-    failed: dict[str, str] = {}
-    frames_done = computed = extracted = 0
+    clips = UnitsToClips(store, plan, or_silent(progress))
     with ray_cluster(options) as ray:
         for batch in _encoded_units(ray, store, plan, device, batch_size):
-            for id_, rows_json, feats, error in zip(batch["narration_id"], batch["rows"], batch["features"], batch["error"]):
-                id_ = str(id_)
-                rows = np.asarray(json.loads(rows_json), dtype=np.int64)
-                frames_done += len(rows)
-                got[id_] = got.get(id_, 0) + len(rows)
-                if error:
-                    LOG.warning("clip %s skipped: %s", id_, error)
-                    failed.setdefault(id_, str(error))
-                    pending.pop(id_, None)
-                elif id_ not in failed:
-                    computed += len(rows)
-                    values = np.frombuffer(feats, dtype=np.float32).reshape(len(rows), store.feature_dim)
-                    pending.setdefault(id_, []).append((rows, values))
-                if got[id_] == plan.rows_per_clip[id_] and id_ not in failed:
-                    parts = pending.pop(id_)
-                    store.write(id_, np.concatenate([r for r, _ in parts]), np.concatenate([v for _, v in parts]))
-                    extracted += 1
-            bad = f", {len(failed)} damaged clip(s) skipped" if failed else ""
-            report(frames_done / total, f"{frames_done:,}/{total:,} frames, {extracted + plan.skipped}/{n_clips} clips{bad}")
-    damaged = tuple(DamagedClip(i, p) for i, p in sorted(failed.items()))
-    return ExtractReport(extracted, plan.skipped, computed, damaged, time.perf_counter() - t0)
+            clips.add(batch)
+    return clips.report(time.perf_counter() - t0)
+
+
+class UnitsToClips:
+    """The driver's side of extraction: encoded units, in any order, become whole clips.
+
+    A clip is written (:meth:`FeatureStore.write`, once) when every unit of it is in; a unit
+    that arrives again (should a retried task's result come back twice) is ignored, so the
+    progress counts each unit's frames once and ends at ``plan.frames``; a clip with a
+    damaged unit is recorded and never written.
+
+    Args:
+        store: where the clips' features go.
+        plan: the units (:func:`plan_extraction`).
+        progress: ``progress(fraction, "1,200/9,000 frames, 3/48 clips")`` after each batch.
+    """
+
+    def __init__(self, store: FeatureStore, plan: ExtractionPlan, progress: Progress) -> None:
+        self.store, self.plan, self.progress = store, plan, progress
+        self.pending: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # clip -> (rows (k,), features (k, D)) per unit in
+        self.rows_in: dict[str, int] = {}
+        self.failed: dict[str, str] = {}
+        self.units_in: set[int] = set()
+        self.frames_done = self.computed = self.extracted = 0
+
+    def add(self, batch: Mapping[str, np.ndarray]) -> None:
+        """One batch of encoded units: ``unit``, ``narration_id``, ``rows`` (JSON), ``features`` (bytes), ``error``."""
+        for unit, id_, rows_json, feats, error in zip(batch["unit"], batch["narration_id"], batch["rows"], batch["features"], batch["error"]):
+            if int(unit) in self.units_in:
+                continue
+            self.units_in.add(int(unit))
+            self._add_unit(str(id_), np.asarray(json.loads(rows_json), dtype=np.int64), feats, str(error))
+        n_clips = len(self.plan.rows_per_clip) + self.plan.skipped
+        bad = f", {len(self.failed)} damaged clip(s) skipped" if self.failed else ""
+        self.progress(self.frames_done / self.plan.frames,
+                      f"{self.frames_done:,}/{self.plan.frames:,} frames, {self.extracted + self.plan.skipped}/{n_clips} clips{bad}")
+
+    def _add_unit(self, id_: str, rows: np.ndarray, feats: bytes, error: str) -> None:
+        self.frames_done += len(rows)
+        self.rows_in[id_] = self.rows_in.get(id_, 0) + len(rows)
+        if error:
+            LOG.warning("clip %s skipped: %s", id_, error)
+            self.failed.setdefault(id_, error)
+            self.pending.pop(id_, None)
+        elif id_ not in self.failed:
+            self.computed += len(rows)
+            values = np.frombuffer(feats, dtype=np.float32).reshape(len(rows), self.store.feature_dim)
+            self.pending.setdefault(id_, []).append((rows, values))
+        if self.rows_in[id_] == self.plan.rows_per_clip[id_] and id_ not in self.failed:
+            parts = self.pending.pop(id_)
+            self.store.write(id_, np.concatenate([r for r, _ in parts]), np.concatenate([v for _, v in parts]))
+            self.extracted += 1
+
+    def report(self, seconds: float) -> ExtractReport:
+        """What was extracted (the local path's report)."""
+        damaged = tuple(DamagedClip(i, p) for i, p in sorted(self.failed.items()))
+        return ExtractReport(self.extracted, self.plan.skipped, self.computed, damaged, seconds)
 
 
 def _encoded_units(ray: Any, store: FeatureStore, plan: ExtractionPlan, device: str | None, batch_size: int) -> Iterator[dict[str, np.ndarray]]:

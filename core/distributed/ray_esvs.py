@@ -192,9 +192,12 @@ class RayESVEngine:
 def regroup_chunks(done: Iterator[tuple[int, int, list[dict[str, Any]]]], sizes: dict[int, int],
                    on_clip: Callable[[], None]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """Clips finished in any order ``(chunk k, position, rows)`` -> ``(k, rows of its clips in
-    position order)`` once all ``sizes[k]`` clips of chunk k are in; ``on_clip()`` per clip."""
+    position order)`` once all ``sizes[k]`` clips of chunk k are in; ``on_clip()`` once per clip
+    (a clip that comes back twice, should a retried task's result arrive again, counts once)."""
     pending: dict[int, dict[int, list[dict[str, Any]]]] = {k: {} for k in sizes}
     for k, pos, rows in done:
+        if k not in pending or pos in pending[k]:
+            continue
         pending[k][pos] = rows
         on_clip()
         if len(pending[k]) == sizes[k]:
