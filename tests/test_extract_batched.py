@@ -77,6 +77,8 @@ def _assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> Non
 
 def test_batched_path_equals_the_per_clip_path_and_resumes(gulp_root: Path, encoder: ResNetFCEncoder, tmp_path: Path) -> None:
     ds = GulpClipDataset(gulp_root)
+    for clip in ("s1", "big"):  # the bytes the readers move decode to the frames the per-clip path reads
+        np.testing.assert_array_equal(np.stack([ds.decode_jpeg(b) for b in ds.jpegs(clip, [2, 0, 2])]), ds.frames(clip, [2, 0, 2]))
     old = FeatureExtractor(FeatureStore(tmp_path / "old", encoder, ds)).extract(device="cpu", batch_size=4, chunk=4, path="clips")
     assert [c.clip_id for c in old.failed] == ["bad"] and old.extracted == 6 and old.frames == 27
     want = _features(FeatureStore(tmp_path / "old", encoder, ds))
