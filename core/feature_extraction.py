@@ -90,10 +90,11 @@ class FeatureExtractor:
             batch_size: frames per forward pass (None: 256 on CUDA; 16 on CPU, where larger
                 batches are no faster and only hold more activations in memory).
             rows: only these feature rows per clip (e.g. the frames training samples).
-            workers: decoding processes; None = 1 on CPU, up to 8 on CUDA, 0 below
+            workers: reading processes (they read JPEG bytes on the batched path, decode
+                frames on the per-clip one); None = 1 on CPU, up to 8 on CUDA, 0 below
                 WORKER_MIN_FRAMES frames; 0 = one background thread here.
             open_dataset: picklable callable opening the dataset in a worker (without it, workers are 0).
-            chunk: frames per decoded batch.
+            chunk: frames per read (the batched path encodes ``max(chunk, batch_size)`` frames at a time, across clips).
             parallel: on a CPU, forward passes run side by side, one torch thread each
                 (``TorchFrameEncoder.encode``); None = as many as torch has threads (the
                 ``--threads`` count), 1 = one pass at a time on torch's threads.
