@@ -90,7 +90,7 @@ def _executor(dataset: FrameSource, workers: int, open_dataset: Callable[[], Fra
     if workers > 0 and open_dataset is not None:
         # fork where there is one (as torch's DataLoader): "spawn" and "forkserver" re-import the
         # parent's __main__ in each worker, and under Streamlit that is the app's page script.
-        # The workers only decode JPEGs: no torch, no threads of their own.
+        # The workers only read (and decode) JPEGs: no torch, no threads of their own.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker, initargs=(open_dataset,))
         return pool, lambda cid, idx: pool.submit(_decode_in_worker, cid, idx, read)
