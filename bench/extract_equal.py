@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, (name, (device, path, gpu_decode)) in enumerate(runs.items()):
             store = FeatureStore(Path(cache) / str(i), encoder, ds)
             report = FeatureExtractor(store).extract(device=device, batch_size=args.batch_size, path=path, gpu_decode=gpu_decode)
-            assert report.frames == sum(lengths) and not report.failed, report
+            if report.frames != sum(lengths) or report.failed:
+                raise SystemExit(f"{name}: {report.frames} of {sum(lengths)} frames extracted, damaged: {report.failed}")
             feats[name] = {c: store.get(c) for c in ds.ids}
     ref = feats.pop("reference (clips, cpu fp32)")
     ok = True
