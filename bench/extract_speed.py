@@ -9,17 +9,21 @@ not depend on the values). Three modes per device:
 - ``jpeg``:    JPEG bytes -> simplejpeg decode (thread pool, next batch decoded while
   the current one is encoded) -> ``encode``.
 - ``pipeline``: the real bulk path, ``FeatureExtractor.extract`` on a generated gulp
-  dataset of 456x256 JPEG clips: decode worker processes overlapped with encoding,
-  features written to a store. Every ``--pipeline-threads`` count (default 1 and all
-  cores) and ``--encode-modes`` setting runs ``--repeats`` times, alternating, so a loaded
-  machine slows them alike; medians and the speed-up (target >= 1.6x) printed. On a CPU
-  the default path encodes slices of each batch side by side, one torch thread each.
+  dataset of 456x256 JPEG clips, features written to a store, each ``--paths`` side by
+  side: ``clips`` (the path before issue 22: decoded frames from the readers, clip by clip),
+  ``batched`` (core/extraction: JPEG bytes, batches across clips, decode/encode/write
+  overlapped; nvJPEG on CUDA when torchvision imports) and, on CUDA, ``batched-hostdecode``
+  (the same with CPU decoding). Every ``--pipeline-threads`` count (default 1 and all
+  cores), ``--encode-modes`` setting and path runs ``--repeats`` times, alternating, so a
+  loaded machine slows them alike; medians, each path's ratio to ``clips`` and the thread
+  speed-up (target >= 1.6x) printed. On a CPU the default encodes slices of each batch
+  side by side, one torch thread each.
 
 On CUDA, ``encode`` uses bf16 autocast and channels_last (target: >= 2000 frames/s).
 
     python bench/extract_speed.py                    # CPU (+ CUDA when available)
     python bench/extract_speed.py --device cuda --frames 8192 --batch-size 256
-    python bench/extract_speed.py --modes pipeline --frames 512      # CPU fps at 1 and all threads
+    python bench/extract_speed.py --modes pipeline --frames 512 --repeats 3 --pipeline-threads 2   # batched vs clips
     python bench/extract_speed.py --modes pipeline --frames 256 --encode-modes intra,slices   # before vs now
 """
 
@@ -124,50 +128,86 @@ def bench_jpeg(encoder, device: torch.device, n: int, bs: int, jpegs: list[bytes
     return steps * bs / elapsed
 
 
-def bench_pipeline(encoder, device: torch.device, n: int, bs: int | None, threads: int, workers: int | None, parallel: int | None = None) -> float:
+#: ``--paths`` choices: the per-clip path (decoded frames from the readers: the path before issue 22),
+#: the batched path (core/extraction: JPEG bytes, batches across clips; nvJPEG on CUDA when
+#: torchvision imports), and the batched path with JPEGs decoded on CPU threads (CUDA only).
+PATHS = {"clips": ("clips", True), "batched": ("batched", True), "batched-hostdecode": ("batched", False)}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (decode worker processes), user + system."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def bench_pipeline(encoder, device: torch.device, n: int, bs: int | None, threads: int, workers: int | None,
+                   parallel: int | None = None, path: str = "batched") -> tuple[float, float]:
     """``FeatureExtractor.extract`` over ``n`` frames of generated 456x256 clips (120 frames each).
 
     ``parallel``: forward passes side by side on a CPU (None: the default, one per thread; 1:
-    one pass at a time on ``threads`` torch threads, the path before issue 9's change)."""
+    one pass at a time on ``threads`` torch threads, the path before issue 9's change).
+    ``path``: a key of :data:`PATHS`. Returns (frames/s, CPU ms per frame): on a shared machine
+    the CPU time per frame is what load from other processes changes least."""
     root = Path(tempfile.gettempdir()) / f"playfair-bench-extract-{n}"
     ds = make_dataset(root, [120] * (n // 120) + ([n % 120] if n % 120 else []))
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
+    extract_path, gpu_decode = PATHS[path]
     try:
         with tempfile.TemporaryDirectory() as cache:
             store = FeatureStore(Path(cache), encoder, ds)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_seconds()
             report = FeatureExtractor(store).extract(device=device, batch_size=bs, workers=workers, parallel=parallel,
-                                       open_dataset=functools.partial(GulpClipDataset, root))
-            return report.frames / (time.perf_counter() - t0)
+                                                     open_dataset=functools.partial(GulpClipDataset, root),
+                                                     path=extract_path, gpu_decode=gpu_decode)
+            wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0  # the workers are reaped when extract returns
+            return report.frames / wall, 1000 * cpu / max(report.frames, 1)
     finally:
         torch.set_num_threads(saved)
 
 
 def pipeline_table(encoder, device: torch.device, n: int, bs: int | None, counts: list[int], layouts: list[str],
-                   repeats: int, workers: int | None) -> list[tuple[str, float]]:
-    """Every (threads, encode mode) setting run ``repeats`` times, alternating within each round
-    so load from other processes hits every setting alike; prints medians and the speed-ups.
-    Modes: ``slices`` (default path: passes side by side, one torch thread each), ``intra``
-    (one pass at a time on all torch threads: the path before); at 1 thread they are the same."""
-    settings = [(t, lay) for t in counts for lay in layouts if not (t == 1 and lay == "intra" and "slices" in layouts)]
-    runs: dict[tuple[int, str], list[float]] = {st: [] for st in settings}
-    bench_pipeline(encoder, device, min(n, 32), bs, counts[-1], workers)  # warm-up: dataset, oneDNN kernels
+                   repeats: int, workers: int | None, paths: list[str]) -> list[tuple[str, float]]:
+    """Every (threads, encode mode, path) setting run ``repeats`` times, alternating within each
+    round so load from other processes hits every setting alike; prints medians, the thread
+    speed-ups and each path's ratio to the first one (``clips``: the path before). Encode modes
+    (CPU): ``slices`` (default: passes side by side, one torch thread each), ``intra`` (one pass
+    at a time on all torch threads: the path before issue 9); at 1 thread they are the same."""
+    settings = [(t, lay, pa) for t in counts for lay in layouts for pa in paths
+                if not (t == 1 and lay == "intra" and "slices" in layouts)]
+    runs: dict[tuple[int, str, str], list[float]] = {st: [] for st in settings}
+    cpu_ms: dict[tuple[int, str, str], list[float]] = {st: [] for st in settings}
+    for pa in paths:  # warm-up: dataset, oneDNN kernels / cuDNN autotuning, nvJPEG handles
+        bench_pipeline(encoder, device, min(n, 256 if device.type == "cuda" else 32), bs, counts[-1], workers, path=pa)
     for r in range(repeats):
         for st in settings if r % 2 == 0 else settings[::-1]:
-            runs[st].append(bench_pipeline(encoder, device, n, bs, st[0], workers, 1 if st[1] == "intra" else None))
-            print(f"  round {r + 1}: {st[0]} thread(s) {st[1]:<14} {runs[st][-1]:6.1f} frames/s", flush=True)
+            t, lay, pa = st
+            fps, ms = bench_pipeline(encoder, device, n, bs, t, workers, 1 if lay == "intra" else None, pa)
+            runs[st].append(fps)
+            cpu_ms[st].append(ms)
+            print(f"  round {r + 1}: {t} thread(s) {lay:<7} {pa:<18} {fps:8.1f} frames/s {ms:8.2f} CPU ms/frame", flush=True)
     med = {st: float(np.median(v)) for st, v in runs.items()}
     out = []
-    for t, lay in settings:
-        print(f"  pipeline {t} thread(s) {lay:<7} median {med[(t, lay)]:6.1f} frames/s  (runs: {', '.join(f'{x:.1f}' for x in runs[(t, lay)])})")
-        out.append((f"cpu fp32 {t}t {lay}", med[(t, lay)]))
-    one = next(st for st in settings if st[0] == counts[0])
-    for t, lay in settings:
-        if t != counts[0]:
-            ratios = [a / b for a, b in zip(runs[(t, lay)], runs[one])]
-            print(f"  speed-up {t} threads ({lay}) vs {counts[0]}: {med[(t, lay)] / med[one]:.2f}x of medians, per round "
-                  f"{', '.join(f'{x:.2f}' for x in ratios)}  (target >= 1.6x on 2 cores)")
+    kind = "bf16" if device.type == "cuda" else "fp32"
+    for t, lay, pa in settings:
+        print(f"  pipeline {t} thread(s) {lay:<7} {pa:<18} median {med[(t, lay, pa)]:8.1f} frames/s  "
+              f"(runs: {', '.join(f'{x:.1f}' for x in runs[(t, lay, pa)])}), {np.median(cpu_ms[(t, lay, pa)]):.2f} CPU ms/frame")
+        out.append((f"{kind} {t}t {lay} {pa}", med[(t, lay, pa)]))
+    for t, lay, pa in settings:
+        base = (t, lay, paths[0])
+        if pa != paths[0] and base in runs:
+            ratios = [a / b for a, b in zip(runs[(t, lay, pa)], runs[base])]
+            cpu_ratio = np.median(cpu_ms[base]) / np.median(cpu_ms[(t, lay, pa)])
+            print(f"  ratio {pa} / {paths[0]} at {t} thread(s) {lay}: {med[(t, lay, pa)] / med[base]:.2f}x of medians, per round "
+                  f"{', '.join(f'{x:.2f}' for x in ratios)}; by CPU time per frame {cpu_ratio:.2f}x  "
+                  "(target >= 1.0 on CPU, >= 8,000 frames/s on an H200)")
+    if device.type == "cpu":
+        one = [st for st in settings if st[0] == counts[0]]
+        for t, lay, pa in settings:
+            base = next((st for st in one if st[2] == pa), None)
+            if t != counts[0] and base is not None:
+                print(f"  speed-up {t} threads ({lay}, {pa}) vs {counts[0]}: {med[(t, lay, pa)] / med[base]:.2f}x of medians "
+                      "(target >= 1.6x on 2 cores)")
     return out
 
 
@@ -186,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="pipeline mode on CPU: 'slices' (default path), 'intra' (the path before), or both to alternate: intra,slices")
     p.add_argument("--repeats", type=int, default=3, help="pipeline mode: rounds per setting (medians reported)")
     p.add_argument("--decode-workers", dest="decode_workers", type=int, default=None, help="pipeline mode: decode processes (default: automatic)")
+    p.add_argument("--paths", default=None, help=f"pipeline mode: comma-separated extraction paths of {', '.join(PATHS)}, side by side, "
+                   "ratios to the first (default clips,batched; on CUDA clips,batched-hostdecode,batched)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -213,16 +255,18 @@ def main(argv: list[str] | None = None) -> None:
         name = torch.cuda.get_device_name(dev) if cuda else "cpu"
         for mode in modes:
             if mode == "pipeline":
+                paths = [x.strip() for x in (args.paths or ("clips,batched-hostdecode,batched" if cuda else "clips,batched")).split(",") if x.strip()]
+                if not paths or set(paths) - set(PATHS):
+                    p.error(f"--paths takes {', '.join(PATHS)}, got {args.paths!r}")
                 if cuda:
-                    fps = bench_pipeline(encoder, dev, n, args.batch_size, torch.get_num_threads(), args.decode_workers)
-                    rows.append((name + " bf16", mode, "yes", n, args.batch_size or 256, fps))
-                    continue
-                counts = [int(t) for t in args.pipeline_threads.split(",")]
-                layouts = [x.strip() for x in args.encode_modes.split(",") if x.strip()]
-                if not layouts or set(layouts) - {"intra", "slices"}:
-                    p.error(f"--encode-modes takes intra and/or slices, got {args.encode_modes!r}")
-                for label, fps in pipeline_table(encoder, dev, n, args.batch_size, counts, layouts, args.repeats, args.decode_workers):
-                    rows.append((label, mode, "yes", n, args.batch_size or 16, fps))
+                    counts, layouts = [torch.get_num_threads()], ["slices"]  # on CUDA one pass at a time: no CPU layouts
+                else:
+                    counts = [int(t) for t in args.pipeline_threads.split(",")]
+                    layouts = [x.strip() for x in args.encode_modes.split(",") if x.strip()]
+                    if not layouts or set(layouts) - {"intra", "slices"}:
+                        p.error(f"--encode-modes takes intra and/or slices, got {args.encode_modes!r}")
+                for label, fps in pipeline_table(encoder, dev, n, args.batch_size, counts, layouts, args.repeats, args.decode_workers, paths):
+                    rows.append((f"{name} {label}", mode, "yes", n, args.batch_size or (256 if cuda else 16), fps))
                 continue
             if mode == "network":
                 fps = bench_network(encoder, dev, n, bs)
@@ -234,11 +278,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {rows[-1][0]:<28} {mode:<8} {fps:9.1f} frames/s", flush=True)
 
     print()
-    header = f"{'device':<28} {'mode':<8} {'jpeg decode':<11} {'frames':>7} {'batch':>6} {'frames/s':>10}"
+    header = f"{'device':<48} {'mode':<8} {'jpeg decode':<11} {'frames':>7} {'batch':>6} {'frames/s':>10}"
     print(header)
     print("-" * len(header))
     for dev_name, mode, jpeg, n, bs, fps in rows:
-        print(f"{dev_name:<28} {mode:<8} {jpeg:<11} {n:>7} {bs:>6} {fps:>10.1f}")
+        print(f"{dev_name:<48} {mode:<8} {jpeg:<11} {n:>7} {bs:>6} {fps:>10.1f}")
     if not any(d.type == "cuda" for d in devices):
         print("GPU: not measured (no device lent)" if not torch.cuda.is_available() else "GPU: not measured (pass --device cuda)")
 

@@ -361,7 +361,7 @@ def _add_extraction_flags(p: argparse.ArgumentParser) -> None:
     cores = os.cpu_count() or 1
     p.add_argument("--threads", type=int, default=cores, help=f"torch threads for encoding frames (default: all {cores} cores)")
     p.add_argument("--decode-workers", dest="decode_workers", type=int, default=None,
-                   help="processes decoding frames ahead of the encoder (default: 1 on CPU, up to 8 on CUDA; 0 = a thread)")
+                   help="processes reading (JPEG bytes) or decoding frames ahead of the encoder (default: 1 on CPU, up to 8 on CUDA; 0 = a thread)")
 
 
 def _check_engine(args: argparse.Namespace) -> None:

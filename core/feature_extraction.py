@@ -4,34 +4,36 @@ written through a :class:`~core.features.FeatureStore`.
 The store owns storage (files, format, atomic merges, lazy rows); the extractor owns the
 scheduling of a bulk run: which rows are missing, decode workers, side-by-side CPU
 encoding, progress counted in frames with its ETA, and damaged clips skipped and listed.
+
+Two paths share that scheduling: the batched one (:mod:`core.extraction`: JPEG bytes from
+the readers, batches spanning clips, decoding and encoding overlapped, nvJPEG on CUDA, a
+writer thread) for datasets that serve JPEG bytes (``GulpClipDataset``), and the per-clip
+one (decoded frames from the readers, encoded and written clip by clip) for the others.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import torch
 
 from core.backbones.base import DeviceLike, TorchFrameEncoder, resolve_device
+from core.extraction.progress import DamagedClip, FrameCounter
+from core.extraction.run import make_stage, run_batched, serves_jpegs
 from core.features import FeatureStore
 from core.frame_reader import READ_CHUNK, FrameJob, FrameSource, read_batches
-from core.runtime import Progress, or_silent
+from core.runtime import Progress
 
 LOG = logging.getLogger(__name__)
 
 # Below this many frames to extract, decoding in this process beats starting worker processes (~2 s each).
 WORKER_MIN_FRAMES = 2000
+PATHS = ("auto", "batched", "clips")
 
-
-class DamagedClip(NamedTuple):
-    """A clip whose frames could not be decoded during an extraction, and why."""
-
-    clip_id: str
-    problem: str
+__all__ = ["DamagedClip", "ExtractReport", "FeatureExtractor", "PATHS", "WORKER_MIN_FRAMES"]
 
 
 class ExtractReport(NamedTuple):
@@ -52,11 +54,6 @@ class ExtractReport(NamedTuple):
     seconds: float = 0.0
 
 
-def _eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
-
-
 class FeatureExtractor:
     """Bulk extraction into ``store`` (:meth:`extract`)."""
 
@@ -75,11 +72,13 @@ class FeatureExtractor:
         open_dataset: Callable[[], FrameSource] | None = None,
         chunk: int = READ_CHUNK,
         parallel: int | None = None,
+        path: str = "auto",
+        gpu_decode: bool = True,
     ) -> ExtractReport:
         """Compute every missing feature row of many clips (all rows of every clip by default).
 
-        Frames are decoded ahead of the encoder (:func:`core.frame_reader.read_batches`:
-        worker processes, ``chunk`` frames per batch, bounded memory). A clip whose frames
+        Frames are read ahead of the encoder (:func:`core.frame_reader.read_batches`:
+        worker processes, ``chunk`` frames per read, bounded memory). A clip whose frames
         cannot be decoded is recorded in ``failed`` and skipped; the run goes on. Safe to
         interrupt: each finished clip is written at once, and a rerun computes only what is
         still missing.
@@ -91,18 +90,27 @@ class FeatureExtractor:
             batch_size: frames per forward pass (None: 256 on CUDA; 16 on CPU, where larger
                 batches are no faster and only hold more activations in memory).
             rows: only these feature rows per clip (e.g. the frames training samples).
-            workers: decoding processes; None = 1 on CPU, up to 8 on CUDA, 0 below
+            workers: reading processes (they read JPEG bytes on the batched path, decode
+                frames on the per-clip one); None = 1 on CPU, up to 8 on CUDA, 0 below
                 WORKER_MIN_FRAMES frames; 0 = one background thread here.
             open_dataset: picklable callable opening the dataset in a worker (without it, workers are 0).
-            chunk: frames per decoded batch.
+            chunk: frames per read (the batched path encodes ``max(chunk, batch_size)`` frames at a time, across clips).
             parallel: on a CPU, forward passes run side by side, one torch thread each
                 (``TorchFrameEncoder.encode``); None = as many as torch has threads (the
                 ``--threads`` count), 1 = one pass at a time on torch's threads.
+            path: ``"batched"`` (:mod:`core.extraction`; needs a dataset serving JPEG bytes),
+                ``"clips"`` (per clip, decoded frames from the readers: the path before), or
+                ``"auto"``: batched when the dataset serves JPEG bytes.
+            gpu_decode: on CUDA, decode JPEGs on the GPU (nvJPEG through torchvision, the
+                ``[gpu]`` extra) when torchvision imports; False: on CPU threads.
         """
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        if path == "batched" and not serves_jpegs(self.store.dataset):
+            raise ValueError(f"path='batched' needs a dataset with jpegs() and decode_jpeg(); {type(self.store.dataset).__name__} has not")
         store = self.store
         store.check()
         store.collect_garbage()
-        t0 = time.perf_counter()
         dev = resolve_device(device)
         batch_size = batch_size or (256 if dev.type == "cuda" else 16)
         if parallel is None:
@@ -121,18 +129,31 @@ class FeatureExtractor:
         total = int(sum(len(j.rows) for j in jobs))
         if workers is None:
             workers = 0 if total < WORKER_MIN_FRAMES else (min(8, os.cpu_count() or 1) if dev.type == "cuda" else 1)
-        report = or_silent(progress)
-        report(0.0, f"0/{total:,} frames of {len(jobs)} clips" + (f" ({skipped} clips already done)" if skipped else ""))
-        failed: list[DamagedClip] = []
+        counter = FrameCounter(progress, total, len(jobs), skipped)
+        batched = path == "batched" or (path == "auto" and serves_jpegs(store.dataset))
+        if batched and jobs:
+            stage = make_stage(store, dev, batch_size, encode_kw, gpu_decode)
+            extracted = run_batched(store, jobs, counter, stage, batch_frames=max(chunk, batch_size), chunk=chunk,
+                                    workers=workers, open_dataset=open_dataset)
+        else:
+            extracted = self._per_clip(jobs, counter, dev, batch_size, encode_kw, chunk, workers, open_dataset)
+        if not jobs:
+            counter.report(1.0, f"nothing to do ({skipped} clips already done)")
+        return ExtractReport(extracted, skipped, counter.computed, tuple(counter.failed), counter.seconds())
+
+    def _per_clip(self, jobs: list[FrameJob], counter: FrameCounter, dev: torch.device, batch_size: int, encode_kw: dict,
+                  chunk: int, workers: int, open_dataset: Callable[[], FrameSource] | None) -> int:
+        """The per-clip path: decoded frames from the readers, each clip encoded and written in turn; returns clips written."""
+        store = self.store
         pending: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         counted: dict[str, int] = {}
-        frames_done = extracted = computed = 0
+        extracted = 0
         for batch in read_batches(store.dataset, jobs, chunk=chunk, workers=workers, open_dataset=open_dataset):
             if batch.error is not None:
-                failed.append(DamagedClip(batch.clip_id, batch.error))
                 pending.pop(batch.clip_id, None)
                 job_rows = next(len(j.rows) for j in jobs if j.clip_id == batch.clip_id)
-                frames_done += job_rows - counted.get(batch.clip_id, 0)  # its frames will not come: count them handled
+                # its frames will not come: count them handled
+                counter.damaged(DamagedClip(batch.clip_id, batch.error), job_rows - counted.get(batch.clip_id, 0))
                 LOG.warning("clip %s skipped: %s", batch.clip_id, batch.error)
             else:
                 feats = store.encoder.encode(batch.frames, device=dev, batch_size=batch_size, **encode_kw).numpy()
@@ -140,17 +161,10 @@ class FeatureExtractor:
                 got_rows.append(batch.rows)
                 got_feats.append(feats)
                 counted[batch.clip_id] = counted.get(batch.clip_id, 0) + len(batch.rows)
-                frames_done += len(batch.rows)
-                computed += len(batch.rows)
+                counter.computed_rows(len(batch.rows))
                 if batch.last:
                     r, f = pending.pop(batch.clip_id)
                     store.write(batch.clip_id, np.concatenate(r), np.concatenate(f))
                     extracted += 1
-            elapsed = time.perf_counter() - t0
-            rate = computed / elapsed if elapsed > 0 else 0.0
-            eta = f" · ETA {_eta((total - frames_done) / rate)}" if rate > 0 else ""
-            bad = f" · {len(failed)} damaged clip(s) skipped" if failed else ""
-            report(frames_done / max(total, 1), f"{frames_done:,}/{total:,} frames · {rate:.1f} frames/s{eta}{bad}")
-        if not jobs:
-            report(1.0, f"nothing to do ({skipped} clips already done)")
-        return ExtractReport(extracted, skipped, computed, tuple(failed), time.perf_counter() - t0)
+            counter.tell()
+        return extracted

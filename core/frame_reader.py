@@ -11,6 +11,10 @@ encodes the previous ones. Memory is bounded by the window, not by the clip: a
 
 A clip whose frames cannot be decoded (a damaged gulp chunk or JPEG) yields one batch
 with ``error`` set and no frames; its other batches are dropped, the other clips go on.
+
+With ``read="jpegs"`` the batches carry the clips' stored JPEG bytes instead (``dataset.jpegs``,
+~44 KB a frame instead of 350 KB): the batched bulk path (:mod:`core.extraction`) decodes them
+where the encoder runs.
 """
 
 from __future__ import annotations
@@ -49,21 +53,22 @@ class FrameBatch(NamedTuple):
     Attributes:
         clip_id: the job's clip.
         rows: ``(k,)`` feature rows of these frames.
-        frames: ``(k, H, W, 3)`` uint8, None when ``error`` is set.
+        frames: ``(k, H, W, 3)`` uint8 (``read="frames"``) or k JPEG records (``read="jpegs"``),
+            None when ``error`` is set.
         error: why the clip could not be decoded (then this is its only batch).
         last: the clip's last batch (write its features now).
     """
 
     clip_id: str
     rows: np.ndarray
-    frames: np.ndarray | None
+    frames: np.ndarray | list[bytes] | None
     error: str | None
     last: bool
 
 
-def _decode(dataset: FrameSource, clip_id: str, indices: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+def _decode(dataset: FrameSource, clip_id: str, indices: np.ndarray, read: str = "frames") -> tuple[np.ndarray | list[bytes] | None, str | None]:
     try:
-        return dataset.frames(clip_id, indices), None
+        return getattr(dataset, read)(clip_id, indices), None
     except Exception as exc:  # damaged data of any kind is reported for this clip, never stops the run
         return None, str(exc) or type(exc).__name__
 
@@ -76,20 +81,21 @@ def _init_worker(open_dataset: Callable[[], FrameSource]) -> None:
     _WORKER_DATASET = open_dataset()
 
 
-def _decode_in_worker(clip_id: str, indices: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    return _decode(_WORKER_DATASET, clip_id, indices)
+def _decode_in_worker(clip_id: str, indices: np.ndarray, read: str) -> tuple[np.ndarray | list[bytes] | None, str | None]:
+    return _decode(_WORKER_DATASET, clip_id, indices, read)
 
 
-def _executor(dataset: FrameSource, workers: int, open_dataset: Callable[[], FrameSource] | None) -> tuple[Executor, Callable[[str, np.ndarray], Future]]:
+def _executor(dataset: FrameSource, workers: int, open_dataset: Callable[[], FrameSource] | None,
+              read: str) -> tuple[Executor, Callable[[str, np.ndarray], Future]]:
     if workers > 0 and open_dataset is not None:
         # fork where there is one (as torch's DataLoader): "spawn" and "forkserver" re-import the
         # parent's __main__ in each worker, and under Streamlit that is the app's page script.
-        # The workers only decode JPEGs: no torch, no threads of their own.
+        # The workers only read (and decode) JPEGs: no torch, no threads of their own.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker, initargs=(open_dataset,))
-        return pool, lambda cid, idx: pool.submit(_decode_in_worker, cid, idx)
+        return pool, lambda cid, idx: pool.submit(_decode_in_worker, cid, idx, read)
     thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-reader")
-    return thread, lambda cid, idx: thread.submit(_decode, dataset, cid, idx)
+    return thread, lambda cid, idx: thread.submit(_decode, dataset, cid, idx, read)
 
 
 def read_batches(
@@ -99,6 +105,7 @@ def read_batches(
     chunk: int = READ_CHUNK,
     workers: int = 0,
     open_dataset: Callable[[], FrameSource] | None = None,
+    read: str = "frames",
 ) -> Iterator[FrameBatch]:
     """Decoded batches of every job, in order (module docstring).
 
@@ -109,14 +116,17 @@ def read_batches(
         workers: decoding processes (0 = one background thread here).
         open_dataset: picklable callable opening the dataset in a worker
             (``functools.partial(GulpClipDataset, root)``).
+        read: the dataset method that reads a batch: ``"frames"`` (decoded) or ``"jpegs"`` (stored bytes).
     """
+    if read not in ("frames", "jpegs"):
+        raise ValueError(f"read must be 'frames' or 'jpegs', got {read!r}")
     chunk = max(1, int(chunk))
     pieces = [
         (job.clip_id, job.rows[s : s + chunk], job.indices[s : s + chunk], s + chunk >= len(job.rows))
         for job in jobs
         for s in range(0, len(job.rows), chunk)
     ]
-    pool, submit = _executor(dataset, workers, open_dataset)
+    pool, submit = _executor(dataset, workers, open_dataset, read)
     window = max(2, 2 * workers)
     queue: deque[tuple[tuple, Future]] = deque()
     position = 0

@@ -39,7 +39,7 @@ CORE = ROOT / "core"
 
 #: Third-party packages core may import inside a function: optional or heavy, and
 #: needed only on some paths (the import there says why in a comment).
-OPTIONAL_DEPS = frozenset({"ray", "tqdm", "av", "simplejpeg", "gulpio2", "onnxruntime", "onnx"})
+OPTIONAL_DEPS = frozenset({"ray", "tqdm", "av", "simplejpeg", "gulpio2", "onnxruntime", "onnx", "torchvision"})
 MAX_LINES = 600
 MAX_WORKSPACE_LINES = 300
 #: Folders whose modules may not spell a task (rule 7), and the files that may: the EPIC
@@ -61,7 +61,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core.data",),
     ("core.backbones",),
     ("core.data.sources",),
-    ("core.features", "core.feature_extraction", "core.frame_reader"),
+    ("core.features", "core.feature_extraction", "core.frame_reader", "core.extraction"),
     ("core.models",),
     ("core.shapley",),
     ("core.esv",),

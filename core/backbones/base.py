@@ -168,24 +168,36 @@ class TorchFrameEncoder(abc.ABC):
             return torch.cat(parts)
 
     @torch.inference_mode()
+    def encode_on_device(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 frames already on a device (decoded there, e.g. by nvJPEG) ->
+        ``(B, feature_dim)`` float32 features on that device, not synchronised: the batched bulk
+        path (:mod:`core.extraction`) copies them out while the next batch runs. One forward pass
+        (the caller sizes the batch), the same preprocessing and bf16 autocast as :meth:`encode`."""
+        with self._lock:
+            return self._forward_batch(self._network_on(frames.device), frames)
+
+    def _forward_batch(self, net: nn.Module, chunk: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 on the network's device -> ``(B, feature_dim)`` float32 there."""
+        x = self.preprocess(chunk)
+        if chunk.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                y = net(x)
+        else:
+            y = net(x)
+        if y.shape != (x.shape[0], self.feature_dim):
+            raise RuntimeError(f"{self.name}: network returned {tuple(y.shape)}, expected ({x.shape[0]}, {self.feature_dim})")
+        return y.float()
+
+    @torch.inference_mode()
     def _forward(self, net: nn.Module, frames: np.ndarray, dev: torch.device, batch_size: int) -> torch.Tensor:
         """``(T, H, W, 3)`` uint8 -> ``(T, feature_dim)`` float32 on CPU, ``batch_size`` frames per pass."""
-        cuda = dev.type == "cuda"
         results: list[torch.Tensor] = []
         for start in range(0, frames.shape[0], batch_size):
             # uint8 crosses the bus (4x less than float32); resizing happens on the device.
             chunk = torch.from_numpy(frames[start : start + batch_size])
-            if cuda:
+            if dev.type == "cuda":
                 chunk = chunk.pin_memory().to(dev, non_blocking=True)
-            x = self.preprocess(chunk)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    y = net(x)
-            else:
-                y = net(x)
-            if y.shape != (x.shape[0], self.feature_dim):
-                raise RuntimeError(f"{self.name}: network returned {tuple(y.shape)}, expected ({x.shape[0]}, {self.feature_dim})")
             # Kept on the device until the end: one synchronisation per call, not per batch.
-            results.append(y.float())
+            results.append(self._forward_batch(net, chunk))
         return torch.cat(results).cpu()

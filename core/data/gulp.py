@@ -363,21 +363,59 @@ class GulpClipDataset:
         """Number of frames stored for the segment."""
         return int(self.meta.at[self._check_id(narration_id), "n_frames"])
 
+    def _indices(self, id_: str, indices: Sequence[int] | None) -> list[int]:
+        n = self.n_frames(id_)
+        if indices is None:
+            return list(range(n))
+        idx = [int(i) for i in np.asarray(indices).reshape(-1)]
+        bad = [i for i in idx if not 0 <= i < n]
+        if bad:
+            raise IndexError(f"frame indices {bad[:5]} out of range for {id_!r} with {n} frames")
+        return idx
+
     def frames(self, narration_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
         """Decoded frames, (T, H, W, 3) uint8 RGB; ``indices`` are 0-based, repeats allowed."""
         id_ = self._check_id(narration_id)
-        n = self.n_frames(id_)
-        if indices is None:
-            idx = list(range(n))
-        else:
-            idx = [int(i) for i in np.asarray(indices).reshape(-1)]
-            bad = [i for i in idx if not 0 <= i < n]
-            if bad:
-                raise IndexError(f"frame indices {bad[:5]} out of range for {id_!r} with {n} frames")
-            if not idx:
-                h, w = self._decode(id_, [0])[0].shape[:2]
-                return np.empty((0, h, w, 3), dtype=np.uint8)
+        idx = self._indices(id_, indices)
+        if not idx:
+            h, w = self._decode(id_, [0])[0].shape[:2]
+            return np.empty((0, h, w, 3), dtype=np.uint8)
         return np.stack(self._decode(id_, idx))
+
+    def jpegs(self, narration_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
+        """The stored JPEG bytes of frames ``indices`` (k records, ~44 KB each at 456x256), undecoded:
+        what bulk extraction moves between processes (:mod:`core.extraction`). ``decode_jpeg`` of
+        record i equals ``frames(narration_id, indices)[i]``. The segment's bytes are checked against
+        its content hash on the first read, as for :meth:`frames`."""
+        id_ = self._check_id(narration_id)
+        idx = self._indices(id_, indices)
+        self._verify(id_)
+        data_path = self._chunk_of[id_]
+        infos = self._frame_info[id_]
+        out = []
+        try:
+            with open(data_path, "rb") as fh:
+                for i in idx:
+                    loc, pad, length = infos[i]
+                    fh.seek(loc)
+                    record = fh.read(length)
+                    if len(record) != length:
+                        raise EOFError(f"record {i} is cut short ({len(record)} of {length} bytes)")
+                    out.append(record[: length - pad])
+        except (OSError, EOFError) as exc:
+            raise UserError(f"Gulp chunk {data_path} is corrupt: segment {id_!r} could not be read ({exc}).", self._fix()) from exc
+        return out
+
+    @staticmethod
+    def decode_jpeg(jpeg: bytes) -> np.ndarray:
+        """One record of :meth:`jpegs` -> ``(H, W, 3)`` uint8 RGB, decoded as :meth:`frames` decodes
+        (gulpio2's decoder: simplejpeg, fast DCT and upsampling); ValueError when it is not RGB."""
+        from gulpio2.utils import jpeg_bytes_to_img  # imported lazily: gulpio2 pulls in `sh`
+
+        frame = jpeg_bytes_to_img(jpeg)
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"not an RGB frame (shape {frame.shape})")
+        return frame
 
     def iter_frames(self, narration_id: str, indices: Sequence[int] | None = None, batch: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Stream a clip's frames in batches of at most ``batch`` frames (bounded memory on
