@@ -94,7 +94,8 @@ class FeatureExtractor:
                 frames on the per-clip one); None = 1 on CPU, up to 8 on CUDA, 0 below
                 WORKER_MIN_FRAMES frames; 0 = one background thread here.
             open_dataset: picklable callable opening the dataset in a worker (without it, workers are 0).
-            chunk: frames per read (the batched path encodes ``max(chunk, batch_size)`` frames at a time, across clips).
+            chunk: frames per read (the batched path encodes, across clips, ``batch_size`` x ``parallel`` frames at a
+                time on a CPU and ``max(chunk, batch_size)`` on CUDA).
             parallel: on a CPU, forward passes run side by side, one torch thread each
                 (``TorchFrameEncoder.encode``); None = as many as torch has threads (the
                 ``--threads`` count), 1 = one pass at a time on torch's threads.
@@ -133,7 +134,10 @@ class FeatureExtractor:
         batched = path == "batched" or (path == "auto" and serves_jpegs(store.dataset))
         if batched and jobs:
             stage = make_stage(store, dev, batch_size, encode_kw, gpu_decode)
-            extracted = run_batched(store, jobs, counter, stage, batch_frames=max(chunk, batch_size), chunk=chunk,
+            # a CPU encodes one forward pass per slice at a time: batches that size keep the bar moving every
+            # few seconds and a Stop loses at most two of them; a GPU wants its reads' worth per batch
+            batch_frames = batch_size * max(1, parallel) if dev.type == "cpu" else max(chunk, batch_size)
+            extracted = run_batched(store, jobs, counter, stage, batch_frames=batch_frames, chunk=chunk,
                                     workers=workers, open_dataset=open_dataset)
         else:
             extracted = self._per_clip(jobs, counter, dev, batch_size, encode_kw, chunk, workers, open_dataset)

@@ -199,7 +199,7 @@ def damaged_data_error(art: Artifacts, failed: Sequence[DamagedClip], n_clips: i
     names = ", ".join(c.clip_id for c in failed[:5]) + (", …" if len(failed) > 5 else "")
     problem = (
         f"{len(failed)} of {n_clips} clips could not be decoded (damaged data) and have no features: {names}; "
-        f"the other clips are done. First problem: {failed[0].problem}. Full list: {path}"
+        f"the other clips are done. First problem: {failed[0].problem.rstrip('.')}. Full list: {path}"
     )
     commands = art.source.repair_commands([Path(c) for c in chunks])
     return UserError(problem, "Rebuild the damaged gulp chunk(s) and finish the extraction: " + " && ".join(f"`{c}`" for c in commands))
