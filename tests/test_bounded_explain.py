@@ -177,6 +177,7 @@ def test_game_value_runs_in_bounded_chunks(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # ~7 s in a fresh interpreter: outside the default run (suite time), like the other memory checks
 def test_large_constructive_request_stays_under_memory_bound():
     """3,000 samples per scale at n = 16 with EPIC-sized heads held 1.6 GB before chunking."""
     code = (
