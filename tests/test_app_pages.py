@@ -23,6 +23,7 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df  # noqa: E
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core.analysis import overview  # noqa: E402
+from core.models.families import get_family  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 MAIN = str(ROOT / "app" / "explorer.py")  # the navigation script (app/main.py serves it with a warm-up)
@@ -363,7 +364,10 @@ def test_overview_draws_accuracy_positions_sweep_and_classes(demo: Workspace) ->
     mtrn_verb = table[(table["task"] == "verb") & (table["model"] == "mtrn")].sort_values("n_frames")["top1"].to_numpy()
     drawn = acc[acc["series"] == "verb · multiscale TRN"].sort_values("n_frames")["accuracy"].to_numpy()
     np.testing.assert_allclose(drawn, mtrn_verb)
+    # every family of the table is drawn (in its own colour) and said what it is
+    assert set(acc["model"]) == set(table["model"])
     captions = " ".join(c.value for c in at.caption)
+    assert all(f"{get_family(m).label}: {get_family(m).description}" in captions for m in ("mtrn", "tsn", "transformer"))
     # the default sample shows every class with >= 3 validation clips (the cost limit allows it on the demo)
     sample = at.number_input(key="ov_sample").value
     assert sample == overview.default_sample_size(demo, "val", min_clips_per_class=3)

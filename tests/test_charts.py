@@ -126,6 +126,13 @@ def test_overview_charts_are_valid() -> None:
     acc = pd.DataFrame({"n_frames": [1, 2], "accuracy": [0.5, 0.7], "task": "verb", "model": "mtrn",
                         "model_name": "multiscale TRN", "series": "verb · multiscale TRN"})
     _valid(charts.accuracy_chart(acc))
+    # every family in the table gets its own colour and legend entry (not only the three trained everywhere)
+    names = ["multiscale TRN", "TSN", "temporal transformer", "C1 TRN (released)", "gru"]
+    many = pd.DataFrame({"n_frames": 1, "accuracy": 0.5, "task": "verb", "model": names, "model_name": names,
+                         "series": [f"verb · {n}" for n in names]})
+    scale = _valid(charts.accuracy_chart(many))["encoding"]["color"]["scale"]
+    assert set(scale["domain"]) == set(names) and len(set(scale["range"])) == len(names)
+    assert scale["range"][scale["domain"].index("multiscale TRN")] == "#4c78a8"
     pos = pd.DataFrame({"position": [1, 2, 1, 2], "esv": [0.1, 0.2, 0.0, 0.3], "task": ["verb"] * 4})
     _valid(charts.position_chart(pos))
     _valid(charts.position_chart(pos.drop(columns="task")))

@@ -72,6 +72,22 @@ def sweep_chart(table: pd.DataFrame, *, height: int = 300) -> alt.Chart:
     return alt.layer(*layers).properties(height=height)
 
 
+# The three models every trained dataset has keep their colours; any other family in the table
+# (transformer, the C1 TRN, plugins) takes the next palette colour, in the table's order.
+FIXED_MODEL_COLORS = {"multiscale TRN": "#4c78a8", "single-scale head": "#f58518", "TSN": "#54a24b"}
+
+
+def model_colors(names: Sequence[str] | pd.Series) -> alt.Scale:
+    """A colour per model name present: the fixed ones first, then the rest of :data:`TASK_PALETTE`
+    (cycled), so every family in an accuracy table gets a line and a legend entry."""
+    present = list(dict.fromkeys(str(n) for n in names))
+    domain = [n for n in FIXED_MODEL_COLORS if n in present] + [n for n in present if n not in FIXED_MODEL_COLORS]
+    spare = [c for c in TASK_PALETTE if c not in FIXED_MODEL_COLORS.values()]
+    others = iter(range(len(domain)))
+    colors = [FIXED_MODEL_COLORS.get(n) or spare[next(others) % len(spare)] for n in domain]
+    return alt.Scale(domain=domain, range=colors)
+
+
 def accuracy_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
     """Accuracy against the number of frames: colour = model, dash = task.
 
@@ -87,7 +103,7 @@ def accuracy_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
             color=alt.Color(
                 "model_name:N",
                 title="model",
-                scale=alt.Scale(domain=["multiscale TRN", "single-scale head", "TSN"], range=["#4c78a8", "#f58518", "#54a24b"]),
+                scale=model_colors(table["model_name"]),
                 legend=alt.Legend(orient="right"),
             ),
             # the legend draws each task as the dashed line it is (not as the points on it)
@@ -95,7 +111,8 @@ def accuracy_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
                                                                              symbolSize=400, symbolStrokeColor="#555")),
             tooltip=["series", "n_frames", alt.Tooltip("accuracy:Q", format=".3f")],
         )
-        .properties(height=height)
+        # room for both legends: an entry per model and per task (about 30 px each), plus their titles
+        .properties(height=max(height, 32 * (table["model_name"].nunique() + table["task"].nunique()) + 80))
     )
 
 

@@ -33,6 +33,14 @@ def model_name(row_model: str) -> str:
     return labels.get(row_model, row_model)
 
 
+def model_notes(acc: pd.DataFrame) -> list[str]:
+    """One line per model family with rows in the accuracy table ``acc``: its readable name and
+    what it is (:attr:`~core.models.families.ModelFamily.description`), in registry order."""
+    present = set(acc["model"])
+    return [f"{f.label}: {f.description}" for f in registered_families()
+            if present & ({f.name} | set(f.row_labels))]
+
+
 def accuracy_long(acc: pd.DataFrame, metric: str = "top1", *, retrain: LazyCommand | None = None) -> pd.DataFrame:
     """The workspace accuracy table -> ``task, model, n_frames, accuracy, model_name,
     series`` rows (``model_name`` readable, ``series`` = task · model_name). ``retrain``:
