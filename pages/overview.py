@@ -30,8 +30,7 @@ except UserError as exc:
     acc = None
 if acc is not None:
     st.altair_chart(charts.accuracy_chart(acc), width="stretch", key="acc_chart")
-    st.caption("  \n".join(["single-scale head / C1 TRN relation head: the head of scale n alone on n frames.", *overview.model_notes(acc),
-                            "The ESVs below explain the model the sidebar names."]))
+    st.caption("  \n".join([*overview.model_notes(acc), "The ESVs below explain the model the sidebar names."]))
     with st.expander("Accuracy table"):
         pivot = acc.pivot_table(index="n_frames", columns="series", values="accuracy")
         state.show_table(pivot, charts.same_format(acc["series"].unique(), "%.3f"), hide_index=False)

@@ -367,7 +367,8 @@ def test_overview_draws_accuracy_positions_sweep_and_classes(demo: Workspace) ->
     # every family of the table is drawn (in its own colour) and said what it is
     assert set(acc["model"]) == set(table["model"])
     captions = " ".join(c.value for c in at.caption)
-    assert all(f"{get_family(m).label}: {get_family(m).description}" in captions for m in ("mtrn", "tsn", "transformer"))
+    assert all(get_family(m).description in captions for m in ("mtrn", "tsn", "transformer"))
+    assert "single-scale head: the head of scale n alone on n frames" in captions
     # the default sample shows every class with >= 3 validation clips (the cost limit allows it on the demo)
     sample = at.number_input(key="ov_sample").value
     assert sample == overview.default_sample_size(demo, "val", min_clips_per_class=3)

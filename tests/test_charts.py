@@ -133,6 +133,12 @@ def test_overview_charts_are_valid() -> None:
     scale = _valid(charts.accuracy_chart(many))["encoding"]["color"]["scale"]
     assert set(scale["domain"]) == set(names) and len(set(scale["range"])) == len(names)
     assert scale["range"][scale["domain"].index("multiscale TRN")] == "#4c78a8"
+    # the tasks' line styles are named in the title, in the dash scale's order
+    two = pd.concat([acc, acc.assign(task="noun", series="noun · multiscale TRN")])
+    spec = _valid(charts.accuracy_chart(two))
+    dash = spec["encoding"]["strokeDash"]["scale"]
+    assert dash["domain"] == ["verb", "noun"] and dash["range"][:2] == [[1, 0], [6, 4]]
+    assert spec["title"]["text"] == "line style per task: verb: solid, noun: dashed"
     pos = pd.DataFrame({"position": [1, 2, 1, 2], "esv": [0.1, 0.2, 0.0, 0.3], "task": ["verb"] * 4})
     _valid(charts.position_chart(pos))
     _valid(charts.position_chart(pos.drop(columns="task")))

@@ -88,14 +88,23 @@ def model_colors(names: Sequence[str] | pd.Series) -> alt.Scale:
     return alt.Scale(domain=domain, range=colors)
 
 
+# Line styles of the tasks in the accuracy chart, named in its title: the browser draws no
+# symbol in a legend of dash patterns on a line-and-point mark, so the key is spelled out.
+TASK_DASHES = (("solid", [1, 0]), ("dashed", [6, 4]), ("dotted", [2, 3]), ("dash-dot", [8, 3, 2, 3]), ("long-dashed", [12, 4]))
+
+
 def accuracy_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
-    """Accuracy against the number of frames: colour = model, dash = task.
+    """Accuracy against the number of frames: colour = model, line style = task (named in the
+    title, e.g. "verb: solid line, noun: dashed"; :data:`TASK_DASHES`, cycled).
 
     ``table`` columns: ``n_frames``, ``accuracy``, ``task``, ``model`` and ``series``
     (e.g. ``verb · multiscale TRN``, shown in tooltips).
     """
+    tasks = list(dict.fromkeys(table["task"]))
+    styles = [TASK_DASHES[i % len(TASK_DASHES)] for i in range(len(tasks))]
+    key = ", ".join(f"{t}: {name}" for t, (name, _) in zip(tasks, styles))
     return (
-        alt.Chart(table)
+        alt.Chart(table, title=alt.Title(f"line style per task: {key}", fontSize=12, fontWeight="normal", anchor="start"))
         .mark_line(point=True)
         .encode(
             x=alt.X("n_frames:O", title="frames (scale)", axis=alt.Axis(labelAngle=0)),
@@ -106,13 +115,11 @@ def accuracy_chart(table: pd.DataFrame, *, height: int = 260) -> alt.Chart:
                 scale=model_colors(table["model_name"]),
                 legend=alt.Legend(orient="right"),
             ),
-            # the legend draws each task as the dashed line it is (not as the points on it)
-            strokeDash=alt.StrokeDash("task:N", title="task", legend=alt.Legend(orient="right", symbolType="stroke", symbolStrokeWidth=2,
-                                                                             symbolSize=400, symbolStrokeColor="#555")),
+            strokeDash=alt.StrokeDash("task:N", scale=alt.Scale(domain=tasks, range=[dash for _, dash in styles]), legend=None),
             tooltip=["series", "n_frames", alt.Tooltip("accuracy:Q", format=".3f")],
         )
-        # room for both legends: an entry per model and per task (about 30 px each), plus their titles
-        .properties(height=max(height, 32 * (table["model_name"].nunique() + table["task"].nunique()) + 80))
+        # room for the legend: an entry per model (about 30 px each) and its title
+        .properties(height=max(height, 32 * table["model_name"].nunique() + 40))
     )
 
 

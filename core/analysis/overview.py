@@ -34,11 +34,19 @@ def model_name(row_model: str) -> str:
 
 
 def model_notes(acc: pd.DataFrame) -> list[str]:
-    """One line per model family with rows in the accuracy table ``acc``: its readable name and
-    what it is (:attr:`~core.models.families.ModelFamily.description`), in registry order."""
+    """One line per model family with rows in the accuracy table ``acc`` (registry order): what
+    it is (:attr:`~core.models.families.ModelFamily.description`, after its name unless the
+    description starts with it), then what its single-scale rows (``*_head``) are."""
     present = set(acc["model"])
-    return [f"{f.label}: {f.description}" for f in registered_families()
-            if present & ({f.name} | set(f.row_labels))]
+    notes = []
+    for f in registered_families():
+        rows = present & ({f.name} | set(f.row_labels))
+        if not rows:
+            continue
+        said = f.description if f.description.lower().startswith(f.label.lower()) else f"{f.label}: {f.description}"
+        heads = [model_name(r) for r in sorted(rows) if r.endswith("_head")]
+        notes.append(said + "".join(f" {h}: the head of scale n alone on n frames." for h in heads))
+    return notes
 
 
 def accuracy_long(acc: pd.DataFrame, metric: str = "top1", *, retrain: LazyCommand | None = None) -> pd.DataFrame:
