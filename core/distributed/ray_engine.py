@@ -33,6 +33,7 @@ from core.backbones.base import FrameEncoder
 from core.commands import pip_command, tool_command
 from core.data.gulp import GulpClipDataset
 from core.errors import UserError
+from core.extraction.batching import ClipAssembler, Span
 from core.feature_extraction import DamagedClip, ExtractReport
 from core.features import FeatureStore
 from core.paths import PROJECT_ROOT
@@ -301,8 +302,7 @@ class UnitsToClips:
 
     def __init__(self, store: FeatureStore, plan: ExtractionPlan, progress: Progress) -> None:
         self.store, self.plan, self.progress = store, plan, progress
-        self.pending: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # clip -> (rows (k,), features (k, D)) per unit in
-        self.rows_in: dict[str, int] = {}
+        self.clips = ClipAssembler(plan.rows_per_clip)  # the batched local path's: parts per clip until all rows are in
         self.failed: dict[str, str] = {}
         self.units_in: set[int] = set()
         self.frames_done = self.computed = self.extracted = 0
@@ -320,19 +320,17 @@ class UnitsToClips:
                       f"{self.frames_done:,}/{self.plan.frames:,} frames, {self.extracted + self.plan.skipped}/{n_clips} clips{bad}")
 
     def _add_unit(self, id_: str, rows: np.ndarray, feats: bytes, error: str) -> None:
-        self.frames_done += len(rows)
-        self.rows_in[id_] = self.rows_in.get(id_, 0) + len(rows)
+        self.frames_done += len(rows)  # a unit's frames are handled when it arrives, damaged or not
         if error:
             LOG.warning("clip %s skipped: %s", id_, error)
             self.failed.setdefault(id_, error)
-            self.pending.pop(id_, None)
-        elif id_ not in self.failed:
-            self.computed += len(rows)
-            values = np.frombuffer(feats, dtype=np.float32).reshape(len(rows), self.store.feature_dim)
-            self.pending.setdefault(id_, []).append((rows, values))
-        if self.rows_in[id_] == self.plan.rows_per_clip[id_] and id_ not in self.failed:
-            parts = self.pending.pop(id_)
-            self.store.write(id_, np.concatenate([r for r, _ in parts]), np.concatenate([v for _, v in parts]))
+            self.clips.fail(id_)
+            return
+        values = np.frombuffer(feats, dtype=np.float32).reshape(len(rows), self.store.feature_dim)
+        counted, finished = self.clips.add(Span(id_, rows, 0, len(rows)), values)  # counts 0 for a failed clip
+        self.computed += counted
+        if finished is not None:
+            self.store.write(*finished)
             self.extracted += 1
 
     def report(self, seconds: float) -> ExtractReport:

@@ -52,8 +52,9 @@ from core.shapley.interactions import InteractionResult, default_interaction_bud
 class _Plan(NamedTuple):
     """What one explanation runs: the model family and the task's model of it, the priors,
     feature ``rows`` (n,) and their ``features`` (n, D), the settings after the
-    exact-equivalence rule (method, samples_per_scale, iterations, seed, budget) and the
-    cache key (None: not cacheable)."""
+    exact-equivalence rule (method, samples_per_scale, iterations, seed, budget), the device
+    it runs on (:meth:`ExplanationService.run_device` of the resolved method) and the cache
+    key (None: not cacheable)."""
 
     family: ModelFamily
     model: Any
@@ -61,6 +62,7 @@ class _Plan(NamedTuple):
     rows: np.ndarray
     features: np.ndarray
     settings: tuple[str | None, int | None, int, int | None, int | None]
+    device: torch.device
     key: str | None
 
 
@@ -261,10 +263,9 @@ class ExplanationService:
         result = self.cache.get(key, directory) if cacheable else None
         cached = result is not None
         if result is None:
-            device = self.run_device(model, canonical_name(method or default_method(samples_per_scale, budget), kind=plan.family.game_kind))
-            x = torch.from_numpy(features).to(device)
+            x = torch.from_numpy(features).to(plan.device)
             with torch.inference_mode(), torch_threads(getattr(self.provider, "threads", None)), reporting(progress):
-                result = on_cpu(self._engine(plan.family, self._modules(plan.family, plan.model, task, x.shape[-1], device), priors, x,
+                result = on_cpu(self._engine(plan.family, self._modules(plan.family, plan.model, task, x.shape[-1], plan.device), priors, x,
                                               method, samples_per_scale, iterations, seed, budget))
             if cacheable and cache:
                 self.cache.put(key, result, directory)
@@ -292,12 +293,13 @@ class ExplanationService:
             method, samples_per_scale, iterations, seed, budget = "exact", None, 1, None, None
         # an alias and its canonical name are one method: one cache entry
         resolved = canonical_name(method if method is not None else default_method(samples_per_scale, budget), kind=cost.game)
+        device = self.run_device(model, resolved)
         key = None if resolved != "exact" and seed is None else self.key(  # unseeded draws are never cached
             clip_id=clip_id, task=task, model=model, rows=rows, features=features, heads_key=p.heads_key(),
             priors_hash=self._hash_priors(task, priors), method=resolved, samples_per_scale=samples_per_scale,
-            iterations=iterations, seed=seed, budget=budget, runtime=self.runtime, device=self.run_device(model, resolved).type,
+            iterations=iterations, seed=seed, budget=budget, runtime=self.runtime, device=device.type,
         )
-        return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), key)
+        return _Plan(family, trained, priors, rows, features, (method, samples_per_scale, iterations, seed, budget), device, key)
 
     def is_cached(
         self, clip_id: str, *, task: str | None = None, n_frames: int = 8, model: str | None = None, method: str | None = None,
@@ -543,9 +545,9 @@ class ExplanationService:
         if self.runtime == "onnx":
             return self._onnx.modules(self.provider, family, model, task, int(feature_dim))
         modules = family.modules(model)
-        if device is None or device.type == "cpu":
+        if device is None:
             return modules
-        return self._compute.modules((self.provider.heads_key(), family.name, task), modules, device)
+        return self._compute.modules((self.provider.heads_key(), family.name, task), modules, device)  # the CPU: themselves
 
     @staticmethod
     def _engine(
