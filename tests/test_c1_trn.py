@@ -183,18 +183,24 @@ class C1TestSource(vocab_sources.VocabSource):
 register_source(C1TestSource)
 
 
+def c1_test_dataset(mp: pytest.MonkeyPatch, config: Path, checkpoint: Path) -> Workspace:
+    """The c1-test dataset and its priors built under its own ``config`` (``$PLAYFAIR_CONFIG``
+    set through ``mp``), with ``checkpoint`` as its TRN checkpoint; no heads."""
+    mp.setenv("PLAYFAIR_CONFIG", str(config))
+    ws = Workspace("c1-test")
+    ws.build(["dataset", "priors"])
+    ws.config = {**ws.config, "c1-test": {"checkpoint": str(checkpoint)}}
+    ws.save_config()
+    return ws
+
+
 @pytest.fixture(scope="module")
 def c1_ws(tmp_path_factory: pytest.TempPathFactory, ckpt: tuple[Path, dict], one_torch_thread: None) -> Iterator[Workspace]:
     """The test dataset built, its `checkpoint` set, then ``heads --c1-trn`` (no value: that checkpoint); nothing trained."""
     from app import state
 
     with pytest.MonkeyPatch.context() as mp:
-        config = tmp_path_factory.mktemp("c1-config") / "config.toml"
-        mp.setenv("PLAYFAIR_CONFIG", str(config))
-        ws = Workspace("c1-test")
-        ws.build(["dataset", "priors"])
-        ws.config = {**ws.config, "c1-test": {"checkpoint": str(ckpt[0])}}
-        ws.save_config()
+        c1_test_dataset(mp, tmp_path_factory.mktemp("c1-config") / "config.toml", ckpt[0])
         assert cli_main(["heads", "--dataset", "c1-test", "--c1-trn"]) == 0
         state.reset_workspaces()
         yield Workspace("c1-test")

@@ -21,7 +21,7 @@ from core.cli import main as cli_main  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.models.families import registered_families  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
-from test_c1_trn import ckpt  # noqa: E402,F401 -- the generated trn_rgb.ckpt (and the c1-test source)
+from test_c1_trn import c1_test_dataset, ckpt  # noqa: E402,F401 -- the generated trn_rgb.ckpt (and the c1-test source)
 from test_open_vocabularies import page_run  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -36,11 +36,7 @@ def beside(tmp_path_factory: pytest.TempPathFactory, ckpt: tuple[Path, dict], on
 
     with pytest.MonkeyPatch.context() as mp:
         config = tmp_path_factory.mktemp("c1-beside-config") / "config.toml"
-        mp.setenv("PLAYFAIR_CONFIG", str(config))
-        ws = Workspace("c1-test")
-        ws.build(["dataset", "priors"])
-        ws.config = {**ws.config, "c1-test": {"checkpoint": str(ckpt[0])}}
-        ws.save_config()
+        c1_test_dataset(mp, config, ckpt[0])
         assert cli_main(["train", "--dataset", "c1-test", "--quiet"]) == 0
         ws = Workspace("c1-test")
         clip = str(ws.clips("val").index[0])
